@@ -1,0 +1,33 @@
+//! Sightline's core: what every component shares and nothing component-specific.
+//!
+//! - [`Signal`]: traces, metrics, logs, and the names derived from them.
+//! - [`wire`]: allocation-free validation and counting of OTLP protobuf requests, and the
+//!   wire-level rewrite of their resources (the enrichment hot path never decodes a span).
+//! - [`Payload`] / [`Batch`]: one validated request as shared bytes; batches are
+//!   concatenations.
+//! - [`MemoryBudget`]: the global in-flight byte budget acquired at admission.
+//! - [`Pipeline`] and [`Processor`]: inline processing and zero-copy fan-out.
+//! - [`driver`]: the exporter driver (queue, batching, concurrency, retry, metrics) that every
+//!   exporter reuses through the small [`Sender`] trait.
+//! - [`telemetry`]: counters and gauges rendered as Prometheus text, and the naming rules.
+//!
+//! Nothing here does I/O on the receive path or blocks: processors run inline on the receiving
+//! task, exporters run on their own tasks behind bounded queues.
+
+pub mod budget;
+pub mod driver;
+pub mod payload;
+pub mod pipeline;
+pub mod signal;
+pub mod telemetry;
+pub mod wire;
+
+pub use budget::{MemoryBudget, MemoryPermit};
+pub use driver::{
+    BatchConfig, Driver, DriverConfig, Enqueued, ExporterHandle, QueueConfig, RetryConfig, SendError, SendFuture,
+    Sender,
+};
+pub use payload::{Batch, Payload};
+pub use pipeline::{Delivered, Pipeline, ProcessError, Processor};
+pub use signal::Signal;
+pub use telemetry::{Counter, Gauge, Registry};

@@ -1,0 +1,59 @@
+//! Pipelines: processors run inline on the receiving task, then the payload is fanned out to
+//! every exporter of the pipeline as one shared, reference-counted buffer.
+
+use crate::{Enqueued, ExporterHandle, Payload, Signal};
+use std::sync::Arc;
+
+/// Why a processor refused a payload. Processors that merely change data never fail; this is
+/// for policies (quotas, required attributes) that refuse data on purpose.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    /// The client may retry later (e.g. a quota).
+    #[error("{message}")]
+    Retryable { message: String, retry_after_secs: u64 },
+    /// The data is refused for good; `rejected` items (all when equal to the payload's count).
+    #[error("{message}")]
+    Refused { message: String },
+    /// The payload was not well formed (should have been caught by validation).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// A processor: takes a payload, returns the (possibly rewritten) payload. Runs inline on the
+/// receiving task, so it must not block or wait.
+pub trait Processor: Send + Sync + 'static {
+    fn process(&self, payload: Payload) -> Result<Payload, ProcessError>;
+}
+
+/// One `service.pipelines` entry, built.
+pub struct Pipeline {
+    pub id: String,
+    pub signal: Signal,
+    pub processors: Vec<Arc<dyn Processor>>,
+    pub exporters: Vec<ExporterHandle>,
+}
+
+/// What the fan-out did with a payload.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Delivered {
+    pub queued: usize,
+    pub dropped: usize,
+}
+
+impl Pipeline {
+    /// Runs the processors, then hands the result to every exporter (without copying it).
+    pub async fn consume(&self, mut payload: Payload) -> Result<Delivered, ProcessError> {
+        for p in &self.processors {
+            payload = p.process(payload)?;
+        }
+        let mut d = Delivered::default();
+        // A clone is a reference-count increment: every exporter shares the same bytes.
+        for e in &self.exporters {
+            match e.enqueue(payload.clone()).await {
+                Enqueued::Queued => d.queued += 1,
+                Enqueued::Dropped => d.dropped += 1,
+            }
+        }
+        Ok(d)
+    }
+}

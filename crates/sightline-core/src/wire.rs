@@ -1,0 +1,647 @@
+//! Allocation-free reading and writing of the protobuf wire format, and the OTLP-specific walks
+//! built on it: [`inspect`] validates a request's framing and counts its items, and
+//! [`rewrite_resources`] replaces every `Resource` of a request while copying everything else
+//! (scopes, spans, log records, data points) through as opaque bytes.
+//!
+//! Nothing here decodes a span, a log record or a data point into a struct. Errors carry a path
+//! (`resource_spans[2].scope_spans[0].spans[7]`) so that a client learns what was wrong; the
+//! path is only built on the error path.
+
+use crate::Signal;
+use std::fmt;
+
+/// A protobuf wire type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WireType {
+    Varint = 0,
+    I64 = 1,
+    Len = 2,
+    I32 = 5,
+}
+
+/// One field's value as it sits on the wire.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Value<'a> {
+    Varint(u64),
+    I64(u64),
+    Len(&'a [u8]),
+    I32(u32),
+}
+
+/// One field: its number, its value and the raw bytes of the whole field (tag included), so
+/// that a field can be copied through untouched.
+#[derive(Clone, Copy, Debug)]
+pub struct Field<'a> {
+    pub number: u32,
+    pub value: Value<'a>,
+    pub raw: &'a [u8],
+}
+
+/// What was wrong with the bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WireErrorKind {
+    Truncated,
+    VarintTooLong,
+    InvalidWireType(u8),
+    InvalidFieldNumber,
+    /// A field that must be length-delimited (a message or string) had another wire type.
+    UnexpectedWireType {
+        field: u32,
+    },
+    /// An id field had the wrong length.
+    InvalidIdLength {
+        name: &'static str,
+        expected: usize,
+        got: usize,
+    },
+    InvalidUtf8,
+    TooDeep,
+}
+
+impl fmt::Display for WireErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WireErrorKind::Truncated => f.write_str("truncated message (a length or varint runs past the end)"),
+            WireErrorKind::VarintTooLong => f.write_str("varint longer than 10 bytes"),
+            WireErrorKind::InvalidWireType(t) => write!(f, "invalid wire type {t}"),
+            WireErrorKind::InvalidFieldNumber => f.write_str("invalid field number 0"),
+            WireErrorKind::UnexpectedWireType { field } => {
+                write!(f, "field {field} must be length-delimited (a message or string)")
+            }
+            WireErrorKind::InvalidIdLength { name, expected, got } => {
+                write!(f, "{name} must be {expected} bytes (or empty), got {got}")
+            }
+            WireErrorKind::InvalidUtf8 => f.write_str("string is not valid UTF-8"),
+            WireErrorKind::TooDeep => f.write_str("value nested too deeply"),
+        }
+    }
+}
+
+/// A wire error with the path of the element it was found in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WireError {
+    pub kind: WireErrorKind,
+    /// Path segments, outermost first: (`resource_spans`, 2), (`scope_spans`, 0), ...
+    path: Vec<(&'static str, usize)>,
+}
+
+impl WireError {
+    pub fn new(kind: WireErrorKind) -> Self {
+        WireError { kind, path: Vec::new() }
+    }
+
+    /// Prefixes a path segment (called while unwinding, innermost first).
+    pub fn at(mut self, name: &'static str, index: usize) -> Self {
+        self.path.insert(0, (name, index));
+        self
+    }
+
+    /// The path as text, e.g. `resource_spans[2].scope_spans[0]`.
+    pub fn path(&self) -> String {
+        let mut s = String::new();
+        for (i, (name, idx)) in self.path.iter().enumerate() {
+            if i > 0 {
+                s.push('.');
+            }
+            s.push_str(name);
+            s.push('[');
+            s.push_str(&idx.to_string());
+            s.push(']');
+        }
+        s
+    }
+}
+
+impl fmt::Display for WireError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "invalid protobuf: {}", self.kind)
+        } else {
+            write!(f, "invalid protobuf at {}: {}", self.path(), self.kind)
+        }
+    }
+}
+
+impl std::error::Error for WireError {}
+
+/// Reads a varint at `*pos`, advancing it.
+#[inline]
+pub fn read_varint(buf: &[u8], pos: &mut usize) -> Result<u64, WireError> {
+    let mut result: u64 = 0;
+    let mut shift = 0u32;
+    loop {
+        let Some(&b) = buf.get(*pos) else {
+            return Err(WireError::new(WireErrorKind::Truncated));
+        };
+        *pos += 1;
+        if shift == 63 && b > 1 {
+            return Err(WireError::new(WireErrorKind::VarintTooLong));
+        }
+        result |= u64::from(b & 0x7f) << shift;
+        if b < 0x80 {
+            return Ok(result);
+        }
+        shift += 7;
+        if shift > 63 {
+            return Err(WireError::new(WireErrorKind::VarintTooLong));
+        }
+    }
+}
+
+/// Iterates over the fields of one message.
+#[derive(Clone)]
+pub struct Fields<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Fields<'a> {
+    pub fn new(buf: &'a [u8]) -> Self {
+        Fields { buf, pos: 0 }
+    }
+
+    fn read_field(&mut self) -> Result<Field<'a>, WireError> {
+        let start = self.pos;
+        let key = read_varint(self.buf, &mut self.pos)?;
+        let number = key >> 3;
+        if number == 0 || number > u64::from(u32::MAX >> 3) {
+            return Err(WireError::new(WireErrorKind::InvalidFieldNumber));
+        }
+        let value = match (key & 7) as u8 {
+            0 => Value::Varint(read_varint(self.buf, &mut self.pos)?),
+            1 => {
+                let end = self.pos.checked_add(8).filter(|&e| e <= self.buf.len());
+                let end = end.ok_or(WireError::new(WireErrorKind::Truncated))?;
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&self.buf[self.pos..end]);
+                self.pos = end;
+                Value::I64(u64::from_le_bytes(b))
+            }
+            2 => {
+                let len = read_varint(self.buf, &mut self.pos)?;
+                let end = usize::try_from(len)
+                    .ok()
+                    .and_then(|l| self.pos.checked_add(l))
+                    .filter(|&e| e <= self.buf.len())
+                    .ok_or(WireError::new(WireErrorKind::Truncated))?;
+                let v = &self.buf[self.pos..end];
+                self.pos = end;
+                Value::Len(v)
+            }
+            5 => {
+                let end = self.pos.checked_add(4).filter(|&e| e <= self.buf.len());
+                let end = end.ok_or(WireError::new(WireErrorKind::Truncated))?;
+                let mut b = [0u8; 4];
+                b.copy_from_slice(&self.buf[self.pos..end]);
+                self.pos = end;
+                Value::I32(u32::from_le_bytes(b))
+            }
+            t => return Err(WireError::new(WireErrorKind::InvalidWireType(t))),
+        };
+        Ok(Field { number: number as u32, value, raw: &self.buf[start..self.pos] })
+    }
+}
+
+impl<'a> Iterator for Fields<'a> {
+    type Item = Result<Field<'a>, WireError>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.pos >= self.buf.len() {
+            return None;
+        }
+        let r = self.read_field();
+        if r.is_err() {
+            // Stop after the first error.
+            self.pos = self.buf.len();
+        }
+        Some(r)
+    }
+}
+
+/// Returns the bytes of a length-delimited field, or an error naming the field.
+#[inline]
+pub fn expect_len<'a>(field: &Field<'a>) -> Result<&'a [u8], WireError> {
+    match field.value {
+        Value::Len(b) => Ok(b),
+        _ => Err(WireError::new(WireErrorKind::UnexpectedWireType { field: field.number })),
+    }
+}
+
+/// Validates that every field of `buf` is well formed, without looking inside.
+#[inline]
+pub fn check_fields(buf: &[u8]) -> Result<(), WireError> {
+    for f in Fields::new(buf) {
+        f?;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writing
+
+#[inline]
+pub fn varint_len(v: u64) -> usize {
+    // 1 byte per 7 bits, at least one.
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+#[inline]
+pub fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+#[inline]
+pub fn put_tag(out: &mut Vec<u8>, field: u32, wt: WireType) {
+    put_varint(out, (u64::from(field) << 3) | wt as u64);
+}
+
+/// The encoded size of a length-delimited field with `len` bytes of content.
+#[inline]
+pub fn len_field_size(field: u32, len: usize) -> usize {
+    varint_len(u64::from(field) << 3) + varint_len(len as u64) + len
+}
+
+#[inline]
+pub fn put_len_field(out: &mut Vec<u8>, field: u32, bytes: &[u8]) {
+    put_tag(out, field, WireType::Len);
+    put_varint(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
+}
+
+/// Appends one `KeyValue` with a string value as field `field` of the enclosing message
+/// (field 1 = `Resource.attributes`).
+pub fn put_string_attribute(out: &mut Vec<u8>, field: u32, key: &str, value: &str) {
+    let any_len = len_field_size(1, value.len());
+    let kv_len = len_field_size(1, key.len()) + len_field_size(2, any_len);
+    put_tag(out, field, WireType::Len);
+    put_varint(out, kv_len as u64);
+    put_len_field(out, 1, key.as_bytes());
+    put_tag(out, 2, WireType::Len);
+    put_varint(out, any_len as u64);
+    put_len_field(out, 1, value.as_bytes());
+}
+
+// ---------------------------------------------------------------------------------------------
+// OTLP structure
+
+/// An `AnyValue` as it sits on the wire (nested values stay encoded).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum AnyValue<'a> {
+    Empty,
+    String(&'a str),
+    Bool(bool),
+    Int(i64),
+    Double(f64),
+    Bytes(&'a [u8]),
+    /// An encoded `ArrayValue`.
+    Array(&'a [u8]),
+    /// An encoded `KeyValueList`.
+    KvList(&'a [u8]),
+}
+
+impl<'a> AnyValue<'a> {
+    pub fn parse(buf: &'a [u8]) -> Result<AnyValue<'a>, WireError> {
+        let mut v = AnyValue::Empty;
+        for f in Fields::new(buf) {
+            let f = f?;
+            v = match (f.number, f.value) {
+                (1, Value::Len(b)) => {
+                    AnyValue::String(std::str::from_utf8(b).map_err(|_| WireError::new(WireErrorKind::InvalidUtf8))?)
+                }
+                (2, Value::Varint(b)) => AnyValue::Bool(b != 0),
+                (3, Value::Varint(i)) => AnyValue::Int(i as i64),
+                (4, Value::I64(d)) => AnyValue::Double(f64::from_bits(d)),
+                (5, Value::Len(b)) => AnyValue::Array(b),
+                (6, Value::Len(b)) => AnyValue::KvList(b),
+                (7, Value::Len(b)) => AnyValue::Bytes(b),
+                (1 | 5 | 6 | 7, _) => {
+                    return Err(WireError::new(WireErrorKind::UnexpectedWireType { field: f.number }));
+                }
+                _ => v,
+            };
+        }
+        Ok(v)
+    }
+
+    /// The value as a string when it is a string.
+    pub fn as_str(&self) -> Option<&'a str> {
+        match self {
+            AnyValue::String(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// One attribute of a `Resource` (or any message whose field `n` holds `KeyValue`s).
+#[derive(Clone, Copy, Debug)]
+pub struct Attribute<'a> {
+    pub key: &'a str,
+    pub value: AnyValue<'a>,
+    /// The whole encoded field (tag, length and `KeyValue`), to copy it through.
+    pub raw: &'a [u8],
+}
+
+/// Iterates over the `KeyValue`s in field `field` of `msg` (e.g. `Resource.attributes` = 1).
+pub fn attributes(msg: &[u8], field: u32) -> impl Iterator<Item = Result<Attribute<'_>, WireError>> {
+    Fields::new(msg).filter_map(move |f| match f {
+        Err(e) => Some(Err(e)),
+        Ok(f) if f.number != field => None,
+        Ok(f) => Some(parse_key_value(&f)),
+    })
+}
+
+fn parse_key_value<'a>(f: &Field<'a>) -> Result<Attribute<'a>, WireError> {
+    let kv = expect_len(f)?;
+    let mut key = "";
+    let mut value = AnyValue::Empty;
+    for g in Fields::new(kv) {
+        let g = g?;
+        match g.number {
+            1 => key = std::str::from_utf8(expect_len(&g)?).map_err(|_| WireError::new(WireErrorKind::InvalidUtf8))?,
+            2 => value = AnyValue::parse(expect_len(&g)?)?,
+            _ => {}
+        }
+    }
+    Ok(Attribute { key, value, raw: f.raw })
+}
+
+/// The names of the levels of a request of each signal.
+struct Shape {
+    resource_list: &'static str,
+    scope_list: &'static str,
+    item_list: &'static str,
+}
+
+fn shape(signal: Signal) -> Shape {
+    match signal {
+        Signal::Traces => Shape { resource_list: "resource_spans", scope_list: "scope_spans", item_list: "spans" },
+        Signal::Metrics => {
+            Shape { resource_list: "resource_metrics", scope_list: "scope_metrics", item_list: "metrics" }
+        }
+        Signal::Logs => Shape { resource_list: "resource_logs", scope_list: "scope_logs", item_list: "log_records" },
+    }
+}
+
+/// What [`inspect`] found in a request whose framing is valid.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Valid spans, metric data points or log records.
+    pub items: u64,
+    /// `Resource*` entries.
+    pub resources: u64,
+    /// Items (spans, metrics, log records) that are invalid on their own (bad id length,
+    /// broken fields): the caller drops them with [`retain_items`] and reports a partial success.
+    pub invalid_items: u64,
+    /// The first invalid item's error, with its path.
+    pub first_invalid: Option<WireError>,
+}
+
+/// Validates the framing of an OTLP export request down to each item's own fields, and counts
+/// its items (spans, data points, log records) and resources. Ids (`trace_id`, `span_id`) must
+/// have their proper length. Field values below the item's first level are not looked at.
+///
+/// Allocation-free when every item is valid.
+pub fn inspect(signal: Signal, buf: &[u8]) -> Result<Summary, WireError> {
+    let sh = shape(signal);
+    let mut sum = Summary::default();
+    let mut ri = 0usize;
+    for f in Fields::new(buf) {
+        let f = f?;
+        if f.number != 1 {
+            continue;
+        }
+        let rx = expect_len(&f).map_err(|e| e.at(sh.resource_list, ri))?;
+        let had_invalid = sum.first_invalid.is_some();
+        inspect_resource_x(signal, &sh, rx, &mut sum).map_err(|e| e.at(sh.resource_list, ri))?;
+        if !had_invalid {
+            sum.first_invalid = sum.first_invalid.take().map(|e| e.at(sh.resource_list, ri));
+        }
+        sum.resources += 1;
+        ri += 1;
+    }
+    Ok(sum)
+}
+
+fn inspect_resource_x(signal: Signal, sh: &Shape, rx: &[u8], sum: &mut Summary) -> Result<(), WireError> {
+    let mut si = 0usize;
+    for f in Fields::new(rx) {
+        let f = f?;
+        match f.number {
+            1 => {
+                let r = expect_len(&f)?;
+                for a in attributes(r, 1) {
+                    a.map_err(|e| e.at("resource", 0))?;
+                }
+            }
+            2 => {
+                let sx = expect_len(&f).map_err(|e| e.at(sh.scope_list, si))?;
+                let had_invalid = sum.first_invalid.is_some();
+                inspect_scope_x(signal, sh, sx, sum).map_err(|e| e.at(sh.scope_list, si))?;
+                if !had_invalid {
+                    sum.first_invalid = sum.first_invalid.take().map(|e| e.at(sh.scope_list, si));
+                }
+                si += 1;
+            }
+            3 => {
+                let s = expect_len(&f)?;
+                std::str::from_utf8(s).map_err(|_| WireError::new(WireErrorKind::InvalidUtf8))?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn inspect_scope_x(signal: Signal, sh: &Shape, sx: &[u8], sum: &mut Summary) -> Result<(), WireError> {
+    let mut ii = 0usize;
+    for f in Fields::new(sx) {
+        let f = f?;
+        match f.number {
+            1 => check_fields(expect_len(&f)?).map_err(|e| e.at("scope", 0))?,
+            2 => {
+                let item = expect_len(&f).map_err(|e| e.at(sh.item_list, ii))?;
+                match inspect_item(signal, item) {
+                    Ok(n) => sum.items += n,
+                    Err(e) => {
+                        sum.invalid_items += 1;
+                        if sum.first_invalid.is_none() {
+                            // Paths are completed by the callers' `at` only on the error path;
+                            // here the item path is recorded relative to its scope.
+                            sum.first_invalid = Some(e.at(sh.item_list, ii));
+                        }
+                    }
+                }
+                ii += 1;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+#[inline]
+fn check_id(f: &Field<'_>, name: &'static str, expected: usize) -> Result<(), WireError> {
+    let b = expect_len(f)?;
+    if !b.is_empty() && b.len() != expected {
+        return Err(WireError::new(WireErrorKind::InvalidIdLength { name, expected, got: b.len() }));
+    }
+    Ok(())
+}
+
+/// Validates one span / metric / log record and returns how many items it counts for.
+#[inline]
+fn inspect_item(signal: Signal, item: &[u8]) -> Result<u64, WireError> {
+    match signal {
+        Signal::Traces => {
+            for f in Fields::new(item) {
+                let f = f?;
+                match f.number {
+                    1 => check_id(&f, "trace_id", 16)?,
+                    2 => check_id(&f, "span_id", 8)?,
+                    4 => check_id(&f, "parent_span_id", 8)?,
+                    _ => {}
+                }
+            }
+            Ok(1)
+        }
+        Signal::Logs => {
+            for f in Fields::new(item) {
+                let f = f?;
+                match f.number {
+                    9 => check_id(&f, "trace_id", 16)?,
+                    10 => check_id(&f, "span_id", 8)?,
+                    _ => {}
+                }
+            }
+            Ok(1)
+        }
+        Signal::Metrics => {
+            let mut points = 0u64;
+            for f in Fields::new(item) {
+                let f = f?;
+                // gauge = 5, sum = 7, histogram = 9, exponential_histogram = 10, summary = 11;
+                // in each, data_points = 1.
+                if matches!(f.number, 5 | 7 | 9 | 10 | 11) {
+                    let data = expect_len(&f)?;
+                    for g in Fields::new(data) {
+                        let g = g?;
+                        if g.number == 1 {
+                            check_fields(expect_len(&g)?).map_err(|e| e.at("data_points", points as usize))?;
+                            points += 1;
+                        }
+                    }
+                }
+            }
+            Ok(points)
+        }
+    }
+}
+
+/// Replaces resources while copying everything else through; see [`rewrite_resources`].
+pub trait ResourceEditor {
+    /// Given the encoded `Resource` of one `Resource*` entry (empty when it has none) and the
+    /// encoded size of the whole entry (resource, scopes and items), returns the encoded
+    /// replacement resource.
+    fn edit(&mut self, resource: &[u8], entry_len: usize) -> &[u8];
+}
+
+/// Writes `buf` (an OTLP export request of any signal) to `out` with every `Resource` replaced
+/// by what `editor` returns for it. Scope and item bytes are copied, never decoded. The request
+/// must have passed [`inspect`]. `out` is reserved once for the whole request.
+pub fn rewrite_resources(buf: &[u8], out: &mut Vec<u8>, editor: &mut dyn ResourceEditor) -> Result<(), WireError> {
+    out.reserve(buf.len() + buf.len() / 8 + 256);
+    let mut scratch: Vec<u8> = Vec::new();
+    for f in Fields::new(buf) {
+        let f = f?;
+        let Value::Len(rx) = f.value else {
+            out.extend_from_slice(f.raw);
+            continue;
+        };
+        if f.number != 1 {
+            out.extend_from_slice(f.raw);
+            continue;
+        }
+        // Find the resource (field 1); protobuf merges repeated occurrences of a message
+        // field, which is the concatenation of their encodings.
+        let mut old_resource: &[u8] = &[];
+        let mut resource_fields = 0usize;
+        let mut old_resource_total = 0usize;
+        for g in Fields::new(rx) {
+            let g = g?;
+            if g.number == 1 {
+                let b = expect_len(&g)?;
+                resource_fields += 1;
+                old_resource_total += g.raw.len();
+                if resource_fields == 1 {
+                    old_resource = b;
+                } else {
+                    if resource_fields == 2 {
+                        scratch.clear();
+                        scratch.extend_from_slice(old_resource);
+                    }
+                    scratch.extend_from_slice(b);
+                }
+            }
+        }
+        let old = if resource_fields > 1 { &scratch[..] } else { old_resource };
+        let new_resource = editor.edit(old, rx.len());
+        let new_len = rx.len() - old_resource_total + len_field_size(1, new_resource.len());
+        put_tag(out, 1, WireType::Len);
+        put_varint(out, new_len as u64);
+        put_len_field(out, 1, new_resource);
+        for g in Fields::new(rx) {
+            let g = g?;
+            if g.number != 1 {
+                out.extend_from_slice(g.raw);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Removes the items for which `keep` returns false, with their now-empty scopes and
+/// resources kept (an empty scope is still valid OTLP). Returns how many items were removed.
+/// Used for partial success; allocates, so it is only for the rare request that needs it.
+pub fn retain_items(buf: &[u8], keep: &mut dyn FnMut(&[u8]) -> bool) -> Result<(Vec<u8>, u64), WireError> {
+    let mut out = Vec::with_capacity(buf.len());
+    let mut removed = 0u64;
+    for f in Fields::new(buf) {
+        let f = f?;
+        if f.number != 1 {
+            out.extend_from_slice(f.raw);
+            continue;
+        }
+        let rx = expect_len(&f)?;
+        let mut new_rx = Vec::with_capacity(rx.len());
+        for g in Fields::new(rx) {
+            let g = g?;
+            if g.number != 2 {
+                new_rx.extend_from_slice(g.raw);
+                continue;
+            }
+            let sx = expect_len(&g)?;
+            let mut new_sx = Vec::with_capacity(sx.len());
+            for h in Fields::new(sx) {
+                let h = h?;
+                if h.number == 2 && !keep(expect_len(&h)?) {
+                    removed += 1;
+                    continue;
+                }
+                new_sx.extend_from_slice(h.raw);
+            }
+            put_len_field(&mut new_rx, 2, &new_sx);
+        }
+        put_len_field(&mut out, 1, &new_rx);
+    }
+    Ok((out, removed))
+}
+
+/// Whether one item is valid on its own (used with [`retain_items`] to drop invalid items).
+pub fn item_is_valid(signal: Signal, item: &[u8]) -> bool {
+    inspect_item(signal, item).is_ok()
+}

@@ -1,0 +1,348 @@
+//! `otlp`: OTLP over gRPC, as the collector's `otlp` exporter.
+//!
+//! The batch is written into the gRPC frame chunk by chunk by a pass-through codec: the
+//! concatenation of `Export*ServiceRequest` encodings is itself the merged request, so nothing
+//! is decoded or re-encoded. The response is only read for its `partial_success`.
+//!
+//! Outcomes follow the OTLP specification: `CANCELLED`, `DEADLINE_EXCEEDED`, `ABORTED`,
+//! `OUT_OF_RANGE`, `UNAVAILABLE` and `DATA_LOSS` are retryable, `RESOURCE_EXHAUSTED` only when
+//! the server attached a `google.rpc.RetryInfo` (it then says when to come back), every other
+//! code is permanent. A `RetryInfo` delay is passed to the driver as `retry_after`.
+
+use crate::response::{PartialSuccess, log_partial_success, partial_success_proto, rpc_status};
+use crate::{
+    BuildError, Compression, TlsConfig, default_timeout, driver_config, error_chain, user_agent, validate_common,
+};
+use bytes::{Buf as _, BufMut as _};
+use http::Uri;
+use http::uri::{Authority, PathAndQuery, Scheme};
+use serde::Deserialize;
+use sightline_core::{Batch, DriverConfig, QueueConfig, RetryConfig, SendError, SendFuture, Sender, Signal};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tonic::client::Grpc;
+use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::metadata::{Ascii, MetadataKey, MetadataMap, MetadataValue};
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
+
+/// `exporters.otlp`: OTLP/gRPC.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtlpConfig {
+    /// Where to send (required): `host:port` (TLS unless `tls.insecure: true`),
+    /// `http://host[:port]` (plain text, port 80 by default) or `https://host[:port]` (TLS,
+    /// port 443 by default). No path: the gRPC method path is the signal's service.
+    pub endpoint: String,
+    /// TLS settings (default: TLS with the system's roots; see `tls.insecure`).
+    #[serde(default)]
+    pub tls: TlsConfig,
+    /// Sent as gRPC metadata with every request, e.g. `X-Scope-OrgID: tenant-1` (default: none).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// `gzip` (default), `zstd` or `none`.
+    #[serde(default)]
+    pub compression: Compression,
+    /// Deadline of one send attempt, also sent to the server as `grpc-timeout` (default 5s).
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// The queue in front of the exporter (default: see the core `sending_queue` options).
+    #[serde(default)]
+    pub sending_queue: QueueConfig,
+    /// Retries of retryable failures (default: see the core `retry_on_failure` options).
+    #[serde(default)]
+    pub retry_on_failure: RetryConfig,
+}
+
+impl OtlpConfig {
+    /// The defaults, sending to `endpoint`.
+    pub fn new(endpoint: impl Into<String>) -> Self {
+        OtlpConfig {
+            endpoint: endpoint.into(),
+            tls: TlsConfig::default(),
+            headers: BTreeMap::new(),
+            compression: Compression::default(),
+            timeout: default_timeout(),
+            sending_queue: QueueConfig::default(),
+            retry_on_failure: RetryConfig::default(),
+        }
+    }
+
+    /// Checks serde cannot express (no I/O): `(key relative to the exporter, message)`.
+    pub fn validate(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if let Err(m) = parse_endpoint(&self.endpoint, self.tls.insecure) {
+            out.push(("endpoint".into(), m));
+        }
+        self.tls.validate(&mut out);
+        for (name, value) in &self.headers {
+            if MetadataKey::<Ascii>::from_bytes(name.to_ascii_lowercase().as_bytes()).is_err() {
+                out.push((
+                    format!("headers.{name}"),
+                    "not a valid gRPC metadata key (lowercase letters, digits, '-', '_', '.'; no '-bin' suffix)".into(),
+                ));
+            } else if MetadataValue::<Ascii>::try_from(value.as_str()).is_err() {
+                out.push((format!("headers.{name}"), "not a valid metadata value (visible ASCII only)".into()));
+            }
+        }
+        validate_common(self.timeout, &self.sending_queue, &self.retry_on_failure, &mut out);
+        out
+    }
+}
+
+/// Where the endpoint points and whether to use TLS.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Target {
+    pub authority: Authority,
+    pub tls: bool,
+}
+
+pub(crate) fn parse_endpoint(endpoint: &str, insecure: bool) -> Result<Target, String> {
+    let e = endpoint.trim();
+    if e.is_empty() {
+        return Err("required: host:port, http://host:port or https://host:port".into());
+    }
+    let (rest, tls, default_port) = if let Some(r) = e.strip_prefix("http://") {
+        (r, false, Some(80))
+    } else if let Some(r) = e.strip_prefix("https://") {
+        (r, true, Some(443))
+    } else if let Some((scheme, _)) = e.split_once("://") {
+        return Err(format!("unsupported scheme {scheme:?}: use host:port, http:// or https://"));
+    } else {
+        (e, !insecure, None)
+    };
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    if rest.contains('/') {
+        return Err(format!("{endpoint:?} has a path; a gRPC endpoint is host:port only"));
+    }
+    if rest.contains('@') {
+        return Err(format!("{endpoint:?}: user info is not supported; use headers for credentials"));
+    }
+    let authority: Authority = rest.parse().map_err(|_| format!("{endpoint:?} is not a valid host:port"))?;
+    if authority.host().is_empty() {
+        return Err(format!("{endpoint:?} has no host"));
+    }
+    let authority = match (authority.port_u16(), default_port) {
+        (Some(_), _) => authority,
+        (None, Some(p)) => {
+            format!("{}:{p}", authority.host()).parse().map_err(|_| format!("{endpoint:?} is not a valid host:port"))?
+        }
+        (None, None) => return Err(format!("{endpoint:?} has no port (e.g. tempo:4317)")),
+    };
+    Ok(Target { authority, tls })
+}
+
+/// Builds the `otlp` exporter's sender for `signal`. Must be called from within a Tokio
+/// runtime (the gRPC channel's worker is spawned here); no connection is made until the first
+/// send, so a backend that is down does not stop the process from starting.
+pub fn build_otlp(id: &str, signal: Signal, cfg: &OtlpConfig) -> Result<(Arc<dyn Sender>, DriverConfig), BuildError> {
+    BuildError::from_findings(cfg.validate())?;
+    tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?;
+    let target = parse_endpoint(&cfg.endpoint, cfg.tls.insecure).map_err(|m| BuildError::invalid("endpoint", m))?;
+    let bad_endpoint = |e: tonic::transport::Error| BuildError::invalid("endpoint", error_chain(&e));
+    // The connector decides TLS, so tonic is given a plain-text URI to dial (its own TLS layer
+    // would refuse an https URI it did not configure) and the real scheme as the origin, which
+    // is what goes into the request's `:scheme`.
+    let origin: Uri = format!("{}://{}", if target.tls { "https" } else { "http" }, target.authority)
+        .parse()
+        .map_err(|_| BuildError::invalid("endpoint", "not a valid URI"))?;
+    let endpoint = Endpoint::from_shared(format!("http://{}", target.authority))
+        .map_err(bad_endpoint)?
+        .origin(origin)
+        .user_agent(user_agent())
+        .map_err(bad_endpoint)?
+        .tcp_nodelay(true)
+        .connect_timeout(cfg.timeout);
+    let channel = if target.tls {
+        let https = cfg.tls.connector(true, false)?;
+        endpoint.connect_with_connector_lazy(tower::ServiceExt::map_request(https, force_https as fn(Uri) -> Uri))
+    } else {
+        endpoint.connect_with_connector_lazy(crate::tls::http_connector())
+    };
+    let mut client =
+        Grpc::new(channel).accept_compressed(CompressionEncoding::Gzip).accept_compressed(CompressionEncoding::Zstd);
+    match cfg.compression {
+        Compression::Gzip => client = client.send_compressed(CompressionEncoding::Gzip),
+        Compression::Zstd => client = client.send_compressed(CompressionEncoding::Zstd),
+        Compression::None => {}
+    }
+    let mut metadata = MetadataMap::new();
+    for (name, value) in &cfg.headers {
+        let key = MetadataKey::<Ascii>::from_bytes(name.to_ascii_lowercase().as_bytes())
+            .map_err(|_| BuildError::invalid(format!("headers.{name}"), "not a valid gRPC metadata key"))?;
+        let value = MetadataValue::<Ascii>::try_from(value.as_str())
+            .map_err(|_| BuildError::invalid(format!("headers.{name}"), "not a valid metadata value"))?;
+        metadata.append(key, value);
+    }
+    let sender = OtlpSender { id: Arc::from(id), signal, client, metadata, timeout: cfg.timeout };
+    Ok((Arc::new(sender), driver_config(cfg.timeout, &cfg.sending_queue, &cfg.retry_on_failure)))
+}
+
+fn force_https(uri: Uri) -> Uri {
+    let fallback = uri.clone();
+    let mut parts = uri.into_parts();
+    parts.scheme = Some(Scheme::HTTPS);
+    Uri::from_parts(parts).unwrap_or(fallback)
+}
+
+struct OtlpSender {
+    id: Arc<str>,
+    signal: Signal,
+    client: Grpc<Channel>,
+    metadata: MetadataMap,
+    timeout: Duration,
+}
+
+impl Sender for OtlpSender {
+    fn send<'a>(&'a self, batch: &'a Batch) -> SendFuture<'a> {
+        Box::pin(async move {
+            let mut client = self.client.clone();
+            client
+                .ready()
+                .await
+                .map_err(|e| SendError::retryable(format!("gRPC channel not ready: {}", error_chain(&e))))?;
+            // A batch clone is reference counts only; the codec copies the chunks straight
+            // into the gRPC frame.
+            let mut req = tonic::Request::new(batch.clone());
+            *req.metadata_mut() = self.metadata.clone();
+            req.set_timeout(self.timeout);
+            match client.unary(req, PathAndQuery::from_static(self.signal.grpc_path()), RawCodec).await {
+                Ok(resp) => {
+                    if let Some(ps) = resp.get_ref() {
+                        log_partial_success(&self.id, self.signal, ps);
+                    }
+                    Ok(())
+                }
+                Err(status) => Err(classify(&status)),
+            }
+        })
+    }
+}
+
+/// The OTLP specification's classification of a gRPC failure.
+pub(crate) fn classify(status: &Status) -> SendError {
+    let retry_delay = rpc_status(status.details()).and_then(|s| s.retry_delay);
+    let message = format!("gRPC {}: {}", code_name(status.code()), status.message());
+    match status.code() {
+        Code::Cancelled
+        | Code::DeadlineExceeded
+        | Code::Aborted
+        | Code::OutOfRange
+        | Code::Unavailable
+        | Code::DataLoss => SendError::retryable(message).with_retry_after(retry_delay),
+        // Retryable only when the server says when: otherwise it is a hard quota.
+        Code::ResourceExhausted if retry_delay.is_some() => SendError::retryable(message).with_retry_after(retry_delay),
+        _ => SendError::permanent(message),
+    }
+}
+
+fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+/// Writes a batch's chunks as the request message, and reads the response only for its
+/// partial success.
+#[derive(Clone, Copy, Debug, Default)]
+struct RawCodec;
+
+impl Codec for RawCodec {
+    type Encode = Batch;
+    type Decode = Option<PartialSuccess>;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+
+    fn encoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+
+    fn decoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+}
+
+impl Encoder for RawCodec {
+    type Item = Batch;
+    type Error = Status;
+
+    fn encode(&mut self, item: Batch, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.reserve(item.bytes);
+        for chunk in item.chunks() {
+            dst.put_slice(chunk);
+        }
+        Ok(())
+    }
+}
+
+impl Decoder for RawCodec {
+    type Item = Option<PartialSuccess>;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Status> {
+        let body = src.copy_to_bytes(src.remaining());
+        Ok(Some(partial_success_proto(&body)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints() {
+        let t = parse_endpoint("tempo:4317", false).expect("valid");
+        assert_eq!((t.authority.as_str(), t.tls), ("tempo:4317", true));
+        let t = parse_endpoint("tempo:4317", true).expect("valid");
+        assert!(!t.tls);
+        let t = parse_endpoint("http://10.0.0.1:4317/", false).expect("valid");
+        assert_eq!((t.authority.as_str(), t.tls), ("10.0.0.1:4317", false));
+        let t = parse_endpoint("https://tempo.example.com", true).expect("valid");
+        assert_eq!((t.authority.as_str(), t.tls), ("tempo.example.com:443", true));
+        let t = parse_endpoint("[::1]:4317", true).expect("valid");
+        assert_eq!(t.authority.as_str(), "[::1]:4317");
+        for bad in ["", "tempo", "ftp://x:1", "http://x:1/v1/traces", "a b:1", "u@x:1", ":4317"] {
+            assert!(parse_endpoint(bad, false).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn validate_reports_keys() {
+        let mut cfg = OtlpConfig::new("tempo");
+        cfg.headers.insert("x-token-bin".into(), "x".into());
+        cfg.headers.insert("X-Scope-OrgID".into(), "tenant-1".into());
+        cfg.tls.cert_file = Some("c.pem".into());
+        cfg.timeout = Duration::ZERO;
+        let keys: Vec<String> = cfg.validate().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["endpoint", "tls.key_file", "headers.x-token-bin", "timeout"]);
+    }
+
+    #[test]
+    fn classification_follows_the_spec() {
+        for code in [Code::Cancelled, Code::DeadlineExceeded, Code::Aborted, Code::OutOfRange, Code::Unavailable] {
+            assert!(classify(&Status::new(code, "x")).retryable, "{code:?}");
+        }
+        for code in [Code::InvalidArgument, Code::Unauthenticated, Code::PermissionDenied, Code::ResourceExhausted] {
+            assert!(!classify(&Status::new(code, "x")).retryable, "{code:?}");
+        }
+        let e = classify(&Status::new(Code::InvalidArgument, "bad span"));
+        assert_eq!(e.message, "gRPC INVALID_ARGUMENT: bad span");
+    }
+}

@@ -1,0 +1,440 @@
+//! `otlphttp`: OTLP over HTTP, as the collector's `otlphttp` exporter.
+//!
+//! Client: hyper-util's legacy pooled client over hyper-rustls rather than reqwest. The
+//! workspace already has hyper, hyper-util and rustls (through tonic); reqwest would add its
+//! own stack of features (redirects, cookies, proxies from the environment) that an exporter
+//! must not have implicitly, and would hide the body type: here a batch goes out as its chunks
+//! when uncompressed ([`ChunksBody`](crate::body::ChunksBody)), and compression streams the
+//! chunks through the encoder in one pass.
+//!
+//! Outcomes follow the OTLP specification: 2xx is success (a `partial_success` in the response
+//! is logged), 429, 502, 503 and 504 are retryable and honour `Retry-After` (seconds or an HTTP
+//! date), any other status is permanent; the backend's explanation (a `google.rpc.Status` or
+//! text, at most 1 KiB) goes into the error message, which the driver logs.
+
+use crate::body::ChunksBody;
+use crate::response::{log_partial_success, partial_success_json, partial_success_proto, rpc_status, truncate};
+use crate::{
+    BuildError, Compression, TlsConfig, default_timeout, driver_config, error_chain, json_signal, offload, user_agent,
+    validate_common, validate_headers,
+};
+use bytes::Bytes;
+use http::header::{CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode, Uri};
+use http_body_util::BodyExt as _;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use serde::Deserialize;
+use sightline_core::{Batch, DriverConfig, QueueConfig, RetryConfig, SendError, SendFuture, Sender, Signal};
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// `encoding` of the request body.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Encoding {
+    /// Binary protobuf, `application/x-protobuf` (default): the batch's bytes as they are.
+    #[default]
+    Proto,
+    /// OTLP/JSON, `application/json`: the batch converted once per send.
+    Json,
+}
+
+/// `exporters.otlphttp`: OTLP/HTTP.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtlpHttpConfig {
+    /// Base URL, `http://` or `https://` (default: none; required unless the signal's own
+    /// endpoint is set). `/v1/traces`, `/v1/metrics` or `/v1/logs` is appended to its path:
+    /// `https://gw/otlp` sends traces to `https://gw/otlp/v1/traces`.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// Full URL for traces, used as is (default: none, `endpoint` + `/v1/traces`).
+    #[serde(default)]
+    pub traces_endpoint: Option<String>,
+    /// Full URL for metrics, used as is (default: none, `endpoint` + `/v1/metrics`).
+    #[serde(default)]
+    pub metrics_endpoint: Option<String>,
+    /// Full URL for logs, used as is (default: none, `endpoint` + `/v1/logs`).
+    #[serde(default)]
+    pub logs_endpoint: Option<String>,
+    /// TLS settings for `https://` URLs (default: the system's roots). `tls.insecure` is not
+    /// read: the URL's scheme decides.
+    #[serde(default)]
+    pub tls: TlsConfig,
+    /// HTTP headers sent with every request, e.g. `Authorization` (default: none).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// `gzip` (default), `zstd` or `none`; sent as `Content-Encoding`.
+    #[serde(default)]
+    pub compression: Compression,
+    /// `proto` (default) or `json`.
+    #[serde(default)]
+    pub encoding: Encoding,
+    /// Deadline of one send attempt, connection included (default 5s).
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// The queue in front of the exporter (default: see the core `sending_queue` options).
+    #[serde(default)]
+    pub sending_queue: QueueConfig,
+    /// Retries of retryable failures (default: see the core `retry_on_failure` options).
+    #[serde(default)]
+    pub retry_on_failure: RetryConfig,
+}
+
+impl OtlpHttpConfig {
+    /// The defaults, sending to the base URL `endpoint`.
+    pub fn new(endpoint: impl Into<String>) -> Self {
+        OtlpHttpConfig {
+            endpoint: Some(endpoint.into()),
+            traces_endpoint: None,
+            metrics_endpoint: None,
+            logs_endpoint: None,
+            tls: TlsConfig::default(),
+            headers: BTreeMap::new(),
+            compression: Compression::default(),
+            encoding: Encoding::default(),
+            timeout: default_timeout(),
+            sending_queue: QueueConfig::default(),
+            retry_on_failure: RetryConfig::default(),
+        }
+    }
+
+    fn signal_endpoint(&self, signal: Signal) -> (&'static str, Option<&String>) {
+        match signal {
+            Signal::Traces => ("traces_endpoint", self.traces_endpoint.as_ref()),
+            Signal::Metrics => ("metrics_endpoint", self.metrics_endpoint.as_ref()),
+            Signal::Logs => ("logs_endpoint", self.logs_endpoint.as_ref()),
+        }
+    }
+
+    /// Checks serde cannot express (no I/O): `(key relative to the exporter, message)`.
+    pub fn validate(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let per_signal = Signal::ALL.map(|s| self.signal_endpoint(s));
+        if self.endpoint.is_none() && per_signal.iter().all(|(_, e)| e.is_none()) {
+            out.push(("endpoint".into(), "required (or traces_endpoint / metrics_endpoint / logs_endpoint)".into()));
+        }
+        if let Some(e) = &self.endpoint
+            && let Err(m) = parse_url(e)
+        {
+            out.push(("endpoint".into(), m));
+        }
+        for (key, e) in per_signal {
+            if let Some(e) = e
+                && let Err(m) = parse_url(e)
+            {
+                out.push((key.into(), m));
+            }
+        }
+        self.tls.validate(&mut out);
+        validate_headers(&self.headers, &mut out);
+        validate_common(self.timeout, &self.sending_queue, &self.retry_on_failure, &mut out);
+        out
+    }
+
+    /// The URL `signal` is posted to, and the key it comes from.
+    pub fn url(&self, signal: Signal) -> Result<Uri, BuildError> {
+        let (key, own) = self.signal_endpoint(signal);
+        if let Some(e) = own {
+            return parse_url(e).map_err(|m| BuildError::invalid(key, m));
+        }
+        let Some(base) = &self.endpoint else {
+            return Err(BuildError::invalid("endpoint", format!("required for {signal} (or set {key})")));
+        };
+        let base = parse_url(base).map_err(|m| BuildError::invalid("endpoint", m))?;
+        join_path(&base, signal.http_path()).map_err(|m| BuildError::invalid("endpoint", m))
+    }
+}
+
+fn parse_url(s: &str) -> Result<Uri, String> {
+    let uri: Uri = s.trim().parse().map_err(|e| format!("{s:?} is not a valid URL: {e}"))?;
+    match uri.scheme_str() {
+        Some("http" | "https") => {}
+        Some(other) => return Err(format!("{s:?}: unsupported scheme {other:?}, use http:// or https://")),
+        None => return Err(format!("{s:?}: missing scheme, use http:// or https://")),
+    }
+    match uri.authority() {
+        Some(a) if a.as_str().contains('@') => {
+            Err(format!("{s:?}: user info is not supported; use headers for credentials"))
+        }
+        Some(a) if !a.host().is_empty() => Ok(uri),
+        _ => Err(format!("{s:?} has no host")),
+    }
+}
+
+/// Appends `path` to the base URL's path, keeping its query, as the collector's
+/// `url.JoinPath`.
+fn join_path(base: &Uri, path: &str) -> Result<Uri, String> {
+    let prefix = base.path().trim_end_matches('/');
+    let pq = match base.query() {
+        Some(q) => format!("{prefix}{path}?{q}"),
+        None => format!("{prefix}{path}"),
+    };
+    let mut parts = base.clone().into_parts();
+    parts.path_and_query = Some(pq.parse().map_err(|e| format!("cannot append {path}: {e}"))?);
+    Uri::from_parts(parts).map_err(|e| format!("cannot append {path}: {e}"))
+}
+
+/// Builds the `otlphttp` exporter's sender for `signal`. No connection is made until the
+/// first send.
+pub fn build_otlphttp(
+    id: &str,
+    signal: Signal,
+    cfg: &OtlpHttpConfig,
+) -> Result<(Arc<dyn Sender>, DriverConfig), BuildError> {
+    BuildError::from_findings(cfg.validate())?;
+    let url = cfg.url(signal)?;
+    let connector = cfg.tls.connector(url.scheme() == Some(&http::uri::Scheme::HTTPS), true)?;
+    let client =
+        Client::builder(TokioExecutor::new()).pool_timer(TokioTimer::new()).timer(TokioTimer::new()).build(connector);
+    let mut headers = HeaderMap::new();
+    for (name, value) in &cfg.headers {
+        let bad = || BuildError::invalid(format!("headers.{name}"), "not a valid HTTP header");
+        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| bad())?;
+        let value = HeaderValue::from_str(value).map_err(|_| bad())?;
+        headers.append(name, value);
+    }
+    headers.insert(USER_AGENT, HeaderValue::from_static(user_agent()));
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static(match cfg.encoding {
+            Encoding::Proto => "application/x-protobuf",
+            Encoding::Json => "application/json",
+        }),
+    );
+    if cfg.compression != Compression::None {
+        headers.insert(CONTENT_ENCODING, HeaderValue::from_static(cfg.compression.as_str()));
+    }
+    let sender = OtlpHttpSender {
+        id: Arc::from(id),
+        signal,
+        url,
+        client,
+        headers,
+        compression: cfg.compression,
+        encoding: cfg.encoding,
+    };
+    Ok((Arc::new(sender), driver_config(cfg.timeout, &cfg.sending_queue, &cfg.retry_on_failure)))
+}
+
+struct OtlpHttpSender {
+    id: Arc<str>,
+    signal: Signal,
+    url: Uri,
+    client: Client<HttpsConnector<HttpConnector>, ChunksBody>,
+    headers: HeaderMap,
+    compression: Compression,
+    encoding: Encoding,
+}
+
+/// How much of a response body is read: enough for a partial success or an error message.
+const RESPONSE_LIMIT: usize = 64 * 1024;
+/// How much of an error body goes into the error message.
+const ERROR_BODY_LIMIT: usize = 1024;
+
+impl Sender for OtlpHttpSender {
+    fn send<'a>(&'a self, batch: &'a Batch) -> SendFuture<'a> {
+        Box::pin(async move {
+            let body = self.encode(batch).await?;
+            let mut req = Request::post(self.url.clone())
+                .body(body)
+                .map_err(|e| SendError::permanent(format!("cannot build the request: {e}")))?;
+            *req.headers_mut() = self.headers.clone();
+            let resp = self
+                .client
+                .request(req)
+                .await
+                .map_err(|e| SendError::retryable(format!("POST {}: {}", self.url, error_chain(&e))))?;
+            let (parts, body) = resp.into_parts();
+            let body = read_limited(body, RESPONSE_LIMIT).await;
+            let content_type = parts.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+            if parts.status.is_success() {
+                let ps = if content_type.starts_with("application/json") {
+                    partial_success_json(self.signal, &body)
+                } else {
+                    partial_success_proto(&body)
+                };
+                if let Some(ps) = ps {
+                    log_partial_success(&self.id, self.signal, &ps);
+                }
+                return Ok(());
+            }
+            let message = format!("HTTP {} from {}: {}", parts.status, self.url, error_detail(content_type, &body));
+            Err(match parts.status {
+                StatusCode::TOO_MANY_REQUESTS
+                | StatusCode::BAD_GATEWAY
+                | StatusCode::SERVICE_UNAVAILABLE
+                | StatusCode::GATEWAY_TIMEOUT => {
+                    SendError::retryable(message).with_retry_after(retry_after(&parts.headers, SystemTime::now()))
+                }
+                _ => SendError::permanent(message),
+            })
+        })
+    }
+}
+
+impl OtlpHttpSender {
+    /// The request body: the chunks themselves when nothing needs transforming, otherwise one
+    /// buffer produced in a single pass (large batches on the blocking pool).
+    async fn encode(&self, batch: &Batch) -> Result<ChunksBody, SendError> {
+        let compression = self.compression;
+        if self.encoding == Encoding::Proto && compression == Compression::None {
+            return Ok(ChunksBody::new(batch.chunks().cloned()));
+        }
+        let batch = batch.clone();
+        let encoding = self.encoding;
+        let signal = self.signal;
+        let out = offload(batch.bytes, move || match encoding {
+            Encoding::Proto => compress(compression, batch.chunks().map(|c| &c[..]), batch.bytes)
+                .map_err(|e| SendError::permanent(format!("{} compression failed: {e}", compression.as_str()))),
+            Encoding::Json => {
+                let json = sightline_otlp_json::protobuf_to_json(json_signal(signal), &batch.to_bytes())
+                    .map_err(|e| SendError::permanent(format!("cannot convert the batch to OTLP/JSON: {e}")))?;
+                compress(compression, std::iter::once(&json[..]), json.len())
+                    .map_err(|e| SendError::permanent(format!("{} compression failed: {e}", compression.as_str())))
+            }
+        })
+        .await
+        .map_err(|e| SendError::permanent(format!("encoding task failed: {e}")))??;
+        Ok(ChunksBody::new([out]))
+    }
+}
+
+/// Compresses the chunks in one pass, without concatenating them first.
+pub(crate) fn compress<'a>(
+    compression: Compression,
+    chunks: impl Iterator<Item = &'a [u8]>,
+    size: usize,
+) -> std::io::Result<Bytes> {
+    // Compressed OTLP is typically 5-10x smaller; start there and let the Vec grow.
+    let out = Vec::with_capacity(size / 4 + 64);
+    match compression {
+        Compression::Gzip => {
+            // The fastest level, as the collector: an agent spends CPU on data, not on ratio.
+            let mut enc = flate2::write::GzEncoder::new(out, flate2::Compression::fast());
+            for c in chunks {
+                enc.write_all(c)?;
+            }
+            Ok(Bytes::from(enc.finish()?))
+        }
+        Compression::Zstd => {
+            let mut enc = zstd::stream::write::Encoder::new(out, zstd::DEFAULT_COMPRESSION_LEVEL)?;
+            for c in chunks {
+                enc.write_all(c)?;
+            }
+            Ok(Bytes::from(enc.finish()?))
+        }
+        Compression::None => {
+            let mut out = Vec::with_capacity(size);
+            for c in chunks {
+                out.extend_from_slice(c);
+            }
+            Ok(Bytes::from(out))
+        }
+    }
+}
+
+/// Reads at most `limit` bytes of a response body (the rest is dropped with the connection's
+/// body; a backend's answer to OTLP is small).
+async fn read_limited(mut body: hyper::body::Incoming, limit: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else { break };
+        if let Some(data) = frame.data_ref() {
+            let take = data.len().min(limit - out.len());
+            out.extend_from_slice(&data[..take]);
+            if out.len() >= limit {
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// What the backend said about a failure: a `google.rpc.Status` message when the body is
+/// protobuf (the OTLP/HTTP convention), otherwise the body as text; at most 1 KiB.
+fn error_detail(content_type: &str, body: &[u8]) -> String {
+    if body.is_empty() {
+        return "(empty body)".into();
+    }
+    if content_type.starts_with("application/x-protobuf")
+        && let Some(st) = rpc_status(body).filter(|s| !s.message.is_empty())
+    {
+        return truncate(&st.message, ERROR_BODY_LIMIT);
+    }
+    truncate(String::from_utf8_lossy(body).trim(), ERROR_BODY_LIMIT)
+}
+
+/// `Retry-After`: delay in seconds or an HTTP date.
+fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(v).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_follow_the_collector() {
+        let cfg = OtlpHttpConfig::new("https://gw.example.com/otlp/");
+        assert_eq!(cfg.url(Signal::Logs).expect("url").to_string(), "https://gw.example.com/otlp/v1/logs");
+        let cfg = OtlpHttpConfig::new("http://127.0.0.1:4318");
+        assert_eq!(cfg.url(Signal::Traces).expect("url").to_string(), "http://127.0.0.1:4318/v1/traces");
+        let mut cfg = OtlpHttpConfig::new("http://h:1?tenant=a");
+        assert_eq!(cfg.url(Signal::Metrics).expect("url").to_string(), "http://h:1/v1/metrics?tenant=a");
+        cfg.metrics_endpoint = Some("http://m:9/api/push".into());
+        assert_eq!(cfg.url(Signal::Metrics).expect("url").to_string(), "http://m:9/api/push");
+        cfg.endpoint = None;
+        assert!(cfg.validate().is_empty());
+        assert_eq!(cfg.url(Signal::Logs).expect_err("no endpoint for logs").key(), "endpoint");
+    }
+
+    #[test]
+    fn validate_reports_keys() {
+        let mut cfg = OtlpHttpConfig::new("tempo:4318");
+        cfg.logs_endpoint = Some("ftp://x/".into());
+        cfg.headers.insert("bad header".into(), "v".into());
+        let keys: Vec<String> = cfg.validate().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["endpoint", "logs_endpoint", "headers.bad header"]);
+        cfg.endpoint = None;
+        cfg.logs_endpoint = None;
+        assert_eq!(cfg.validate()[0].0, "endpoint");
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let mut h = HeaderMap::new();
+        assert_eq!(retry_after(&h, now), None);
+        h.insert(RETRY_AFTER, HeaderValue::from_static("7"));
+        assert_eq!(retry_after(&h, now), Some(Duration::from_secs(7)));
+        let later = httpdate::fmt_http_date(now + Duration::from_secs(30));
+        h.insert(RETRY_AFTER, HeaderValue::from_str(&later).expect("date"));
+        assert_eq!(retry_after(&h, now), Some(Duration::from_secs(30)));
+        h.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
+        assert_eq!(retry_after(&h, now), None);
+    }
+
+    #[test]
+    fn compression_round_trips_over_chunks() {
+        use std::io::Read as _;
+        let chunks: [&[u8]; 3] = [b"abc", b"", b"defg"];
+        let gz = compress(Compression::Gzip, chunks.into_iter(), 7).expect("gzip");
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&gz[..]).read_to_end(&mut out).expect("gunzip");
+        assert_eq!(out, b"abcdefg");
+        let zs = compress(Compression::Zstd, chunks.into_iter(), 7).expect("zstd");
+        assert_eq!(zstd::decode_all(&zs[..]).expect("unzstd"), b"abcdefg");
+        assert_eq!(&compress(Compression::None, chunks.into_iter(), 7).expect("none")[..], b"abcdefg");
+    }
+}

@@ -1,0 +1,534 @@
+//! The listeners, the gRPC and HTTP handlers, and the transport-independent ingest path.
+
+use crate::decompress::{DecompressError, Encoding, decompress};
+use crate::status::{self, Code, Refusal};
+use crate::{GrpcConfig, HttpConfig, OtlpReceiverConfig};
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use base64::Engine as _;
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http_body::Frame;
+use http_body_util::BodyExt;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use sightline_core::wire;
+use sightline_core::{Counter, MemoryBudget, MemoryPermit, Payload, Pipeline, ProcessError, Registry, Signal};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// The pipelines a receiver feeds, per signal (empty = the signal is not served).
+#[derive(Clone, Default)]
+pub struct Consumers {
+    pub traces: Vec<Arc<Pipeline>>,
+    pub metrics: Vec<Arc<Pipeline>>,
+    pub logs: Vec<Arc<Pipeline>>,
+}
+
+impl Consumers {
+    fn get(&self, s: Signal) -> &[Arc<Pipeline>] {
+        match s {
+            Signal::Traces => &self.traces,
+            Signal::Metrics => &self.metrics,
+            Signal::Logs => &self.logs,
+        }
+    }
+}
+
+/// A started receiver.
+pub struct Running {
+    /// The bound addresses: (transport, address).
+    pub addrs: Vec<(&'static str, SocketAddr)>,
+    pub tasks: Vec<JoinHandle<()>>,
+}
+
+#[derive(Clone, Copy)]
+enum Transport {
+    Grpc = 0,
+    Http = 1,
+}
+
+struct SignalMetrics {
+    accepted: Counter,
+    refused: Counter,
+}
+
+struct Shared {
+    consumers: Consumers,
+    budget: MemoryBudget,
+    /// [signal][transport]
+    metrics: Vec<Vec<SignalMetrics>>,
+    stopping: Arc<AtomicBool>,
+    grpc_limit: usize,
+    http_limit: usize,
+}
+
+const OVERLOAD_RETRY: Duration = Duration::from_secs(1);
+
+/// Binds the configured listeners and starts serving. Returns once the sockets are bound (so
+/// the caller can report readiness); serving stops when `shutdown` is cancelled, after
+/// in-flight requests finish.
+pub async fn start(
+    id: &str,
+    cfg: &OtlpReceiverConfig,
+    consumers: Consumers,
+    budget: MemoryBudget,
+    registry: &Registry,
+    shutdown: CancellationToken,
+) -> std::io::Result<Running> {
+    let metrics = Signal::ALL
+        .iter()
+        .map(|s| {
+            ["grpc", "http"]
+                .iter()
+                .map(|t| {
+                    let items = s.item_name();
+                    let labels = [("receiver", id), ("transport", *t)];
+                    SignalMetrics {
+                        accepted: registry.counter(
+                            &format!("otelcol_receiver_accepted_{items}_total"),
+                            &format!("Number of {items} successfully pushed into the pipeline."),
+                            &labels,
+                        ),
+                        refused: registry.counter(
+                            &format!("otelcol_receiver_refused_{items}_total"),
+                            &format!("Number of {items} that could not be pushed into the pipeline."),
+                            &labels,
+                        ),
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    let stopping = Arc::new(AtomicBool::new(false));
+    let shared = Arc::new(Shared {
+        consumers,
+        budget,
+        metrics,
+        stopping: stopping.clone(),
+        grpc_limit: cfg.protocols.grpc.as_ref().map_or(0, |g| (g.max_recv_msg_size_mib as usize) << 20),
+        http_limit: cfg.protocols.http.as_ref().map_or(0, |h| h.max_request_body_size),
+    });
+    let mut running = Running { addrs: Vec::new(), tasks: Vec::new() };
+    if let Some(g) = &cfg.protocols.grpc {
+        let l = bind(&g.endpoint).await?;
+        running.addrs.push(("grpc", l.local_addr()?));
+        let router = grpc_router(shared.clone());
+        running.tasks.push(tokio::spawn(serve(l, router, Some(g.clone()), shutdown.clone(), stopping.clone())));
+    }
+    if let Some(h) = &cfg.protocols.http {
+        let l = bind(&h.endpoint).await?;
+        running.addrs.push(("http", l.local_addr()?));
+        let router = http_router(shared.clone(), h);
+        running.tasks.push(tokio::spawn(serve(l, router, None, shutdown.clone(), stopping.clone())));
+    }
+    Ok(running)
+}
+
+async fn bind(endpoint: &str) -> std::io::Result<TcpListener> {
+    TcpListener::bind(endpoint)
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {endpoint}: {e}")))
+}
+
+async fn serve(
+    listener: TcpListener,
+    router: Router,
+    grpc: Option<GrpcConfig>,
+    shutdown: CancellationToken,
+    stopping: Arc<AtomicBool>,
+) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    if let Some(g) = &grpc {
+        builder
+            .http2()
+            .max_concurrent_streams(g.max_concurrent_streams)
+            .initial_stream_window_size(1 << 20)
+            .initial_connection_window_size(4 << 20)
+            .max_frame_size(1 << 20);
+    }
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            r = listener.accept() => {
+                let (stream, _peer) = match r {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let svc = TowerToHyperService::new(router.clone());
+                let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+            }
+            _ = shutdown.cancelled() => break,
+        }
+    }
+    stopping.store(true, Ordering::Relaxed);
+    drop(listener);
+    // Let in-flight requests finish (bounded: clients' own timeouts end idle ones).
+    let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ingest: the same for both transports.
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Proto,
+    Json,
+}
+
+/// The outcome of one accepted request: rejected items and their reason (partial success).
+struct Accepted {
+    rejected: u64,
+    message: String,
+}
+
+impl Shared {
+    async fn ingest(
+        &self,
+        signal: Signal,
+        transport: Transport,
+        data: Bytes,
+        mut permit: MemoryPermit,
+        format: Format,
+    ) -> Result<Accepted, Refusal> {
+        let m = &self.metrics[signal as usize][transport as usize];
+        let proto = match format {
+            Format::Proto => data,
+            Format::Json => {
+                let v = sightline_otlp_json::json_to_protobuf(json_signal(signal), &data)
+                    .map_err(|e| Refusal::invalid(format!("invalid OTLP/JSON: {e}")))?;
+                drop(data);
+                if !permit.try_grow(v.len().saturating_sub(permit.bytes())) {
+                    return Err(Refusal::overloaded("memory limit reached; retry later", OVERLOAD_RETRY));
+                }
+                Bytes::from(v)
+            }
+        };
+        let summary = wire::inspect(signal, &proto).map_err(|e| Refusal::invalid(e.to_string()))?;
+        let (proto, items, rejected, message) = if summary.invalid_items > 0 {
+            let (kept, removed) = wire::retain_items(&proto, &mut |i| wire::item_is_valid(signal, i))
+                .map_err(|e| Refusal::invalid(e.to_string()))?;
+            let first = summary.first_invalid.map(|e| e.to_string()).unwrap_or_default();
+            if summary.items == 0 {
+                return Err(Refusal::invalid(format!("every item is invalid; first: {first}")));
+            }
+            let msg = format!("{removed} invalid {} dropped; first: {first}", signal.item_name());
+            // Removed metrics may have held several points: recount what remains.
+            let items = wire::inspect(signal, &kept).map(|s| s.items).unwrap_or(summary.items);
+            (Bytes::from(kept), items, removed, msg)
+        } else {
+            (proto, summary.items, 0, String::new())
+        };
+        permit.shrink_to(proto.len());
+        let pipelines = self.consumers.get(signal);
+        let payload = Payload::new(signal, proto, items, Some(permit));
+        let mut queued = 0usize;
+        let mut dropped = 0usize;
+        for p in pipelines {
+            match p.consume(payload.clone()).await {
+                Ok(d) => {
+                    queued += d.queued;
+                    dropped += d.dropped;
+                }
+                Err(e) => {
+                    m.refused.add(items);
+                    return Err(match e {
+                        ProcessError::Retryable { message, retry_after_secs } => {
+                            Refusal::overloaded(message, Duration::from_secs(retry_after_secs.max(1)))
+                        }
+                        ProcessError::Refused { message } | ProcessError::Invalid(message) => Refusal::invalid(message),
+                    });
+                }
+            }
+        }
+        if queued == 0 && dropped > 0 {
+            // Every destination was full: nothing was accepted, so the client must retry.
+            m.refused.add(items);
+            return Err(Refusal::unavailable("all exporter queues are full; retry later", OVERLOAD_RETRY));
+        }
+        m.accepted.add(items);
+        Ok(Accepted { rejected, message })
+    }
+
+    /// Reads a request body with a size limit, holding its bytes against the budget before
+    /// buffering them.
+    async fn read_body(&self, headers: &HeaderMap, body: Body, limit: usize) -> Result<(Bytes, MemoryPermit), Refusal> {
+        if self.stopping.load(Ordering::Relaxed) {
+            return Err(Refusal::unavailable("shutting down", OVERLOAD_RETRY));
+        }
+        let declared =
+            headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+        if let Some(n) = declared
+            && n > limit
+        {
+            return Err(Refusal::too_large(format!("request body of {n} bytes exceeds the limit of {limit} bytes")));
+        }
+        let initial = declared.unwrap_or(0);
+        let Some(mut permit) = self.budget.try_acquire(initial) else {
+            return Err(Refusal::overloaded("memory limit reached; retry later", OVERLOAD_RETRY));
+        };
+        let mut buf = BytesMut::with_capacity(initial);
+        let mut body = body;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| Refusal::invalid(format!("reading request body: {e}")))?;
+            let Ok(data) = frame.into_data() else { continue };
+            if buf.len() + data.len() > limit {
+                return Err(Refusal::too_large(format!("request body exceeds the limit of {limit} bytes")));
+            }
+            if buf.len() + data.len() > permit.bytes() {
+                let want = (buf.len() + data.len()).max(permit.bytes() * 2).min(limit) - permit.bytes();
+                if !permit.try_grow(want) {
+                    return Err(Refusal::overloaded("memory limit reached; retry later", OVERLOAD_RETRY));
+                }
+            }
+            if buf.is_empty() && declared.is_none() && data.len() == buf.capacity() {
+                buf = BytesMut::from(&data[..]);
+            } else {
+                buf.extend_from_slice(&data);
+            }
+        }
+        Ok((buf.freeze(), permit))
+    }
+}
+
+fn json_signal(s: Signal) -> sightline_otlp_json::Signal {
+    match s {
+        Signal::Traces => sightline_otlp_json::Signal::Traces,
+        Signal::Metrics => sightline_otlp_json::Signal::Metrics,
+        Signal::Logs => sightline_otlp_json::Signal::Logs,
+    }
+}
+
+fn decompress_refusal(e: DecompressError) -> Refusal {
+    match e {
+        DecompressError::TooLarge { limit } => {
+            Refusal::too_large(format!("decompressed request exceeds the limit of {limit} bytes"))
+        }
+        DecompressError::OverBudget => Refusal::overloaded("memory limit reached; retry later", OVERLOAD_RETRY),
+        DecompressError::Corrupt(m) => Refusal::invalid(format!("cannot decompress request: {m}")),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP
+
+fn http_router(shared: Arc<Shared>, cfg: &HttpConfig) -> Router {
+    let route = |sig: Signal| post(move |State(s): State<Arc<Shared>>, req: Request| http_export(s, sig, req));
+    Router::new()
+        .route(&cfg.traces_url_path, route(Signal::Traces))
+        .route(&cfg.metrics_url_path, route(Signal::Metrics))
+        .route(&cfg.logs_url_path, route(Signal::Logs))
+        .with_state(shared)
+}
+
+async fn http_export(shared: Arc<Shared>, signal: Signal, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let ctype = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let media = ctype.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let format = match media.as_str() {
+        "application/x-protobuf" | "application/protobuf" => Format::Proto,
+        "application/json" => Format::Json,
+        _ => {
+            let r = Refusal::unsupported_media(format!(
+                "unsupported Content-Type {ctype:?}: use application/x-protobuf or application/json"
+            ));
+            return http_error(Format::Json, &r);
+        }
+    };
+    if shared.consumers.get(signal).is_empty() {
+        let r = Refusal {
+            code: Code::Unimplemented,
+            http_status: 404,
+            message: format!("no {signal} pipeline uses this receiver"),
+            retry_after: None,
+        };
+        return http_error(format, &r);
+    }
+    let enc_header = parts.headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let Some(enc) = Encoding::parse(enc_header) else {
+        let r = Refusal::invalid(format!(
+            "unsupported Content-Encoding {enc_header:?}: use gzip, zstd, deflate, snappy or none"
+        ));
+        return http_error(format, &r);
+    };
+    let limit = shared.http_limit;
+    let result = async {
+        let (body, mut permit) = shared.read_body(&parts.headers, body, limit).await?;
+        let data = if enc == Encoding::Identity {
+            body
+        } else {
+            let out = decompress(enc, &body, limit, &mut permit).map_err(decompress_refusal)?;
+            drop(body);
+            Bytes::from(out)
+        };
+        shared.ingest(signal, Transport::Http, data, permit, format).await
+    }
+    .await;
+    match result {
+        Ok(a) => {
+            let (ct, body) = match format {
+                Format::Proto => ("application/x-protobuf", status::export_response_proto(a.rejected, &a.message)),
+                Format::Json => ("application/json", status::export_response_json(signal, a.rejected, &a.message)),
+            };
+            ([(header::CONTENT_TYPE, ct)], body).into_response()
+        }
+        Err(r) => http_error(format, &r),
+    }
+}
+
+fn http_error(format: Format, r: &Refusal) -> Response {
+    let (ct, body) = match format {
+        Format::Proto => ("application/x-protobuf", status::rpc_status_proto(r.code, &r.message, r.retry_after)),
+        Format::Json => ("application/json", status::rpc_status_json(r.code, &r.message, r.retry_after)),
+    };
+    let mut resp = (StatusCode::from_u16(r.http_status).unwrap_or(StatusCode::BAD_REQUEST), body).into_response();
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+    if let Some(d) = r.retry_after {
+        let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+        if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+    }
+    resp
+}
+
+// ---------------------------------------------------------------------------------------------
+// gRPC (unary, over HTTP/2)
+
+fn grpc_router(shared: Arc<Shared>) -> Router {
+    let route = |sig: Signal| post(move |State(s): State<Arc<Shared>>, req: Request| grpc_export(s, sig, req));
+    Router::new()
+        .route(Signal::Traces.grpc_path(), route(Signal::Traces))
+        .route(Signal::Metrics.grpc_path(), route(Signal::Metrics))
+        .route(Signal::Logs.grpc_path(), route(Signal::Logs))
+        .fallback(|req: Request| async move {
+            grpc_status_response(Code::Unimplemented, &format!("unknown method {}", req.uri().path()), None)
+        })
+        .with_state(shared)
+}
+
+async fn grpc_export(shared: Arc<Shared>, signal: Signal, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let ctype = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !ctype.starts_with("application/grpc") {
+        return (StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("unsupported content-type {ctype:?} for gRPC"))
+            .into_response();
+    }
+    if shared.consumers.get(signal).is_empty() {
+        return grpc_status_response(Code::Unimplemented, &format!("no {signal} pipeline uses this receiver"), None);
+    }
+    let enc_header = parts.headers.get("grpc-encoding").and_then(|v| v.to_str().ok()).unwrap_or("identity");
+    let enc = match Encoding::parse(enc_header) {
+        Some(e @ (Encoding::Identity | Encoding::Gzip | Encoding::Zstd | Encoding::Deflate | Encoding::Snappy)) => e,
+        None => {
+            let mut r =
+                grpc_status_response(Code::Unimplemented, &format!("unsupported grpc-encoding {enc_header:?}"), None);
+            r.headers_mut().insert("grpc-accept-encoding", HeaderValue::from_static("gzip,zstd,identity"));
+            return r;
+        }
+    };
+    let limit = shared.grpc_limit;
+    let result = async {
+        let (body, mut permit) = shared.read_body(&parts.headers, body, limit + 5).await?;
+        if body.len() < 5 {
+            return Err(Refusal::invalid("gRPC message frame is shorter than its 5-byte header"));
+        }
+        let compressed = body[0];
+        let len = u32::from_be_bytes([body[1], body[2], body[3], body[4]]) as usize;
+        if body.len() != 5 + len {
+            return Err(Refusal::invalid(format!(
+                "gRPC frame declares {len} bytes but the request carries {}; a unary call has exactly one message",
+                body.len() - 5
+            )));
+        }
+        let data = match compressed {
+            0 => body.slice(5..),
+            1 if enc != Encoding::Identity => {
+                let out = decompress(enc, &body[5..], limit, &mut permit).map_err(decompress_refusal)?;
+                drop(body);
+                Bytes::from(out)
+            }
+            1 => return Err(Refusal::invalid("compressed gRPC message without a grpc-encoding")),
+            f => return Err(Refusal::invalid(format!("invalid gRPC compressed flag {f}"))),
+        };
+        shared.ingest(signal, Transport::Grpc, data, permit, Format::Proto).await
+    }
+    .await;
+    match result {
+        Ok(a) => {
+            let msg = status::export_response_proto(a.rejected, &a.message);
+            let mut frame = BytesMut::with_capacity(5 + msg.len());
+            frame.extend_from_slice(&[0]);
+            frame.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+            frame.extend_from_slice(&msg);
+            let mut trailers = HeaderMap::new();
+            trailers.insert("grpc-status", HeaderValue::from_static("0"));
+            let mut resp = Response::new(Body::new(GrpcBody { data: Some(frame.freeze()), trailers: Some(trailers) }));
+            resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+            resp
+        }
+        Err(r) => grpc_status_response(r.code, &r.message, r.retry_after),
+    }
+}
+
+/// A "Trailers-Only" gRPC response: the status travels in the only HEADERS frame.
+fn grpc_status_response(code: Code, message: &str, retry_after: Option<Duration>) -> Response {
+    let mut resp = Response::new(Body::empty());
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    h.insert("grpc-status", HeaderValue::from((code as i32) as u32));
+    if let Ok(v) = HeaderValue::from_str(&status::grpc_message(message)) {
+        h.insert("grpc-message", v);
+    }
+    if retry_after.is_some() {
+        let details = status::rpc_status_proto(code, message, retry_after);
+        let b64 = base64::engine::general_purpose::STANDARD_NO_PAD.encode(details);
+        if let Ok(v) = HeaderValue::from_str(&b64) {
+            h.insert("grpc-status-details-bin", v);
+        }
+    }
+    resp
+}
+
+/// One data frame, then trailers.
+struct GrpcBody {
+    data: Option<Bytes>,
+    trailers: Option<HeaderMap>,
+}
+
+impl http_body::Body for GrpcBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if let Some(d) = self.data.take() {
+            return Poll::Ready(Some(Ok(Frame::data(d))));
+        }
+        Poll::Ready(self.trailers.take().map(|t| Ok(Frame::trailers(t))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.data.is_none() && self.trailers.is_none()
+    }
+}

@@ -1,0 +1,11 @@
+//! Sightline's processors. They run inline on the receiving task, so none of them may block,
+//! wait or do I/O; each takes a [`Payload`](sightline_core::Payload) and returns one.
+//!
+//! - [`ownership`]: stamps every resource with its owning team and the team's metadata,
+//!   editing `Resource` messages at the wire level (spans, log records and points are copied
+//!   through as bytes), with a per-thread cache keyed by the resource's bytes.
+//! - [`memory_limiter`]: the collector's `memory_limiter` config; in Sightline it sets the
+//!   global admission budget enforced by the receivers before a body is buffered.
+
+pub mod memory_limiter;
+pub mod ownership;

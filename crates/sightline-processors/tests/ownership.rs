@@ -1,0 +1,190 @@
+//! The ownership processor on real protobuf: what it writes decodes (prost) to the same spans
+//! and log records with the ownership attributes added, forged `owner.*` values are replaced,
+//! repeated resources hit the cache, and a catalog reload changes the result on the next
+//! request.
+
+use bytes::Bytes;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use prost::Message;
+use sightline_core::{Payload, Processor, Registry, Signal};
+use sightline_ownership::CatalogHandle;
+use sightline_processors::ownership::{OwnershipConfig, OwnershipProcessor};
+use std::sync::Arc;
+
+fn kv(k: &str, v: &str) -> KeyValue {
+    KeyValue {
+        key: k.into(),
+        value: Some(AnyValue { value: Some(any_value::Value::StringValue(v.into())) }),
+        ..Default::default()
+    }
+}
+
+fn attrs(r: &Option<Resource>) -> Vec<(String, String)> {
+    r.as_ref()
+        .unwrap()
+        .attributes
+        .iter()
+        .map(|a| {
+            let v = match &a.value.as_ref().unwrap().value {
+                Some(any_value::Value::StringValue(s)) => s.clone(),
+                other => format!("{other:?}"),
+            };
+            (a.key.clone(), v)
+        })
+        .collect()
+}
+
+const CATALOG: &str = r##"
+teams:
+  - name: payments
+    contact: "#payments"
+    oncall: "pagerduty:PAY123"
+  - name: search
+    contact: search@acme.test
+services:
+  - name: checkout
+    team: payments
+    system: storefront
+    repository: github.com/acme/checkout
+    criticality: high
+rules:
+  - match: { k8s.namespace.name: search }
+    team: search
+"##;
+
+fn setup(dir: &std::path::Path) -> (OwnershipProcessor, Arc<CatalogHandle>, Registry) {
+    std::fs::write(dir.join("teams.yaml"), CATALOG).unwrap();
+    let cfg: OwnershipConfig = serde_yaml_like(dir);
+    let handle = Arc::new(CatalogHandle::new(cfg.catalog_config()).unwrap());
+    let reg = Registry::new();
+    let p = OwnershipProcessor::new("ownership", Signal::Traces, &cfg, handle.clone(), &reg);
+    (p, handle, reg)
+}
+
+fn serde_yaml_like(dir: &std::path::Path) -> OwnershipConfig {
+    OwnershipConfig {
+        catalog: vec![dir.to_path_buf()],
+        backstage: vec![],
+        default_team: "unowned".into(),
+        attributes: Default::default(),
+        watch: false,
+        cache_size: 1024,
+    }
+}
+
+fn traces() -> ExportTraceServiceRequest {
+    let rs = |attrs: Vec<KeyValue>| ResourceSpans {
+        resource: Some(Resource { attributes: attrs, ..Default::default() }),
+        scope_spans: vec![ScopeSpans {
+            spans: vec![Span {
+                trace_id: vec![7; 16],
+                span_id: vec![8; 8],
+                name: "GET /".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        schema_url: String::new(),
+    };
+    ExportTraceServiceRequest {
+        resource_spans: vec![
+            rs(vec![kv("service.name", "checkout"), kv("owner.team", "evil"), kv("owner.oncall", "me")]),
+            rs(vec![kv("service.name", "indexer"), kv("k8s.namespace.name", "search")]),
+            rs(vec![kv("service.name", "mystery")]),
+        ],
+    }
+}
+
+#[test]
+fn enriches_every_resource_and_replaces_forged_ownership() {
+    let dir = tempfile::tempdir().unwrap();
+    let (p, _h, reg) = setup(dir.path());
+    let req = traces();
+    let payload = Payload::new(Signal::Traces, Bytes::from(req.encode_to_vec()), 3, None);
+    let out = p.process(payload).unwrap();
+    assert_eq!(out.items(), 3);
+    let got = ExportTraceServiceRequest::decode(out.bytes().as_ref()).unwrap();
+    let s = |a: &str, b: &str| (a.to_string(), b.to_string());
+    assert_eq!(
+        attrs(&got.resource_spans[0].resource),
+        vec![
+            s("service.name", "checkout"),
+            s("owner.team", "payments"),
+            s("owner.contact", "#payments"),
+            s("owner.oncall", "pagerduty:PAY123"),
+            s("owner.system", "storefront"),
+            s("owner.repository", "github.com/acme/checkout"),
+            s("service.criticality", "high"),
+            s("owner.source", "service"),
+        ]
+    );
+    assert_eq!(
+        attrs(&got.resource_spans[1].resource),
+        vec![
+            s("service.name", "indexer"),
+            s("k8s.namespace.name", "search"),
+            s("owner.team", "search"),
+            s("owner.contact", "search@acme.test"),
+            s("owner.source", "rule:1"),
+        ]
+    );
+    assert_eq!(
+        attrs(&got.resource_spans[2].resource),
+        vec![s("service.name", "mystery"), s("owner.team", "unowned"), s("owner.source", "default")]
+    );
+    for (g, o) in got.resource_spans.iter().zip(&req.resource_spans) {
+        assert_eq!(g.scope_spans, o.scope_spans, "spans are copied, untouched");
+    }
+    assert_eq!(
+        reg.value(
+            "sightline_ownership_resources_total",
+            &[("processor", "ownership"), ("signal", "traces"), ("team", "payments"), ("source", "service")]
+        ),
+        Some(1)
+    );
+    reg.assert_compliant();
+}
+
+#[test]
+fn cache_hits_give_the_same_bytes_and_reload_invalidates() {
+    let dir = tempfile::tempdir().unwrap();
+    let (p, h, reg) = setup(dir.path());
+    let bytes = Bytes::from(traces().encode_to_vec());
+    let a = p.process(Payload::new(Signal::Traces, bytes.clone(), 3, None)).unwrap();
+    let b = p.process(Payload::new(Signal::Traces, bytes.clone(), 3, None)).unwrap();
+    assert_eq!(a.bytes(), b.bytes());
+    let labels = [("processor", "ownership"), ("signal", "traces"), ("team", "unowned"), ("source", "default")];
+    assert_eq!(reg.value("sightline_ownership_resources_total", &labels), Some(2), "counted on hits too");
+
+    // The team takes "mystery" over: the next request sees it.
+    std::fs::write(
+        dir.path().join("teams.yaml"),
+        CATALOG.replace("rules:", "  - name: mystery\n    team: search\nrules:"),
+    )
+    .unwrap();
+    h.reload().unwrap();
+    let c = p.process(Payload::new(Signal::Traces, bytes, 3, None)).unwrap();
+    let got = ExportTraceServiceRequest::decode(c.bytes().as_ref()).unwrap();
+    assert!(attrs(&got.resource_spans[2].resource).contains(&("owner.team".to_string(), "search".to_string())));
+}
+
+#[test]
+fn logs_without_a_resource_get_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (p, _h, _reg) = setup(dir.path());
+    let req = ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: None,
+            scope_logs: vec![ScopeLogs { log_records: vec![LogRecord::default()], ..Default::default() }],
+            schema_url: String::new(),
+        }],
+    };
+    let out = p.process(Payload::new(Signal::Logs, Bytes::from(req.encode_to_vec()), 1, None)).unwrap();
+    let got = ExportLogsServiceRequest::decode(out.bytes().as_ref()).unwrap();
+    assert_eq!(attrs(&got.resource_logs[0].resource)[0], ("owner.team".to_string(), "unowned".to_string()));
+}

@@ -1,0 +1,341 @@
+//! Validation (parse -> decode every section -> check pipelines -> load catalogs) and the run
+//! loop (build, start, wait for a signal, shut down in order).
+
+use crate::admin;
+use crate::components::{self, ExporterCfg, ProcessorCfg, ReceiverCfg};
+use anyhow::Context as _;
+use sightline_config::{ComponentId, Config, ConfigError, Kind, LogsTelemetry};
+use sightline_core::{DriverConfig, ExporterHandle, MemoryBudget, Pipeline, Processor, Registry, Sender, Signal};
+use sightline_exporters as exp;
+use sightline_ownership::{CatalogHandle, ReloadOutcome};
+use sightline_processors::memory_limiter::DEFAULT_LIMIT_MIB;
+use sightline_processors::ownership::OwnershipProcessor;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+pub const DEFAULT_CONFIG: &str = "config/sightline.yaml";
+
+/// A configuration that passed every check, with its sections decoded.
+pub struct Validated {
+    pub config: Config,
+    receivers: HashMap<String, ReceiverCfg>,
+    processors: HashMap<String, ProcessorCfg>,
+    exporters: HashMap<String, ExporterCfg>,
+    /// Loaded catalogs per ownership processor id.
+    catalogs: HashMap<String, Arc<CatalogHandle>>,
+}
+
+/// Parses and checks a config file and the catalogs it names. Returns every error found.
+pub fn validate(path: &str) -> Result<Validated, Vec<ConfigError>> {
+    let config = Config::from_file(path)?;
+    let mut errors = Vec::new();
+    let mut receivers = HashMap::new();
+    let mut processors = HashMap::new();
+    let mut exporters = HashMap::new();
+    for s in config.sections(Kind::Receiver) {
+        match components::receiver(&config, s) {
+            Ok(c) => {
+                receivers.insert(s.id.to_string(), c);
+            }
+            Err(e) => errors.extend(e),
+        }
+    }
+    for s in config.sections(Kind::Processor) {
+        match components::processor(&config, s) {
+            Ok(c) => {
+                processors.insert(s.id.to_string(), c);
+            }
+            Err(e) => errors.extend(e),
+        }
+    }
+    for s in config.sections(Kind::Exporter) {
+        match components::exporter(&config, s) {
+            Ok(c) => {
+                exporters.insert(s.id.to_string(), c);
+            }
+            Err(e) => errors.extend(e),
+        }
+    }
+    for s in config.sections(Kind::Extension) {
+        errors.push(
+            config.error(&s.path, format!("unknown extension type {:?}; Sightline has no extensions yet", s.id.kind)),
+        );
+    }
+    errors.extend(config.check_pipelines());
+    let t = &config.service.telemetry;
+    if !matches!(t.logs.level.as_str(), "debug" | "info" | "warn" | "error") {
+        errors.push(
+            config.error("service.telemetry.logs.level", format!("{:?}: use debug, info, warn or error", t.logs.level)),
+        );
+    }
+    if !matches!(t.logs.encoding.as_str(), "console" | "json") {
+        errors.push(
+            config.error("service.telemetry.logs.encoding", format!("{:?}: use console or json", t.logs.encoding)),
+        );
+    }
+    if t.metrics.level != "none" && sightline_otlp::check_endpoint(&t.metrics.address).is_err() {
+        errors.push(
+            config.error("service.telemetry.metrics.address", format!("{:?} is not host:port", t.metrics.address)),
+        );
+    }
+    // Catalogs: loaded here so that `sightline validate` checks them too.
+    let mut catalogs = HashMap::new();
+    for (id, p) in &processors {
+        if let ProcessorCfg::Ownership(o) = p {
+            match CatalogHandle::new(o.catalog_config()) {
+                Ok(h) => {
+                    catalogs.insert(id.clone(), Arc::new(h));
+                }
+                Err(errs) => {
+                    let path = format!("processors.{id}.catalog");
+                    errors.extend(errs.into_iter().map(|e| config.error(&path, e.to_string())));
+                }
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(Validated { config, receivers, processors, exporters, catalogs })
+    } else {
+        errors.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
+        Err(errors)
+    }
+}
+
+pub fn init_logging(cfg: &LogsTelemetry) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cfg.level));
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if cfg.encoding == "json" {
+        let _ = b.json().try_init();
+    } else {
+        let _ = b.try_init();
+    }
+}
+
+fn build_exporter(id: &str, signal: Signal, cfg: &ExporterCfg) -> anyhow::Result<(Arc<dyn Sender>, DriverConfig)> {
+    let r = match cfg {
+        ExporterCfg::Otlp(c) => exp::build_otlp(id, signal, c),
+        ExporterCfg::OtlpHttp(c) => exp::build_otlphttp(id, signal, c),
+        ExporterCfg::File(c) => exp::build_file(id, signal, c),
+        ExporterCfg::Debug(c) => exp::build_debug(id, signal, c),
+    };
+    r.map_err(|e| anyhow::anyhow!("exporters.{id}: {e}"))
+}
+
+/// Builds and runs everything until SIGTERM/SIGINT, then shuts down in order: receivers stop
+/// accepting, in-flight requests finish, exporters flush their queues within
+/// `service.shutdown_timeout`, and whatever could not be delivered is logged and counted.
+pub async fn run(v: Validated) -> anyhow::Result<()> {
+    let registry = Registry::new();
+    let limit_mib = v
+        .processors
+        .values()
+        .filter_map(|p| match p {
+            ProcessorCfg::MemoryLimiter(m) => Some(m.limit_mib),
+            _ => None,
+        })
+        .min()
+        .unwrap_or(DEFAULT_LIMIT_MIB);
+    let budget = MemoryBudget::new((limit_mib as usize) << 20);
+    registry
+        .gauge("sightline_memory_budget_limit_bytes", "The in-flight byte budget (memory_limiter).", &[])
+        .set(budget.limit() as i64);
+
+    // Exporters: one driver per (exporter, signal) that some pipeline uses.
+    let mut drivers = Vec::new();
+    let mut handles: BTreeMap<(String, Signal), ExporterHandle> = BTreeMap::new();
+    for (pid, p) in &v.config.service.pipelines {
+        let signal = pipeline_signal(pid)?;
+        for e in &p.exporters {
+            if handles.contains_key(&(e.clone(), signal)) {
+                continue;
+            }
+            let cfg = v.exporters.get(e).with_context(|| format!("exporter {e} not decoded"))?;
+            let (sender, dcfg) = build_exporter(e, signal, cfg)?;
+            let d = sightline_core::driver::spawn(e, signal, dcfg, sender, &registry);
+            handles.insert((e.clone(), signal), d.handle.clone());
+            drivers.push((e.clone(), signal, d));
+        }
+    }
+
+    // Catalog watchers and ownership processors.
+    let mut watchers = Vec::new();
+    for (id, handle) in &v.catalogs {
+        let ProcessorCfg::Ownership(cfg) = &v.processors[id] else { continue };
+        let ok = registry.counter(
+            "sightline_catalog_reloads_total",
+            "Catalog reloads that replaced the catalog in use.",
+            &[("processor", id)],
+        );
+        let failed = registry.counter(
+            "sightline_catalog_reload_errors_total",
+            "Catalog reloads refused because the new catalog is invalid (the previous one stays in use).",
+            &[("processor", id)],
+        );
+        let services = registry.gauge(
+            "sightline_catalog_services",
+            "Service entries in the catalog in use.",
+            &[("processor", id)],
+        );
+        let rules = registry.gauge("sightline_catalog_rules", "Rules in the catalog in use.", &[("processor", id)]);
+        let current = handle.snapshot();
+        services.set(current.service_count() as i64);
+        rules.set(current.rule_count() as i64);
+        if cfg.watch {
+            let pid = id.clone();
+            let on_reload: sightline_ownership::OnReload = Arc::new(move |o: ReloadOutcome| match o {
+                ReloadOutcome::Reloaded { services: s, rules: r, generation, .. } => {
+                    ok.inc();
+                    services.set(s as i64);
+                    rules.set(r as i64);
+                    tracing::info!(processor = %pid, generation, services = s, rules = r, "catalog reloaded");
+                }
+                ReloadOutcome::Failed { .. } => failed.inc(),
+                ReloadOutcome::Unchanged { .. } => {}
+            });
+            let w = sightline_ownership::spawn_watcher(handle.clone(), Default::default(), on_reload)
+                .with_context(|| format!("processors.{id}: cannot watch the catalog"))?;
+            watchers.push(w);
+        }
+    }
+
+    // Pipelines.
+    let mut pipelines: HashMap<String, Arc<Pipeline>> = HashMap::new();
+    for (pid, p) in &v.config.service.pipelines {
+        let signal = pipeline_signal(pid)?;
+        let mut procs: Vec<Arc<dyn Processor>> = Vec::new();
+        for name in &p.processors {
+            match &v.processors[name] {
+                ProcessorCfg::Ownership(cfg) => {
+                    let handle = v.catalogs[name].clone();
+                    procs.push(Arc::new(OwnershipProcessor::new(name, signal, cfg, handle, &registry)));
+                }
+                ProcessorCfg::MemoryLimiter(_) | ProcessorCfg::Batch => {}
+            }
+        }
+        let exporters = p.exporters.iter().map(|e| handles[&(e.clone(), signal)].clone()).collect();
+        pipelines.insert(pid.clone(), Arc::new(Pipeline { id: pid.clone(), signal, processors: procs, exporters }));
+    }
+    drop(handles);
+
+    // Admin server.
+    let ready = Arc::new(AtomicBool::new(false));
+    let shutdown = CancellationToken::new();
+    let admin_task = if v.config.service.telemetry.metrics.level != "none" {
+        let addr = &v.config.service.telemetry.metrics.address;
+        Some(admin::start(addr, registry.clone(), budget.clone(), ready.clone(), shutdown.clone()).await?)
+    } else {
+        None
+    };
+
+    // Receivers.
+    let mut receiver_tasks = Vec::new();
+    let recv_shutdown = CancellationToken::new();
+    let mut ids: Vec<&String> = v.receivers.keys().collect();
+    ids.sort();
+    for rid in ids {
+        let mut consumers = sightline_otlp::Consumers::default();
+        for (pid, p) in &v.config.service.pipelines {
+            if p.receivers.contains(rid) {
+                let pl = pipelines[pid].clone();
+                match pl.signal {
+                    Signal::Traces => consumers.traces.push(pl),
+                    Signal::Metrics => consumers.metrics.push(pl),
+                    Signal::Logs => consumers.logs.push(pl),
+                }
+            }
+        }
+        if consumers.traces.is_empty() && consumers.metrics.is_empty() && consumers.logs.is_empty() {
+            tracing::warn!(receiver = %rid, "receiver is not used by any pipeline; not started");
+            continue;
+        }
+        match &v.receivers[rid] {
+            ReceiverCfg::Otlp(cfg) => {
+                let running =
+                    sightline_otlp::start(rid, cfg, consumers, budget.clone(), &registry, recv_shutdown.clone())
+                        .await
+                        .with_context(|| format!("receivers.{rid}"))?;
+                for (t, a) in &running.addrs {
+                    tracing::info!(receiver = %rid, transport = t, address = %a, "receiver listening");
+                }
+                receiver_tasks.extend(running.tasks);
+            }
+        }
+    }
+    drop(pipelines);
+    ready.store(true, Ordering::Relaxed);
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), budget_mib = limit_mib, "sightline is ready");
+
+    wait_for_signal().await;
+    tracing::info!("shutting down: no longer accepting data");
+    ready.store(false, Ordering::Relaxed);
+    recv_shutdown.cancel();
+    for t in receiver_tasks {
+        let _ = t.await;
+    }
+    drop(watchers);
+    // Close every exporter queue: what is queued is sent now (batch timers are not waited
+    // for); anything enqueued after this is refused and counted.
+    for (_, _, d) in &drivers {
+        d.close.notify_one();
+    }
+    let deadline = tokio::time::Instant::now() + v.config.service.shutdown_timeout;
+    let mut lost = 0i64;
+    for (id, signal, d) in drivers {
+        let pending = d.pending_items.clone();
+        let abort = d.abort;
+        let mut task = d.task;
+        if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+            // Out of time: pending retries give up (and are counted as send failures).
+            let _ = abort.send(true);
+            let _ = tokio::time::timeout(Duration::from_secs(2), &mut task).await;
+            task.abort();
+            let n = pending.get();
+            if n > 0 {
+                lost += n;
+                tracing::error!(exporter = %id, %signal, items = n, "shutdown deadline passed: data not delivered");
+                registry
+                    .counter(
+                        &format!("sightline_exporter_shutdown_dropped_{}_total", signal.item_name()),
+                        "Items still queued or in flight when the shutdown deadline passed.",
+                        &[("exporter", &id)],
+                    )
+                    .add(n as u64);
+            }
+        }
+    }
+    shutdown.cancel();
+    if let Some(t) = admin_task {
+        let _ = t.await;
+    }
+    if lost > 0 {
+        tracing::warn!(items = lost, "stopped with undelivered data");
+    } else {
+        tracing::info!("stopped; every queue was flushed");
+    }
+    Ok(())
+}
+
+fn pipeline_signal(pid: &str) -> anyhow::Result<Signal> {
+    let id = ComponentId::parse(pid).map_err(anyhow::Error::msg)?;
+    Signal::parse(&id.kind).with_context(|| format!("pipeline {pid}: unknown signal"))
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot install the SIGTERM handler");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

@@ -1,0 +1,94 @@
+//! The component registry: which `type` names exist for each kind, and how each decodes and
+//! checks its own section. Adding a component is one arm here plus its own crate or module.
+
+use sightline_config::{Config, ConfigError, Kind, Section, did_you_mean};
+use sightline_exporters as exp;
+use sightline_otlp::OtlpReceiverConfig;
+use sightline_processors::memory_limiter::MemoryLimiterConfig;
+use sightline_processors::ownership::OwnershipConfig;
+
+pub const RECEIVERS: &[&str] = &["otlp"];
+pub const PROCESSORS: &[&str] = &["ownership", "memory_limiter", "batch"];
+pub const EXPORTERS: &[&str] = &["otlp", "otlphttp", "file", "debug"];
+
+pub enum ReceiverCfg {
+    Otlp(OtlpReceiverConfig),
+}
+
+pub enum ProcessorCfg {
+    Ownership(Box<OwnershipConfig>),
+    MemoryLimiter(MemoryLimiterConfig),
+    /// The collector's `batch` processor, accepted so collector configs load unchanged:
+    /// Sightline batches in each exporter (`sending_queue.batch`), so in a pipeline it does
+    /// nothing.
+    Batch,
+}
+
+pub enum ExporterCfg {
+    Otlp(Box<exp::OtlpConfig>),
+    OtlpHttp(Box<exp::OtlpHttpConfig>),
+    File(Box<exp::FileConfig>),
+    Debug(Box<exp::DebugConfig>),
+}
+
+/// The collector's `batch` processor options (accepted, documented as no-ops).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct BatchProcessorConfig {
+    #[serde(default)]
+    timeout: Option<String>,
+    #[serde(default)]
+    send_batch_size: Option<u64>,
+    #[serde(default)]
+    send_batch_max_size: Option<u64>,
+    #[serde(default)]
+    metadata_keys: Option<Vec<String>>,
+    #[serde(default)]
+    metadata_cardinality_limit: Option<u64>,
+}
+
+fn unknown(cfg: &Config, kind: Kind, s: &Section, known: &[&str]) -> Vec<ConfigError> {
+    let hint =
+        did_you_mean(&s.id.kind, known.iter().copied()).map(|h| format!(" (did you mean {h:?}?)")).unwrap_or_default();
+    let what = &kind.section()[..kind.section().len() - 1];
+    vec![cfg.error(&s.path, format!("unknown {what} type {:?}{hint}; available: {}", s.id.kind, known.join(", ")))]
+}
+
+/// Decodes a section and runs the component's own checks, with every error path-qualified.
+fn decode<T: serde::de::DeserializeOwned>(
+    cfg: &Config,
+    s: &Section,
+    checks: impl Fn(&T) -> Vec<(String, String)>,
+) -> Result<T, Vec<ConfigError>> {
+    let v: T = cfg.decode(s).map_err(|e| vec![e])?;
+    let errs: Vec<ConfigError> =
+        checks(&v).into_iter().map(|(rel, msg)| cfg.error(&format!("{}.{rel}", s.path), msg)).collect();
+    if errs.is_empty() { Ok(v) } else { Err(errs) }
+}
+
+pub fn receiver(cfg: &Config, s: &Section) -> Result<ReceiverCfg, Vec<ConfigError>> {
+    match s.id.kind.as_str() {
+        "otlp" => decode(cfg, s, OtlpReceiverConfig::validate).map(ReceiverCfg::Otlp),
+        _ => Err(unknown(cfg, Kind::Receiver, s, RECEIVERS)),
+    }
+}
+
+pub fn processor(cfg: &Config, s: &Section) -> Result<ProcessorCfg, Vec<ConfigError>> {
+    match s.id.kind.as_str() {
+        "ownership" => decode(cfg, s, OwnershipConfig::validate).map(|c| ProcessorCfg::Ownership(Box::new(c))),
+        "memory_limiter" => decode(cfg, s, MemoryLimiterConfig::validate).map(ProcessorCfg::MemoryLimiter),
+        "batch" => decode(cfg, s, |_: &BatchProcessorConfig| Vec::new()).map(|_| ProcessorCfg::Batch),
+        _ => Err(unknown(cfg, Kind::Processor, s, PROCESSORS)),
+    }
+}
+
+pub fn exporter(cfg: &Config, s: &Section) -> Result<ExporterCfg, Vec<ConfigError>> {
+    match s.id.kind.as_str() {
+        "otlp" => decode(cfg, s, exp::OtlpConfig::validate).map(|c| ExporterCfg::Otlp(Box::new(c))),
+        "otlphttp" => decode(cfg, s, exp::OtlpHttpConfig::validate).map(|c| ExporterCfg::OtlpHttp(Box::new(c))),
+        "file" => decode(cfg, s, exp::FileConfig::validate).map(|c| ExporterCfg::File(Box::new(c))),
+        "debug" => decode(cfg, s, exp::DebugConfig::validate).map(|c| ExporterCfg::Debug(Box::new(c))),
+        _ => Err(unknown(cfg, Kind::Exporter, s, EXPORTERS)),
+    }
+}

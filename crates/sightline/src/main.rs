@@ -1,0 +1,83 @@
+//! The `sightline` binary: the command line, the wiring of configured components into running
+//! pipelines, the admin server and the process's life cycle. Components live in their own
+//! crates; this crate only connects them.
+
+mod admin;
+mod app;
+mod components;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Sightline: an OpenTelemetry agent and gateway that stamps every span, metric and log with
+/// its owning team and fans it out to every backend.
+#[derive(Parser, Debug)]
+#[command(name = "sightline", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the agent (the default when no command is given).
+    Run {
+        /// Configuration file.
+        #[arg(long, short, default_value = app::DEFAULT_CONFIG)]
+        config: String,
+    },
+    /// Check a configuration file and the catalogs it refers to; exit 0 when valid, otherwise
+    /// print every error and exit 1.
+    Validate {
+        /// Configuration file.
+        #[arg(long, short, default_value = app::DEFAULT_CONFIG)]
+        config: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Run { config: app::DEFAULT_CONFIG.to_string() }) {
+        Command::Validate { config } => match app::validate(&config) {
+            Ok(_) => {
+                println!("{config}: valid");
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                for e in &errors {
+                    eprintln!("{config}: {e}");
+                }
+                eprintln!("{config}: {} error(s)", errors.len());
+                ExitCode::from(1)
+            }
+        },
+        Command::Run { config } => {
+            let validated = match app::validate(&config) {
+                Ok(v) => v,
+                Err(errors) => {
+                    for e in &errors {
+                        eprintln!("{config}: {e}");
+                    }
+                    eprintln!("{config}: invalid configuration, not starting");
+                    return ExitCode::from(1);
+                }
+            };
+            app::init_logging(&validated.config.service.telemetry.logs);
+            let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("cannot start the runtime: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            match rt.block_on(app::run(validated)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "sightline stopped");
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+    }
+}

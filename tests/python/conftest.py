@@ -1,0 +1,112 @@
+"""Harness for end-to-end tests with the Python OpenTelemetry SDK: runs the real sightline
+binary (SIGHTLINE_BIN, built by scripts/test.sh) on free loopback ports."""
+
+import os
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+CATALOG = """
+teams:
+  - name: payments
+    contact: "#payments"
+    oncall: "pagerduty:PAY123"
+  - name: search
+services:
+  - name: checkout
+    team: payments
+    system: storefront
+rules:
+  - match: { service.name: "regex:search-(api|indexer)" }
+    team: search
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(pred, timeout=20.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return pred()
+
+
+class Sightline:
+    def __init__(self, tmp: Path):
+        self.tmp = tmp
+        self.grpc, self.http, self.admin = free_port(), free_port(), free_port()
+        (tmp / "catalog").mkdir()
+        (tmp / "catalog" / "teams.yaml").write_text(CATALOG)
+        config = f"""
+receivers:
+  otlp:
+    protocols:
+      grpc: {{ endpoint: "127.0.0.1:{self.grpc}" }}
+      http: {{ endpoint: "127.0.0.1:{self.http}" }}
+processors:
+  ownership:
+    catalog: ["{tmp}/catalog"]
+exporters:
+  file/traces:
+    path: "{tmp}/traces.jsonl"
+    sending_queue: {{ batch: {{ flush_timeout: 50ms }} }}
+  file/logs:
+    path: "{tmp}/logs.jsonl"
+    sending_queue: {{ batch: {{ flush_timeout: 50ms }} }}
+  file/metrics:
+    path: "{tmp}/metrics.jsonl"
+    sending_queue: {{ batch: {{ flush_timeout: 50ms }} }}
+service:
+  telemetry: {{ metrics: {{ address: "127.0.0.1:{self.admin}" }} }}
+  pipelines:
+    traces: {{ receivers: [otlp], processors: [ownership], exporters: [file/traces] }}
+    logs: {{ receivers: [otlp], processors: [ownership], exporters: [file/logs] }}
+    metrics: {{ receivers: [otlp], processors: [ownership], exporters: [file/metrics] }}
+"""
+        cfg = tmp / "sightline.yaml"
+        cfg.write_text(config)
+        self.stderr = open(tmp / "stderr.log", "w")
+        self.proc = subprocess.Popen(
+            [os.environ["SIGHTLINE_BIN"], "run", "--config", str(cfg)], stderr=self.stderr
+        )
+        assert wait_until(lambda: self.ready() or self.proc.poll() is not None, 30)
+        assert self.proc.poll() is None, (tmp / "stderr.log").read_text()
+        assert self.ready(), (tmp / "stderr.log").read_text()
+
+    def ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.admin}/readyz", timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.admin}/metrics", timeout=5) as r:
+            return r.read().decode()
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.stderr.close()
+
+
+@pytest.fixture
+def sightline(tmp_path):
+    if "SIGHTLINE_BIN" not in os.environ:
+        pytest.fail("SIGHTLINE_BIN must point at the sightline binary (scripts/test.sh sets it)")
+    s = Sightline(tmp_path)
+    yield s
+    s.stop()
