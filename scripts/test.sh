@@ -15,6 +15,9 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/python/requirements.txt
 
+step "peers: OpenTelemetry Collector v0.165.0, built from its Go modules"
+(cd tests/peers/otelcol && go build -o "$root/.peers/otelcol" .)
+
 step "format and lint"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
@@ -25,5 +28,6 @@ cargo build --release --locked -p sightline
 step "Rust tests (unit, component and end-to-end with the Rust SDK)"
 cargo test --workspace --locked
 
-step "end-to-end tests with the Python SDK"
-SIGHTLINE_BIN="$root/target/release/sightline" "$venv/bin/python" -m pytest -q tests/python
+step "end-to-end tests with the Python SDK and the OpenTelemetry Collector"
+SIGHTLINE_BIN="$root/target/release/sightline" OTELCOL_BIN="$root/.peers/otelcol" \
+  "$venv/bin/python" -m pytest -q tests/python

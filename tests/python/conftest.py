@@ -41,9 +41,28 @@ def wait_until(pred, timeout=20.0):
     return pred()
 
 
+DEFAULT_EXPORTERS = """
+  file/traces:
+    path: "{tmp}/traces.jsonl"
+    sending_queue: {{ batch: {{ flush_timeout: 50ms }} }}
+  file/logs:
+    path: "{tmp}/logs.jsonl"
+    sending_queue: {{ batch: {{ flush_timeout: 50ms }} }}
+  file/metrics:
+    path: "{tmp}/metrics.jsonl"
+    sending_queue: {{ batch: {{ flush_timeout: 50ms }} }}
+"""
+
+
 class Sightline:
-    def __init__(self, tmp: Path):
+    """sightline with the test catalog; by default one file exporter per signal, or the given
+    exporters (YAML under `exporters:`) used by every pipeline."""
+
+    def __init__(self, tmp: Path, exporters: str | None = None, pipeline_exporters: str | None = None):
         self.tmp = tmp
+        if exporters is None:
+            exporters = DEFAULT_EXPORTERS.format(tmp=tmp)
+        pe = {s: pipeline_exporters or f"[file/{s}]" for s in ("traces", "logs", "metrics")}
         self.grpc, self.http, self.admin = free_port(), free_port(), free_port()
         (tmp / "catalog").mkdir()
         (tmp / "catalog" / "teams.yaml").write_text(CATALOG)
@@ -57,21 +76,13 @@ processors:
   ownership:
     catalog: ["{tmp}/catalog"]
 exporters:
-  file/traces:
-    path: "{tmp}/traces.jsonl"
-    sending_queue: {{ batch: {{ flush_timeout: 50ms }} }}
-  file/logs:
-    path: "{tmp}/logs.jsonl"
-    sending_queue: {{ batch: {{ flush_timeout: 50ms }} }}
-  file/metrics:
-    path: "{tmp}/metrics.jsonl"
-    sending_queue: {{ batch: {{ flush_timeout: 50ms }} }}
+{exporters}
 service:
   telemetry: {{ metrics: {{ address: "127.0.0.1:{self.admin}" }} }}
   pipelines:
-    traces: {{ receivers: [otlp], processors: [ownership], exporters: [file/traces] }}
-    logs: {{ receivers: [otlp], processors: [ownership], exporters: [file/logs] }}
-    metrics: {{ receivers: [otlp], processors: [ownership], exporters: [file/metrics] }}
+    traces: {{ receivers: [otlp], processors: [ownership], exporters: {pe["traces"]} }}
+    logs: {{ receivers: [otlp], processors: [ownership], exporters: {pe["logs"]} }}
+    metrics: {{ receivers: [otlp], processors: [ownership], exporters: {pe["metrics"]} }}
 """
         cfg = tmp / "sightline.yaml"
         cfg.write_text(config)
@@ -110,3 +121,23 @@ def sightline(tmp_path):
     s = Sightline(tmp_path)
     yield s
     s.stop()
+
+
+@pytest.fixture
+def sightline_factory(tmp_path):
+    """Starts sightline with custom exporters; needs OTELCOL_BIN too for collector tests."""
+    for var in ("SIGHTLINE_BIN", "OTELCOL_BIN"):
+        if var not in os.environ:
+            pytest.fail(f"{var} must be set (scripts/test.sh sets it)")
+    started = []
+
+    def make(**kw):
+        d = tmp_path / f"sightline{len(started)}"
+        d.mkdir()
+        s = Sightline(d, **kw)
+        started.append(s)
+        return s
+
+    yield make
+    for s in started:
+        s.stop()

@@ -66,7 +66,7 @@ impl ResourceEditor for Stamp {
                     continue;
                 }
                 if a.key == "service.name" {
-                    svc = a.value.as_str().unwrap().to_string();
+                    svc = a.value.as_str().unwrap_or("").to_string();
                 }
             }
             self.0.extend_from_slice(f.raw);

@@ -2,7 +2,7 @@
 //!
 //! - [`otlp`]: OTLP/gRPC (tonic), the batch's protobuf bytes sent as they are;
 //! - [`otlphttp`]: OTLP/HTTP (hyper), protobuf or JSON, gzip/zstd;
-//! - [`file`]: one OTLP/JSON (or length-prefixed protobuf) request per batch, with size rotation;
+//! - [`file`](mod@file): one OTLP/JSON (or length-prefixed protobuf) request per batch, with size rotation;
 //! - [`debug`]: the batch logged through `tracing` at three verbosities.
 //!
 //! Each exporter is a config struct (serde, unknown keys rejected, every field documented with

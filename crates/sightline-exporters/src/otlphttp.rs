@@ -4,7 +4,7 @@
 //! workspace already has hyper, hyper-util and rustls (through tonic); reqwest would add its
 //! own stack of features (redirects, cookies, proxies from the environment) that an exporter
 //! must not have implicitly, and would hide the body type: here a batch goes out as its chunks
-//! when uncompressed ([`ChunksBody`](crate::body::ChunksBody)), and compression streams the
+//! when uncompressed (a body that yields the chunks one by one), and compression streams the
 //! chunks through the encoder in one pass.
 //!
 //! Outcomes follow the OTLP specification: 2xx is success (a `partial_success` in the response
@@ -315,7 +315,7 @@ pub(crate) fn compress<'a>(
     let out = Vec::with_capacity(size / 4 + 64);
     match compression {
         Compression::Gzip => {
-            // The fastest level, as the collector: an agent spends CPU on data, not on ratio.
+            // The fastest level: an agent should spend its CPU on data, not on compression ratio.
             let mut enc = flate2::write::GzEncoder::new(out, flate2::Compression::fast());
             for c in chunks {
                 enc.write_all(c)?;

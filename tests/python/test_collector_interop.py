@@ -1,0 +1,97 @@
+"""Interop with the real OpenTelemetry Collector (built from its Go modules by
+scripts/test.sh): the collector's OTLP exporter (Go gRPC client, gzip) sends to sightline, and
+sightline's OTLP exporter sends back to the collector's OTLP receiver (Go gRPC server), whose
+debug exporter prints what arrived. The Python SDK is the original client."""
+
+import os
+import subprocess
+import time
+
+from conftest import free_port, wait_until
+from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry._logs import LogRecord
+
+
+def test_collector_to_sightline_to_collector(tmp_path, sightline_factory):
+    col_in, col_back, col_metrics = free_port(), free_port(), free_port()
+    sl = sightline_factory(
+        exporters=f"""
+  otlp/collector:
+    endpoint: 127.0.0.1:{col_back}
+    tls: {{ insecure: true }}
+    sending_queue: {{ batch: {{ flush_timeout: 50ms }} }}
+""",
+        pipeline_exporters="[otlp/collector]",
+    )
+    cfg = tmp_path / "otelcol.yaml"
+    cfg.write_text(
+        f"""
+receivers:
+  otlp/in:
+    protocols:
+      grpc: {{ endpoint: "127.0.0.1:{col_in}" }}
+  otlp/back:
+    protocols:
+      grpc: {{ endpoint: "127.0.0.1:{col_back}" }}
+exporters:
+  otlp/sightline:
+    endpoint: "127.0.0.1:{sl.grpc}"
+    tls: {{ insecure: true }}
+  debug:
+    verbosity: detailed
+service:
+  telemetry:
+    metrics:
+      readers:
+        - pull:
+            exporter:
+              prometheus: {{ host: "127.0.0.1", port: {col_metrics} }}
+  pipelines:
+    traces/in: {{ receivers: [otlp/in], exporters: [otlp/sightline] }}
+    logs/in: {{ receivers: [otlp/in], exporters: [otlp/sightline] }}
+    traces/back: {{ receivers: [otlp/back], exporters: [debug] }}
+    logs/back: {{ receivers: [otlp/back], exporters: [debug] }}
+"""
+    )
+    log_path = tmp_path / "otelcol.log"
+    with open(log_path, "w") as log:
+        col = subprocess.Popen([os.environ["OTELCOL_BIN"], "--config", str(cfg)], stderr=log, stdout=log)
+        try:
+            assert wait_until(lambda: b"Everything is ready" in log_path.read_bytes() or col.poll() is not None, 60)
+            assert col.poll() is None, log_path.read_text()
+
+            res = Resource.create({"service.name": "checkout", "owner.team": "forged"})
+            tp = TracerProvider(resource=res)
+            tp.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=f"127.0.0.1:{col_in}", insecure=True)))
+            with tp.get_tracer("interop").start_as_current_span("interop-span"):
+                pass
+            lp = LoggerProvider(resource=res)
+            lp.add_log_record_processor(SimpleLogRecordProcessor(OTLPLogExporter(endpoint=f"127.0.0.1:{col_in}", insecure=True)))
+            lp.get_logger("interop").emit(LogRecord(body="interop-log"))
+
+            def arrived():
+                text = log_path.read_text()
+                return "interop-span" in text and "interop-log" in text
+
+            assert wait_until(arrived, 30), log_path.read_text()[-4000:]
+            text = log_path.read_text()
+            assert "owner.team: Str(payments)" in text, text[-4000:]
+            assert "owner.team: Str(forged)" not in text
+            assert "owner.source: Str(service)" in text
+            m = sl.metrics()
+            assert 'otelcol_receiver_accepted_spans_total{receiver="otlp",transport="grpc"} 1' in m, m
+            assert 'otelcol_exporter_sent_log_records_total{exporter="otlp/collector"} 1' in m, m
+            tp.shutdown()
+            lp.shutdown()
+        finally:
+            col.terminate()
+            try:
+                col.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                col.kill()
