@@ -136,6 +136,8 @@ type TeamKey = (Arc<str>, Arc<str>);
 struct TeamCounters {
     resources: Counter,
     bytes: Counter,
+    /// Set for the default team: resources that nothing in the catalog matched.
+    unowned: Option<Counter>,
 }
 
 impl TeamMetrics {
@@ -156,6 +158,13 @@ impl TeamMetrics {
                         "Bytes of OTLP protobuf received per owning team (resource, scopes and items).",
                         &[("signal", self.signal.as_str()), ("team", team), ("source_kind", source_kind)],
                     ),
+                    unowned: o.is_default().then(|| {
+                        self.registry.counter(
+                            "sightline_ownership_unowned_resources_total",
+                            "Resources that no catalog entry or rule matched (given the default team).",
+                            &[("processor", &self.id), ("signal", self.signal.as_str())],
+                        )
+                    }),
                 })
             })
             .clone()
@@ -266,6 +275,9 @@ impl ResourceEditor for Editor<'_> {
             let e = &self.cache.map[&key];
             e.counters.resources.inc();
             e.counters.bytes.add(entry_len as u64);
+            if let Some(u) = &e.counters.unowned {
+                u.inc();
+            }
             return &e.rewritten;
         }
         let mut out = Vec::with_capacity(resource.len() + 160);
@@ -273,6 +285,9 @@ impl ResourceEditor for Editor<'_> {
         let counters = self.metrics.get(&o);
         counters.resources.inc();
         counters.bytes.add(entry_len as u64);
+        if let Some(u) = &counters.unowned {
+            u.inc();
+        }
         if self.cache.map.len() >= self.cache_size {
             // Simple and bounded: start over. Resource sets are small and stable in practice.
             self.cache.map.clear();

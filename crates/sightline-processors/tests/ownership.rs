@@ -160,6 +160,8 @@ fn cache_hits_give_the_same_bytes_and_reload_invalidates() {
     assert_eq!(a.bytes(), b.bytes());
     let labels = [("processor", "ownership"), ("signal", "traces"), ("team", "unowned"), ("source", "default")];
     assert_eq!(reg.value("sightline_ownership_resources_total", &labels), Some(2), "counted on hits too");
+    let unowned = [("processor", "ownership"), ("signal", "traces")];
+    assert_eq!(reg.value("sightline_ownership_unowned_resources_total", &unowned), Some(2));
 
     // The team takes "mystery" over: the next request sees it.
     std::fs::write(
