@@ -170,6 +170,22 @@ impl Registry {
         })
     }
 
+    /// Every series of a family: (labels, value).
+    pub fn series(&self, name: &str) -> Vec<(Vec<(String, String)>, i64)> {
+        let fams = self.families.lock().unwrap_or_else(|e| e.into_inner());
+        fams.iter()
+            .filter(|f| f.name == name)
+            .flat_map(|f| f.series.iter())
+            .map(|(l, c)| {
+                let v = match c {
+                    Cell::Counter(c) => c.get() as i64,
+                    Cell::Gauge(g) => g.get(),
+                };
+                (l.clone(), v)
+            })
+            .collect()
+    }
+
     /// Sum of a family over all its series.
     pub fn sum(&self, name: &str) -> i64 {
         let fams = self.families.lock().unwrap_or_else(|e| e.into_inner());

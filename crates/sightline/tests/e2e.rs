@@ -178,6 +178,12 @@ fn sdk_traces_metrics_logs_arrive_enriched() {
     let (_, metrics) = sl.get("/metrics").unwrap();
     assert!(metrics.contains("sightline_ownership_resources_total{processor=\"ownership\",signal=\"traces\",team=\"payments\",source=\"service\"}"), "{metrics}");
     assert!(metrics.contains("otelcol_exporter_queue_capacity"));
+    // The status page: coverage counts resources; the metrics went to the default team.
+    let (st, page) = sl.get("/status").unwrap();
+    assert_eq!(st, 200);
+    assert!(page.contains("<td>payments</td>"), "{page}");
+    assert!(page.contains("<td>unowned</td>"), "{page}");
+    assert!(page.contains("Ownership coverage"), "{page}");
     let _ = tp.shutdown();
     let _ = lp.shutdown();
     let _ = mp.shutdown();
