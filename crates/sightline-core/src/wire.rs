@@ -77,29 +77,41 @@ impl fmt::Display for WireErrorKind {
     }
 }
 
-/// A wire error with the path of the element it was found in.
+/// A wire error with the path of the element it was found in. Boxed, so that the `Result`s
+/// of the hot walk stay small; it is only allocated on the error path.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WireError {
-    pub kind: WireErrorKind,
+    inner: Box<ErrorInner>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct ErrorInner {
+    kind: WireErrorKind,
     /// Path segments, outermost first: (`resource_spans`, 2), (`scope_spans`, 0), ...
     path: Vec<(&'static str, usize)>,
 }
 
 impl WireError {
+    #[cold]
     pub fn new(kind: WireErrorKind) -> Self {
-        WireError { kind, path: Vec::new() }
+        WireError { inner: Box::new(ErrorInner { kind, path: Vec::new() }) }
+    }
+
+    pub fn kind(&self) -> &WireErrorKind {
+        &self.inner.kind
     }
 
     /// Prefixes a path segment (called while unwinding, innermost first).
+    #[cold]
     pub fn at(mut self, name: &'static str, index: usize) -> Self {
-        self.path.insert(0, (name, index));
+        self.inner.path.insert(0, (name, index));
         self
     }
 
     /// The path as text, e.g. `resource_spans[2].scope_spans[0]`.
     pub fn path(&self) -> String {
         let mut s = String::new();
-        for (i, (name, idx)) in self.path.iter().enumerate() {
+        for (i, (name, idx)) in self.inner.path.iter().enumerate() {
             if i > 0 {
                 s.push('.');
             }
@@ -114,10 +126,10 @@ impl WireError {
 
 impl fmt::Display for WireError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path.is_empty() {
-            write!(f, "invalid protobuf: {}", self.kind)
+        if self.inner.path.is_empty() {
+            write!(f, "invalid protobuf: {}", self.inner.kind)
         } else {
-            write!(f, "invalid protobuf at {}: {}", self.path(), self.kind)
+            write!(f, "invalid protobuf at {}: {}", self.path(), self.inner.kind)
         }
     }
 }
@@ -127,6 +139,12 @@ impl std::error::Error for WireError {}
 /// Reads a varint at `*pos`, advancing it.
 #[inline]
 pub fn read_varint(buf: &[u8], pos: &mut usize) -> Result<u64, WireError> {
+    if let Some(&b) = buf.get(*pos)
+        && b < 0x80
+    {
+        *pos += 1;
+        return Ok(u64::from(b));
+    }
     let mut result: u64 = 0;
     let mut shift = 0u32;
     loop {
@@ -171,7 +189,7 @@ impl<'a> Fields<'a> {
             0 => Value::Varint(read_varint(self.buf, &mut self.pos)?),
             1 => {
                 let end = self.pos.checked_add(8).filter(|&e| e <= self.buf.len());
-                let end = end.ok_or(WireError::new(WireErrorKind::Truncated))?;
+                let end = end.ok_or_else(|| WireError::new(WireErrorKind::Truncated))?;
                 let mut b = [0u8; 8];
                 b.copy_from_slice(&self.buf[self.pos..end]);
                 self.pos = end;
@@ -183,14 +201,14 @@ impl<'a> Fields<'a> {
                     .ok()
                     .and_then(|l| self.pos.checked_add(l))
                     .filter(|&e| e <= self.buf.len())
-                    .ok_or(WireError::new(WireErrorKind::Truncated))?;
+                    .ok_or_else(|| WireError::new(WireErrorKind::Truncated))?;
                 let v = &self.buf[self.pos..end];
                 self.pos = end;
                 Value::Len(v)
             }
             5 => {
                 let end = self.pos.checked_add(4).filter(|&e| e <= self.buf.len());
-                let end = end.ok_or(WireError::new(WireErrorKind::Truncated))?;
+                let end = end.ok_or_else(|| WireError::new(WireErrorKind::Truncated))?;
                 let mut b = [0u8; 4];
                 b.copy_from_slice(&self.buf[self.pos..end]);
                 self.pos = end;

@@ -164,7 +164,7 @@ fn bad_span_id_is_an_invalid_item_with_a_path() {
     assert_eq!((s.items, s.invalid_items), (5, 1));
     let e = s.first_invalid.unwrap();
     assert_eq!(e.path(), "resource_spans[1].scope_spans[0].spans[2]");
-    assert_eq!(e.kind, WireErrorKind::InvalidIdLength { name: "span_id", expected: 8, got: 3 });
+    assert_eq!(*e.kind(), WireErrorKind::InvalidIdLength { name: "span_id", expected: 8, got: 3 });
     let (kept, removed) = wire::retain_items(&bytes, &mut |i| wire::item_is_valid(Signal::Traces, i)).unwrap();
     assert_eq!(removed, 1);
     let got = ExportTraceServiceRequest::decode(&kept[..]).unwrap();
@@ -180,7 +180,7 @@ fn truncated_and_garbage_input_is_an_error_not_a_panic() {
         let _ = wire::inspect(Signal::Traces, &bytes[..cut]);
     }
     let e = wire::inspect(Signal::Traces, &bytes[..bytes.len() - 1]).unwrap_err();
-    assert_eq!(e.kind, WireErrorKind::Truncated);
+    assert_eq!(*e.kind(), WireErrorKind::Truncated);
     // The outer length of resource_spans[1] runs past the end: reported at the top level.
     assert_eq!(e.to_string(), "invalid protobuf: truncated message (a length or varint runs past the end)");
     assert!(wire::inspect(Signal::Traces, &[0x0f]).is_err(), "wire type 7");

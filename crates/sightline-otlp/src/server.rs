@@ -77,6 +77,9 @@ struct Shared {
 
 const OVERLOAD_RETRY: Duration = Duration::from_secs(1);
 
+/// JSON bodies larger than this are converted on the blocking pool.
+const JSON_INLINE_LIMIT: usize = 64 * 1024;
+
 /// Binds the configured listeners and starts serving. Returns once the sockets are bound (so
 /// the caller can report readiness); serving stops when `shutdown` is cancelled, after
 /// in-flight requests finish.
@@ -216,8 +219,21 @@ impl Shared {
         let proto = match format {
             Format::Proto => data,
             Format::Json => {
-                let v = sightline_otlp_json::json_to_protobuf(json_signal(signal), &data)
-                    .map_err(|e| Refusal::invalid(format!("invalid OTLP/JSON: {e}")))?;
+                // JSON costs microseconds per item: a large document is converted on the
+                // blocking pool so that it does not hold a runtime worker (and the protobuf
+                // requests queued behind it).
+                let convert = move |data: Bytes| {
+                    let r = sightline_otlp_json::json_to_protobuf(json_signal(signal), &data);
+                    (r, data)
+                };
+                let (r, data) = if data.len() > JSON_INLINE_LIMIT {
+                    tokio::task::spawn_blocking(move || convert(data))
+                        .await
+                        .map_err(|e| Refusal::invalid(format!("OTLP/JSON conversion failed: {e}")))?
+                } else {
+                    convert(data)
+                };
+                let v = r.map_err(|e| Refusal::invalid(format!("invalid OTLP/JSON: {e}")))?;
                 drop(data);
                 if !permit.try_grow(v.len().saturating_sub(permit.bytes())) {
                     return Err(Refusal::overloaded("memory limit reached; retry later", OVERLOAD_RETRY));

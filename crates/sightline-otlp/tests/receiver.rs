@@ -155,6 +155,22 @@ async fn http_json_request_gets_a_json_response() {
     assert_eq!(h.captured(1).await.len(), 1);
 }
 
+/// A JSON body over the inline limit is converted on the blocking pool; same result.
+#[tokio::test]
+async fn large_json_request_is_accepted() {
+    let h = Harness::start(64 << 20, 20 << 20).await;
+    let rec = r#"{"timeUnixNano":"1700000000000000000","body":{"stringValue":"a fairly long log line to make the body large"}}"#;
+    let recs = vec![rec; 2000].join(",");
+    let json = format!(r#"{{"resourceLogs":[{{"scopeLogs":[{{"logRecords":[{recs}]}}]}}]}}"#);
+    assert!(json.len() > 128 << 10);
+    let (st, _, resp) = h.post("/v1/logs", &[("content-type", "application/json")], json.into_bytes()).await;
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&resp));
+    assert_eq!(
+        h.registry.value("otelcol_receiver_accepted_log_records_total", &[("receiver", "otlp"), ("transport", "http")]),
+        Some(2000)
+    );
+}
+
 #[tokio::test]
 async fn http_errors_have_the_right_status_and_a_message() {
     let h = Harness::start(64 << 20, 64 << 10).await;

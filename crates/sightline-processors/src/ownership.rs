@@ -289,8 +289,13 @@ impl ResourceEditor for Editor<'_> {
             u.inc();
         }
         if self.cache.map.len() >= self.cache_size {
-            // Simple and bounded: start over. Resource sets are small and stable in practice.
-            self.cache.map.clear();
+            // Bounded: drop an arbitrary eighth (the map's iteration order is effectively
+            // random), so a working set just over the limit degrades gradually instead of
+            // missing on every request after a full clear.
+            let evict: Vec<u64> = self.cache.map.keys().take(self.cache_size / 8 + 1).copied().collect();
+            for k in evict {
+                self.cache.map.remove(&k);
+            }
         }
         self.cache.map.insert(
             key,
