@@ -82,26 +82,41 @@ impl Default for QueueConfig {
     }
 }
 
-/// `sending_queue.batch`: merge payloads until `min_size` items or `flush_timeout`.
+/// `sending_queue.batch`. When a consumer is free it takes every payload already queued (up
+/// to `max_size` items / `max_bytes`) into one batch; only while the batch is below
+/// `min_size` items does it wait for more, at most `flush_timeout`. With the default
+/// `min_size: 0` nothing waits: batches are as large as the backlog, so latency stays low
+/// when the backend keeps up and batches grow when it does not.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BatchConfig {
     /// Batch at all (default true).
     #[serde(default = "default_true")]
     pub enabled: bool,
-    /// Send as soon as a batch holds this many items (default 8192).
+    /// Wait (up to `flush_timeout`) until a batch holds this many items (default 0: never
+    /// wait). The collector's batch processor behaves like `min_size: 8192, flush_timeout:
+    /// 200ms`.
     pub min_size: u64,
     /// Never merge past this many items; 0 = no limit (default 0). A single request larger
     /// than this is sent on its own (requests are not split).
     pub max_size: u64,
-    /// Send a non-empty batch at the latest this long after its first payload (default 200ms).
+    /// Never merge past this many bytes (default 4194304 = 4 MiB, the usual gRPC receive
+    /// limit of backends). Sightline extension.
+    pub max_bytes: usize,
+    /// How long a batch below `min_size` waits for more (default 200ms).
     #[serde(with = "humantime_serde")]
     pub flush_timeout: Duration,
 }
 
 impl Default for BatchConfig {
     fn default() -> Self {
-        BatchConfig { enabled: true, min_size: 8192, max_size: 0, flush_timeout: Duration::from_millis(200) }
+        BatchConfig {
+            enabled: true,
+            min_size: 0,
+            max_size: 0,
+            max_bytes: 4 << 20,
+            flush_timeout: Duration::from_millis(200),
+        }
     }
 }
 
@@ -277,6 +292,10 @@ async fn run(
     // then `None`, and batch timers are not waited for.
     let mut closing = false;
     loop {
+        // A free consumer first, then the batch: while every consumer is busy, payloads pile
+        // up in the queue and the next free consumer takes them all in one batch. Batches
+        // grow with the backlog and stay small (low latency) when the backend keeps up.
+        let Ok(permit) = consumers.clone().acquire_owned().await else { break };
         // Wait for the first payload of the next batch.
         let first = match carry.take() {
             Some(p) => p,
@@ -287,6 +306,7 @@ async fn run(
                     _ = close.notified(), if !closing => {
                         closing = true;
                         rx.close();
+                        drop(permit);
                         continue;
                     }
                 };
@@ -300,25 +320,35 @@ async fn run(
         let mut batch = Batch::new(signal);
         batch.push(first);
         if batching {
-            let deadline = Instant::now() + cfg.queue.batch.flush_timeout;
-            let max = cfg.queue.batch.max_size;
-            while batch.items < cfg.queue.batch.min_size {
-                let next = if closing {
-                    rx.recv().await
-                } else {
-                    tokio::select! {
-                        p = rx.recv() => p,
-                        _ = tokio::time::sleep_until(deadline) => break,
-                        _ = close.notified() => {
-                            closing = true;
-                            rx.close();
-                            continue;
+            let b = &cfg.queue.batch;
+            let deadline = Instant::now() + b.flush_timeout;
+            loop {
+                if (b.max_size > 0 && batch.items >= b.max_size) || batch.bytes >= b.max_bytes {
+                    break;
+                }
+                // Take what is already queued without waiting; wait (up to flush_timeout) only
+                // while the batch is below min_size.
+                let next = match rx.try_recv() {
+                    Ok(p) => Some(p),
+                    Err(mpsc::error::TryRecvError::Disconnected) => None,
+                    Err(mpsc::error::TryRecvError::Empty) => {
+                        if batch.items >= b.min_size || closing {
+                            break;
+                        }
+                        tokio::select! {
+                            p = rx.recv() => p,
+                            _ = tokio::time::sleep_until(deadline) => break,
+                            _ = close.notified() => {
+                                closing = true;
+                                rx.close();
+                                continue;
+                            }
                         }
                     }
                 };
                 let Some(p) = next else { break };
                 metrics.queue_size.add(-1);
-                if max > 0 && batch.items + p.items() > max {
+                if (b.max_size > 0 && batch.items + p.items() > b.max_size) || batch.bytes + p.len() > b.max_bytes {
                     carry = Some(p);
                     metrics.queue_size.add(1);
                     break;
@@ -326,7 +356,6 @@ async fn run(
                 batch.push(p);
             }
         }
-        let Ok(permit) = consumers.clone().acquire_owned().await else { break };
         let sender = sender.clone();
         let metrics = metrics.clone();
         let retry = cfg.retry.clone();

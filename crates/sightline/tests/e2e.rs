@@ -345,7 +345,7 @@ fn sigterm_flushes_queued_data() {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let (sink, sink_port) = Sink::start(&rt);
     let dir = setup_dir();
-    let cfg = config(sink_port, "").replace("flush_timeout: 50ms", "flush_timeout: 60s");
+    let cfg = config(sink_port, "").replace("flush_timeout: 50ms", "min_size: 100000\n        flush_timeout: 60s");
     let mut sl = Sightline::start(dir.path(), &cfg);
     let _guard = rt.enter();
     let exporter = opentelemetry_otlp::SpanExporter::builder()

@@ -1,0 +1,430 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmark: Sightline vs the OpenTelemetry Collector, same corpus, same sink.
+
+    python3 benches/compare/compare.py               # full run (about 20-30 minutes)
+    python3 benches/compare/compare.py --quick       # smoke run (a few seconds per case)
+
+What it does, per signal and scenario, for each system under test (SUT):
+  * builds Sightline (profile `dist`: release + fat LTO), the load generator and the counting
+    sink (release), and the collector from its Go modules (tests/peers/otelcol, v0.165.0);
+  * pins the SUT to CPU 0 and the load generator + sink to CPU 1 (`taskset`);
+  * max throughput: closed-loop load for --duration; the result counts only when the SUT
+    refused nothing and the sink received every accepted item;
+  * CPU seconds per million items (utime+stime of the SUT over the measured window), peak RSS
+    (VmHWM);
+  * latency: open loop at 50% of the collector's max rate, loadgen send -> sink receive
+    (stamped in the first item), minus the same rate sent straight to the sink (baseline).
+Several runs per case; the medians are reported, with Sightline/collector ratios.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PEERS = ROOT / ".peers"
+SUT_CPU = "0"
+LOAD_CPU = "1"
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run(cmd, **kw):
+    log("$", " ".join(str(c) for c in cmd))
+    return subprocess.run(cmd, check=True, **kw)
+
+
+def build(args):
+    if not args.no_build:
+        run(["cargo", "build", "--profile", "dist", "-p", "sightline"], cwd=ROOT)
+        run(["cargo", "build", "--release", "-p", "sightline-bench-tools"], cwd=ROOT)
+        PEERS.mkdir(exist_ok=True)
+        run(["go", "build", "-o", str(PEERS / "otelcol"), "."], cwd=ROOT / "tests/peers/otelcol")
+    return {
+        "sightline": ROOT / "target/dist/sightline",
+        "loadgen": ROOT / "target/release/loadgen",
+        "sink": ROOT / "target/release/sink",
+        "otelcol": PEERS / "otelcol",
+    }
+
+
+def http_json(url, method="GET"):
+    req = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
+    with urllib.request.urlopen(req, timeout=10) as r:
+        body = r.read()
+    return json.loads(body) if body.strip() else {}
+
+
+def wait_http(url, timeout=60):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return True
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
+def proc_cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+
+
+def proc_hwm_bytes(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+class Sink:
+    def __init__(self, bins, tmp):
+        self.grpc, self.http, self.admin = free_port(), free_port(), free_port()
+        self.log = open(tmp / "sink.log", "w")
+        self.proc = subprocess.Popen(
+            ["taskset", "-c", LOAD_CPU, bins["sink"], "--grpc", f"127.0.0.1:{self.grpc}",
+             "--http", f"127.0.0.1:{self.http}", "--admin", f"127.0.0.1:{self.admin}",
+             "--verify-ownership", "0.01"],
+            stdout=self.log, stderr=self.log)
+        if not wait_http(f"http://127.0.0.1:{self.admin}/stats", 30):
+            raise RuntimeError("sink did not start: " + (tmp / "sink.log").read_text())
+
+    def stats(self):
+        return http_json(f"http://127.0.0.1:{self.admin}/stats")
+
+    def reset(self):
+        http_json(f"http://127.0.0.1:{self.admin}/reset", "POST")
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+        self.log.close()
+
+
+SIGNAL_PIPE = {"traces": "traces", "logs": "logs", "metrics": "metrics"}
+
+
+def sightline_config(tmp, sig, scenario, sink, ports):
+    procs = "[ownership]" if scenario != "passthrough" else "[]"
+    n_exp = 3 if scenario == "fanout3" else 1
+    exporters = "".join(
+        f"""
+  otlp/sink{i}:
+    endpoint: 127.0.0.1:{sink.grpc}
+    tls: {{ insecure: true }}
+    compression: none
+    sending_queue: {{ queue_size: 1000, num_consumers: 4, batch: {{ min_size: 8192, flush_timeout: 200ms }} }}
+""" for i in range(n_exp))
+    names = ", ".join(f"otlp/sink{i}" for i in range(n_exp))
+    return f"""
+receivers:
+  otlp:
+    protocols:
+      grpc: {{ endpoint: "127.0.0.1:{ports['grpc']}" }}
+processors:
+  memory_limiter: {{ limit_mib: 512 }}
+  ownership:
+    catalog: ["{tmp}/catalog"]
+exporters:{exporters}
+service:
+  telemetry:
+    metrics: {{ address: "127.0.0.1:{ports['admin']}" }}
+    logs: {{ level: warn }}
+  pipelines:
+    {SIGNAL_PIPE[sig]}:
+      receivers: [otlp]
+      processors: {procs}
+      exporters: [{names}]
+"""
+
+
+def otelcol_config(tmp, sig, scenario, sink, ports):
+    # The collector's closest equivalent: a static owner.team from the resource processor
+    # (it has no catalog lookup), then the batch processor, then the OTLP exporter.
+    procs = "[resource, batch]" if scenario != "passthrough" else "[batch]"
+    n_exp = 3 if scenario == "fanout3" else 1
+    exporters = "".join(
+        f"""
+  otlp/sink{i}:
+    endpoint: 127.0.0.1:{sink.grpc}
+    tls: {{ insecure: true }}
+    compression: none
+""" for i in range(n_exp))
+    names = ", ".join(f"otlp/sink{i}" for i in range(n_exp))
+    return f"""
+receivers:
+  otlp:
+    protocols:
+      grpc: {{ endpoint: "127.0.0.1:{ports['grpc']}" }}
+processors:
+  batch: {{ send_batch_size: 8192, timeout: 200ms }}
+  resource:
+    attributes:
+      - key: owner.team
+        value: platform
+        action: upsert
+exporters:{exporters}
+service:
+  telemetry:
+    metrics:
+      readers:
+        - pull:
+            exporter:
+              prometheus: {{ host: "127.0.0.1", port: {ports['admin']} }}
+    logs: {{ level: warn }}
+  pipelines:
+    {SIGNAL_PIPE[sig]}:
+      receivers: [otlp]
+      processors: {procs}
+      exporters: [{names}]
+"""
+
+
+class SUT:
+    def __init__(self, name, bins, tmp, sig, scenario, sink):
+        self.name = name
+        self.ports = {"grpc": free_port(), "admin": free_port()}
+        cfg = tmp / f"{name}.yaml"
+        if name == "sightline":
+            cfg.write_text(sightline_config(tmp, sig, scenario, sink, self.ports))
+            cmd = [bins["sightline"], "run", "--config", str(cfg)]
+            ready = f"http://127.0.0.1:{self.ports['admin']}/readyz"
+        else:
+            cfg.write_text(otelcol_config(tmp, sig, scenario, sink, self.ports))
+            cmd = [bins["otelcol"], "--config", str(cfg)]
+            ready = f"http://127.0.0.1:{self.ports['admin']}/metrics"
+        self.logf = open(tmp / f"{name}.log", "w")
+        self.proc = subprocess.Popen(["taskset", "-c", SUT_CPU, *map(str, cmd)], stdout=self.logf, stderr=self.logf)
+        if not wait_http(ready, 60):
+            raise RuntimeError(f"{name} did not start: " + (tmp / f"{name}.log").read_text()[-3000:])
+        time.sleep(0.5)
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.logf.close()
+
+
+def loadgen(bins, endpoint, sig, args, tmp, rate=None, compression="none", duration=None):
+    out = tmp / f"loadgen-{time.time_ns()}.json"
+    cmd = ["taskset", "-c", LOAD_CPU, str(bins["loadgen"]), "--endpoint", endpoint, "--protocol", "grpc",
+           "--signal", sig, "--span-size", args.span_size, "--items-per-request", str(args.items_per_request),
+           "--connections", str(args.connections), "--duration", f"{duration or args.duration}s",
+           "--warmup", f"{args.warmup}s", "--compression", compression, "--json", str(out)]
+    if rate:
+        cmd += ["--rate", str(int(rate))]
+    else:
+        cmd += ["--inflight", str(args.inflight)]
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=open(tmp / "loadgen.log", "a"))
+    return json.loads(out.read_text())
+
+
+def refused(report):
+    return sum(int(v) for v in (report.get("refusals") or {}).values())
+
+
+def measure_max(bins, name, tmp, sig, scenario, args):
+    """Closed loop: achieved items/s, CPU s per million items, peak RSS. Returns a dict."""
+    sink = Sink(bins, tmp)
+    sut = SUT(name, bins, tmp, sig, scenario, sink)
+    try:
+        comp = "gzip" if scenario == "enrich_gzip" else "none"
+        cpu0 = proc_cpu_seconds(sut.proc.pid)
+        rep = loadgen(bins, f"127.0.0.1:{sut.ports['grpc']}", sig, args, tmp, compression=comp)
+        cpu1 = proc_cpu_seconds(sut.proc.pid)
+        # Let queues drain, then check the sink got everything that was accepted.
+        accepted = int(rep["items_accepted"])
+        n_exp = 3 if scenario == "fanout3" else 1
+        deadline = time.time() + 20
+        got = 0
+        while time.time() < deadline:
+            got = int(sink.stats()[sig]["items"])
+            if got >= accepted * n_exp:
+                break
+            time.sleep(0.2)
+        measured_items = float(rep["items_accepted_measured"]) if "items_accepted_measured" in rep else accepted
+        items_s = float(rep["items_per_sec"])
+        return {
+            "items_per_sec": items_s,
+            "cpu_s_per_million": (cpu1 - cpu0) / max(accepted, 1) * 1e6,
+            "peak_rss_mib": proc_hwm_bytes(sut.proc.pid) / 2**20,
+            "refused": refused(rep),
+            "delivered_ok": got >= accepted * n_exp,
+            "accepted": accepted,
+            "sink_items": got,
+            "measured_items": measured_items,
+        }
+    finally:
+        sut.stop()
+        sink.stop()
+
+
+def measure_latency(bins, name, tmp, sig, scenario, args, rate):
+    sink = Sink(bins, tmp)
+    sut = None
+    try:
+        if name == "direct":
+            endpoint = f"127.0.0.1:{sink.grpc}"
+        else:
+            sut = SUT(name, bins, tmp, sig, "enrich" if scenario == "enrich_gzip" else scenario, sink)
+            endpoint = f"127.0.0.1:{sut.ports['grpc']}"
+        loadgen(bins, endpoint, sig, args, tmp, rate=rate, duration=args.latency_duration)
+        st = sink.stats()[sig]
+        return {"p50_us": float(st["latency_p50_us"]), "p99_us": float(st["latency_p99_us"])}
+    finally:
+        if sut:
+            sut.stop()
+        sink.stop()
+
+
+def med(rows, key):
+    vals = [r[key] for r in rows if r is not None]
+    return statistics.median(vals) if vals else float("nan")
+
+
+def machine():
+    model = "unknown"
+    for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
+        if line.startswith("Model name:"):
+            model = line.split(":", 1)[1].strip()
+    return f"{model}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
+
+
+def fmt(v, digits=0):
+    if v != v:  # NaN
+        return "n/a"
+    return f"{v:,.{digits}f}"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="smoke run: 1 run, 2 s per case, traces only")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--duration", type=float, default=10)
+    ap.add_argument("--warmup", type=float, default=2)
+    ap.add_argument("--latency-duration", type=float, default=10)
+    ap.add_argument("--signals", default="traces,logs,metrics")
+    ap.add_argument("--scenarios", default="passthrough,enrich,enrich_gzip,fanout3")
+    ap.add_argument("--span-size", default="small", choices=["small", "large"])
+    ap.add_argument("--items-per-request", type=int, default=500)
+    ap.add_argument("--connections", type=int, default=4)
+    ap.add_argument("--inflight", type=int, default=2)
+    ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--out", default=str(ROOT / "benches/RESULTS.md"))
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    if args.quick:
+        args.runs, args.duration, args.warmup, args.latency_duration = 1, 2, 0.5, 2
+        args.signals, args.scenarios = "traces", "enrich"
+    if not shutil.which("taskset"):
+        sys.exit("taskset is required (util-linux)")
+    bins = build(args)
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="sightline-compare-") as t:
+        tmp = Path(t)
+        (tmp / "catalog").mkdir()
+        cat = subprocess.run([str(bins["loadgen"]), "--print-catalog"], check=True, capture_output=True, text=True)
+        (tmp / "catalog" / "teams.yaml").write_text(cat.stdout)
+        for sig in args.signals.split(","):
+            for scenario in args.scenarios.split(","):
+                case = f"{sig}/{scenario}"
+                results[case] = {}
+                for name in ("otelcol", "sightline"):
+                    rows = []
+                    for i in range(args.runs):
+                        log(f"== {case} {name} max throughput, run {i + 1}/{args.runs}")
+                        r = measure_max(bins, name, tmp, sig, scenario, args)
+                        log("   ", r)
+                        rows.append(r)
+                    results[case][name] = {
+                        "items_per_sec": med(rows, "items_per_sec"),
+                        "cpu_s_per_million": med(rows, "cpu_s_per_million"),
+                        "peak_rss_mib": med(rows, "peak_rss_mib"),
+                        "clean": all(r["refused"] == 0 and r["delivered_ok"] for r in rows),
+                        "runs": rows,
+                    }
+                rate = 0.5 * results[case]["otelcol"]["items_per_sec"]
+                for name in ("direct", "otelcol", "sightline"):
+                    rows = []
+                    for i in range(args.runs):
+                        log(f"== {case} {name} latency at {rate:,.0f} items/s, run {i + 1}/{args.runs}")
+                        rows.append(measure_latency(bins, name, tmp, sig, scenario, args, rate))
+                        log("   ", rows[-1])
+                    results[case].setdefault(name, {})
+                    results[case][name]["p50_us"] = med(rows, "p50_us")
+                    results[case][name]["p99_us"] = med(rows, "p99_us")
+                results[case]["latency_rate"] = rate
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    report = render(results, args)
+    Path(args.out).write_text(report)
+    print(report)
+
+
+def render(results, args):
+    lines = [
+        "# Benchmark results: Sightline vs the OpenTelemetry Collector",
+        "",
+        f"- Date: {datetime.date.today().isoformat()}",
+        f"- Machine: {machine()}. Each system under test pinned to CPU {SUT_CPU}; load generator and sink pinned to CPU {LOAD_CPU}.",
+        "- Sightline: this repository, profile `dist` (release, fat LTO). Collector: v0.165.0 built from its Go modules "
+        "(tests/peers/otelcol): otlpreceiver -> resourceprocessor (upsert owner.team) -> batchprocessor -> otlpexporter.",
+        f"- Load: `loadgen` closed loop, {args.connections} gRPC connections x {args.inflight} in flight, "
+        f"{args.items_per_request} items/request, {args.span_size} spans, {args.duration:g} s measured after {args.warmup:g} s warm-up; "
+        f"{args.runs} run(s) per case, medians. Exporters send uncompressed (`compression: none`) to the counting `sink`.",
+        "- Latency: open loop at 50% of the collector's max rate, loadgen send -> sink receive (stamped in the first item), "
+        "minus the same load sent straight to the sink (`direct`).",
+        f"- Command: `python3 benches/compare/compare.py{' --quick' if args.quick else ''}`",
+        "",
+    ]
+    for sig in args.signals.split(","):
+        lines += [f"## {sig}", "",
+                  "| scenario | system | max items/s (0 refused) | CPU s / M items | peak RSS MiB | p50 added ms | p99 added ms |",
+                  "|---|---|---:|---:|---:|---:|---:|"]
+        for scenario in args.scenarios.split(","):
+            r = results[f"{sig}/{scenario}"]
+            d = r.get("direct", {})
+            for name in ("otelcol", "sightline"):
+                x = r[name]
+                p50 = (x.get("p50_us", float("nan")) - d.get("p50_us", float("nan"))) / 1000
+                p99 = (x.get("p99_us", float("nan")) - d.get("p99_us", float("nan"))) / 1000
+                clean = "" if x["clean"] else " (refusals or loss!)"
+                lines.append(f"| {scenario} | {name} | {fmt(x['items_per_sec'])}{clean} | {fmt(x['cpu_s_per_million'], 2)} | "
+                             f"{fmt(x['peak_rss_mib'], 1)} | {fmt(p50, 2)} | {fmt(p99, 2)} |")
+            o, s = r["otelcol"], r["sightline"]
+            lines.append(f"| {scenario} | **ratio S/C** | **{fmt(s['items_per_sec'] / o['items_per_sec'], 2)}x** | "
+                         f"{fmt(s['cpu_s_per_million'] / o['cpu_s_per_million'], 2)}x | {fmt(s['peak_rss_mib'] / o['peak_rss_mib'], 2)}x | | |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

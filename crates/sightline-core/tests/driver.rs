@@ -1,0 +1,122 @@
+//! The exporter driver with a controllable sender: adaptive batching (a backlog is merged,
+//! bounded by max_size/max_bytes), min_size waiting, retries of retryable failures with the
+//! server's delay, permanent failures counted, and close flushing what is queued.
+
+use bytes::Bytes;
+use sightline_core::driver::{self, DriverConfig};
+use sightline_core::{Batch, Payload, Registry, SendError, SendFuture, Sender, Signal};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+/// Records batch sizes; each send waits for a permit from `gate` and pops a scripted result.
+struct Scripted {
+    gate: Arc<Semaphore>,
+    batches: Mutex<Vec<(usize, u64)>>,
+    script: Mutex<VecDeque<Result<(), SendError>>>,
+}
+
+impl Sender for Scripted {
+    fn send<'a>(&'a self, batch: &'a Batch) -> SendFuture<'a> {
+        Box::pin(async move {
+            self.gate.acquire().await.unwrap().forget();
+            self.batches.lock().unwrap().push((batch.payloads.len(), batch.items));
+            self.script.lock().unwrap().pop_front().unwrap_or(Ok(()))
+        })
+    }
+}
+
+fn payload(items: u64, len: usize) -> Payload {
+    Payload::new(Signal::Logs, Bytes::from(vec![0u8; len]), items, None)
+}
+
+fn cfg(consumers: usize) -> DriverConfig {
+    let mut c = DriverConfig { queue: Default::default(), retry: Default::default(), timeout: Duration::from_secs(30) };
+    c.queue.num_consumers = consumers;
+    c.retry.initial_interval = Duration::from_millis(1);
+    c.retry.max_interval = Duration::from_millis(2);
+    c
+}
+
+async fn wait_for(mut f: impl FnMut() -> bool) {
+    for _ in 0..1000 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("condition not reached");
+}
+
+#[tokio::test]
+async fn backlog_is_merged_and_bounded_by_max_bytes() {
+    let gate = Arc::new(Semaphore::new(0));
+    let s = Arc::new(Scripted { gate: gate.clone(), batches: Mutex::default(), script: Mutex::default() });
+    let reg = Registry::new();
+    let mut c = cfg(1);
+    c.queue.batch.max_bytes = 1000;
+    let d = driver::spawn("x", Signal::Logs, c, s.clone(), &reg);
+    // First payload goes out alone (nothing else queued) and blocks the only consumer.
+    d.handle.enqueue(payload(1, 100)).await;
+    wait_for(|| {
+        s.gate.available_permits() == 0
+            && reg.value("otelcol_exporter_queue_size", &[("exporter", "x"), ("data_type", "logs")]) == Some(0)
+    })
+    .await;
+    // A backlog of 15 payloads of 100 bytes builds up behind it.
+    for _ in 0..15 {
+        d.handle.enqueue(payload(2, 100)).await;
+    }
+    gate.add_permits(100);
+    wait_for(|| reg.value("otelcol_exporter_sent_log_records_total", &[("exporter", "x")]) == Some(31)).await;
+    let b = s.batches.lock().unwrap().clone();
+    assert_eq!(b[0], (1, 1));
+    // 15 queued payloads of 100 bytes with max_bytes 1000: batches of 10 and 5.
+    assert_eq!(&b[1..], &[(10, 20), (5, 10)], "{b:?}");
+    reg.assert_compliant();
+}
+
+#[tokio::test]
+async fn min_size_waits_and_close_flushes() {
+    let gate = Arc::new(Semaphore::new(1000));
+    let s = Arc::new(Scripted { gate, batches: Mutex::default(), script: Mutex::default() });
+    let reg = Registry::new();
+    let mut c = cfg(2);
+    c.queue.batch.min_size = 100;
+    c.queue.batch.flush_timeout = Duration::from_secs(3600);
+    let d = driver::spawn("x", Signal::Logs, c, s.clone(), &reg);
+    for _ in 0..3 {
+        d.handle.enqueue(payload(10, 10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(s.batches.lock().unwrap().is_empty(), "waiting for min_size");
+    assert_eq!(d.pending_items.get(), 30);
+    d.close.notify_one();
+    tokio::time::timeout(Duration::from_secs(10), d.task).await.unwrap().unwrap();
+    assert_eq!(*s.batches.lock().unwrap(), vec![(3, 30)]);
+    assert_eq!(d.pending_items.get(), 0);
+    // After close, enqueues are refused and counted.
+    assert_eq!(d.handle.enqueue(payload(4, 1)).await, sightline_core::Enqueued::Dropped);
+    assert_eq!(reg.value("otelcol_exporter_enqueue_failed_log_records_total", &[("exporter", "x")]), Some(4));
+}
+
+#[tokio::test]
+async fn retryable_failures_are_retried_permanent_ones_counted() {
+    let gate = Arc::new(Semaphore::new(1000));
+    let script = VecDeque::from(vec![
+        Err(SendError::retryable("503").with_retry_after(Some(Duration::from_millis(1)))),
+        Err(SendError::retryable("unavailable")),
+        Ok(()),
+        Err(SendError::permanent("400 bad request")),
+    ]);
+    let s = Arc::new(Scripted { gate, batches: Mutex::default(), script: Mutex::new(script) });
+    let reg = Registry::new();
+    let d = driver::spawn("x", Signal::Logs, cfg(1), s.clone(), &reg);
+    d.handle.enqueue(payload(7, 10)).await;
+    wait_for(|| reg.value("otelcol_exporter_sent_log_records_total", &[("exporter", "x")]) == Some(7)).await;
+    assert_eq!(s.batches.lock().unwrap().len(), 3, "two retries, then success");
+    d.handle.enqueue(payload(5, 10)).await;
+    wait_for(|| reg.value("otelcol_exporter_send_failed_log_records_total", &[("exporter", "x")]) == Some(5)).await;
+    assert_eq!(s.batches.lock().unwrap().len(), 4, "a permanent failure is not retried");
+}
