@@ -511,9 +511,112 @@ fn check_id(f: &Field<'_>, name: &'static str, expected: usize) -> Result<(), Wi
     Ok(())
 }
 
-/// Validates one span / metric / log record and returns how many items it counts for.
+/// Validates one span / metric / log record and returns how many items it counts for. The
+/// fast skim decides for valid items; only an invalid item is walked again with [`Fields`] to
+/// say precisely what is wrong.
 #[inline]
 fn inspect_item(signal: Signal, item: &[u8]) -> Result<u64, WireError> {
+    if let Some(n) = skim_item(signal, item) {
+        return Ok(n);
+    }
+    inspect_item_detailed(signal, item)
+}
+
+// The skim: the same checks as `inspect_item_detailed`, as tight loops over the bytes that
+// build no `Field`s and no errors (about a third of the receive path's CPU went to building
+// them). `None` means "invalid somewhere"; the detailed walk then finds out where.
+
+/// Reads a varint at `p`: one- and two-byte varints (tags, most lengths) inline.
+#[inline(always)]
+fn varint_at(buf: &[u8], p: usize) -> Option<(u64, usize)> {
+    let b0 = *buf.get(p)?;
+    if b0 < 0x80 {
+        return Some((u64::from(b0), p + 1));
+    }
+    let b1 = *buf.get(p + 1)?;
+    if b1 < 0x80 {
+        return Some((u64::from(b0 & 0x7f) | (u64::from(b1) << 7), p + 2));
+    }
+    let mut pos = p;
+    read_varint(buf, &mut pos).ok().map(|v| (v, pos))
+}
+
+/// One field on the wire: (field number, wire type, the value's bytes for LEN fields).
+#[inline(always)]
+fn skim_field<'a>(buf: &'a [u8], p: &mut usize) -> Option<(u64, u8, &'a [u8])> {
+    let (tag, q) = varint_at(buf, *p)?;
+    let field = tag >> 3;
+    if field == 0 || field > u64::from(u32::MAX >> 3) {
+        return None;
+    }
+    let wt = (tag & 7) as u8;
+    let (value, end): (&[u8], usize) = match wt {
+        0 => {
+            let (_, r) = varint_at(buf, q)?;
+            (&[], r)
+        }
+        1 => (&[], q.checked_add(8).filter(|&e| e <= buf.len())?),
+        2 => {
+            let (len, r) = varint_at(buf, q)?;
+            let end = usize::try_from(len).ok().and_then(|l| r.checked_add(l)).filter(|&e| e <= buf.len())?;
+            (&buf[r..end], end)
+        }
+        5 => (&[], q.checked_add(4).filter(|&e| e <= buf.len())?),
+        _ => return None,
+    };
+    *p = end;
+    Some((field, wt, value))
+}
+
+/// Every field well formed; the id fields in `ids` (field, length) are LEN and empty or of
+/// that length.
+#[inline]
+fn skim(buf: &[u8], ids: &[(u64, usize)]) -> bool {
+    let mut p = 0;
+    while p < buf.len() {
+        let Some((field, wt, value)) = skim_field(buf, &mut p) else { return false };
+        if let Some(&(_, len)) = ids.iter().find(|(f, _)| *f == field)
+            && (wt != 2 || (!value.is_empty() && value.len() != len))
+        {
+            return false;
+        }
+    }
+    true
+}
+
+#[inline]
+fn skim_item(signal: Signal, item: &[u8]) -> Option<u64> {
+    match signal {
+        Signal::Traces => skim(item, &[(1, 16), (2, 8), (4, 8)]).then_some(1),
+        Signal::Logs => skim(item, &[(9, 16), (10, 8)]).then_some(1),
+        Signal::Metrics => {
+            let mut points = 0u64;
+            let mut p = 0;
+            while p < item.len() {
+                let (field, wt, data) = skim_field(item, &mut p)?;
+                if matches!(field, 5 | 7 | 9 | 10 | 11) {
+                    if wt != 2 {
+                        return None;
+                    }
+                    let mut q = 0;
+                    while q < data.len() {
+                        let (f, w, point) = skim_field(data, &mut q)?;
+                        if f == 1 {
+                            if w != 2 || !skim(point, &[]) {
+                                return None;
+                            }
+                            points += 1;
+                        }
+                    }
+                }
+            }
+            Some(points)
+        }
+    }
+}
+
+#[cold]
+fn inspect_item_detailed(signal: Signal, item: &[u8]) -> Result<u64, WireError> {
     match signal {
         Signal::Traces => {
             for f in Fields::new(item) {
@@ -662,4 +765,86 @@ pub fn retain_items(buf: &[u8], keep: &mut dyn FnMut(&[u8]) -> bool) -> Result<(
 /// Whether one item is valid on its own (used with [`retain_items`] to drop invalid items).
 pub fn item_is_valid(signal: Signal, item: &[u8]) -> bool {
     inspect_item(signal, item).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::common::v1::{AnyValue as PAny, KeyValue, any_value};
+    use opentelemetry_proto::tonic::logs::v1::LogRecord;
+    use opentelemetry_proto::tonic::metrics::v1::{Gauge, Metric, NumberDataPoint, Sum, metric, number_data_point};
+    use opentelemetry_proto::tonic::trace::v1::{Span, span};
+    use prost::Message;
+
+    fn kv(k: &str, v: &str) -> KeyValue {
+        KeyValue {
+            key: k.into(),
+            value: Some(PAny { value: Some(any_value::Value::StringValue(v.into())) }),
+            ..Default::default()
+        }
+    }
+
+    /// The skim and the detailed walk agree on every input: valid or not, and the count.
+    #[test]
+    fn skim_agrees_with_the_detailed_walk() {
+        let span = Span {
+            trace_id: vec![1; 16],
+            span_id: vec![2; 8],
+            parent_span_id: vec![3; 8],
+            name: "GET /checkout".into(),
+            kind: 2,
+            start_time_unix_nano: 1_700_000_000_000_000_000,
+            end_time_unix_nano: 1_700_000_000_100_000_000,
+            attributes: vec![kv("http.route", "/checkout"), kv("http.method", "GET")],
+            events: vec![span::Event { name: "e".into(), ..Default::default() }],
+            ..Default::default()
+        }
+        .encode_to_vec();
+        let log = LogRecord {
+            time_unix_nano: 5,
+            trace_id: vec![1; 16],
+            span_id: vec![2; 8],
+            body: Some(PAny { value: Some(any_value::Value::StringValue("hello".into())) }),
+            ..Default::default()
+        }
+        .encode_to_vec();
+        let dp = NumberDataPoint { value: Some(number_data_point::Value::AsInt(3)), ..Default::default() };
+        let metric = Metric {
+            name: "m".into(),
+            data: Some(metric::Data::Sum(Sum { data_points: vec![dp.clone(); 3], ..Default::default() })),
+            ..Default::default()
+        }
+        .encode_to_vec();
+        let gauge = Metric {
+            name: "g".into(),
+            data: Some(metric::Data::Gauge(Gauge { data_points: vec![dp] })),
+            ..Default::default()
+        }
+        .encode_to_vec();
+        let cases = [(Signal::Traces, span), (Signal::Logs, log), (Signal::Metrics, metric), (Signal::Metrics, gauge)];
+        let mut x: u64 = 0x243f6a8885a308d3;
+        let mut invalid = 0;
+        for (signal, item) in cases {
+            assert!(skim_item(signal, &item).is_some());
+            assert_eq!(skim_item(signal, &item).map(Ok), Some(inspect_item_detailed(signal, &item).map_err(|_| ())));
+            for _ in 0..50_000 {
+                let mut buf = item.clone();
+                for _ in 0..1 + (x % 3) {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    let i = (x as usize) % buf.len();
+                    buf[i] = (x >> 40) as u8;
+                }
+                if x % 7 == 0 {
+                    buf.truncate((x as usize >> 8) % buf.len());
+                }
+                let fast = skim_item(signal, &buf);
+                let slow = inspect_item_detailed(signal, &buf).ok();
+                assert_eq!(fast, slow, "{signal:?} {buf:?}");
+                invalid += usize::from(fast.is_none());
+            }
+        }
+        assert!(invalid > 10_000, "the mutations do reach invalid inputs ({invalid})");
+    }
 }
