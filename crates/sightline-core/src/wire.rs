@@ -836,7 +836,7 @@ mod tests {
                     let i = (x as usize) % buf.len();
                     buf[i] = (x >> 40) as u8;
                 }
-                if x % 7 == 0 {
+                if x.is_multiple_of(7) {
                     buf.truncate((x as usize >> 8) % buf.len());
                 }
                 let fast = skim_item(signal, &buf);
