@@ -425,6 +425,69 @@ pub struct Summary {
 ///
 /// Allocation-free when every item is valid.
 pub fn inspect(signal: Signal, buf: &[u8]) -> Result<Summary, WireError> {
+    if let Some((items, resources)) = inspect_fast(signal, buf) {
+        return Ok(Summary { items, resources, invalid_items: 0, first_invalid: None });
+    }
+    inspect_detailed(signal, buf)
+}
+
+/// The skim of a whole request: `Some((items, resources))` exactly when [`inspect_detailed`]
+/// would find the request valid with no invalid item.
+fn inspect_fast(signal: Signal, buf: &[u8]) -> Option<(u64, u64)> {
+    let (mut items, mut resources) = (0u64, 0u64);
+    let mut p = 0;
+    while p < buf.len() {
+        let (f, wt, rx) = skim_field(buf, &mut p)?;
+        if f != 1 {
+            continue;
+        }
+        if wt != 2 {
+            return None;
+        }
+        resources += 1;
+        let mut q = 0;
+        while q < rx.len() {
+            let (g, w, v) = skim_field(rx, &mut q)?;
+            match g {
+                1 => {
+                    if w != 2 {
+                        return None;
+                    }
+                    for a in attributes(v, 1) {
+                        a.ok()?;
+                    }
+                }
+                2 => {
+                    if w != 2 {
+                        return None;
+                    }
+                    let mut r = 0;
+                    while r < v.len() {
+                        let (h, w2, x) = skim_field(v, &mut r)?;
+                        match h {
+                            1 if w2 != 2 || !skim(x, &[]) => return None,
+                            2 if w2 != 2 => return None,
+                            2 => items += skim_item(signal, x)?,
+                            _ => {}
+                        }
+                    }
+                }
+                3 => {
+                    if w != 2 {
+                        return None;
+                    }
+                    std::str::from_utf8(v).ok()?;
+                }
+                _ => {}
+            }
+        }
+    }
+    Some((items, resources))
+}
+
+/// The walk that finds precisely what is wrong, and which items are invalid.
+#[cold]
+fn inspect_detailed(signal: Signal, buf: &[u8]) -> Result<Summary, WireError> {
     let sh = shape(signal);
     let mut sum = Summary::default();
     let mut ri = 0usize;
@@ -846,5 +909,52 @@ mod tests {
             }
         }
         assert!(invalid > 10_000, "the mutations do reach invalid inputs ({invalid})");
+    }
+
+    /// The same agreement for whole requests: the fast path answers exactly when the detailed
+    /// walk finds a valid request without invalid items, with the same counts.
+    #[test]
+    fn fast_inspect_agrees_with_the_detailed_walk() {
+        use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+        use opentelemetry_proto::tonic::resource::v1::Resource;
+        use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
+        let span = Span { trace_id: vec![1; 16], span_id: vec![2; 8], name: "x".into(), ..Default::default() };
+        let req = ExportTraceServiceRequest {
+            resource_spans: vec![
+                ResourceSpans {
+                    resource: Some(Resource { attributes: vec![kv("service.name", "a")], ..Default::default() }),
+                    scope_spans: vec![ScopeSpans {
+                        spans: vec![span.clone(); 3],
+                        schema_url: "s".into(),
+                        ..Default::default()
+                    }],
+                    schema_url: "u".into(),
+                };
+                2
+            ],
+        }
+        .encode_to_vec();
+        let mut x: u64 = 0x13198a2e03707344;
+        let mut fast_some = 0;
+        for _ in 0..100_000 {
+            let mut buf = req.clone();
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let i = (x as usize) % buf.len();
+            buf[i] = (x >> 40) as u8;
+            let fast = inspect_fast(Signal::Traces, &buf);
+            let slow = inspect_detailed(Signal::Traces, &buf);
+            match (&fast, &slow) {
+                (Some((items, res)), Ok(s)) => {
+                    assert_eq!((s.items, s.resources, s.invalid_items), (*items, *res, 0));
+                    fast_some += 1;
+                }
+                (None, Ok(s)) => assert!(s.invalid_items > 0, "{buf:?}"),
+                (None, Err(_)) => {}
+                (Some(_), Err(e)) => panic!("fast accepted what the detailed walk refuses: {e} {buf:?}"),
+            }
+        }
+        assert!(fast_some > 1000);
     }
 }
