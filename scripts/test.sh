@@ -31,3 +31,6 @@ cargo test --workspace --locked
 step "end-to-end tests with the Python SDK and the OpenTelemetry Collector"
 SIGHTLINE_BIN="$root/target/release/sightline" OTELCOL_BIN="$root/.peers/otelcol" \
   "$venv/bin/python" -m pytest -q tests/python
+
+step "benchmark harness smoke run (seconds; the full comparison is benches/compare/compare.py)"
+python3 benches/compare/compare.py --smoke

@@ -55,6 +55,15 @@ def run(cmd, **kw):
 
 
 def build(args):
+    if args.smoke:
+        # CI: the binaries scripts/test.sh already built (release profile) and the collector.
+        run(["cargo", "build", "--release", "--locked", "-p", "sightline", "-p", "sightline-bench-tools"], cwd=ROOT)
+        return {
+            "sightline": ROOT / "target/release/sightline",
+            "loadgen": ROOT / "target/release/loadgen",
+            "sink": ROOT / "target/release/sink",
+            "otelcol": PEERS / "otelcol",
+        }
     if not args.no_build:
         run(["cargo", "build", "--profile", "dist", "-p", "sightline"], cwd=ROOT)
         run(["cargo", "build", "--release", "-p", "sightline-bench-tools"], cwd=ROOT)
@@ -338,14 +347,25 @@ def main():
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--out", default=str(ROOT / "benches/RESULTS.md"))
     ap.add_argument("--json", default=None)
+    ap.add_argument("--state", default=None,
+                    help="accumulate results in this JSON file across invocations (e.g. one signal per call); "
+                         "the report covers every case in it")
+    ap.add_argument("--smoke", action="store_true",
+                    help="CI smoke check: release binaries, 1 s per case, traces/enrich only, report to stdout")
     args = ap.parse_args()
+    if args.smoke:
+        args.quick = True
     if args.quick:
         args.runs, args.duration, args.warmup, args.latency_duration = 1, 2, 0.5, 2
         args.signals, args.scenarios = "traces", "enrich"
+    if args.smoke:
+        args.duration, args.latency_duration, args.warmup = 1, 1, 0.3
     if not shutil.which("taskset"):
         sys.exit("taskset is required (util-linux)")
     bins = build(args)
     results = {}
+    if args.state and Path(args.state).exists():
+        results = json.loads(Path(args.state).read_text())
     with tempfile.TemporaryDirectory(prefix="sightline-compare-") as t:
         tmp = Path(t)
         (tmp / "catalog").mkdir()
@@ -379,11 +399,30 @@ def main():
                     results[case][name]["p50_us"] = med(rows, "p50_us")
                     results[case][name]["p99_us"] = med(rows, "p99_us")
                 results[case]["latency_rate"] = rate
+                if args.state:
+                    Path(args.state).write_text(json.dumps(results, indent=2))
+    if args.smoke:
+        r = results["traces/enrich"]
+        ok = all(r[n]["clean"] and r[n]["items_per_sec"] > 0 for n in ("otelcol", "sightline"))
+        print(render(results, args))
+        print("compare smoke:", "ok" if ok else "FAILED (refusals, loss or no throughput)")
+        sys.exit(0 if ok else 1)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     report = render(results, args)
     Path(args.out).write_text(report)
     print(report)
+
+
+def cases(results, args):
+    """(signal, [scenarios]) in a stable order, for every case measured."""
+    order = ["passthrough", "enrich", "enrich_gzip", "fanout3"]
+    out = {}
+    for case in results:
+        sig, scen = case.split("/")
+        out.setdefault(sig, []).append(scen)
+    sigs = [s for s in ("traces", "logs", "metrics") if s in out]
+    return [(s, sorted(out[s], key=lambda x: order.index(x) if x in order else 99)) for s in sigs]
 
 
 def render(results, args):
@@ -399,14 +438,14 @@ def render(results, args):
         f"{args.runs} run(s) per case, medians. Exporters send uncompressed (`compression: none`) to the counting `sink`.",
         "- Latency: open loop at 50% of the collector's max rate, loadgen send -> sink receive (stamped in the first item), "
         "minus the same load sent straight to the sink (`direct`).",
-        f"- Command: `python3 benches/compare/compare.py{' --quick' if args.quick else ''}`",
+        f"- Command: `python3 benches/compare/compare.py{' --smoke' if args.smoke else (' --quick' if args.quick else '')}`",
         "",
     ]
-    for sig in args.signals.split(","):
+    for sig, scenarios in cases(results, args):
         lines += [f"## {sig}", "",
                   "| scenario | system | max items/s (0 refused) | CPU s / M items | peak RSS MiB | p50 added ms | p99 added ms |",
                   "|---|---|---:|---:|---:|---:|---:|"]
-        for scenario in args.scenarios.split(","):
+        for scenario in scenarios:
             r = results[f"{sig}/{scenario}"]
             d = r.get("direct", {})
             for name in ("otelcol", "sightline"):
