@@ -28,9 +28,9 @@ cargo build --release --locked -p sightline
 step "Rust tests (unit, component and end-to-end with the Rust SDK)"
 cargo test --workspace --locked
 
+step "benchmark harness smoke run (seconds; the full comparison is benches/compare/compare.py)"
+python3 benches/compare/compare.py --smoke
+
 step "end-to-end tests with the Python SDK and the OpenTelemetry Collector"
 SIGHTLINE_BIN="$root/target/release/sightline" OTELCOL_BIN="$root/.peers/otelcol" \
   "$venv/bin/python" -m pytest -q tests/python
-
-step "benchmark harness smoke run (seconds; the full comparison is benches/compare/compare.py)"
-python3 benches/compare/compare.py --smoke
