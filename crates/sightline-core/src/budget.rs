@@ -38,6 +38,14 @@ impl MemoryBudget {
         self.limit - self.sem.available_permits()
     }
 
+    /// Takes `bytes` (at most the whole budget) from the budget, waiting until they are free.
+    /// For exporters' send buffers, never for admission (which must not wait).
+    pub async fn acquire(&self, bytes: usize) -> MemoryPermit {
+        let n = bytes.min(self.limit).min(u32::MAX as usize) as u32;
+        let permit = if n == 0 { None } else { self.sem.clone().acquire_many_owned(n).await.ok() };
+        MemoryPermit { permit, sem: self.sem.clone() }
+    }
+
     /// Takes `bytes` from the budget, or returns `None` at once when not enough is left.
     pub fn try_acquire(&self, bytes: usize) -> Option<MemoryPermit> {
         let mut p = MemoryPermit { permit: None, sem: self.sem.clone() };

@@ -8,7 +8,7 @@
 //! counted (`otelcol_exporter_enqueue_failed_*`), or, with `block_on_overflow: true`, the
 //! receiving task waits for room (back-pressure to that pipeline's clients only).
 
-use crate::{Batch, Counter, Gauge, Payload, Registry, Signal};
+use crate::{Batch, Counter, Gauge, MemoryBudget, Payload, Registry, Signal};
 use serde::Deserialize;
 use std::future::Future;
 use std::pin::Pin;
@@ -227,7 +227,23 @@ pub struct Driver {
 
 /// Starts an exporter driver. The task ends when every [`ExporterHandle`] clone is dropped and
 /// the queue is drained (or `abort` is set).
+///
+/// `send_budget`, when given, bounds the memory of batches being sent: a sender makes its own
+/// copy of a batch (the encoded request, compressed or not, in its transport's buffers), so
+/// each send holds the batch's size against this budget while it runs, and waits for room.
 pub fn spawn(id: &str, signal: Signal, cfg: DriverConfig, sender: Arc<dyn Sender>, registry: &Registry) -> Driver {
+    spawn_with_budget(id, signal, cfg, sender, registry, None)
+}
+
+/// [`spawn`] with a budget for the senders' copies.
+pub fn spawn_with_budget(
+    id: &str,
+    signal: Signal,
+    cfg: DriverConfig,
+    sender: Arc<dyn Sender>,
+    registry: &Registry,
+    send_budget: Option<MemoryBudget>,
+) -> Driver {
     let items = signal.item_name();
     let labels = [("exporter", id)];
     let pending = registry.gauge(
@@ -270,7 +286,7 @@ pub fn spawn(id: &str, signal: Signal, cfg: DriverConfig, sender: Arc<dyn Sender
     let (abort_tx, abort_rx) = watch::channel(false);
     let handle = ExporterHandle { id: Arc::from(id), tx, block: cfg.queue.block_on_overflow, metrics: metrics.clone() };
     let close = Arc::new(tokio::sync::Notify::new());
-    let task = tokio::spawn(run(Arc::from(id), signal, cfg, sender, metrics, rx, abort_rx, close.clone()));
+    let task = tokio::spawn(run(Arc::from(id), signal, cfg, sender, metrics, rx, abort_rx, close.clone(), send_budget));
     Driver { handle, task, abort: abort_tx, close, pending_items: pending }
 }
 
@@ -284,6 +300,7 @@ async fn run(
     mut rx: mpsc::Receiver<Payload>,
     abort: watch::Receiver<bool>,
     close: Arc<tokio::sync::Notify>,
+    send_budget: Option<MemoryBudget>,
 ) {
     let consumers = Arc::new(Semaphore::new(cfg.queue.num_consumers.max(1)));
     let batching = cfg.queue.batch.enabled && cfg.queue.enabled;
@@ -362,8 +379,14 @@ async fn run(
         let timeout = cfg.timeout;
         let abort = abort.clone();
         let id = id.clone();
+        let send_budget = send_budget.clone();
         tokio::spawn(async move {
             let items = batch.items;
+            let _copy = match &send_budget {
+                // Transport buffers grow by doubling: hold twice the batch.
+                Some(b) => Some(b.acquire(batch.bytes * 2).await),
+                None => None,
+            };
             match send_with_retry(&*sender, &batch, &retry, timeout, abort).await {
                 Ok(()) => metrics.sent.add(items),
                 Err(e) => {

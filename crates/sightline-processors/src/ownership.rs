@@ -327,6 +327,11 @@ impl Processor for OwnershipProcessor {
         let mut out = Vec::new();
         wire::rewrite_resources(payload.bytes(), &mut out, &mut editor)
             .map_err(|e| ProcessError::Invalid(e.to_string()))?;
+        // The output is held (and budgeted) by its length until the last exporter is done:
+        // give back the slack reserved for growth, so memory in use matches the budget.
+        if out.capacity() - out.len() > out.len() / 32 {
+            out.shrink_to_fit();
+        }
         let items = payload.items();
         Ok(payload.with_bytes(Bytes::from(out), items))
     }

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 struct AdminState {
     registry: Registry,
     budget: MemoryBudget,
+    send_budget: MemoryBudget,
     ready: Arc<AtomicBool>,
 }
 
@@ -24,6 +25,7 @@ pub async fn start(
     addr: &str,
     registry: Registry,
     budget: MemoryBudget,
+    send_budget: MemoryBudget,
     ready: Arc<AtomicBool>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<JoinHandle<()>> {
@@ -31,7 +33,7 @@ pub async fn start(
         .await
         .map_err(|e| anyhow::anyhow!("service.telemetry.metrics.address: cannot listen on {addr}: {e}"))?;
     tracing::info!(address = %listener.local_addr()?, "admin server listening (/metrics, /healthz, /readyz, /status)");
-    let state = AdminState { registry, budget, ready };
+    let state = AdminState { registry, budget, send_budget, ready };
     let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -53,9 +55,12 @@ async fn readyz(State(s): State<AdminState>) -> impl IntoResponse {
 
 async fn metrics(State(s): State<AdminState>) -> impl IntoResponse {
     let mut text = s.registry.render();
-    text.push_str("# HELP sightline_memory_budget_used_bytes Bytes currently held against the in-flight budget.\n");
+    text.push_str(
+        "# HELP sightline_memory_budget_used_bytes Bytes held against the in-flight budget: by admitted payloads, and by exporters' send copies.\n",
+    );
     text.push_str("# TYPE sightline_memory_budget_used_bytes gauge\n");
-    text.push_str(&format!("sightline_memory_budget_used_bytes {}\n", s.budget.in_use()));
+    text.push_str(&format!("sightline_memory_budget_used_bytes{{part=\"admission\"}} {}\n", s.budget.in_use()));
+    text.push_str(&format!("sightline_memory_budget_used_bytes{{part=\"send\"}} {}\n", s.send_budget.in_use()));
     if let Some(rss) = rss_bytes() {
         text.push_str("# HELP otelcol_process_memory_rss Total physical memory (resident set size) in bytes.\n");
         text.push_str("# TYPE otelcol_process_memory_rss gauge\n");
@@ -99,8 +104,8 @@ async fn status(State(s): State<AdminState>) -> impl IntoResponse {
          <table><tr><th>team</th><th>resources</th><th>bytes received</th></tr>",
         env!("CARGO_PKG_VERSION"),
         if s.ready.load(Ordering::Relaxed) { "ready" } else { "not ready" },
-        s.budget.in_use() as f64 / 1048576.0,
-        s.budget.limit() as f64 / 1048576.0,
+        (s.budget.in_use() + s.send_budget.in_use()) as f64 / 1048576.0,
+        (s.budget.limit() + s.send_budget.limit()) as f64 / 1048576.0,
         coverage,
         total - unowned,
         total,

@@ -139,7 +139,11 @@ pub async fn run(v: Validated) -> anyhow::Result<()> {
         })
         .min()
         .unwrap_or(DEFAULT_LIMIT_MIB);
-    let budget = MemoryBudget::new((limit_mib as usize) << 20);
+    // Three quarters of the limit admit requests (held by payloads until the last exporter is
+    // done); one quarter bounds the senders' own copies of the batches they are sending.
+    let limit = (limit_mib as usize) << 20;
+    let budget = MemoryBudget::new(limit - limit / 4);
+    let send_budget = MemoryBudget::new(limit / 4);
     registry
         .gauge("sightline_memory_budget_limit_bytes", "The in-flight byte budget (memory_limiter).", &[])
         .set(budget.limit() as i64);
@@ -155,7 +159,14 @@ pub async fn run(v: Validated) -> anyhow::Result<()> {
             }
             let cfg = v.exporters.get(e).with_context(|| format!("exporter {e} not decoded"))?;
             let (sender, dcfg) = build_exporter(e, signal, cfg)?;
-            let d = sightline_core::driver::spawn(e, signal, dcfg, sender, &registry);
+            let d = sightline_core::driver::spawn_with_budget(
+                e,
+                signal,
+                dcfg,
+                sender,
+                &registry,
+                Some(send_budget.clone()),
+            );
             handles.insert((e.clone(), signal), d.handle.clone());
             drivers.push((e.clone(), signal, d));
         }
@@ -226,7 +237,10 @@ pub async fn run(v: Validated) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let admin_task = if v.config.service.telemetry.metrics.level != "none" {
         let addr = &v.config.service.telemetry.metrics.address;
-        Some(admin::start(addr, registry.clone(), budget.clone(), ready.clone(), shutdown.clone()).await?)
+        Some(
+            admin::start(addr, registry.clone(), budget.clone(), send_budget.clone(), ready.clone(), shutdown.clone())
+                .await?,
+        )
     } else {
         None
     };
