@@ -85,8 +85,8 @@ service:
             assert "owner.team: Str(forged)" not in text
             assert "owner.source: Str(service)" in text
             m = sl.metrics()
-            assert 'otelcol_receiver_accepted_spans_total{receiver="otlp",transport="grpc"} 1' in m, m
-            assert 'otelcol_exporter_sent_log_records_total{exporter="otlp/collector"} 1' in m, m
+            assert 'otelcol_receiver_accepted_spans{receiver="otlp",transport="grpc"} 1' in m, m
+            assert 'otelcol_exporter_sent_log_records{exporter="otlp/collector"} 1' in m, m
             tp.shutdown()
             lp.shutdown()
         finally:

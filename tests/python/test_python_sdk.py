@@ -53,7 +53,7 @@ def test_traces_over_grpc_are_enriched(sightline):
         assert attrs["owner.source"] == "service"
     provider.shutdown()
     m = sightline.metrics()
-    assert 'otelcol_receiver_accepted_spans_total{receiver="otlp",transport="grpc"} 20' in m
+    assert 'otelcol_receiver_accepted_spans{receiver="otlp",transport="grpc"} 20' in m
 
 
 def test_logs_and_metrics_over_http_are_enriched(sightline):

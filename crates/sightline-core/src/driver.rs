@@ -254,17 +254,17 @@ pub fn spawn_with_budget(
     let metrics = Arc::new(Metrics {
         pending: pending.clone(),
         sent: registry.counter(
-            &format!("otelcol_exporter_sent_{items}_total"),
+            &format!("otelcol_exporter_sent_{items}"),
             &format!("Number of {items} successfully sent to destination."),
             &labels,
         ),
         send_failed: registry.counter(
-            &format!("otelcol_exporter_send_failed_{items}_total"),
+            &format!("otelcol_exporter_send_failed_{items}"),
             &format!("Number of {items} in failed attempts to send to destination (given up)."),
             &labels,
         ),
         enqueue_failed: registry.counter(
-            &format!("otelcol_exporter_enqueue_failed_{items}_total"),
+            &format!("otelcol_exporter_enqueue_failed_{items}"),
             &format!("Number of {items} failed to be added to the sending queue."),
             &labels,
         ),

@@ -6,12 +6,13 @@
 //!
 //! Naming rules (checked by [`check_metric_name`], which every component's tests call through
 //! [`Registry::assert_compliant`]):
-//! - collector-compatible metrics keep the OpenTelemetry Collector's names
-//!   (`otelcol_receiver_accepted_spans`, `otelcol_exporter_sent_log_records`, ...), Sightline's
-//!   own start with `sightline_`;
+//! - collector-compatible metrics are exactly what the OpenTelemetry Collector (v0.165) serves
+//!   on its Prometheus endpoint, so existing collector dashboards work unchanged:
+//!   `otelcol_receiver_accepted_spans`, `otelcol_exporter_sent_log_records`, ... — its counters
+//!   carry no `_total` suffix (checked against the real collector);
+//! - Sightline's own metrics start with `sightline_`, and their counters end in `_total` (the
+//!   Prometheus convention);
 //! - lower snake case, no double underscore;
-//! - counters end in `_total` (the Prometheus exposition convention, which the collector's own
-//!   Prometheus endpoint also follows);
 //! - a unit, when there is one, is a base unit suffix before `_total`: `_bytes`, `_seconds`;
 //! - label values are bounded: component ids, signal names, catalog team names, reasons from a
 //!   fixed list. Never a client-chosen string.
@@ -100,8 +101,14 @@ pub fn check_metric_name(name: &str, kind: Kind) -> Result<(), String> {
     if name.contains("__") || name.ends_with('_') {
         return Err(format!("{name}: no empty name segments"));
     }
+    let collector = name.starts_with("otelcol_");
     match kind {
-        Kind::Counter if !name.ends_with("_total") => Err(format!("{name}: a counter must end in _total")),
+        Kind::Counter if collector && name.ends_with("_total") => {
+            Err(format!("{name}: the collector's counters have no _total suffix"))
+        }
+        Kind::Counter if !collector && !name.ends_with("_total") => {
+            Err(format!("{name}: a sightline_ counter must end in _total"))
+        }
         Kind::Gauge if name.ends_with("_total") => Err(format!("{name}: only counters end in _total")),
         _ => Ok(()),
     }
@@ -247,14 +254,14 @@ mod tests {
     #[test]
     fn render_and_dedupe() {
         let r = Registry::new();
-        let a = r.counter("otelcol_receiver_accepted_spans_total", "Spans accepted.", &[("receiver", "otlp")]);
-        let b = r.counter("otelcol_receiver_accepted_spans_total", "Spans accepted.", &[("receiver", "otlp")]);
+        let a = r.counter("otelcol_receiver_accepted_spans", "Spans accepted.", &[("receiver", "otlp")]);
+        let b = r.counter("otelcol_receiver_accepted_spans", "Spans accepted.", &[("receiver", "otlp")]);
         a.add(3);
         b.add(2);
         let g = r.gauge("otelcol_exporter_queue_size", "Queue size.", &[("exporter", "otlp/x\"y")]);
         g.set(7);
         let text = r.render();
-        assert!(text.contains("otelcol_receiver_accepted_spans_total{receiver=\"otlp\"} 5\n"), "{text}");
+        assert!(text.contains("otelcol_receiver_accepted_spans{receiver=\"otlp\"} 5\n"), "{text}");
         assert!(text.contains("# TYPE otelcol_exporter_queue_size gauge"));
         assert!(text.contains("exporter=\"otlp/x\\\"y\""));
         r.assert_compliant();
@@ -262,8 +269,10 @@ mod tests {
 
     #[test]
     fn naming_rules() {
-        assert!(check_metric_name("otelcol_exporter_sent_spans_total", Kind::Counter).is_ok());
-        assert!(check_metric_name("otelcol_exporter_sent_spans", Kind::Counter).is_err());
+        assert!(check_metric_name("otelcol_exporter_sent_spans", Kind::Counter).is_ok());
+        assert!(check_metric_name("otelcol_exporter_sent_spans_total", Kind::Counter).is_err());
+        assert!(check_metric_name("sightline_catalog_reloads_total", Kind::Counter).is_ok());
+        assert!(check_metric_name("sightline_catalog_reloads", Kind::Counter).is_err());
         assert!(check_metric_name("sightline_queue_total", Kind::Gauge).is_err());
         assert!(check_metric_name("vector_events", Kind::Gauge).is_err());
         assert!(check_metric_name("sightline_Bad", Kind::Gauge).is_err());

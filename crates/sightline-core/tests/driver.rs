@@ -69,7 +69,7 @@ async fn backlog_is_merged_and_bounded_by_max_bytes() {
         d.handle.enqueue(payload(2, 100)).await;
     }
     gate.add_permits(100);
-    wait_for(|| reg.value("otelcol_exporter_sent_log_records_total", &[("exporter", "x")]) == Some(31)).await;
+    wait_for(|| reg.value("otelcol_exporter_sent_log_records", &[("exporter", "x")]) == Some(31)).await;
     let b = s.batches.lock().unwrap().clone();
     assert_eq!(b[0], (1, 1));
     // 15 queued payloads of 100 bytes with max_bytes 1000: batches of 10 and 5.
@@ -98,7 +98,7 @@ async fn min_size_waits_and_close_flushes() {
     assert_eq!(d.pending_items.get(), 0);
     // After close, enqueues are refused and counted.
     assert_eq!(d.handle.enqueue(payload(4, 1)).await, sightline_core::Enqueued::Dropped);
-    assert_eq!(reg.value("otelcol_exporter_enqueue_failed_log_records_total", &[("exporter", "x")]), Some(4));
+    assert_eq!(reg.value("otelcol_exporter_enqueue_failed_log_records", &[("exporter", "x")]), Some(4));
 }
 
 #[tokio::test]
@@ -114,9 +114,9 @@ async fn retryable_failures_are_retried_permanent_ones_counted() {
     let reg = Registry::new();
     let d = driver::spawn("x", Signal::Logs, cfg(1), s.clone(), &reg);
     d.handle.enqueue(payload(7, 10)).await;
-    wait_for(|| reg.value("otelcol_exporter_sent_log_records_total", &[("exporter", "x")]) == Some(7)).await;
+    wait_for(|| reg.value("otelcol_exporter_sent_log_records", &[("exporter", "x")]) == Some(7)).await;
     assert_eq!(s.batches.lock().unwrap().len(), 3, "two retries, then success");
     d.handle.enqueue(payload(5, 10)).await;
-    wait_for(|| reg.value("otelcol_exporter_send_failed_log_records_total", &[("exporter", "x")]) == Some(5)).await;
+    wait_for(|| reg.value("otelcol_exporter_send_failed_log_records", &[("exporter", "x")]) == Some(5)).await;
     assert_eq!(s.batches.lock().unwrap().len(), 4, "a permanent failure is not retried");
 }

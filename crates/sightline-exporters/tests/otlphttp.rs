@@ -216,7 +216,7 @@ async fn unreachable_backend_is_retryable() {
 }
 
 /// End to end under the core driver: the backend answers 503 twice, then accepts. The driver
-/// retries, every item ends up counted in `otelcol_exporter_sent_log_records_total`, none as
+/// retries, every item ends up counted in `otelcol_exporter_sent_log_records`, none as
 /// failed, and the metrics follow the naming rules.
 #[tokio::test]
 async fn driver_retries_until_the_backend_accepts() {
@@ -237,12 +237,9 @@ async fn driver_retries_until_the_backend_accepts() {
     assert_eq!(running.handle.enqueue(payload(Signal::Logs, &a, 3)).await, sightline_core::Enqueued::Queued);
     assert_eq!(running.handle.enqueue(payload(Signal::Logs, &b, 2)).await, sightline_core::Enqueued::Queued);
 
-    let sent = || registry.value("otelcol_exporter_sent_log_records_total", &[("exporter", "otlphttp/e2e")]);
+    let sent = || registry.value("otelcol_exporter_sent_log_records", &[("exporter", "otlphttp/e2e")]);
     assert!(wait_for(|| sent() == Some(5)).await, "sent: {:?}\n{}", sent(), registry.render());
-    assert_eq!(
-        registry.value("otelcol_exporter_send_failed_log_records_total", &[("exporter", "otlphttp/e2e")]),
-        Some(0)
-    );
+    assert_eq!(registry.value("otelcol_exporter_send_failed_log_records", &[("exporter", "otlphttp/e2e")]), Some(0));
     let seen = server.state().seen.clone();
     assert!(seen.len() >= 3, "two refusals and at least one success, saw {}", seen.len());
     // The first two requests were refused; the accepted ones hold every record once.

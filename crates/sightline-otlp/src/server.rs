@@ -101,12 +101,12 @@ pub async fn start(
                     let labels = [("receiver", id), ("transport", *t)];
                     SignalMetrics {
                         accepted: registry.counter(
-                            &format!("otelcol_receiver_accepted_{items}_total"),
+                            &format!("otelcol_receiver_accepted_{items}"),
                             &format!("Number of {items} successfully pushed into the pipeline."),
                             &labels,
                         ),
                         refused: registry.counter(
-                            &format!("otelcol_receiver_refused_{items}_total"),
+                            &format!("otelcol_receiver_refused_{items}"),
                             &format!("Number of {items} that could not be pushed into the pipeline."),
                             &labels,
                         ),

@@ -137,7 +137,7 @@ async fn http_protobuf_gzip_and_zstd_are_accepted_and_counted() {
         assert_eq!(ExportTraceServiceRequest::decode(g.as_ref()).unwrap(), traces(3));
     }
     assert_eq!(
-        h.registry.value("otelcol_receiver_accepted_spans_total", &[("receiver", "otlp"), ("transport", "http")]),
+        h.registry.value("otelcol_receiver_accepted_spans", &[("receiver", "otlp"), ("transport", "http")]),
         Some(9)
     );
     h.registry.assert_compliant();
@@ -166,7 +166,7 @@ async fn large_json_request_is_accepted() {
     let (st, _, resp) = h.post("/v1/logs", &[("content-type", "application/json")], json.into_bytes()).await;
     assert_eq!(st, 200, "{}", String::from_utf8_lossy(&resp));
     assert_eq!(
-        h.registry.value("otelcol_receiver_accepted_log_records_total", &[("receiver", "otlp"), ("transport", "http")]),
+        h.registry.value("otelcol_receiver_accepted_log_records", &[("receiver", "otlp"), ("transport", "http")]),
         Some(2000)
     );
 }
@@ -263,7 +263,7 @@ async fn grpc_export_plain_gzip_and_zstd() {
     let got = h.captured(3).await;
     assert_eq!(got.len(), 3);
     assert_eq!(
-        h.registry.value("otelcol_receiver_accepted_spans_total", &[("receiver", "otlp"), ("transport", "grpc")]),
+        h.registry.value("otelcol_receiver_accepted_spans", &[("receiver", "otlp"), ("transport", "grpc")]),
         Some(15)
     );
     // Invalid data: INVALID_ARGUMENT naming the problem.

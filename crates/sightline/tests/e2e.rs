@@ -172,9 +172,9 @@ fn sdk_traces_metrics_logs_arrive_enriched() {
     }
 
     // Self-metrics.
-    let accepted = sl.metric("otelcol_receiver_accepted_spans_total{receiver=\"otlp\",transport=\"grpc\"}");
+    let accepted = sl.metric("otelcol_receiver_accepted_spans{receiver=\"otlp\",transport=\"grpc\"}");
     assert_eq!(accepted, Some(10.0));
-    assert!(wait_until(10, || sl.metric("otelcol_exporter_sent_spans_total{exporter=\"otlp/backend\"}") == Some(10.0)));
+    assert!(wait_until(10, || sl.metric("otelcol_exporter_sent_spans{exporter=\"otlp/backend\"}") == Some(10.0)));
     let (_, metrics) = sl.get("/metrics").unwrap();
     assert!(metrics.contains("sightline_ownership_resources_total{processor=\"ownership\",signal=\"traces\",team=\"payments\",source=\"service\"}"), "{metrics}");
     assert!(metrics.contains("otelcol_exporter_queue_capacity"));
@@ -273,9 +273,9 @@ fn dead_backend_does_not_block_the_other_exporter() {
     }
     let file = dir.path().join("out/traces.jsonl");
     assert!(wait_until(15, || std::fs::read_to_string(&file).map(|s| s.lines().count() >= 1).unwrap_or(false)));
-    assert_eq!(sl.metric("otelcol_receiver_accepted_spans_total{receiver=\"otlp\",transport=\"grpc\"}"), Some(3.0));
-    assert!(wait_until(10, || sl.metric("otelcol_exporter_sent_spans_total{exporter=\"file/traces\"}") == Some(3.0)));
-    assert_eq!(sl.metric("otelcol_exporter_sent_spans_total{exporter=\"otlp/backend\"}"), Some(0.0));
+    assert_eq!(sl.metric("otelcol_receiver_accepted_spans{receiver=\"otlp\",transport=\"grpc\"}"), Some(3.0));
+    assert!(wait_until(10, || sl.metric("otelcol_exporter_sent_spans{exporter=\"file/traces\"}") == Some(3.0)));
+    assert_eq!(sl.metric("otelcol_exporter_sent_spans{exporter=\"otlp/backend\"}"), Some(0.0));
     let _ = tp.shutdown();
 }
 
@@ -362,8 +362,7 @@ fn sigterm_flushes_queued_data() {
     }
     tp.force_flush().unwrap();
     let _ = tp.shutdown();
-    assert!(wait_until(10, || sl
-        .metric("otelcol_receiver_accepted_spans_total{receiver=\"otlp\",transport=\"grpc\"}")
+    assert!(wait_until(10, || sl.metric("otelcol_receiver_accepted_spans{receiver=\"otlp\",transport=\"grpc\"}")
         == Some(4.0)));
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(sink.span_count(), 0, "held by the 60 s batch timer");
