@@ -87,6 +87,16 @@ service:
             m = sl.metrics()
             assert 'otelcol_receiver_accepted_spans{receiver="otlp",transport="grpc"} 1' in m, m
             assert 'otelcol_exporter_sent_log_records{exporter="otlp/collector"} 1' in m, m
+            # Regression (self-metric names): sightline's otelcol_* families are named exactly
+            # as the real collector serves them, so collector dashboards work on sightline.
+            import urllib.request
+
+            with urllib.request.urlopen(f"http://127.0.0.1:{col_metrics}/metrics", timeout=5) as r:
+                col_text = r.read().decode()
+            families = lambda text: {l.split("{")[0].split(" ")[0] for l in text.splitlines() if l.startswith("otelcol_")}
+            shared = {"otelcol_receiver_accepted_spans", "otelcol_receiver_refused_spans", "otelcol_exporter_sent_spans"}
+            assert shared <= families(col_text), sorted(families(col_text))
+            assert shared <= families(m), sorted(families(m))
             tp.shutdown()
             lp.shutdown()
         finally:
