@@ -304,27 +304,39 @@ impl Shared {
         let Some(mut permit) = self.budget.try_acquire(initial) else {
             return Err(Refusal::overloaded("memory limit reached; retry later", OVERLOAD_RETRY));
         };
-        let mut buf = BytesMut::with_capacity(initial);
+        // A body that arrives in one chunk is kept as it is (no copy); only a body in several
+        // chunks is assembled into one buffer.
+        let mut first: Option<Bytes> = None;
+        let mut buf = BytesMut::new();
+        let mut total = 0usize;
         let mut body = body;
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| Refusal::invalid(format!("reading request body: {e}")))?;
             let Ok(data) = frame.into_data() else { continue };
-            if buf.len() + data.len() > limit {
+            if data.is_empty() {
+                continue;
+            }
+            total += data.len();
+            if total > limit {
                 return Err(Refusal::too_large(format!("request body exceeds the limit of {limit} bytes")));
             }
-            if buf.len() + data.len() > permit.bytes() {
-                let want = (buf.len() + data.len()).max(permit.bytes() * 2).min(limit) - permit.bytes();
+            if total > permit.bytes() {
+                let want = total.max(permit.bytes() * 2).min(limit) - permit.bytes();
                 if !permit.try_grow(want) {
                     return Err(Refusal::overloaded("memory limit reached; retry later", OVERLOAD_RETRY));
                 }
             }
-            if buf.is_empty() && declared.is_none() && data.len() == buf.capacity() {
-                buf = BytesMut::from(&data[..]);
+            if buf.is_empty() && first.is_none() {
+                first = Some(data);
             } else {
+                if let Some(f) = first.take() {
+                    buf.reserve(initial.max(total));
+                    buf.extend_from_slice(&f);
+                }
                 buf.extend_from_slice(&data);
             }
         }
-        Ok((buf.freeze(), permit))
+        Ok((first.unwrap_or_else(|| buf.freeze()), permit))
     }
 }
 
