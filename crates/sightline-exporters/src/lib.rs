@@ -40,6 +40,7 @@ pub mod otlp;
 pub mod otlphttp;
 
 mod body;
+mod grpc;
 mod response;
 mod tls;
 
