@@ -40,7 +40,6 @@ pub mod otlp;
 pub mod otlphttp;
 
 mod body;
-mod grpc;
 mod response;
 mod tls;
 

@@ -1,28 +1,31 @@
 //! `otlp`: OTLP over gRPC, as the collector's `otlp` exporter.
 //!
-//! The batch's chunks are the gRPC message as they are (see [`crate::grpc`]): the
+//! The batch is written into the gRPC frame chunk by chunk by a pass-through codec: the
 //! concatenation of `Export*ServiceRequest` encodings is itself the merged request, so nothing
-//! is decoded, re-encoded or, without compression, copied. The response is only read for its
-//! `partial_success`.
+//! is decoded or re-encoded. The response is only read for its `partial_success`.
 //!
 //! Outcomes follow the OTLP specification: `CANCELLED`, `DEADLINE_EXCEEDED`, `ABORTED`,
 //! `OUT_OF_RANGE`, `UNAVAILABLE` and `DATA_LOSS` are retryable, `RESOURCE_EXHAUSTED` only when
 //! the server attached a `google.rpc.RetryInfo` (it then says when to come back), every other
 //! code is permanent. A `RetryInfo` delay is passed to the driver as `retry_after`.
 
-use crate::grpc::GrpcSender;
-use crate::{BuildError, Compression, TlsConfig, default_timeout, driver_config, user_agent, validate_common};
-use http::header::{CONTENT_TYPE, USER_AGENT};
-use http::uri::Authority;
-use http::{HeaderMap, HeaderName, HeaderValue, Uri};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use crate::response::{PartialSuccess, log_partial_success, partial_success_proto, rpc_status};
+use crate::{
+    BuildError, Compression, TlsConfig, default_timeout, driver_config, error_chain, user_agent, validate_common,
+};
+use bytes::{Buf as _, BufMut as _};
+use http::Uri;
+use http::uri::{Authority, PathAndQuery, Scheme};
 use serde::Deserialize;
-use sightline_core::{DriverConfig, QueueConfig, RetryConfig, Sender, Signal};
+use sightline_core::{Batch, DriverConfig, QueueConfig, RetryConfig, SendError, SendFuture, Sender, Signal};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tonic::metadata::{Ascii, MetadataKey, MetadataValue};
+use tonic::client::Grpc;
+use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::metadata::{Ascii, MetadataKey, MetadataMap, MetadataValue};
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
 
 /// `exporters.otlp`: OTLP/gRPC.
 #[derive(Clone, Debug, Deserialize)]
@@ -137,42 +140,166 @@ pub fn build_otlp(id: &str, signal: Signal, cfg: &OtlpConfig) -> Result<(Arc<dyn
     BuildError::from_findings(cfg.validate())?;
     tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?;
     let target = parse_endpoint(&cfg.endpoint, cfg.tls.insecure).map_err(|m| BuildError::invalid("endpoint", m))?;
-    let scheme = if target.tls { "https" } else { "http" };
-    let uri: Uri = format!("{scheme}://{}{}", target.authority, signal.grpc_path())
+    let bad_endpoint = |e: tonic::transport::Error| BuildError::invalid("endpoint", error_chain(&e));
+    // The connector decides TLS, so tonic is given a plain-text URI to dial (its own TLS layer
+    // would refuse an https URI it did not configure) and the real scheme as the origin, which
+    // is what goes into the request's `:scheme`.
+    let origin: Uri = format!("{}://{}", if target.tls { "https" } else { "http" }, target.authority)
         .parse()
         .map_err(|_| BuildError::invalid("endpoint", "not a valid URI"))?;
-    let connector = cfg.tls.connector(target.tls, false)?;
-    let client = Client::builder(TokioExecutor::new())
-        .http2_only(true)
-        .http2_initial_stream_window_size(1 << 20)
-        .http2_initial_connection_window_size(4 << 20)
-        .timer(TokioTimer::new())
-        .pool_timer(TokioTimer::new())
-        .build(connector);
-    let mut headers = HeaderMap::new();
-    for (name, value) in &cfg.headers {
-        let bad =
-            |what: &str| BuildError::invalid(format!("headers.{name}"), format!("not a valid gRPC metadata {what}"));
-        let key = HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).map_err(|_| bad("key"))?;
-        let value = HeaderValue::from_str(value).map_err(|_| bad("value"))?;
-        headers.append(key, value);
-    }
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
-    headers.insert("te", HeaderValue::from_static("trailers"));
-    headers.insert(USER_AGENT, HeaderValue::from_static(user_agent()));
-    if cfg.compression != Compression::None {
-        headers.insert("grpc-encoding", HeaderValue::from_static(cfg.compression.as_str()));
-    }
-    let sender = GrpcSender {
-        id: Arc::from(id),
-        signal,
-        uri,
-        client,
-        headers,
-        compression: cfg.compression,
-        timeout: cfg.timeout,
+    let endpoint = Endpoint::from_shared(format!("http://{}", target.authority))
+        .map_err(bad_endpoint)?
+        .origin(origin)
+        .user_agent(user_agent())
+        .map_err(bad_endpoint)?
+        .tcp_nodelay(true)
+        .connect_timeout(cfg.timeout);
+    let channel = if target.tls {
+        let https = cfg.tls.connector(true, false)?;
+        endpoint.connect_with_connector_lazy(tower::ServiceExt::map_request(https, force_https as fn(Uri) -> Uri))
+    } else {
+        endpoint.connect_with_connector_lazy(crate::tls::http_connector())
     };
+    let mut client =
+        Grpc::new(channel).accept_compressed(CompressionEncoding::Gzip).accept_compressed(CompressionEncoding::Zstd);
+    match cfg.compression {
+        Compression::Gzip => client = client.send_compressed(CompressionEncoding::Gzip),
+        Compression::Zstd => client = client.send_compressed(CompressionEncoding::Zstd),
+        Compression::None => {}
+    }
+    let mut metadata = MetadataMap::new();
+    for (name, value) in &cfg.headers {
+        let key = MetadataKey::<Ascii>::from_bytes(name.to_ascii_lowercase().as_bytes())
+            .map_err(|_| BuildError::invalid(format!("headers.{name}"), "not a valid gRPC metadata key"))?;
+        let value = MetadataValue::<Ascii>::try_from(value.as_str())
+            .map_err(|_| BuildError::invalid(format!("headers.{name}"), "not a valid metadata value"))?;
+        metadata.append(key, value);
+    }
+    let sender = OtlpSender { id: Arc::from(id), signal, client, metadata, timeout: cfg.timeout };
     Ok((Arc::new(sender), driver_config(cfg.timeout, &cfg.sending_queue, &cfg.retry_on_failure)))
+}
+
+fn force_https(uri: Uri) -> Uri {
+    let fallback = uri.clone();
+    let mut parts = uri.into_parts();
+    parts.scheme = Some(Scheme::HTTPS);
+    Uri::from_parts(parts).unwrap_or(fallback)
+}
+
+struct OtlpSender {
+    id: Arc<str>,
+    signal: Signal,
+    client: Grpc<Channel>,
+    metadata: MetadataMap,
+    timeout: Duration,
+}
+
+impl Sender for OtlpSender {
+    fn send<'a>(&'a self, batch: &'a Batch) -> SendFuture<'a> {
+        Box::pin(async move {
+            let mut client = self.client.clone();
+            client
+                .ready()
+                .await
+                .map_err(|e| SendError::retryable(format!("gRPC channel not ready: {}", error_chain(&e))))?;
+            // A batch clone is reference counts only; the codec copies the chunks straight
+            // into the gRPC frame.
+            let mut req = tonic::Request::new(batch.clone());
+            *req.metadata_mut() = self.metadata.clone();
+            req.set_timeout(self.timeout);
+            match client.unary(req, PathAndQuery::from_static(self.signal.grpc_path()), RawCodec).await {
+                Ok(resp) => {
+                    if let Some(ps) = resp.get_ref() {
+                        log_partial_success(&self.id, self.signal, ps);
+                    }
+                    Ok(())
+                }
+                Err(status) => Err(classify(&status)),
+            }
+        })
+    }
+}
+
+/// The OTLP specification's classification of a gRPC failure.
+pub(crate) fn classify(status: &Status) -> SendError {
+    let retry_delay = rpc_status(status.details()).and_then(|s| s.retry_delay);
+    let message = format!("gRPC {}: {}", code_name(status.code()), status.message());
+    match status.code() {
+        Code::Cancelled
+        | Code::DeadlineExceeded
+        | Code::Aborted
+        | Code::OutOfRange
+        | Code::Unavailable
+        | Code::DataLoss => SendError::retryable(message).with_retry_after(retry_delay),
+        // Retryable only when the server says when: otherwise it is a hard quota.
+        Code::ResourceExhausted if retry_delay.is_some() => SendError::retryable(message).with_retry_after(retry_delay),
+        _ => SendError::permanent(message),
+    }
+}
+
+fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+/// Writes a batch's chunks as the request message, and reads the response only for its
+/// partial success.
+#[derive(Clone, Copy, Debug, Default)]
+struct RawCodec;
+
+impl Codec for RawCodec {
+    type Encode = Batch;
+    type Decode = Option<PartialSuccess>;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+
+    fn encoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+
+    fn decoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+}
+
+impl Encoder for RawCodec {
+    type Item = Batch;
+    type Error = Status;
+
+    fn encode(&mut self, item: Batch, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.reserve(item.bytes);
+        for chunk in item.chunks() {
+            dst.put_slice(chunk);
+        }
+        Ok(())
+    }
+}
+
+impl Decoder for RawCodec {
+    type Item = Option<PartialSuccess>;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Status> {
+        let body = src.copy_to_bytes(src.remaining());
+        Ok(Some(partial_success_proto(&body)))
+    }
 }
 
 #[cfg(test)]
@@ -205,5 +332,17 @@ mod tests {
         cfg.timeout = Duration::ZERO;
         let keys: Vec<String> = cfg.validate().into_iter().map(|(k, _)| k).collect();
         assert_eq!(keys, ["endpoint", "tls.key_file", "headers.x-token-bin", "timeout"]);
+    }
+
+    #[test]
+    fn classification_follows_the_spec() {
+        for code in [Code::Cancelled, Code::DeadlineExceeded, Code::Aborted, Code::OutOfRange, Code::Unavailable] {
+            assert!(classify(&Status::new(code, "x")).retryable, "{code:?}");
+        }
+        for code in [Code::InvalidArgument, Code::Unauthenticated, Code::PermissionDenied, Code::ResourceExhausted] {
+            assert!(!classify(&Status::new(code, "x")).retryable, "{code:?}");
+        }
+        let e = classify(&Status::new(Code::InvalidArgument, "bad span"));
+        assert_eq!(e.message, "gRPC INVALID_ARGUMENT: bad span");
     }
 }
