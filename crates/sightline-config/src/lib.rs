@@ -253,18 +253,7 @@ impl Config {
     /// An error at `path`, with its line.
     pub fn error(&self, path: &str, message: impl Into<String>) -> ConfigError {
         let path = path.to_string();
-        ConfigError { line: self.lines.line(&path).or_else(|| self.nearest_line(&path)), path, message: message.into() }
-    }
-
-    fn nearest_line(&self, path: &str) -> Option<usize> {
-        let mut p = path;
-        while let Some((parent, _)) = p.rsplit_once('.') {
-            if let Some(l) = self.lines.line(parent) {
-                return Some(l);
-            }
-            p = parent;
-        }
-        None
+        ConfigError { line: self.lines.nearest(&path), path, message: message.into() }
     }
 
     /// Decodes a component's section into its config struct (an empty or null section gives
@@ -383,16 +372,7 @@ fn from_serde(lines: &LineIndex, prefix: &str, e: serde_path_to_error::Error<ser
             None => format!("unknown key `{field}`; valid keys: {}", candidates.join(", ")),
         };
     }
-    let line = lines.line(&full).or(location_line).or_else(|| {
-        let mut p = full.as_str();
-        while let Some((parent, _)) = p.rsplit_once('.') {
-            if let Some(l) = lines.line(parent) {
-                return Some(l);
-            }
-            p = parent;
-        }
-        None
-    });
+    let line = lines.line(&full).or(location_line).or_else(|| lines.nearest(&full));
     ConfigError { path: full, line, message }
 }
 

@@ -79,4 +79,16 @@ impl LineIndex {
     pub fn line(&self, path: &str) -> Option<usize> {
         self.lines.get(path).copied()
     }
+
+    /// The line of `path`, or of its nearest ancestor that has one (an error about a key that
+    /// is absent, such as a missing required field, points at its parent).
+    pub fn nearest(&self, path: &str) -> Option<usize> {
+        let mut p = path;
+        loop {
+            if let Some(l) = self.line(p) {
+                return Some(l);
+            }
+            p = p.rsplit_once('.')?.0;
+        }
+    }
 }

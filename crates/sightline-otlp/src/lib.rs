@@ -19,6 +19,7 @@ pub mod status;
 mod server;
 
 use serde::{Deserialize, Deserializer};
+use sightline_core::Signal;
 
 pub use server::{Consumers, Running, start};
 
@@ -142,4 +143,13 @@ pub fn check_endpoint(ep: &str) -> Result<(), String> {
         return Err(format!("{ep:?}: an IPv6 address must be in brackets, e.g. [::1]:4317"));
     }
     Ok(())
+}
+
+/// The JSON codec's own signal enum.
+pub(crate) fn json_signal(s: Signal) -> sightline_otlp_json::Signal {
+    match s {
+        Signal::Traces => sightline_otlp_json::Signal::Traces,
+        Signal::Metrics => sightline_otlp_json::Signal::Metrics,
+        Signal::Logs => sightline_otlp_json::Signal::Logs,
+    }
 }

@@ -2,7 +2,7 @@
 
 use crate::decompress::{DecompressError, Encoding, decompress};
 use crate::status::{self, Code, Refusal};
-use crate::{GrpcConfig, HttpConfig, OtlpReceiverConfig};
+use crate::{GrpcConfig, HttpConfig, OtlpReceiverConfig, json_signal};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -337,14 +337,6 @@ impl Shared {
             }
         }
         Ok((first.unwrap_or_else(|| buf.freeze()), permit))
-    }
-}
-
-fn json_signal(s: Signal) -> sightline_otlp_json::Signal {
-    match s {
-        Signal::Traces => sightline_otlp_json::Signal::Traces,
-        Signal::Metrics => sightline_otlp_json::Signal::Metrics,
-        Signal::Logs => sightline_otlp_json::Signal::Logs,
     }
 }
 

@@ -65,17 +65,17 @@ pub fn export_response_proto(rejected: u64, message: &str) -> Vec<u8> {
     out
 }
 
+/// The same response as OTLP/JSON (written by the JSON codec, which owns that format).
 pub fn export_response_json(signal: Signal, rejected: u64, message: &str) -> Vec<u8> {
+    let sig = crate::json_signal(signal);
     if rejected == 0 && message.is_empty() {
-        return b"{}".to_vec();
+        return sightline_otlp_json::response_to_json(sig, None);
     }
-    format!(
-        "{{\"partialSuccess\":{{\"{}\":\"{}\",\"errorMessage\":{}}}}}",
-        signal.rejected_field_name(),
-        rejected,
-        json_string(message)
-    )
-    .into_bytes()
+    let ps = sightline_otlp_json::PartialSuccess {
+        rejected: i64::try_from(rejected).unwrap_or(i64::MAX),
+        error_message: message.to_string(),
+    };
+    sightline_otlp_json::response_to_json(sig, Some(&ps))
 }
 
 /// `google.rpc.Status` with an optional `RetryInfo` detail.
