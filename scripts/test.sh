@@ -18,6 +18,26 @@ fi
 step "peers: OpenTelemetry Collector v0.165.0, built from its Go modules"
 (cd tests/peers/otelcol && go build -o "$root/.peers/otelcol" .)
 
+step "peers: VictoriaMetrics v1.151.0 and Jaeger v1.76.0, built from their Go modules"
+(cd tests/peers/victoriametrics && go build -o "$root/.peers/victoria-metrics" github.com/VictoriaMetrics/VictoriaMetrics/app/victoria-metrics)
+(cd tests/peers/jaeger && go build -o "$root/.peers/jaeger" github.com/jaegertracing/jaeger/cmd/jaeger)
+
+step "peers: VictoriaLogs v1.52.1 (Loki push API, OTLP logs, LogsQL), built from its Go modules"
+(cd tests/peers/victorialogs && go build -o "$root/.peers/victoria-logs" github.com/VictoriaMetrics/VictoriaLogs/app/victoria-logs)
+
+step "peers: Prometheus (Debian's package; the binary is run directly by the tests, not its service)"
+if ! command -v prometheus >/dev/null 2>&1; then
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus \
+    || { $sudo apt-get update && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus; }
+  # The package enables a system service; the tests start their own instances on free ports.
+  if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+    $sudo systemctl disable --now prometheus >/dev/null 2>&1 || true
+  fi
+fi
+prometheus --version | head -1
+
 step "format and lint"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
@@ -27,6 +47,7 @@ cargo build --release --locked -p sightline
 
 step "Rust tests (unit, component and end-to-end with the Rust SDK)"
 cargo test --workspace --locked
+
 
 step "benchmark harness smoke run (seconds; the full comparison is benches/compare/compare.py)"
 python3 benches/compare/compare.py --smoke

@@ -58,11 +58,21 @@ class Sightline:
     """sightline with the test catalog; by default one file exporter per signal, or the given
     exporters (YAML under `exporters:`) used by every pipeline."""
 
-    def __init__(self, tmp: Path, exporters: str | None = None, pipeline_exporters: str | None = None):
+    def __init__(
+        self,
+        tmp: Path,
+        exporters: str | None = None,
+        pipeline_exporters: str | dict | None = None,
+        protocol_extra: str = "",
+    ):
+        """`protocol_extra`: more flow-mapping entries for both protocols, e.g. `tls: {...}`."""
         self.tmp = tmp
+        extra = f", {protocol_extra}" if protocol_extra else ""
         if exporters is None:
             exporters = DEFAULT_EXPORTERS.format(tmp=tmp)
         pe = {s: pipeline_exporters or f"[file/{s}]" for s in ("traces", "logs", "metrics")}
+        if isinstance(pipeline_exporters, dict):  # per signal, e.g. {"metrics": "[x]"}
+            pe = {s: pipeline_exporters.get(s, f"[file/{s}]") for s in pe}
         self.grpc, self.http, self.admin = free_port(), free_port(), free_port()
         (tmp / "catalog").mkdir()
         (tmp / "catalog" / "teams.yaml").write_text(CATALOG)
@@ -70,8 +80,8 @@ class Sightline:
 receivers:
   otlp:
     protocols:
-      grpc: {{ endpoint: "127.0.0.1:{self.grpc}" }}
-      http: {{ endpoint: "127.0.0.1:{self.http}" }}
+      grpc: {{ endpoint: "127.0.0.1:{self.grpc}"{extra} }}
+      http: {{ endpoint: "127.0.0.1:{self.http}"{extra} }}
 processors:
   ownership:
     catalog: ["{tmp}/catalog"]

@@ -156,6 +156,28 @@ fn enrich_warm(c: &mut Criterion) {
     g.finish();
 }
 
+/// Metrics with `metrics_datapoint_attributes: true`, warm cache: the resource rewrite plus a
+/// second pass that re-encodes every level down to the data points to add `owner.team`.
+fn enrich_warm_datapoints(c: &mut Criterion) {
+    let f = fixtures();
+    let budget = MemoryBudget::new(1 << 40);
+    let mut g = c.benchmark_group("enrich_warm_datapoints");
+    for case in f.cases.iter().filter(|c| c.signal == Signal::Metrics) {
+        let registry = Registry::new();
+        let processor = f.catalog.processor_with(case.signal, &registry, true);
+        processor.process(case.payload()).expect("enriched");
+        g.throughput(Throughput::Elements(case.items));
+        g.bench_function(case.id(), |b| {
+            b.iter_batched(
+                || Payload::new(case.signal, case.proto.clone(), case.items, budget.try_acquire(case.proto.len())),
+                |p| processor.process(p).expect("enriched"),
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    g.finish();
+}
+
 /// Benchmarks `process` on `proto` with every resource new: each resource's
 /// `service.instance.id` is rewritten in place before each iteration (outside the timing).
 fn cold(
@@ -590,7 +612,7 @@ criterion_group! {
         .sample_size(50)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    targets = validate, enrich_warm, enrich_cold, enrich_cold_by_resolution, json_to_protobuf, protobuf_to_json,
+    targets = validate, enrich_warm, enrich_warm_datapoints, enrich_cold, enrich_cold_by_resolution, json_to_protobuf, protobuf_to_json,
         reference_json_value, baseline_prost,
         batch_merge, export_otlp, export_otlphttp, export_file, send_e2e
 }

@@ -202,6 +202,11 @@ impl CatalogFixture {
     /// The `ownership` processor over this catalog, with the default attribute names and the
     /// default cache size (16384 distinct resources per thread).
     pub fn processor(&self, signal: Signal, registry: &Registry) -> OwnershipProcessor {
+        self.processor_with(signal, registry, false)
+    }
+
+    /// [`Self::processor`] with `metrics_datapoint_attributes` set as given.
+    pub fn processor_with(&self, signal: Signal, registry: &Registry, datapoints: bool) -> OwnershipProcessor {
         let cfg = OwnershipConfig {
             catalog: vec![self.dir.path().to_path_buf()],
             backstage: vec![],
@@ -209,6 +214,7 @@ impl CatalogFixture {
             attributes: AttributeNames::default(),
             watch: false,
             cache_size: 16384,
+            metrics_datapoint_attributes: datapoints,
         };
         OwnershipProcessor::new("ownership", signal, &cfg, self.handle.clone(), registry)
     }

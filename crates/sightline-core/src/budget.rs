@@ -59,6 +59,12 @@ impl MemoryPermit {
         self.permit.as_ref().map_or(0, |p| p.num_permits())
     }
 
+    /// A new permit of `bytes` from the same budget, or `None` when not enough is left.
+    pub fn try_sibling(&self, bytes: usize) -> Option<MemoryPermit> {
+        let mut p = MemoryPermit { permit: None, sem: self.sem.clone() };
+        if p.try_grow(bytes) { Some(p) } else { None }
+    }
+
     /// Takes `extra` more bytes from the same budget; false (and nothing taken) when not enough
     /// is left.
     pub fn try_grow(&mut self, extra: usize) -> bool {

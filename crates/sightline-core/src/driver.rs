@@ -5,12 +5,22 @@
 //! [`Sender`] (encode + send one batch, classify the outcome).
 //!
 //! Isolation: each exporter has its own queue. When it is full the payload is dropped and
-//! counted (`otelcol_exporter_enqueue_failed_*`), or, with `block_on_overflow: true`, the
-//! receiving task waits for room (back-pressure to that pipeline's clients only).
+//! counted (`otelcol_exporter_enqueue_failed_*`), or, with `on_full: block` (or
+//! `block_on_overflow: true`), the receiving task waits for room (back-pressure to that
+//! pipeline's clients only).
+//!
+//! Durability: with `storage: disk` the queue is a directory of segment files
+//! ([`sightline_diskqueue`], driven from two threads per queue by [`crate::diskq`]); a
+//! payload is removed only after the backend acknowledged it (or it was given up), and the
+//! backlog of a previous run is sent first. With `durability: ack_after_persist` (the default
+//! for disk) [`ExporterHandle::enqueue`] returns only once the payload is written and synced
+//! per `fsync`, so the receiver acknowledges the client after that.
 
+use crate::diskq::{self, DiskFront, DiskMetrics};
 use crate::{Batch, Counter, Gauge, MemoryBudget, Payload, Registry, Signal};
 use serde::Deserialize;
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,6 +63,59 @@ fn default_true() -> bool {
     true
 }
 
+/// `sending_queue.storage`: where queued payloads wait.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Storage {
+    /// In memory (lost on restart), bounded by `queue_size` payloads. The default.
+    #[default]
+    Memory,
+    /// Segment files under `directory`, bounded by `max_size_bytes`; survives restarts and
+    /// crashes.
+    Disk,
+}
+
+/// `sending_queue.fsync`: when a disk queue forces appended payloads to stable storage.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum FsyncPolicy {
+    /// One `fdatasync` per payload.
+    Always,
+    /// Group commit (default): payloads that arrive while a write is in progress are written
+    /// together and share one `fdatasync`.
+    #[default]
+    Batch,
+    /// Never: the OS writes back when it likes (survives a crash of Sightline, not of the
+    /// machine).
+    Never,
+}
+
+/// `sending_queue.on_full`: what a full queue does with a new payload.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFull {
+    /// Wait for room (back-pressure to the pipeline's clients).
+    Block,
+    /// Make room by dropping the oldest data not yet sent (disk queues only); counted in
+    /// `sightline_exporter_evicted_*_total`.
+    DropOldest,
+    /// Refuse the new payload; counted in `otelcol_exporter_enqueue_failed_*`.
+    DropNewest,
+}
+
+/// `sending_queue.durability`: when the client's request is acknowledged.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Durability {
+    /// Only after the payload is written to this disk queue (and synced per `fsync`); a
+    /// payload that cannot be persisted makes the request fail with a retryable error. The
+    /// default for disk queues.
+    AckAfterPersist,
+    /// As soon as the payload is handed to the queue's writer (faster; a crash can lose what
+    /// was acknowledged but not yet written).
+    AckAfterEnqueue,
+}
+
 /// `sending_queue`, as in the collector's exporterhelper.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -60,12 +123,27 @@ pub struct QueueConfig {
     /// Queue payloads and send them from background consumers (default true). When false, the
     /// queue still exists (one slot per consumer) so that a slow backend never blocks others.
     pub enabled: bool,
-    /// Capacity in requests (payloads) (default 1000).
+    /// Capacity in requests (payloads) of a memory queue (default 1000).
     pub queue_size: usize,
     /// Concurrent sends (default 10).
     pub num_consumers: usize,
     /// When the queue is full: wait for room (true) or drop and count (false, default).
+    /// `on_full`, when set, takes precedence.
     pub block_on_overflow: bool,
+    /// `block`, `drop_oldest` (disk only) or `drop_newest` (default: `block` when
+    /// `block_on_overflow` is true, else `drop_newest`).
+    pub on_full: Option<OnFull>,
+    /// `memory` (default) or `disk`.
+    pub storage: Storage,
+    /// Disk queues: the base directory; each (exporter, signal) gets its own subdirectory
+    /// `<directory>/<exporter id>/<signal>`. Required with `storage: disk`.
+    pub directory: Option<PathBuf>,
+    /// Disk queues: upper bound of the segment files, in bytes (default 1073741824 = 1 GiB).
+    pub max_size_bytes: u64,
+    /// Disk queues: `always`, `batch` (default) or `never`.
+    pub fsync: FsyncPolicy,
+    /// Disk queues: `ack_after_persist` (default) or `ack_after_enqueue`.
+    pub durability: Option<Durability>,
     /// Batching in front of the consumers.
     pub batch: BatchConfig,
 }
@@ -77,8 +155,63 @@ impl Default for QueueConfig {
             queue_size: 1000,
             num_consumers: 10,
             block_on_overflow: false,
+            on_full: None,
+            storage: Storage::Memory,
+            directory: None,
+            max_size_bytes: 1 << 30,
+            fsync: FsyncPolicy::Batch,
+            durability: None,
             batch: BatchConfig::default(),
         }
+    }
+}
+
+/// The smallest `max_size_bytes` of a disk queue.
+pub const MIN_DISK_QUEUE_BYTES: u64 = 1 << 20;
+
+impl QueueConfig {
+    /// The overflow policy in force.
+    pub fn overflow(&self) -> OnFull {
+        self.on_full.unwrap_or(if self.block_on_overflow { OnFull::Block } else { OnFull::DropNewest })
+    }
+
+    /// Whether the client's acknowledgement waits for this queue's disk write.
+    pub fn ack_after_persist(&self) -> bool {
+        self.storage == Storage::Disk
+            && self.durability.unwrap_or(Durability::AckAfterPersist) == Durability::AckAfterPersist
+    }
+
+    /// Checks the storage options; keys are relative to the exporter (`sending_queue.*`).
+    pub fn validate(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        match self.storage {
+            Storage::Disk => {
+                if self.directory.as_ref().is_none_or(|d| d.as_os_str().is_empty()) {
+                    out.push(("sending_queue.directory".into(), "required with storage: disk".into()));
+                }
+                if self.max_size_bytes < MIN_DISK_QUEUE_BYTES {
+                    out.push((
+                        "sending_queue.max_size_bytes".into(),
+                        format!("must be at least {MIN_DISK_QUEUE_BYTES} (1 MiB)"),
+                    ));
+                }
+                if !self.enabled {
+                    out.push(("sending_queue.enabled".into(), "storage: disk needs the queue enabled".into()));
+                }
+            }
+            Storage::Memory => {
+                if self.on_full == Some(OnFull::DropOldest) {
+                    out.push(("sending_queue.on_full".into(), "drop_oldest needs storage: disk".into()));
+                }
+                if self.durability.is_some() {
+                    out.push(("sending_queue.durability".into(), "only applies to storage: disk".into()));
+                }
+                if self.directory.is_some() {
+                    out.push(("sending_queue.directory".into(), "only applies to storage: disk".into()));
+                }
+            }
+        }
+        out
     }
 }
 
@@ -172,13 +305,20 @@ struct Metrics {
     pending: Gauge,
 }
 
+/// A payload in the driver's channel; `seq` is its record in the disk queue, if any.
+pub(crate) struct Queued {
+    pub payload: Payload,
+    pub seq: Option<u64>,
+}
+
 /// The front of an exporter's queue, held by the pipelines that feed it.
 #[derive(Clone)]
 pub struct ExporterHandle {
     id: Arc<str>,
-    tx: mpsc::Sender<Payload>,
+    tx: mpsc::Sender<Queued>,
     block: bool,
     metrics: Arc<Metrics>,
+    disk: Option<Arc<DiskFront>>,
 }
 
 /// What happened to a payload handed to an exporter.
@@ -194,10 +334,22 @@ impl ExporterHandle {
         &self.id
     }
 
-    /// Hands a payload to the exporter's queue, following its overflow setting.
+    /// Whether the client's acknowledgement must wait for this exporter's queue
+    /// (`durability: ack_after_persist` on a disk queue): a payload it drops must fail the
+    /// request with a retryable error.
+    pub fn is_durable(&self) -> bool {
+        self.disk.as_ref().is_some_and(|d| d.durable)
+    }
+
+    /// Hands a payload to the exporter's queue, following its overflow setting. For a disk
+    /// queue with `ack_after_persist`, returns once the payload is persisted.
     pub async fn enqueue(&self, p: Payload) -> Enqueued {
+        if let Some(d) = &self.disk {
+            return if d.enqueue(p).await { Enqueued::Queued } else { Enqueued::Dropped };
+        }
         let items = p.items();
-        let res = if self.block { self.tx.send(p).await.map_err(|_| ()) } else { self.tx.try_send(p).map_err(|_| ()) };
+        let q = Queued { payload: p, seq: None };
+        let res = if self.block { self.tx.send(q).await.map_err(|_| ()) } else { self.tx.try_send(q).map_err(|_| ()) };
         match res {
             Ok(()) => {
                 self.metrics.queue_size.add(1);
@@ -225,12 +377,15 @@ pub struct Driver {
     pub pending_items: Gauge,
 }
 
-/// Starts an exporter driver. The task ends when every [`ExporterHandle`] clone is dropped and
-/// the queue is drained (or `abort` is set).
+/// Starts an exporter driver with a memory queue. The task ends when every
+/// [`ExporterHandle`] clone is dropped and the queue is drained (or `abort` is set).
 ///
 /// `send_budget`, when given, bounds the memory of batches being sent: a sender makes its own
 /// copy of a batch (the encoded request, compressed or not, in its transport's buffers), so
 /// each send holds the batch's size against this budget while it runs, and waits for room.
+///
+/// A config with `storage: disk` needs [`start`] (opening the queue can fail); here it gets a
+/// queue that refuses every payload (counted), and an error is logged.
 pub fn spawn(id: &str, signal: Signal, cfg: DriverConfig, sender: Arc<dyn Sender>, registry: &Registry) -> Driver {
     spawn_with_budget(id, signal, cfg, sender, registry, None)
 }
@@ -243,6 +398,82 @@ pub fn spawn_with_budget(
     sender: Arc<dyn Sender>,
     registry: &Registry,
     send_budget: Option<MemoryBudget>,
+) -> Driver {
+    if cfg.queue.storage == Storage::Disk {
+        tracing::error!(exporter = %id, "storage: disk needs driver::start; this exporter refuses all data");
+        let d = spawn_inner(id, signal, cfg, sender, registry, send_budget, None);
+        d.close.notify_one();
+        return d;
+    }
+    spawn_inner(id, signal, cfg, sender, registry, send_budget, None)
+}
+
+/// Why a driver could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("sending_queue.directory: {path}: {source}")]
+    Disk {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Starts an exporter driver with the queue its config asks for. A disk queue is opened (and
+/// its backlog recovered) on the blocking pool; its backlog is sent before anything new.
+pub async fn start(
+    id: &str,
+    signal: Signal,
+    cfg: DriverConfig,
+    sender: Arc<dyn Sender>,
+    registry: &Registry,
+    send_budget: Option<MemoryBudget>,
+) -> Result<Driver, StartError> {
+    if cfg.queue.storage != Storage::Disk {
+        return Ok(spawn_inner(id, signal, cfg, sender, registry, send_budget, None));
+    }
+    let base = cfg.queue.directory.clone().unwrap_or_default();
+    let dir = diskq::queue_dir(&base, id, signal);
+    let opts = diskq::options(cfg.queue.max_size_bytes, cfg.queue.fsync);
+    let d2 = dir.clone();
+    let opened = tokio::task::spawn_blocking(move || sightline_diskqueue::open(&d2, opts))
+        .await
+        .map_err(|e| StartError::Disk { path: dir.clone(), source: std::io::Error::other(e.to_string()) })?
+        .map_err(|source| StartError::Disk { path: dir.clone(), source })?;
+    let (queue, writer, reader, rec) = opened;
+    tracing::info!(
+        exporter = %id, %signal, directory = %dir.display(), backlog_records = rec.records,
+        backlog_items = rec.items, bytes = rec.bytes, corrupt_records = rec.corrupt_records,
+        "disk queue opened"
+    );
+    if rec.corrupt_records > 0 {
+        tracing::warn!(exporter = %id, %signal, records = rec.corrupt_records, truncated_bytes = rec.truncated_bytes,
+            "disk queue: torn or corrupt records were cut at recovery");
+    }
+    Ok(spawn_inner(id, signal, cfg, sender, registry, send_budget, Some(DiskParts { queue, writer, reader, rec })))
+}
+
+struct DiskParts {
+    queue: Arc<sightline_diskqueue::Queue>,
+    writer: sightline_diskqueue::Writer,
+    reader: sightline_diskqueue::Reader,
+    rec: sightline_diskqueue::Recovery,
+}
+
+/// What the run loop needs of a disk queue.
+struct DiskBack {
+    queue: Arc<sightline_diskqueue::Queue>,
+    tx: std::sync::mpsc::Sender<diskq::Msg>,
+}
+
+fn spawn_inner(
+    id: &str,
+    signal: Signal,
+    cfg: DriverConfig,
+    sender: Arc<dyn Sender>,
+    registry: &Registry,
+    send_budget: Option<MemoryBudget>,
+    disk: Option<DiskParts>,
 ) -> Driver {
     let items = signal.item_name();
     let labels = [("exporter", id)];
@@ -282,11 +513,99 @@ pub fn spawn_with_budget(
             &[("exporter", id), ("data_type", signal.as_str())],
         )
         .set(capacity as i64);
-    let (tx, rx) = mpsc::channel(capacity);
     let (abort_tx, abort_rx) = watch::channel(false);
-    let handle = ExporterHandle { id: Arc::from(id), tx, block: cfg.queue.block_on_overflow, metrics: metrics.clone() };
     let close = Arc::new(tokio::sync::Notify::new());
-    let task = tokio::spawn(run(Arc::from(id), signal, cfg, sender, metrics, rx, abort_rx, close.clone(), send_budget));
+    let block = cfg.queue.overflow() == OnFull::Block;
+    let Some(parts) = disk else {
+        let (tx, rx) = mpsc::channel(capacity);
+        let handle = ExporterHandle { id: Arc::from(id), tx, block, metrics: metrics.clone(), disk: None };
+        let task = tokio::spawn(run(
+            Arc::from(id),
+            signal,
+            cfg,
+            sender,
+            metrics,
+            rx,
+            abort_rx,
+            close.clone(),
+            send_budget,
+            None,
+        ));
+        return Driver { handle, task, abort: abort_tx, close, pending_items: pending };
+    };
+
+    // Disk: the channel only carries what the reader thread read ahead.
+    let dm =
+        Arc::new(DiskMetrics::new(registry, id, signal, metrics.queue_size.clone(), metrics.enqueue_failed.clone()));
+    registry
+        .gauge(
+            "sightline_disk_queue_capacity_bytes",
+            "Upper bound of a disk queue's segment files.",
+            &[("exporter", id), ("data_type", signal.as_str())],
+        )
+        .set(cfg.queue.max_size_bytes.min(i64::MAX as u64) as i64);
+    registry
+        .counter(
+            "sightline_disk_queue_recovered_records_total",
+            "Records found in a disk queue at start (the backlog of a previous run).",
+            &[("exporter", id), ("data_type", signal.as_str())],
+        )
+        .add(parts.rec.records);
+    dm.corrupt.add(parts.rec.corrupt_records);
+    dm.queue_size.set(parts.rec.records as i64);
+    dm.size_bytes.set(parts.rec.bytes as i64);
+    let (wtx, wrx) = std::sync::mpsc::channel();
+    let space = Arc::new(tokio::sync::Notify::new());
+    let front = Arc::new(DiskFront {
+        queue: parts.queue.clone(),
+        tx: wtx.clone(),
+        space: space.clone(),
+        on_full: cfg.queue.overflow(),
+        durable: cfg.queue.ack_after_persist(),
+        metrics: dm.clone(),
+    });
+    let name = format!("sl-dq-{}", signal.as_str());
+    {
+        let dm = dm.clone();
+        let writer = parts.writer;
+        let spawned = std::thread::Builder::new()
+            .name(format!("{name}-w"))
+            .spawn(move || diskq::writer_loop(writer, wrx, space, dm, signal));
+        if let Err(e) = spawned {
+            tracing::error!(exporter = %id, error = %e, "cannot start the disk queue writer thread");
+        }
+    }
+    // Read-ahead: enough for the batcher to fill a batch while the previous one is sent.
+    let read_ahead = (cfg.queue.batch.max_bytes.saturating_mul(2)).clamp(8 << 20, 256 << 20);
+    let (tx, rx) = mpsc::channel(4096);
+    {
+        let dm = dm.clone();
+        let reader = parts.reader;
+        let pending = pending.clone();
+        let rt = tokio::runtime::Handle::current();
+        let prefetch = MemoryBudget::new(read_ahead);
+        let rtx = tx.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("{name}-r"))
+            .spawn(move || diskq::reader_loop(reader, rtx, prefetch, rt, dm, pending, signal));
+        if let Err(e) = spawned {
+            tracing::error!(exporter = %id, error = %e, "cannot start the disk queue reader thread");
+        }
+    }
+    let handle = ExporterHandle { id: Arc::from(id), tx, block, metrics: metrics.clone(), disk: Some(front) };
+    let back = DiskBack { queue: parts.queue, tx: wtx };
+    let task = tokio::spawn(run(
+        Arc::from(id),
+        signal,
+        cfg,
+        sender,
+        metrics,
+        rx,
+        abort_rx,
+        close.clone(),
+        send_budget,
+        Some(back),
+    ));
     Driver { handle, task, abort: abort_tx, close, pending_items: pending }
 }
 
@@ -297,14 +616,35 @@ async fn run(
     cfg: DriverConfig,
     sender: Arc<dyn Sender>,
     metrics: Arc<Metrics>,
-    mut rx: mpsc::Receiver<Payload>,
-    abort: watch::Receiver<bool>,
+    mut rx: mpsc::Receiver<Queued>,
+    mut abort: watch::Receiver<bool>,
     close: Arc<tokio::sync::Notify>,
     send_budget: Option<MemoryBudget>,
+    disk: Option<DiskBack>,
 ) {
     let consumers = Arc::new(Semaphore::new(cfg.queue.num_consumers.max(1)));
     let batching = cfg.queue.batch.enabled && cfg.queue.enabled;
-    let mut carry: Option<Payload> = None;
+    let is_disk = disk.is_some();
+    // Retries give up when the owner aborts, and, for a disk queue, as soon as it closes:
+    // what is not sent stays on disk for the next start.
+    let (give_up, give_up_rx) = watch::channel(false);
+    let give_up = Arc::new(give_up);
+    {
+        let give_up = give_up.clone();
+        tokio::spawn(async move {
+            if abort.wait_for(|a| *a).await.is_ok() {
+                let _ = give_up.send(true);
+            }
+        });
+    }
+    let on_close = |rx: &mut mpsc::Receiver<Queued>| {
+        rx.close();
+        if let Some(d) = &disk {
+            d.queue.close();
+            let _ = give_up.send(true);
+        }
+    };
+    let mut carry: Option<Queued> = None;
     // Once closing, the channel is closed: `recv` returns what is buffered without waiting,
     // then `None`, and batch timers are not waited for.
     let mut closing = false;
@@ -312,7 +652,18 @@ async fn run(
         // A free consumer first, then the batch: while every consumer is busy, payloads pile
         // up in the queue and the next free consumer takes them all in one batch. Batches
         // grow with the backlog and stay small (low latency) when the backend keeps up.
-        let Ok(permit) = consumers.clone().acquire_owned().await else { break };
+        // While every consumer is busy (e.g. retrying against a backend that is down), a close
+        // must still be seen: a disk queue's retries give up at once on close.
+        let permit = tokio::select! {
+            biased;
+            p = consumers.clone().acquire_owned() => p,
+            _ = close.notified(), if !closing => {
+                closing = true;
+                on_close(&mut rx);
+                continue;
+            }
+        };
+        let Ok(permit) = permit else { break };
         // Wait for the first payload of the next batch.
         let first = match carry.take() {
             Some(p) => p,
@@ -322,7 +673,7 @@ async fn run(
                     p = rx.recv() => p,
                     _ = close.notified(), if !closing => {
                         closing = true;
-                        rx.close();
+                        on_close(&mut rx);
                         drop(permit);
                         continue;
                     }
@@ -333,9 +684,13 @@ async fn run(
                 }
             }
         };
-        metrics.queue_size.add(-1);
+        if !is_disk {
+            metrics.queue_size.add(-1);
+        }
         let mut batch = Batch::new(signal);
-        batch.push(first);
+        let mut seqs: Vec<u64> = Vec::new();
+        seqs.extend(first.seq);
+        batch.push(first.payload);
         if batching {
             let b = &cfg.queue.batch;
             let deadline = Instant::now() + b.flush_timeout;
@@ -357,29 +712,36 @@ async fn run(
                             _ = tokio::time::sleep_until(deadline) => break,
                             _ = close.notified() => {
                                 closing = true;
-                                rx.close();
+                                on_close(&mut rx);
                                 continue;
                             }
                         }
                     }
                 };
-                let Some(p) = next else { break };
-                metrics.queue_size.add(-1);
+                let Some(q) = next else { break };
+                if !is_disk {
+                    metrics.queue_size.add(-1);
+                }
+                let p = &q.payload;
                 if (b.max_size > 0 && batch.items + p.items() > b.max_size) || batch.bytes + p.len() > b.max_bytes {
-                    carry = Some(p);
-                    metrics.queue_size.add(1);
+                    carry = Some(q);
+                    if !is_disk {
+                        metrics.queue_size.add(1);
+                    }
                     break;
                 }
-                batch.push(p);
+                seqs.extend(q.seq);
+                batch.push(q.payload);
             }
         }
         let sender = sender.clone();
         let metrics = metrics.clone();
         let retry = cfg.retry.clone();
         let timeout = cfg.timeout;
-        let abort = abort.clone();
+        let give_up = give_up_rx.clone();
         let id = id.clone();
         let send_budget = send_budget.clone();
+        let queue = disk.as_ref().map(|d| d.queue.clone());
         tokio::spawn(async move {
             let items = batch.items;
             let _copy = match &send_budget {
@@ -387,11 +749,31 @@ async fn run(
                 Some(b) => Some(b.acquire(batch.bytes * 2).await),
                 None => None,
             };
-            match send_with_retry(&*sender, &batch, &retry, timeout, abort).await {
-                Ok(()) => metrics.sent.add(items),
+            let res = send_with_retry(&*sender, &batch, &retry, timeout, give_up.clone()).await;
+            // Release the batch's memory (read-ahead budget for a disk queue) before the
+            // bookkeeping.
+            drop(batch);
+            match res {
+                Ok(()) => {
+                    metrics.sent.add(items);
+                    if let Some(q) = &queue {
+                        for s in &seqs {
+                            q.ack(*s);
+                        }
+                    }
+                }
+                Err(e) if queue.is_some() && *give_up.borrow() => {
+                    // Shutting down: not acknowledged, so it is sent again after the restart.
+                    tracing::debug!(exporter = %id, items, error = %e.message, "send interrupted; kept on disk");
+                }
                 Err(e) => {
                     metrics.send_failed.add(items);
                     tracing::error!(exporter = %id, items, error = %e.message, "dropping data: export failed");
+                    if let Some(q) = &queue {
+                        for s in &seqs {
+                            q.ack(*s);
+                        }
+                    }
                 }
             }
             metrics.pending.add(-(items as i64));
@@ -400,6 +782,14 @@ async fn run(
     }
     // Wait for in-flight sends.
     let _ = consumers.acquire_many(cfg.queue.num_consumers.max(1) as u32).await;
+    if let Some(d) = disk {
+        // Final housekeeping on the writer thread: delete what was acknowledged, write the
+        // checkpoint.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if d.tx.send(diskq::Msg::Finish(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
 }
 
 /// Sends one batch, retrying retryable failures with exponential backoff.

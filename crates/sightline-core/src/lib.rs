@@ -15,6 +15,7 @@
 //! task, exporters run on their own tasks behind bounded queues.
 
 pub mod budget;
+mod diskq;
 pub mod driver;
 pub mod payload;
 pub mod pipeline;
@@ -24,10 +25,10 @@ pub mod wire;
 
 pub use budget::{MemoryBudget, MemoryPermit};
 pub use driver::{
-    BatchConfig, Driver, DriverConfig, Enqueued, ExporterHandle, QueueConfig, RetryConfig, SendError, SendFuture,
-    Sender,
+    BatchConfig, Driver, DriverConfig, Durability, Enqueued, ExporterHandle, FsyncPolicy, OnFull, QueueConfig,
+    RetryConfig, SendError, SendFuture, Sender, StartError, Storage,
 };
-pub use payload::{Batch, Payload};
+pub use payload::{Batch, BoundTeam, Payload, TeamMismatch};
 pub use pipeline::{Delivered, Pipeline, ProcessError, Processor};
 pub use signal::Signal;
 pub use telemetry::{Counter, Gauge, Registry};

@@ -14,9 +14,17 @@ pub enum ProcessError {
     /// The data is refused for good; `rejected` items (all when equal to the payload's count).
     #[error("{message}")]
     Refused { message: String },
+    /// The client is not allowed to send this data (e.g. a service of another team than the
+    /// one its token belongs to): HTTP 403, gRPC `PERMISSION_DENIED`. Not retryable.
+    #[error("{message}")]
+    PermissionDenied { message: String },
     /// The payload was not well formed (should have been caught by validation).
     #[error("{0}")]
     Invalid(String),
+    /// A durable queue of the pipeline (`durability: ack_after_persist`) could not persist
+    /// the payload: the client must retry (HTTP 503, gRPC `UNAVAILABLE`).
+    #[error("{message}")]
+    Unavailable { message: String, retry_after_secs: u64 },
 }
 
 /// A processor: takes a payload, returns the (possibly rewritten) payload. Runs inline on the
@@ -47,12 +55,27 @@ impl Pipeline {
             payload = p.process(payload)?;
         }
         let mut d = Delivered::default();
+        let mut not_persisted: Option<&str> = None;
         // A clone is a reference-count increment: every exporter shares the same bytes.
         for e in &self.exporters {
             match e.enqueue(payload.clone()).await {
                 Enqueued::Queued => d.queued += 1,
-                Enqueued::Dropped => d.dropped += 1,
+                Enqueued::Dropped => {
+                    d.dropped += 1;
+                    if e.is_durable() {
+                        not_persisted.get_or_insert(e.id());
+                    }
+                }
             }
+        }
+        // ack_after_persist: the request succeeds only if every durable queue holds it. The
+        // other exporters may have queued it already: a retry duplicates it there
+        // (at-least-once).
+        if let Some(id) = not_persisted {
+            return Err(ProcessError::Unavailable {
+                message: format!("exporter {id}: the disk queue could not persist the data; retry later"),
+                retry_after_secs: 1,
+            });
         }
         Ok(d)
     }

@@ -381,7 +381,12 @@ fn parse_key_value<'a>(f: &Field<'a>) -> Result<Attribute<'a>, WireError> {
         let g = g?;
         match g.number {
             1 => key = std::str::from_utf8(expect_len(&g)?).map_err(|_| WireError::new(WireErrorKind::InvalidUtf8))?,
-            2 => value = AnyValue::parse(expect_len(&g)?)?,
+            // A repeated message field merges (protobuf semantics): a later `AnyValue` that
+            // sets no value keeps the earlier one, as every other decoder reads it.
+            2 => match AnyValue::parse(expect_len(&g)?)? {
+                AnyValue::Empty => {}
+                v => value = v,
+            },
             _ => {}
         }
     }
@@ -830,6 +835,34 @@ pub fn item_is_valid(signal: Signal, item: &[u8]) -> bool {
     inspect_item(signal, item).is_ok()
 }
 
+/// The two halves of [`inspect`] and of the per-item check, for the fuzz targets in `fuzz/`
+/// that check they agree. Not part of the API: only built with the `fuzzing` feature.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    use super::{Signal, Summary, WireError};
+
+    /// The skim of a whole request (`Some((items, resources))` when valid with no invalid item).
+    pub fn inspect_fast(signal: Signal, buf: &[u8]) -> Option<(u64, u64)> {
+        super::inspect_fast(signal, buf)
+    }
+
+    /// The detailed walk of a whole request.
+    pub fn inspect_detailed(signal: Signal, buf: &[u8]) -> Result<Summary, WireError> {
+        super::inspect_detailed(signal, buf)
+    }
+
+    /// The skim of one item (span, metric, log record).
+    pub fn skim_item(signal: Signal, item: &[u8]) -> Option<u64> {
+        super::skim_item(signal, item)
+    }
+
+    /// The detailed check of one item.
+    pub fn inspect_item_detailed(signal: Signal, item: &[u8]) -> Result<u64, WireError> {
+        super::inspect_item_detailed(signal, item)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -845,6 +878,43 @@ mod tests {
             value: Some(PAny { value: Some(any_value::Value::StringValue(v.into())) }),
             ..Default::default()
         }
+    }
+
+    /// Fuzzing regression (fuzz target `ownership_rewrite`): a `KeyValue` whose `value` field
+    /// occurs twice, the second one empty. Protobuf merges the two, so prost (and every
+    /// backend) reads `service.name = checkout`, but the wire reader took the last occurrence
+    /// alone and saw no value: the ownership processor then resolved the resource as unowned.
+    #[test]
+    fn repeated_attribute_value_merges_like_protobuf() {
+        use opentelemetry_proto::tonic::resource::v1::Resource;
+        let mut kv_bytes = Vec::new();
+        put_len_field(&mut kv_bytes, 1, b"service.name");
+        let mut any = Vec::new();
+        put_len_field(&mut any, 1, b"checkout");
+        put_len_field(&mut kv_bytes, 2, &any);
+        put_len_field(&mut kv_bytes, 2, b"");
+        let mut resource = Vec::new();
+        put_len_field(&mut resource, 1, &kv_bytes);
+        let reference = Resource::decode(&resource[..]).unwrap();
+        assert_eq!(
+            reference.attributes[0].value,
+            Some(PAny { value: Some(any_value::Value::StringValue("checkout".into())) })
+        );
+        let a: Vec<_> = attributes(&resource, 1).collect::<Result<_, _>>().unwrap();
+        assert_eq!((a[0].key, a[0].value.as_str()), ("service.name", Some("checkout")));
+        // A later value that sets something still replaces the earlier one, as in prost.
+        let mut int = Vec::new();
+        put_tag(&mut int, 3, WireType::Varint);
+        put_varint(&mut int, 7);
+        put_len_field(&mut kv_bytes, 2, &int);
+        let mut resource = Vec::new();
+        put_len_field(&mut resource, 1, &kv_bytes);
+        let a: Vec<_> = attributes(&resource, 1).collect::<Result<_, _>>().unwrap();
+        assert_eq!(a[0].value, AnyValue::Int(7));
+        assert_eq!(
+            Resource::decode(&resource[..]).unwrap().attributes[0].value,
+            Some(PAny { value: Some(any_value::Value::IntValue(7)) })
+        );
     }
 
     /// The skim and the detailed walk agree on every input: valid or not, and the count.

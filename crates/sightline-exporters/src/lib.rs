@@ -34,6 +34,7 @@
 //! # }
 //! ```
 
+pub mod credentials;
 pub mod debug;
 pub mod file;
 pub mod otlp;
@@ -43,6 +44,7 @@ mod body;
 mod response;
 mod tls;
 
+pub use credentials::ExporterAuth;
 pub use debug::{DebugConfig, Verbosity, build_debug};
 pub use file::{FileConfig, FileFormat, RotationConfig, build_file};
 pub use otlp::{OtlpConfig, build_otlp};
@@ -78,7 +80,7 @@ pub enum BuildError {
 }
 
 impl BuildError {
-    pub(crate) fn invalid(key: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn invalid(key: impl Into<String>, message: impl Into<String>) -> Self {
         BuildError::Invalid { key: key.into(), message: message.into() }
     }
 
@@ -91,7 +93,7 @@ impl BuildError {
     }
 
     /// Turns the first `validate()` finding into an error.
-    pub(crate) fn from_findings(findings: Vec<(String, String)>) -> Result<(), BuildError> {
+    pub fn from_findings(findings: Vec<(String, String)>) -> Result<(), BuildError> {
         match findings.into_iter().next() {
             Some((key, message)) => Err(BuildError::Invalid { key, message }),
             None => Ok(()),
@@ -123,21 +125,16 @@ impl Compression {
     }
 }
 
-pub(crate) fn default_timeout() -> Duration {
+pub fn default_timeout() -> Duration {
     Duration::from_secs(5)
 }
 
-pub(crate) fn driver_config(timeout: Duration, queue: &QueueConfig, retry: &RetryConfig) -> DriverConfig {
+pub fn driver_config(timeout: Duration, queue: &QueueConfig, retry: &RetryConfig) -> DriverConfig {
     DriverConfig { queue: queue.clone(), retry: retry.clone(), timeout }
 }
 
 /// Checks the common options (`timeout`, `sending_queue`, `retry_on_failure`).
-pub(crate) fn validate_common(
-    timeout: Duration,
-    queue: &QueueConfig,
-    retry: &RetryConfig,
-    out: &mut Vec<(String, String)>,
-) {
+pub fn validate_common(timeout: Duration, queue: &QueueConfig, retry: &RetryConfig, out: &mut Vec<(String, String)>) {
     if timeout.is_zero() {
         out.push(("timeout".into(), "must be greater than 0".into()));
     }
@@ -150,6 +147,8 @@ pub(crate) fn validate_common(
     if queue.batch.enabled && queue.batch.max_size > 0 && queue.batch.max_size < queue.batch.min_size {
         out.push(("sending_queue.batch.max_size".into(), "must be 0 (no limit) or at least min_size".into()));
     }
+    // storage, directory, max_size_bytes, on_full, durability.
+    out.extend(queue.validate());
     if retry.enabled {
         if !(0.0..=1.0).contains(&retry.randomization_factor) {
             out.push(("retry_on_failure.randomization_factor".into(), "must be between 0 and 1".into()));
@@ -167,7 +166,7 @@ pub(crate) fn validate_common(
 }
 
 /// Checks that `headers` are valid HTTP header names and values.
-pub(crate) fn validate_headers(headers: &BTreeMap<String, String>, out: &mut Vec<(String, String)>) {
+pub fn validate_headers(headers: &BTreeMap<String, String>, out: &mut Vec<(String, String)>) {
     for (name, value) in headers {
         if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
             out.push((format!("headers.{name}"), "not a valid header name".into()));
@@ -179,7 +178,7 @@ pub(crate) fn validate_headers(headers: &BTreeMap<String, String>, out: &mut Vec
 
 /// The error and its causes on one line: hyper's and tonic's top-level messages alone
 /// ("client error (Connect)") do not say what went wrong.
-pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {
@@ -194,14 +193,14 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// The user agent sent by the network exporters.
-pub(crate) fn user_agent() -> &'static str {
+pub fn user_agent() -> &'static str {
     concat!("sightline/", env!("CARGO_PKG_VERSION"))
 }
 
 /// Runs CPU-heavy work (compression, JSON conversion) on the blocking pool when the input is
 /// large, so that one big batch does not stall the runtime's worker; small inputs are cheaper
 /// to handle inline.
-pub(crate) async fn offload<T: Send + 'static>(
+pub async fn offload<T: Send + 'static>(
     size: usize,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, tokio::task::JoinError> {

@@ -9,6 +9,7 @@
 //! the server attached a `google.rpc.RetryInfo` (it then says when to come back), every other
 //! code is permanent. A `RetryInfo` delay is passed to the driver as `retry_after`.
 
+use crate::credentials::{ExporterAuth, FileHeaders};
 use crate::response::{PartialSuccess, log_partial_success, partial_success_proto, rpc_status};
 use crate::{
     BuildError, Compression, TlsConfig, default_timeout, driver_config, error_chain, user_agent, validate_common,
@@ -19,6 +20,7 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use serde::Deserialize;
 use sightline_core::{Batch, DriverConfig, QueueConfig, RetryConfig, SendError, SendFuture, Sender, Signal};
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tonic::client::Grpc;
@@ -41,6 +43,15 @@ pub struct OtlpConfig {
     /// Sent as gRPC metadata with every request, e.g. `X-Scope-OrgID: tenant-1` (default: none).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// Headers whose values are read from files, e.g. `X-Scope-OrgID: /etc/tenant` (default:
+    /// none). Each file is read at start (an unreadable or empty file stops the start) and
+    /// re-read when it changes; surrounding whitespace is ignored.
+    #[serde(default)]
+    pub headers_from_files: BTreeMap<String, PathBuf>,
+    /// `auth.bearer_token_file`: send `Authorization: Bearer <token>` with the token read from
+    /// a file, re-read when it changes (default: none).
+    #[serde(default)]
+    pub auth: Option<ExporterAuth>,
     /// `gzip` (default), `zstd` or `none`.
     #[serde(default)]
     pub compression: Compression,
@@ -62,6 +73,8 @@ impl OtlpConfig {
             endpoint: endpoint.into(),
             tls: TlsConfig::default(),
             headers: BTreeMap::new(),
+            headers_from_files: BTreeMap::new(),
+            auth: None,
             compression: Compression::default(),
             timeout: default_timeout(),
             sending_queue: QueueConfig::default(),
@@ -84,6 +97,12 @@ impl OtlpConfig {
                 ));
             } else if MetadataValue::<Ascii>::try_from(value.as_str()).is_err() {
                 out.push((format!("headers.{name}"), "not a valid metadata value (visible ASCII only)".into()));
+            }
+        }
+        crate::credentials::validate(&self.headers_from_files, self.auth.as_ref(), &self.headers, &mut out);
+        for name in self.headers_from_files.keys() {
+            if MetadataKey::<Ascii>::from_bytes(name.to_ascii_lowercase().as_bytes()).is_err() {
+                out.push((format!("headers_from_files.{name}"), "not a valid gRPC metadata key".into()));
             }
         }
         validate_common(self.timeout, &self.sending_queue, &self.retry_on_failure, &mut out);
@@ -175,7 +194,8 @@ pub fn build_otlp(id: &str, signal: Signal, cfg: &OtlpConfig) -> Result<(Arc<dyn
             .map_err(|_| BuildError::invalid(format!("headers.{name}"), "not a valid metadata value"))?;
         metadata.append(key, value);
     }
-    let sender = OtlpSender { id: Arc::from(id), signal, client, metadata, timeout: cfg.timeout };
+    let file_headers = FileHeaders::new(&cfg.headers_from_files, cfg.auth.as_ref())?;
+    let sender = OtlpSender { id: Arc::from(id), signal, client, metadata, file_headers, timeout: cfg.timeout };
     Ok((Arc::new(sender), driver_config(cfg.timeout, &cfg.sending_queue, &cfg.retry_on_failure)))
 }
 
@@ -191,6 +211,8 @@ struct OtlpSender {
     signal: Signal,
     client: Grpc<Channel>,
     metadata: MetadataMap,
+    /// Metadata whose values come from files (`headers_from_files`, `auth`).
+    file_headers: Option<FileHeaders>,
     timeout: Duration,
 }
 
@@ -206,6 +228,19 @@ impl Sender for OtlpSender {
             // into the gRPC frame.
             let mut req = tonic::Request::new(batch.clone());
             *req.metadata_mut() = self.metadata.clone();
+            if let Some(fh) = &self.file_headers {
+                for (name, value) in fh.current() {
+                    // Both were checked when read; a value that no longer converts is skipped
+                    // (and the backend will say so) rather than logged.
+                    if let (Ok(k), Ok(mut v)) = (
+                        MetadataKey::<Ascii>::from_bytes(name.as_bytes()),
+                        MetadataValue::<Ascii>::try_from(value.as_str()),
+                    ) {
+                        v.set_sensitive(true);
+                        req.metadata_mut().insert(k, v);
+                    }
+                }
+            }
             req.set_timeout(self.timeout);
             match client.unary(req, PathAndQuery::from_static(self.signal.grpc_path()), RawCodec).await {
                 Ok(resp) => {

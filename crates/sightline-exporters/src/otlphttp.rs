@@ -13,6 +13,7 @@
 //! text, at most 1 KiB) goes into the error message, which the driver logs.
 
 use crate::body::ChunksBody;
+use crate::credentials::{ExporterAuth, FileHeaders};
 use crate::response::{log_partial_success, partial_success_json, partial_success_proto, rpc_status, truncate};
 use crate::{
     BuildError, Compression, TlsConfig, default_timeout, driver_config, error_chain, json_signal, offload, user_agent,
@@ -30,6 +31,7 @@ use serde::Deserialize;
 use sightline_core::{Batch, DriverConfig, QueueConfig, RetryConfig, SendError, SendFuture, Sender, Signal};
 use std::collections::BTreeMap;
 use std::io::Write as _;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -69,6 +71,15 @@ pub struct OtlpHttpConfig {
     /// HTTP headers sent with every request, e.g. `Authorization` (default: none).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// Headers whose values are read from files, e.g. `X-Scope-OrgID: /etc/tenant` (default:
+    /// none). Each file is read at start (an unreadable or empty file stops the start) and
+    /// re-read when it changes; surrounding whitespace is ignored.
+    #[serde(default)]
+    pub headers_from_files: BTreeMap<String, PathBuf>,
+    /// `auth.bearer_token_file`: send `Authorization: Bearer <token>` with the token read from
+    /// a file, re-read when it changes (default: none).
+    #[serde(default)]
+    pub auth: Option<ExporterAuth>,
     /// `gzip` (default), `zstd` or `none`; sent as `Content-Encoding`.
     #[serde(default)]
     pub compression: Compression,
@@ -96,6 +107,8 @@ impl OtlpHttpConfig {
             logs_endpoint: None,
             tls: TlsConfig::default(),
             headers: BTreeMap::new(),
+            headers_from_files: BTreeMap::new(),
+            auth: None,
             compression: Compression::default(),
             encoding: Encoding::default(),
             timeout: default_timeout(),
@@ -133,6 +146,7 @@ impl OtlpHttpConfig {
         }
         self.tls.validate(&mut out);
         validate_headers(&self.headers, &mut out);
+        crate::credentials::validate(&self.headers_from_files, self.auth.as_ref(), &self.headers, &mut out);
         validate_common(self.timeout, &self.sending_queue, &self.retry_on_failure, &mut out);
         out
     }
@@ -210,7 +224,9 @@ pub fn build_otlphttp(
     if cfg.compression != Compression::None {
         headers.insert(CONTENT_ENCODING, HeaderValue::from_static(cfg.compression.as_str()));
     }
+    let file_headers = FileHeaders::new(&cfg.headers_from_files, cfg.auth.as_ref())?;
     let sender = OtlpHttpSender {
+        file_headers,
         id: Arc::from(id),
         signal,
         url,
@@ -228,6 +244,8 @@ struct OtlpHttpSender {
     url: Uri,
     client: Client<HttpsConnector<HttpConnector>, ChunksBody>,
     headers: HeaderMap,
+    /// Headers whose values come from files (`headers_from_files`, `auth`).
+    file_headers: Option<FileHeaders>,
     compression: Compression,
     encoding: Encoding,
 }
@@ -245,6 +263,15 @@ impl Sender for OtlpHttpSender {
                 .body(body)
                 .map_err(|e| SendError::permanent(format!("cannot build the request: {e}")))?;
             *req.headers_mut() = self.headers.clone();
+            if let Some(fh) = &self.file_headers {
+                for (name, value) in fh.current() {
+                    if let (Ok(k), Ok(mut v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(&value))
+                    {
+                        v.set_sensitive(true);
+                        req.headers_mut().insert(k, v);
+                    }
+                }
+            }
             let resp = self
                 .client
                 .request(req)
@@ -371,7 +398,7 @@ fn error_detail(content_type: &str, body: &[u8]) -> String {
 }
 
 /// `Retry-After`: delay in seconds or an HTTP date.
-fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
     if let Ok(secs) = v.parse::<u64>() {
         return Some(Duration::from_secs(secs));

@@ -40,7 +40,7 @@ pub struct TlsConfig {
 
 impl TlsConfig {
     /// Checks that need no I/O; keys are relative to the exporter (`tls.key_file`).
-    pub(crate) fn validate(&self, out: &mut Vec<(String, String)>) {
+    pub fn validate(&self, out: &mut Vec<(String, String)>) {
         let empty = |p: &Option<PathBuf>| p.as_ref().is_some_and(|p| p.as_os_str().is_empty());
         for (key, p) in
             [("tls.ca_file", &self.ca_file), ("tls.cert_file", &self.cert_file), ("tls.key_file", &self.key_file)]
@@ -114,7 +114,7 @@ impl TlsConfig {
     /// An HTTPS connector (plain `http://` URIs pass through) offering HTTP/2, and HTTP/1.1
     /// when `http1`. Without `tls_needed` (a plain-text endpoint) the certificate files and the
     /// system roots are not read at all.
-    pub(crate) fn connector(&self, tls_needed: bool, http1: bool) -> Result<HttpsConnector<HttpConnector>, BuildError> {
+    pub fn connector(&self, tls_needed: bool, http1: bool) -> Result<HttpsConnector<HttpConnector>, BuildError> {
         let config = if tls_needed {
             self.client_config()?
         } else {

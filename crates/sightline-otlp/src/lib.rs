@@ -12,16 +12,38 @@
 //! gRPC is served by hand over hyper's HTTP/2 (unary calls only, which is all OTLP uses): this
 //! keeps the request as raw bytes, lets the budget be acquired before the message is buffered,
 //! and bounds decompression — none of which a generated tonic service allows.
+//!
+//! Security, per protocol (`protocols.grpc` / `protocols.http`; every option is documented on
+//! [`ServerTlsConfig`] and [`AuthConfig`] and in `docs/configuration.md`):
+//! - [`tls`]: TLS and mutual TLS (`cert_file`, `key_file`, `client_ca_file`, `min_version`,
+//!   `reload_interval`), reloaded when the files change;
+//! - [`auth`]: bearer tokens from a tokens file (`tokens_file`, `reload_interval`), each
+//!   mapped to a team, checked before the body is read (401 / `UNAUTHENTICATED`). With
+//!   `bind_ownership_to_token` the team travels with the payload
+//!   ([`sightline_core::BoundTeam`]) and the `ownership` processor enforces it
+//!   (`on_team_mismatch`: `reject` = 403 / `PERMISSION_DENIED`, or `reattribute`).
+//!
+//! ```yaml
+//! protocols:
+//!   grpc:
+//!     tls: { cert_file: server.pem, key_file: server-key.pem, client_ca_file: ca.pem }
+//!     auth: { tokens_file: tokens.yaml, bind_ownership_to_token: true }
+//! ```
 
+pub mod auth;
 pub mod decompress;
 pub mod status;
+pub mod tls;
 
 mod server;
+mod watch;
 
 use serde::{Deserialize, Deserializer};
 use sightline_core::Signal;
 
+pub use auth::AuthConfig;
 pub use server::{Consumers, Running, start};
+pub use tls::{ServerTlsConfig, TlsVersion};
 
 fn null_as_default<'de, D: Deserializer<'de>, T: Default + Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
     Ok(Some(Option::<T>::deserialize(d)?.unwrap_or_default()))
@@ -58,11 +80,22 @@ pub struct GrpcConfig {
     pub max_recv_msg_size_mib: u64,
     /// Concurrent streams per HTTP/2 connection (default 100).
     pub max_concurrent_streams: u32,
+    /// Serve TLS (and require client certificates with `client_ca_file`) instead of plain
+    /// text (default: none, plain text).
+    pub tls: Option<ServerTlsConfig>,
+    /// Require a bearer token from a tokens file (default: none, no authentication).
+    pub auth: Option<AuthConfig>,
 }
 
 impl Default for GrpcConfig {
     fn default() -> Self {
-        GrpcConfig { endpoint: "localhost:4317".into(), max_recv_msg_size_mib: 4, max_concurrent_streams: 100 }
+        GrpcConfig {
+            endpoint: "localhost:4317".into(),
+            max_recv_msg_size_mib: 4,
+            max_concurrent_streams: 100,
+            tls: None,
+            auth: None,
+        }
     }
 }
 
@@ -81,6 +114,11 @@ pub struct HttpConfig {
     pub metrics_url_path: String,
     /// Path for logs (default `/v1/logs`).
     pub logs_url_path: String,
+    /// Serve TLS (and require client certificates with `client_ca_file`) instead of plain
+    /// text (default: none, plain text).
+    pub tls: Option<ServerTlsConfig>,
+    /// Require a bearer token from a tokens file (default: none, no authentication).
+    pub auth: Option<AuthConfig>,
 }
 
 impl Default for HttpConfig {
@@ -91,6 +129,8 @@ impl Default for HttpConfig {
             traces_url_path: "/v1/traces".into(),
             metrics_url_path: "/v1/metrics".into(),
             logs_url_path: "/v1/logs".into(),
+            tls: None,
+            auth: None,
         }
     }
 }
@@ -109,6 +149,12 @@ impl OtlpReceiverConfig {
             if g.max_recv_msg_size_mib == 0 {
                 errs.push(("protocols.grpc.max_recv_msg_size_mib".into(), "must be at least 1".into()));
             }
+            if let Some(t) = &g.tls {
+                t.validate("protocols.grpc.tls", &mut errs);
+            }
+            if let Some(a) = &g.auth {
+                a.validate("protocols.grpc.auth", &mut errs);
+            }
         }
         if let Some(h) = &self.protocols.http {
             if let Err(e) = check_endpoint(&h.endpoint) {
@@ -126,8 +172,48 @@ impl OtlpReceiverConfig {
                     errs.push((format!("protocols.http.{k}"), format!("{p:?} must start with '/'")));
                 }
             }
+            if let Some(t) = &h.tls {
+                t.validate("protocols.http.tls", &mut errs);
+            }
+            if let Some(a) = &h.auth {
+                a.validate("protocols.http.auth", &mut errs);
+            }
         }
         errs
+    }
+
+    /// Reads the files the configuration names (TLS certificates and keys, tokens files) and
+    /// checks them, as `start` would: (key path relative to the receiver, message). Messages
+    /// name files and entries, never a token.
+    pub fn check_files(&self) -> Vec<(String, String)> {
+        let mut errs = Vec::new();
+        let mut check = |proto: &str, tls: &Option<ServerTlsConfig>, auth: &Option<AuthConfig>| {
+            if let Some(t) = tls
+                && let Err(e) = tls::load(t, &[])
+            {
+                errs.push((format!("protocols.{proto}.tls.{}", e.key), e.message));
+            }
+            if let Some(a) = auth
+                && let Err(e) = auth::Tokens::load(&a.tokens_file)
+            {
+                errs.push((format!("protocols.{proto}.auth.tokens_file"), e));
+            }
+        };
+        if let Some(g) = &self.protocols.grpc {
+            check("grpc", &g.tls, &g.auth);
+        }
+        if let Some(h) = &self.protocols.http {
+            check("http", &h.tls, &h.auth);
+        }
+        errs
+    }
+
+    /// Whether any protocol binds ownership to the authenticated team (the pipelines it feeds
+    /// then need an `ownership` processor).
+    pub fn binds_ownership(&self) -> bool {
+        let g = self.protocols.grpc.as_ref().and_then(|g| g.auth.as_ref());
+        let h = self.protocols.http.as_ref().and_then(|h| h.auth.as_ref());
+        g.into_iter().chain(h).any(|a| a.bind_ownership_to_token)
     }
 }
 

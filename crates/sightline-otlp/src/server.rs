@@ -1,7 +1,9 @@
 //! The listeners, the gRPC and HTTP handlers, and the transport-independent ingest path.
 
+use crate::auth::{AuthCounters, AuthFailure, Authenticator};
 use crate::decompress::{DecompressError, Encoding, decompress};
 use crate::status::{self, Code, Refusal};
+use crate::tls::{TlsCounters, TlsListener};
 use crate::{GrpcConfig, HttpConfig, OtlpReceiverConfig, json_signal};
 use axum::Router;
 use axum::body::Body;
@@ -17,7 +19,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use sightline_core::wire;
-use sightline_core::{Counter, MemoryBudget, MemoryPermit, Payload, Pipeline, ProcessError, Registry, Signal};
+use sightline_core::{
+    BoundTeam, Counter, MemoryBudget, MemoryPermit, Payload, Pipeline, ProcessError, Registry, Signal,
+};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -73,6 +77,9 @@ struct Shared {
     stopping: Arc<AtomicBool>,
     grpc_limit: usize,
     http_limit: usize,
+    /// Bearer-token authentication, per transport.
+    grpc_auth: Option<Authenticator>,
+    http_auth: Option<Authenticator>,
 }
 
 const OVERLOAD_RETRY: Duration = Duration::from_secs(1);
@@ -116,29 +123,88 @@ pub async fn start(
         })
         .collect();
     let stopping = Arc::new(AtomicBool::new(false));
+    let grpc_cfg = cfg.protocols.grpc.as_ref();
+    let http_cfg = cfg.protocols.http.as_ref();
+    let invalid = |key: String, m: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{key}: {m}"));
+    let authenticator = |t: &'static str, a: Option<&crate::AuthConfig>| -> std::io::Result<Option<Authenticator>> {
+        let Some(a) = a else { return Ok(None) };
+        let c = |name: &str, help: &str, extra: Option<(&str, &str)>| {
+            let mut labels = vec![("receiver", id), ("transport", t)];
+            labels.extend(extra);
+            registry.counter(name, help, &labels)
+        };
+        let refused = "Requests refused by authentication, by reason (missing_token, invalid_token, team_mismatch).";
+        let counters = AuthCounters {
+            refused_missing: c("sightline_auth_refused_requests_total", refused, Some(("reason", "missing_token"))),
+            refused_invalid: c("sightline_auth_refused_requests_total", refused, Some(("reason", "invalid_token"))),
+            refused_mismatch: c("sightline_auth_refused_requests_total", refused, Some(("reason", "team_mismatch"))),
+            reloads: c(
+                "sightline_auth_tokens_reloads_total",
+                "Tokens file reloads that replaced the tokens in use.",
+                None,
+            ),
+            reload_errors: c(
+                "sightline_auth_tokens_reload_errors_total",
+                "Tokens file reloads refused because the new file is invalid (the previous tokens stay in use).",
+                None,
+            ),
+        };
+        Authenticator::start(id, t, a, counters, shutdown.clone())
+            .map(Some)
+            .map_err(|m| invalid(format!("protocols.{t}.auth.tokens_file"), m))
+    };
     let shared = Arc::new(Shared {
         consumers,
         budget,
         metrics,
         stopping: stopping.clone(),
-        grpc_limit: cfg.protocols.grpc.as_ref().map_or(0, |g| (g.max_recv_msg_size_mib as usize) << 20),
-        http_limit: cfg.protocols.http.as_ref().map_or(0, |h| h.max_request_body_size),
+        grpc_limit: grpc_cfg.map_or(0, |g| (g.max_recv_msg_size_mib as usize) << 20),
+        http_limit: http_cfg.map_or(0, |h| h.max_request_body_size),
+        grpc_auth: authenticator("grpc", grpc_cfg.and_then(|g| g.auth.as_ref()))?,
+        http_auth: authenticator("http", http_cfg.and_then(|h| h.auth.as_ref()))?,
     });
+    let tls_listener = |t: &'static str,
+                        tls: Option<&crate::ServerTlsConfig>|
+     -> std::io::Result<Option<TlsListener>> {
+        let Some(tls) = tls else { return Ok(None) };
+        let c = |name: &str, help: &str| registry.counter(name, help, &[("receiver", id), ("transport", t)]);
+        let counters = TlsCounters {
+            reloads: c("sightline_receiver_tls_reloads_total", "TLS certificate reloads that replaced the one in use."),
+            reload_errors: c(
+                "sightline_receiver_tls_reload_errors_total",
+                "TLS certificate reloads refused because the new files are invalid (the previous ones stay in use).",
+            ),
+            handshake_errors: c(
+                "sightline_receiver_tls_handshake_errors_total",
+                "Connections closed because the TLS handshake failed (plain text, no or an untrusted client certificate).",
+            ),
+        };
+        // gRPC needs HTTP/2; the HTTP endpoint serves both.
+        let alpn: &'static [&'static [u8]] = if t == "grpc" { &[b"h2"] } else { &[b"h2", b"http/1.1"] };
+        TlsListener::start(id, t, tls, alpn, counters, shutdown.clone())
+            .map(Some)
+            .map_err(|e| invalid(format!("protocols.{t}.tls.{}", e.key), e.message))
+    };
     let mut running = Running { addrs: Vec::new(), tasks: Vec::new() };
-    if let Some(g) = &cfg.protocols.grpc {
+    if let Some(g) = grpc_cfg {
+        let tls = tls_listener("grpc", g.tls.as_ref())?;
         let l = bind(&g.endpoint).await?;
         running.addrs.push(("grpc", l.local_addr()?));
         let router = grpc_router(shared.clone());
-        running.tasks.push(tokio::spawn(serve(l, router, Some(g.clone()), shutdown.clone(), stopping.clone())));
+        running.tasks.push(tokio::spawn(serve(l, router, Some(g.clone()), tls, shutdown.clone(), stopping.clone())));
     }
-    if let Some(h) = &cfg.protocols.http {
+    if let Some(h) = http_cfg {
+        let tls = tls_listener("http", h.tls.as_ref())?;
         let l = bind(&h.endpoint).await?;
         running.addrs.push(("http", l.local_addr()?));
         let router = http_router(shared.clone(), h);
-        running.tasks.push(tokio::spawn(serve(l, router, None, shutdown.clone(), stopping.clone())));
+        running.tasks.push(tokio::spawn(serve(l, router, None, tls, shutdown.clone(), stopping.clone())));
     }
     Ok(running)
 }
+
+/// How long a client has to complete the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 async fn bind(endpoint: &str) -> std::io::Result<TcpListener> {
     TcpListener::bind(endpoint)
@@ -150,6 +216,7 @@ async fn serve(
     listener: TcpListener,
     router: Router,
     grpc: Option<GrpcConfig>,
+    tls: Option<TlsListener>,
     shutdown: CancellationToken,
     stopping: Arc<AtomicBool>,
 ) {
@@ -176,11 +243,40 @@ async fn serve(
                 };
                 let _ = stream.set_nodelay(true);
                 let svc = TowerToHyperService::new(router.clone());
-                let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                });
+                match &tls {
+                    None => {
+                        let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
+                        let conn = graceful.watch(conn);
+                        tokio::spawn(async move {
+                            let _ = conn.await;
+                        });
+                    }
+                    Some(tls) => {
+                        // The handshake runs on the connection's own task, so that a slow or
+                        // silent client does not hold up the accept loop.
+                        let acceptor = tls.acceptor();
+                        let failed = tls.handshake_errors.clone();
+                        let builder = builder.clone();
+                        let watcher = graceful.watcher();
+                        tokio::spawn(async move {
+                            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                                Ok(Ok(s)) => s,
+                                Ok(Err(e)) => {
+                                    failed.inc();
+                                    tracing::debug!(peer = %_peer, error = %e, "TLS handshake failed");
+                                    return;
+                                }
+                                Err(_) => {
+                                    failed.inc();
+                                    tracing::debug!(peer = %_peer, "TLS handshake timed out");
+                                    return;
+                                }
+                            };
+                            let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
+                            let _ = watcher.watch(conn).await;
+                        });
+                    }
+                }
             }
             _ = shutdown.cancelled() => break,
         }
@@ -207,6 +303,22 @@ struct Accepted {
 }
 
 impl Shared {
+    fn auth(&self, t: Transport) -> Option<&Authenticator> {
+        match t {
+            Transport::Grpc => self.grpc_auth.as_ref(),
+            Transport::Http => self.http_auth.as_ref(),
+        }
+    }
+
+    /// Authenticates a request (before its body is read): the ownership binding, or the
+    /// refusal. Without `auth` every request passes, unbound.
+    fn authenticate(&self, t: Transport, headers: &HeaderMap) -> Result<Option<BoundTeam>, (AuthFailure, Refusal)> {
+        match self.auth(t) {
+            Some(a) => a.check(headers),
+            None => Ok(None),
+        }
+    }
+
     async fn ingest(
         &self,
         signal: Signal,
@@ -214,6 +326,7 @@ impl Shared {
         data: Bytes,
         mut permit: MemoryPermit,
         format: Format,
+        bound: Option<BoundTeam>,
     ) -> Result<Accepted, Refusal> {
         let m = &self.metrics[signal as usize][transport as usize];
         let proto = match format {
@@ -258,11 +371,16 @@ impl Shared {
         };
         permit.shrink_to(proto.len());
         let pipelines = self.consumers.get(signal);
-        let payload = Payload::new(signal, proto, items, Some(permit));
+        let payload = Payload::new(signal, proto, items, Some(permit)).with_bound_team(bound);
         let mut queued = 0usize;
         let mut dropped = 0usize;
-        for p in pipelines {
-            match p.consume(payload.clone()).await {
+        // The last pipeline gets the payload itself, not a clone: a processor's output then
+        // takes over the request's memory permit instead of needing a second one.
+        let mut payload = Some(payload);
+        for (i, p) in pipelines.iter().enumerate() {
+            let this = if i + 1 == pipelines.len() { payload.take() } else { payload.clone() };
+            let Some(this) = this else { break };
+            match p.consume(this).await {
                 Ok(d) => {
                     queued += d.queued;
                     dropped += d.dropped;
@@ -273,7 +391,16 @@ impl Shared {
                         ProcessError::Retryable { message, retry_after_secs } => {
                             Refusal::overloaded(message, Duration::from_secs(retry_after_secs.max(1)))
                         }
+                        ProcessError::PermissionDenied { message } => {
+                            if let Some(a) = self.auth(transport) {
+                                a.refused_mismatch.inc();
+                            }
+                            Refusal::permission_denied(message)
+                        }
                         ProcessError::Refused { message } | ProcessError::Invalid(message) => Refusal::invalid(message),
+                        ProcessError::Unavailable { message, retry_after_secs } => {
+                            Refusal::unavailable(message, Duration::from_secs(retry_after_secs.max(1)))
+                        }
                     });
                 }
             }
@@ -366,10 +493,27 @@ async fn http_export(shared: Arc<Shared>, signal: Signal, req: Request) -> Respo
     let (parts, body) = req.into_parts();
     let ctype = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let media = ctype.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    let format = match media.as_str() {
-        "application/x-protobuf" | "application/protobuf" => Format::Proto,
-        "application/json" => Format::Json,
-        _ => {
+    let known = match media.as_str() {
+        "application/x-protobuf" | "application/protobuf" => Some(Format::Proto),
+        "application/json" => Some(Format::Json),
+        _ => None,
+    };
+    // Authentication comes first: an unauthenticated client learns nothing else.
+    let bound = match shared.authenticate(Transport::Http, &parts.headers) {
+        Ok(b) => b,
+        Err((why, r)) => {
+            let mut resp = http_error(known.unwrap_or(Format::Json), &r);
+            let challenge = match why {
+                AuthFailure::Missing => "Bearer",
+                AuthFailure::Invalid => "Bearer error=\"invalid_token\"",
+            };
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+            return resp;
+        }
+    };
+    let format = match known {
+        Some(f) => f,
+        None => {
             let r = Refusal::unsupported_media(format!(
                 "unsupported Content-Type {ctype:?}: use application/x-protobuf or application/json"
             ));
@@ -402,7 +546,7 @@ async fn http_export(shared: Arc<Shared>, signal: Signal, req: Request) -> Respo
             drop(body);
             Bytes::from(out)
         };
-        shared.ingest(signal, Transport::Http, data, permit, format).await
+        shared.ingest(signal, Transport::Http, data, permit, format, bound).await
     }
     .await;
     match result {
@@ -455,6 +599,10 @@ async fn grpc_export(shared: Arc<Shared>, signal: Signal, req: Request) -> Respo
         return (StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("unsupported content-type {ctype:?} for gRPC"))
             .into_response();
     }
+    let bound = match shared.authenticate(Transport::Grpc, &parts.headers) {
+        Ok(b) => b,
+        Err((_, r)) => return grpc_status_response(r.code, &r.message, None),
+    };
     if shared.consumers.get(signal).is_empty() {
         return grpc_status_response(Code::Unimplemented, &format!("no {signal} pipeline uses this receiver"), None);
     }
@@ -492,7 +640,7 @@ async fn grpc_export(shared: Arc<Shared>, signal: Signal, req: Request) -> Respo
             1 => return Err(Refusal::invalid("compressed gRPC message without a grpc-encoding")),
             f => return Err(Refusal::invalid(format!("invalid gRPC compressed flag {f}"))),
         };
-        shared.ingest(signal, Transport::Grpc, data, permit, Format::Proto).await
+        shared.ingest(signal, Transport::Grpc, data, permit, Format::Proto, bound).await
     }
     .await;
     match result {

@@ -11,10 +11,12 @@ use std::time::Duration;
 pub enum Code {
     Ok = 0,
     InvalidArgument = 3,
+    PermissionDenied = 7,
     ResourceExhausted = 8,
     Unimplemented = 12,
     Internal = 13,
     Unavailable = 14,
+    Unauthenticated = 16,
 }
 
 /// Why a request was not (fully) accepted, independent of the transport.
@@ -41,6 +43,15 @@ impl Refusal {
     /// The server cannot take data now (shutting down): HTTP 503, gRPC `UNAVAILABLE`.
     pub fn unavailable(message: impl Into<String>, after: Duration) -> Self {
         Refusal { code: Code::Unavailable, http_status: 503, message: message.into(), retry_after: Some(after) }
+    }
+    /// No valid credentials: HTTP 401 (with `WWW-Authenticate: Bearer`), gRPC
+    /// `UNAUTHENTICATED`. The message must never contain the credential.
+    pub fn unauthenticated(message: impl Into<String>) -> Self {
+        Refusal { code: Code::Unauthenticated, http_status: 401, message: message.into(), retry_after: None }
+    }
+    /// Authenticated, but not allowed to send this data: HTTP 403, gRPC `PERMISSION_DENIED`.
+    pub fn permission_denied(message: impl Into<String>) -> Self {
+        Refusal { code: Code::PermissionDenied, http_status: 403, message: message.into(), retry_after: None }
     }
     pub fn unsupported_media(message: impl Into<String>) -> Self {
         Refusal { code: Code::Unimplemented, http_status: 415, message: message.into(), retry_after: None }

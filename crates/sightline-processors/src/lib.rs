@@ -3,9 +3,14 @@
 //!
 //! - [`ownership`]: stamps every resource with its owning team and the team's metadata,
 //!   editing `Resource` messages at the wire level (spans, log records and points are copied
-//!   through as bytes), with a per-thread cache keyed by the resource's bytes.
+//!   through as bytes), with a per-thread cache keyed by the resource's bytes; with
+//!   `metrics_datapoint_attributes` it also writes the team onto every metric data point
+//!   ([`datapoints`]).
+//! - [`quota`]: per-team ingest quotas (token buckets on items/s and bytes/s), after ownership.
 //! - [`memory_limiter`]: the collector's `memory_limiter` config; in Sightline it sets the
 //!   global admission budget enforced by the receivers before a body is buffered.
 
+pub mod datapoints;
 pub mod memory_limiter;
 pub mod ownership;
+pub mod quota;

@@ -13,7 +13,7 @@
 use bytes::Bytes;
 use serde::Deserialize;
 use sightline_core::wire::{self, ResourceEditor};
-use sightline_core::{Counter, Payload, ProcessError, Processor, Registry, Signal};
+use sightline_core::{BoundTeam, Counter, Payload, ProcessError, Processor, Registry, Signal, TeamMismatch};
 use sightline_ownership::{Catalog, CatalogHandle, Ownership};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -43,6 +43,12 @@ pub struct OwnershipConfig {
     /// Distinct resources remembered per worker thread (default 16384).
     #[serde(default = "default_cache")]
     pub cache_size: usize,
+    /// Metrics pipelines: also write the team attribute onto every data point, for OTLP metric
+    /// backends that do not promote resource attributes to series labels (Mimir's OTLP
+    /// endpoint by default). A data point attribute with the same name is replaced. Default
+    /// false.
+    #[serde(default)]
+    pub metrics_datapoint_attributes: bool,
 }
 
 fn default_team() -> String {
@@ -128,7 +134,12 @@ struct TeamMetrics {
     signal: Signal,
     id: String,
     by_key: Mutex<HashMap<TeamKey, Arc<TeamCounters>>>,
+    /// (token team, catalog team, action) -> resources (auth.bind_ownership_to_token).
+    mismatches: Mutex<HashMap<MismatchKey, Counter>>,
 }
+
+/// (token team, catalog team, action)
+type MismatchKey = (Arc<str>, Arc<str>, &'static str);
 
 /// (team, source)
 type TeamKey = (Arc<str>, Arc<str>);
@@ -141,6 +152,26 @@ struct TeamCounters {
 }
 
 impl TeamMetrics {
+    /// Resources of a request bound to `team` that the catalog assigns to `catalog_team`.
+    fn mismatch(&self, team: &Arc<str>, catalog_team: &Arc<str>, action: &'static str) -> Counter {
+        let mut m = self.mismatches.lock().unwrap_or_else(|e| e.into_inner());
+        m.entry((team.clone(), catalog_team.clone(), action))
+            .or_insert_with(|| {
+                self.registry.counter(
+                    "sightline_ownership_team_mismatch_resources_total",
+                    "Resources of requests whose token team differs from the team the catalog assigns (auth.bind_ownership_to_token), by action (rejected, reattributed).",
+                    &[
+                        ("processor", &self.id),
+                        ("signal", self.signal.as_str()),
+                        ("team", team),
+                        ("catalog_team", catalog_team),
+                        ("action", action),
+                    ],
+                )
+            })
+            .clone()
+    }
+
     fn get(&self, o: &Ownership) -> Arc<TeamCounters> {
         let mut m = self.by_key.lock().unwrap_or_else(|e| e.into_inner());
         m.entry((o.team.clone(), o.source.clone()))
@@ -176,6 +207,20 @@ struct Entry {
     rewritten: Box<[u8]>,
     generation: u64,
     counters: Arc<TeamCounters>,
+    /// What the catalog decided.
+    ownership: Arc<Ownership>,
+    /// The resource attributed to a token's team, for the last team it was bound to.
+    bound: Option<BoundEntry>,
+}
+
+/// A resource rewritten for a request bound to `team` (the catalog did not know it, or gave it
+/// to another team and the mismatch policy re-attributes).
+struct BoundEntry {
+    team: Arc<str>,
+    rewritten: Box<[u8]>,
+    counters: Arc<TeamCounters>,
+    /// Set when the catalog gave the resource to another team.
+    mismatch: Option<Counter>,
 }
 
 #[derive(Default)]
@@ -190,6 +235,14 @@ pub struct OwnershipProcessor {
     cache: ThreadLocal<RefCell<Cache>>,
     cache_size: usize,
     metrics: TeamMetrics,
+    /// Set for a metrics pipeline with `metrics_datapoint_attributes`.
+    points: Option<PointTeam>,
+}
+
+/// What `metrics_datapoint_attributes` needs per processor.
+struct PointTeam {
+    scratch: ThreadLocal<RefCell<crate::datapoints::Scratch>>,
+    points: Counter,
 }
 
 impl OwnershipProcessor {
@@ -205,11 +258,20 @@ impl OwnershipProcessor {
             names: cfg.attributes.clone(),
             cache: ThreadLocal::new(),
             cache_size: cfg.cache_size.max(16),
+            points: (signal == Signal::Metrics && cfg.metrics_datapoint_attributes).then(|| PointTeam {
+                scratch: ThreadLocal::new(),
+                points: registry.counter(
+                    "sightline_ownership_datapoints_total",
+                    "Metric data points given the owning team as a data point attribute (metrics_datapoint_attributes).",
+                    &[("processor", id)],
+                ),
+            }),
             metrics: TeamMetrics {
                 registry: registry.clone(),
                 signal,
                 id: id.to_string(),
                 by_key: Mutex::new(HashMap::new()),
+                mismatches: Mutex::new(HashMap::new()),
             },
         }
     }
@@ -222,9 +284,93 @@ struct Editor<'a> {
     cache: &'a mut Cache,
     cache_size: usize,
     metrics: &'a TeamMetrics,
+    /// The request's authenticated team, when the receiver binds ownership to it.
+    bound: Option<&'a BoundTeam>,
+    /// Bound requests: why the request is refused (the first mismatching resource).
+    refused: Option<String>,
+    /// Bound requests: counts held back until the request is known to be accepted.
+    deferred: Vec<(Arc<TeamCounters>, u64)>,
 }
 
+/// `owner.source` of a resource attributed to the authenticated team.
+const TOKEN_SOURCE: &str = "token";
+
 impl Editor<'_> {
+    /// `resource` without the ownership attributes, then the token team's attributes (its
+    /// contact and on-call from the catalog's team entry; no system, repository or criticality,
+    /// which describe a service the catalog does not give to this team).
+    fn build_bound(&self, resource: &[u8], team: &Arc<str>, out: &mut Vec<u8>) -> Ownership {
+        let names = self.names.all();
+        for f in wire::Fields::new(resource) {
+            let Ok(f) = f else { break };
+            if f.number == 1
+                && let Some(Ok(a)) = wire::attributes(f.raw, 1).next()
+                && names.contains(&a.key)
+            {
+                continue;
+            }
+            out.extend_from_slice(f.raw);
+        }
+        let t = self.catalog.team(team);
+        let o = Ownership {
+            team: team.clone(),
+            contact: t.and_then(|t| t.contact.clone()),
+            oncall: t.and_then(|t| t.oncall.clone()),
+            system: None,
+            repository: None,
+            criticality: None,
+            source: Arc::from(TOKEN_SOURCE),
+        };
+        let n = self.names;
+        wire::put_string_attribute(out, 1, &n.team, &o.team);
+        for (key, val) in [(&n.contact, &o.contact), (&n.oncall, &o.oncall)] {
+            if let Some(v) = val {
+                wire::put_string_attribute(out, 1, key, v);
+            }
+        }
+        wire::put_string_attribute(out, 1, &n.source, &o.source);
+        o
+    }
+
+    /// A request bound to `b`: the resource's catalog entry is at `key`.
+    fn edit_bound(&mut self, key: u64, resource: &[u8], entry_len: usize, b: &BoundTeam) -> &[u8] {
+        let o = self.cache.map[&key].ownership.clone();
+        if !o.is_default() && o.team == b.team {
+            let e = &self.cache.map[&key];
+            self.deferred.push((e.counters.clone(), entry_len as u64));
+            return &self.cache.map[&key].rewritten;
+        }
+        if !o.is_default() && b.on_mismatch == TeamMismatch::Reject {
+            self.metrics.mismatch(&b.team, &o.team, "rejected").inc();
+            if self.refused.is_none() {
+                let service = service_name(resource).unwrap_or("(no service.name)");
+                self.refused = Some(format!(
+                    "service {service:?} belongs to team {:?} in the ownership catalog, but the request is authenticated as team {:?}",
+                    o.team, b.team
+                ));
+            }
+            // The request is refused as a whole: what is written here is never used.
+            return &self.cache.map[&key].rewritten;
+        }
+        let fresh = matches!(&self.cache.map[&key].bound, Some(be) if be.team == b.team);
+        if !fresh {
+            let mut out = Vec::with_capacity(resource.len() + 96);
+            let own = self.build_bound(resource, &b.team, &mut out);
+            let counters = self.metrics.get(&own);
+            let mismatch = (!o.is_default()).then(|| self.metrics.mismatch(&b.team, &o.team, "reattributed"));
+            if let Some(e) = self.cache.map.get_mut(&key) {
+                e.bound =
+                    Some(BoundEntry { team: b.team.clone(), rewritten: out.into_boxed_slice(), counters, mismatch });
+            }
+        }
+        let Some(be) = &self.cache.map[&key].bound else { return &self.cache.map[&key].rewritten };
+        self.deferred.push((be.counters.clone(), entry_len as u64));
+        if let Some(m) = &be.mismatch {
+            m.inc();
+        }
+        &be.rewritten
+    }
+
     fn build(&self, resource: &[u8], out: &mut Vec<u8>) -> Arc<Ownership> {
         let keys = self.catalog.match_keys();
         let names = self.names.all();
@@ -266,11 +412,36 @@ impl Editor<'_> {
     }
 }
 
+/// The resource's `service.name`, for messages.
+fn service_name(resource: &[u8]) -> Option<&str> {
+    wire::attributes(resource, 1)
+        .filter_map(Result::ok)
+        .find(|a| a.key == "service.name")
+        .and_then(|a| a.value.as_str())
+}
+
+fn count(counters: &TeamCounters, entry_len: u64) {
+    counters.resources.inc();
+    counters.bytes.add(entry_len);
+    if let Some(u) = &counters.unowned {
+        u.inc();
+    }
+}
+
 impl ResourceEditor for Editor<'_> {
     fn edit(&mut self, resource: &[u8], entry_len: usize) -> &[u8] {
         let key = xxhash_rust::xxh3::xxh3_64(resource);
         let hit =
             matches!(self.cache.map.get(&key), Some(e) if e.generation == self.generation && *e.original == *resource);
+        if let Some(b) = self.bound {
+            if !hit {
+                let mut out = Vec::with_capacity(resource.len() + 160);
+                let o = self.build(resource, &mut out);
+                let counters = self.metrics.get(&o);
+                self.insert(key, resource, out, counters, o);
+            }
+            return self.edit_bound(key, resource, entry_len, b);
+        }
         if hit {
             let e = &self.cache.map[&key];
             e.counters.resources.inc();
@@ -288,6 +459,13 @@ impl ResourceEditor for Editor<'_> {
         if let Some(u) = &counters.unowned {
             u.inc();
         }
+        self.insert(key, resource, out, counters, o);
+        &self.cache.map[&key].rewritten
+    }
+}
+
+impl Editor<'_> {
+    fn insert(&mut self, key: u64, resource: &[u8], out: Vec<u8>, counters: Arc<TeamCounters>, o: Arc<Ownership>) {
         if self.cache.map.len() >= self.cache_size {
             // Bounded: drop an arbitrary eighth (the map's iteration order is effectively
             // random), so a working set just over the limit degrades gradually instead of
@@ -304,9 +482,10 @@ impl ResourceEditor for Editor<'_> {
                 rewritten: out.into_boxed_slice(),
                 generation: self.generation,
                 counters,
+                ownership: o,
+                bound: None,
             },
         );
-        &self.cache.map[&key].rewritten
     }
 }
 
@@ -323,12 +502,35 @@ impl Processor for OwnershipProcessor {
             cache: &mut cache,
             cache_size: self.cache_size,
             metrics: &self.metrics,
+            bound: payload.bound_team(),
+            refused: None,
+            deferred: Vec::new(),
         };
         let mut out = Vec::new();
         wire::rewrite_resources(payload.bytes(), &mut out, &mut editor)
             .map_err(|e| ProcessError::Invalid(e.to_string()))?;
+        if let Some(message) = editor.refused.take() {
+            return Err(ProcessError::PermissionDenied { message });
+        }
+        for (c, n) in editor.deferred.drain(..) {
+            count(&c, n);
+        }
+        drop(editor);
         // The output is held (and budgeted) by its length until the last exporter is done:
         // give back the slack reserved for growth, so memory in use matches the budget.
+        if let Some(pt) = &self.points {
+            let mut scratch = pt.scratch.get_or_default().borrow_mut();
+            let mut with_points = Vec::new();
+            let n = crate::datapoints::copy_resource_attribute_to_points(
+                &out,
+                &self.names.team,
+                &mut with_points,
+                &mut scratch,
+            )
+            .map_err(|e| ProcessError::Invalid(e.to_string()))?;
+            pt.points.add(n);
+            out = with_points;
+        }
         if out.capacity() - out.len() > out.len() / 32 {
             out.shrink_to_fit();
         }

@@ -74,6 +74,7 @@ fn serde_yaml_like(dir: &std::path::Path) -> OwnershipConfig {
         attributes: Default::default(),
         watch: false,
         cache_size: 1024,
+        metrics_datapoint_attributes: false,
     }
 }
 
@@ -189,4 +190,66 @@ fn logs_without_a_resource_get_one() {
     let out = p.process(Payload::new(Signal::Logs, Bytes::from(req.encode_to_vec()), 1, None)).unwrap();
     let got = ExportLogsServiceRequest::decode(out.bytes().as_ref()).unwrap();
     assert_eq!(attrs(&got.resource_logs[0].resource)[0], ("owner.team".to_string(), "unowned".to_string()));
+}
+
+#[test]
+fn metrics_datapoint_attributes_puts_the_team_on_every_point() {
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use opentelemetry_proto::tonic::metrics::v1::{
+        Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, metric,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("teams.yaml"), CATALOG).unwrap();
+    let handle = Arc::new(CatalogHandle::new(serde_yaml_like(dir.path()).catalog_config()).unwrap());
+    let req = |service: &str| ResourceMetrics {
+        resource: Some(Resource { attributes: vec![kv("service.name", service)], ..Default::default() }),
+        scope_metrics: vec![ScopeMetrics {
+            metrics: vec![Metric {
+                name: "queue.depth".into(),
+                data: Some(metric::Data::Gauge(Gauge {
+                    data_points: vec![
+                        NumberDataPoint { attributes: vec![kv("owner.team", "forged")], ..Default::default() },
+                        NumberDataPoint::default(),
+                    ],
+                })),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let buf = ExportMetricsServiceRequest { resource_metrics: vec![req("checkout"), req("other")] }.encode_to_vec();
+    let point_teams = |on: bool| {
+        let reg = Registry::new();
+        let mut cfg = serde_yaml_like(dir.path());
+        cfg.metrics_datapoint_attributes = on;
+        let p = OwnershipProcessor::new("ownership", Signal::Metrics, &cfg, handle.clone(), &reg);
+        let out = p.process(Payload::new(Signal::Metrics, Bytes::from(buf.clone()), 4, None)).unwrap();
+        let got = ExportMetricsServiceRequest::decode(&out.bytes()[..]).unwrap();
+        let teams: Vec<Vec<String>> = got
+            .resource_metrics
+            .iter()
+            .flat_map(|rm| rm.scope_metrics[0].metrics[0].data.clone())
+            .flat_map(|d| match d {
+                metric::Data::Gauge(g) => g.data_points,
+                _ => unreachable!(),
+            })
+            .map(|p| {
+                p.attributes
+                    .iter()
+                    .filter(|a| a.key == "owner.team")
+                    .map(|a| format!("{:?}", a.value.as_ref().unwrap().value.as_ref().unwrap()))
+                    .collect()
+            })
+            .collect();
+        (teams, reg.sum("sightline_ownership_datapoints_total"))
+    };
+    let (on, n) = point_teams(true);
+    let s = |t: &str| vec![format!("{:?}", any_value::Value::StringValue(t.into()))];
+    assert_eq!(on, vec![s("payments"), s("payments"), s("unowned"), s("unowned")]);
+    assert_eq!(n, 4);
+    // Off (the default): the points are untouched, the forged value stays where the client put it.
+    let (off, n) = point_teams(false);
+    assert_eq!(off, vec![s("forged"), vec![], s("forged"), vec![]]);
+    assert_eq!(n, 0);
 }

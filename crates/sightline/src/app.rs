@@ -10,6 +10,7 @@ use sightline_exporters as exp;
 use sightline_ownership::{CatalogHandle, ReloadOutcome};
 use sightline_processors::memory_limiter::DEFAULT_LIMIT_MIB;
 use sightline_processors::ownership::OwnershipProcessor;
+use sightline_processors::quota::QuotaProcessor;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -65,6 +66,50 @@ pub fn validate(path: &str) -> Result<Validated, Vec<ConfigError>> {
         );
     }
     errors.extend(config.check_pipelines());
+    // Receivers: their TLS and tokens files are read here so that `sightline validate` checks
+    // them; a receiver that binds ownership to the token needs an ownership processor in every
+    // pipeline it feeds (otherwise the authenticated team would silently go unused).
+    for (id, r) in &receivers {
+        match r {
+            ReceiverCfg::Otlp(cfg) => {
+                for (key, message) in cfg.check_files() {
+                    errors.push(config.error(&format!("receivers.{id}.{key}"), message));
+                }
+                if cfg.binds_ownership() {
+                    for (pid, p) in &config.service.pipelines {
+                        let has_ownership = p
+                            .processors
+                            .iter()
+                            .any(|n| matches!(processors.get(n.as_str()), Some(ProcessorCfg::Ownership(_))));
+                        if p.receivers.contains(id) && !has_ownership {
+                            errors.push(config.error(
+                                &format!("service.pipelines.{pid}.processors"),
+                                format!(
+                                    "receiver {id} binds ownership to its tokens (auth.bind_ownership_to_token): add an ownership processor"
+                                ),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for (pid, p) in &config.service.pipelines {
+        let signal = pid.split('/').next().unwrap_or_default();
+        for e in &p.exporters {
+            if let Some(ok) = exporters.get(e).and_then(components::exporter_signals)
+                && !ok.contains(&signal)
+            {
+                errors.push(config.error(
+                    &format!("service.pipelines.{pid}.exporters"),
+                    format!(
+                        "exporter {e:?} supports {} pipelines only; remove it from pipeline {pid:?}",
+                        ok.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
     let t = &config.service.telemetry;
     if !matches!(t.logs.level.as_str(), "debug" | "info" | "warn" | "error") {
         errors.push(
@@ -80,6 +125,24 @@ pub fn validate(path: &str) -> Result<Validated, Vec<ConfigError>> {
         errors.push(
             config.error("service.telemetry.metrics.address", format!("{:?} is not host:port", t.metrics.address)),
         );
+    }
+    // A quota reads the team the ownership processor wrote: it must come after one.
+    for (pid, p) in &config.service.pipelines {
+        for (i, name) in p.processors.iter().enumerate() {
+            if let Some(ProcessorCfg::Quota(q)) = processors.get(name) {
+                let owned_before =
+                    p.processors[..i].iter().any(|n| matches!(processors.get(n), Some(ProcessorCfg::Ownership(_))));
+                if !owned_before {
+                    errors.push(config.error(
+                        &format!("service.pipelines.{pid}.processors"),
+                        format!(
+                            "{name:?} reads the team from {:?}, which an ownership processor must set first: list an ownership processor before it",
+                            q.team_attribute
+                        ),
+                    ));
+                }
+            }
+        }
     }
     // Catalogs: loaded here so that `sightline validate` checks them too.
     let mut catalogs = HashMap::new();
@@ -115,12 +178,21 @@ pub fn init_logging(cfg: &LogsTelemetry) {
     }
 }
 
-fn build_exporter(id: &str, signal: Signal, cfg: &ExporterCfg) -> anyhow::Result<(Arc<dyn Sender>, DriverConfig)> {
+fn build_exporter(
+    id: &str,
+    signal: Signal,
+    cfg: &ExporterCfg,
+    registry: &Registry,
+) -> anyhow::Result<(Arc<dyn Sender>, DriverConfig)> {
     let r = match cfg {
         ExporterCfg::Otlp(c) => exp::build_otlp(id, signal, c),
         ExporterCfg::OtlpHttp(c) => exp::build_otlphttp(id, signal, c),
         ExporterCfg::File(c) => exp::build_file(id, signal, c),
         ExporterCfg::Debug(c) => exp::build_debug(id, signal, c),
+        ExporterCfg::PrometheusRemoteWrite(c) => {
+            sightline_prometheus::build_prometheusremotewrite(id, signal, c, registry)
+        }
+        ExporterCfg::Loki(c) => sightline_loki::build_loki(id, signal, c, registry),
     };
     r.map_err(|e| anyhow::anyhow!("exporters.{id}: {e}"))
 }
@@ -158,15 +230,11 @@ pub async fn run(v: Validated) -> anyhow::Result<()> {
                 continue;
             }
             let cfg = v.exporters.get(e).with_context(|| format!("exporter {e} not decoded"))?;
-            let (sender, dcfg) = build_exporter(e, signal, cfg)?;
-            let d = sightline_core::driver::spawn_with_budget(
-                e,
-                signal,
-                dcfg,
-                sender,
-                &registry,
-                Some(send_budget.clone()),
-            );
+            let (sender, dcfg) = build_exporter(e, signal, cfg, &registry)?;
+            // Opens a disk queue (recovering its backlog) when the exporter has one.
+            let d = sightline_core::driver::start(e, signal, dcfg, sender, &registry, Some(send_budget.clone()))
+                .await
+                .map_err(|err| anyhow::anyhow!("exporters.{e}.{err}"))?;
             handles.insert((e.clone(), signal), d.handle.clone());
             drivers.push((e.clone(), signal, d));
         }
@@ -215,6 +283,8 @@ pub async fn run(v: Validated) -> anyhow::Result<()> {
 
     // Pipelines.
     let mut pipelines: HashMap<String, Arc<Pipeline>> = HashMap::new();
+    // One quota processor per (id, signal): pipelines of a signal that list it share its buckets.
+    let mut quotas: HashMap<(String, Signal), Arc<QuotaProcessor>> = HashMap::new();
     for (pid, p) in &v.config.service.pipelines {
         let signal = pipeline_signal(pid)?;
         let mut procs: Vec<Arc<dyn Processor>> = Vec::new();
@@ -223,6 +293,12 @@ pub async fn run(v: Validated) -> anyhow::Result<()> {
                 ProcessorCfg::Ownership(cfg) => {
                     let handle = v.catalogs[name].clone();
                     procs.push(Arc::new(OwnershipProcessor::new(name, signal, cfg, handle, &registry)));
+                }
+                ProcessorCfg::Quota(cfg) => {
+                    let q = quotas
+                        .entry((name.clone(), signal))
+                        .or_insert_with(|| Arc::new(QuotaProcessor::new(name, signal, cfg, &registry)));
+                    procs.push(q.clone());
                 }
                 ProcessorCfg::MemoryLimiter(_) | ProcessorCfg::Batch => {}
             }

@@ -6,10 +6,11 @@ use sightline_exporters as exp;
 use sightline_otlp::OtlpReceiverConfig;
 use sightline_processors::memory_limiter::MemoryLimiterConfig;
 use sightline_processors::ownership::OwnershipConfig;
+use sightline_processors::quota::QuotaConfig;
 
 pub const RECEIVERS: &[&str] = &["otlp"];
-pub const PROCESSORS: &[&str] = &["ownership", "memory_limiter", "batch"];
-pub const EXPORTERS: &[&str] = &["otlp", "otlphttp", "file", "debug"];
+pub const PROCESSORS: &[&str] = &["ownership", "quota", "memory_limiter", "batch"];
+pub const EXPORTERS: &[&str] = &["otlp", "otlphttp", "file", "debug", "prometheusremotewrite", "loki"];
 
 pub enum ReceiverCfg {
     Otlp(OtlpReceiverConfig),
@@ -17,6 +18,7 @@ pub enum ReceiverCfg {
 
 pub enum ProcessorCfg {
     Ownership(Box<OwnershipConfig>),
+    Quota(Box<QuotaConfig>),
     MemoryLimiter(MemoryLimiterConfig),
     /// The collector's `batch` processor, accepted so collector configs load unchanged:
     /// Sightline batches in each exporter (`sending_queue.batch`), so in a pipeline it does
@@ -29,6 +31,8 @@ pub enum ExporterCfg {
     OtlpHttp(Box<exp::OtlpHttpConfig>),
     File(Box<exp::FileConfig>),
     Debug(Box<exp::DebugConfig>),
+    PrometheusRemoteWrite(Box<sightline_prometheus::PrometheusRemoteWriteConfig>),
+    Loki(Box<sightline_loki::LokiConfig>),
 }
 
 /// The collector's `batch` processor options (accepted, documented as no-ops).
@@ -77,6 +81,7 @@ pub fn receiver(cfg: &Config, s: &Section) -> Result<ReceiverCfg, Vec<ConfigErro
 pub fn processor(cfg: &Config, s: &Section) -> Result<ProcessorCfg, Vec<ConfigError>> {
     match s.id.kind.as_str() {
         "ownership" => decode(cfg, s, OwnershipConfig::validate).map(|c| ProcessorCfg::Ownership(Box::new(c))),
+        "quota" => decode(cfg, s, QuotaConfig::validate).map(|c| ProcessorCfg::Quota(Box::new(c))),
         "memory_limiter" => decode(cfg, s, MemoryLimiterConfig::validate).map(ProcessorCfg::MemoryLimiter),
         "batch" => decode(cfg, s, |_: &BatchProcessorConfig| Vec::new()).map(|_| ProcessorCfg::Batch),
         _ => Err(unknown(cfg, Kind::Processor, s, PROCESSORS)),
@@ -89,6 +94,19 @@ pub fn exporter(cfg: &Config, s: &Section) -> Result<ExporterCfg, Vec<ConfigErro
         "otlphttp" => decode(cfg, s, exp::OtlpHttpConfig::validate).map(|c| ExporterCfg::OtlpHttp(Box::new(c))),
         "file" => decode(cfg, s, exp::FileConfig::validate).map(|c| ExporterCfg::File(Box::new(c))),
         "debug" => decode(cfg, s, exp::DebugConfig::validate).map(|c| ExporterCfg::Debug(Box::new(c))),
+        "prometheusremotewrite" => decode(cfg, s, sightline_prometheus::PrometheusRemoteWriteConfig::validate)
+            .map(|c| ExporterCfg::PrometheusRemoteWrite(Box::new(c))),
+        "loki" => decode(cfg, s, sightline_loki::LokiConfig::validate).map(|c| ExporterCfg::Loki(Box::new(c))),
         _ => Err(unknown(cfg, Kind::Exporter, s, EXPORTERS)),
+    }
+}
+
+/// The signals an exporter handles, when not all three: a pipeline of another signal that
+/// lists it is a config error naming both.
+pub fn exporter_signals(cfg: &ExporterCfg) -> Option<&'static [&'static str]> {
+    match cfg {
+        ExporterCfg::PrometheusRemoteWrite(_) => Some(&["metrics"]),
+        ExporterCfg::Loki(_) => Some(&["logs"]),
+        _ => None,
     }
 }

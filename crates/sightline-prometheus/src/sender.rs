@@ -1,0 +1,330 @@
+//! The HTTP side: one batch is translated once, encoded into per-shard `WriteRequest`s
+//! (snappy block format), and the shards are sent concurrently, each shard's requests one
+//! after the other so that every series' samples arrive in order.
+//!
+//! Retries are the driver's (it honours `Retry-After`), but a retry must not resend what was
+//! delivered: Prometheus refuses a sample older than the series' latest one ("out of order"),
+//! which would turn a retry into a permanent failure. The sender therefore keeps the encoded
+//! requests of the batch in flight and how far each shard got; when the driver retries the
+//! same batch, only what is left is sent (the batch is recognised by holding its first
+//! payload, so no other batch can be mistaken for it). Outcomes: 2xx is success; 429 and 5xx
+//! are retryable (with `Retry-After`); any other status is permanent for that request, which
+//! is skipped (the shard goes on with its next request) and reported, with the backend's
+//! message, as the batch's permanent error.
+
+use crate::translate::{DropReason, Translator};
+use crate::{PrometheusRemoteWriteConfig, translate::Options};
+use bytes::Bytes;
+use http::header::{CONTENT_ENCODING, CONTENT_TYPE, USER_AGENT};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode, Uri};
+use http_body_util::{BodyExt as _, Full};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use sightline_core::{Batch, Counter, Payload, Registry, SendError, SendFuture, Sender};
+use sightline_exporters::{BuildError, error_chain, user_agent};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+/// How much of an error response is read, and how much of it goes into the message.
+const RESPONSE_LIMIT: usize = 64 * 1024;
+const ERROR_BODY_LIMIT: usize = 1024;
+/// Batches up to this size are translated inline; larger ones on the blocking pool.
+const INLINE_LIMIT: usize = 128 * 1024;
+
+pub struct RemoteWriteSender {
+    id: Arc<str>,
+    url: Uri,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    headers: HeaderMap,
+    shards: usize,
+    max_samples: usize,
+    request_timeout: Duration,
+    opts: Options,
+    /// Reused between batches (taken out while a batch is translated).
+    translator: Mutex<Option<Box<Translator>>>,
+    pending: Mutex<Option<Pending>>,
+    drops: Vec<Counter>,
+}
+
+/// The batch being sent: its requests per shard and each shard's progress.
+struct Pending {
+    /// Held so that its allocation identifies the batch.
+    first: Payload,
+    payloads: usize,
+    bytes: usize,
+    shards: Vec<ShardQueue>,
+}
+
+#[derive(Default)]
+struct ShardQueue {
+    requests: Vec<Bytes>,
+    next: usize,
+}
+
+impl Pending {
+    fn is_for(&self, batch: &Batch) -> bool {
+        batch.payloads.len() == self.payloads
+            && batch.bytes == self.bytes
+            && batch.payloads.first().is_some_and(|p| p.bytes().as_ptr() == self.first.bytes().as_ptr())
+    }
+}
+
+/// How one shard's run ended.
+#[derive(Default)]
+struct ShardOutcome {
+    retryable: Option<SendError>,
+    permanent: Option<String>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl RemoteWriteSender {
+    pub(crate) fn new(
+        id: &str,
+        url: Uri,
+        cfg: &PrometheusRemoteWriteConfig,
+        shards: usize,
+        registry: &Registry,
+    ) -> Result<Self, BuildError> {
+        let connector = cfg.tls.connector(url.scheme() == Some(&http::uri::Scheme::HTTPS), true)?;
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .build(connector);
+        let mut headers = HeaderMap::new();
+        for (name, value) in &cfg.headers {
+            let bad = || BuildError::invalid(format!("headers.{name}"), "not a valid HTTP header");
+            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| bad())?;
+            let value = HeaderValue::from_str(value).map_err(|_| bad())?;
+            headers.append(name, value);
+        }
+        headers.insert(USER_AGENT, HeaderValue::from_static(user_agent()));
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/x-protobuf"));
+        headers.insert(CONTENT_ENCODING, HeaderValue::from_static("snappy"));
+        headers.insert(HeaderName::from_static("x-prometheus-remote-write-version"), HeaderValue::from_static("0.1.0"));
+        let drops = DropReason::ALL
+            .iter()
+            .map(|r| {
+                registry.counter(
+                    "sightline_exporter_dropped_points_total",
+                    "Metric data points an exporter could not translate for its backend, by reason.",
+                    &[("exporter", id), ("reason", r.as_str())],
+                )
+            })
+            .collect();
+        Ok(RemoteWriteSender {
+            id: Arc::from(id),
+            url,
+            client,
+            headers,
+            shards,
+            max_samples: cfg.max_samples_per_send.max(1),
+            request_timeout: cfg.timeout,
+            opts: cfg.options(),
+            translator: Mutex::new(None),
+            pending: Mutex::new(None),
+            drops,
+        })
+    }
+
+    /// Translates and encodes a batch into per-shard compressed requests.
+    async fn prepare(&self, batch: &Batch) -> Result<Vec<ShardQueue>, SendError> {
+        let t = lock(&self.translator).take().unwrap_or_else(|| Box::new(Translator::new(self.opts.clone())));
+        let (shards, max) = (self.shards, self.max_samples);
+        let id = self.id.clone();
+        let b = batch.clone();
+        let work = move || encode_batch(t, &b, shards, max, &id);
+        let (t, queues) = if batch.bytes < INLINE_LIMIT {
+            work()
+        } else {
+            tokio::task::spawn_blocking(work)
+                .await
+                .map_err(|e| SendError::permanent(format!("translation task failed: {e}")))?
+        };
+        for (c, n) in self.drops.iter().zip(t.drops()) {
+            if *n > 0 {
+                c.add(*n);
+            }
+        }
+        *lock(&self.translator) = Some(t);
+        Ok(queues)
+    }
+
+    /// Sends one shard's remaining requests in order.
+    async fn run_shard(&self, shard: usize) -> ShardOutcome {
+        let mut out = ShardOutcome::default();
+        loop {
+            let req = {
+                let p = lock(&self.pending);
+                let Some(q) = p.as_ref().and_then(|p| p.shards.get(shard)) else { break };
+                match q.requests.get(q.next) {
+                    Some(r) => r.clone(),
+                    None => break,
+                }
+            };
+            let res = self.post(req).await;
+            match res {
+                Err(e) if e.retryable => {
+                    out.retryable = Some(e);
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(exporter = %self.id, shard, error = %e.message, "remote write request rejected; not retried");
+                    out.permanent.get_or_insert(e.message);
+                }
+                Ok(()) => {}
+            }
+            if let Some(q) = lock(&self.pending).as_mut().and_then(|p| p.shards.get_mut(shard)) {
+                q.next += 1;
+            }
+        }
+        out
+    }
+
+    async fn post(&self, body: Bytes) -> Result<(), SendError> {
+        match tokio::time::timeout(self.request_timeout, self.post_inner(body)).await {
+            Ok(r) => r,
+            Err(_) => {
+                Err(SendError::retryable(format!("POST {}: timed out after {:?}", self.url, self.request_timeout)))
+            }
+        }
+    }
+
+    async fn post_inner(&self, body: Bytes) -> Result<(), SendError> {
+        let mut req = Request::post(self.url.clone())
+            .body(Full::new(body))
+            .map_err(|e| SendError::permanent(format!("cannot build the request: {e}")))?;
+        *req.headers_mut() = self.headers.clone();
+        let resp = self
+            .client
+            .request(req)
+            .await
+            .map_err(|e| SendError::retryable(format!("POST {}: {}", self.url, error_chain(&e))))?;
+        let (parts, body) = resp.into_parts();
+        if parts.status.is_success() {
+            // Drain a (small) body so that the connection can be reused.
+            let _ = read_limited(body, RESPONSE_LIMIT).await;
+            return Ok(());
+        }
+        let text = read_limited(body, RESPONSE_LIMIT).await;
+        let detail = if text.is_empty() {
+            "(empty body)".to_string()
+        } else {
+            truncate(String::from_utf8_lossy(&text).trim(), ERROR_BODY_LIMIT)
+        };
+        let message = format!("HTTP {} from {}: {detail}", parts.status, self.url);
+        Err(classify(parts.status, message, &parts.headers))
+    }
+}
+
+/// 429 and 5xx are retryable (with the server's `Retry-After`); anything else is permanent.
+pub fn classify(status: StatusCode, message: String, headers: &HeaderMap) -> SendError {
+    if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+        SendError::retryable(message)
+            .with_retry_after(sightline_exporters::otlphttp::retry_after(headers, SystemTime::now()))
+    } else {
+        SendError::permanent(message)
+    }
+}
+
+/// Translation and encoding of one batch (CPU only; runs inline or on the blocking pool).
+fn encode_batch(
+    mut t: Box<Translator>,
+    batch: &Batch,
+    shards: usize,
+    max: usize,
+    id: &str,
+) -> (Box<Translator>, Vec<ShardQueue>) {
+    t.reset();
+    for chunk in batch.chunks() {
+        if let Err(e) = t.add_request(chunk) {
+            // The receiver validated the request, so this is not expected; what was read
+            // before the error is sent.
+            tracing::warn!(exporter = %id, error = %e, "cannot read part of a metrics request");
+        }
+    }
+    let mut queues: Vec<ShardQueue> = (0..shards).map(|_| ShardQueue::default()).collect();
+    let mut enc = snap::raw::Encoder::new();
+    t.encode(shards, max, |shard, req| {
+        let mut out = vec![0u8; snap::raw::max_compress_len(req.len())];
+        match enc.compress(req, &mut out) {
+            Ok(n) => {
+                out.truncate(n);
+                queues[shard].requests.push(Bytes::from(out));
+            }
+            Err(e) => tracing::error!(exporter = %id, error = %e, "dropping a remote write request: snappy failed"),
+        }
+    });
+    (t, queues)
+}
+
+impl Sender for RemoteWriteSender {
+    fn send<'a>(&'a self, batch: &'a Batch) -> SendFuture<'a> {
+        Box::pin(async move {
+            let resume = lock(&self.pending).as_ref().is_some_and(|p| p.is_for(batch));
+            if !resume {
+                *lock(&self.pending) = None;
+                let Some(first) = batch.payloads.first().cloned() else { return Ok(()) };
+                let shards = self.prepare(batch).await?;
+                *lock(&self.pending) =
+                    Some(Pending { first, payloads: batch.payloads.len(), bytes: batch.bytes, shards });
+            }
+            let outcomes = futures_util::future::join_all((0..self.shards).map(|s| self.run_shard(s))).await;
+            let mut retry: Option<SendError> = None;
+            let mut permanent = None;
+            for o in outcomes {
+                if let Some(e) = o.retryable {
+                    retry = Some(match retry {
+                        None => e,
+                        // The longest delay any shard was asked for.
+                        Some(prev) => {
+                            let after = prev.retry_after.max(e.retry_after);
+                            prev.with_retry_after(after)
+                        }
+                    });
+                }
+                if permanent.is_none() {
+                    permanent = o.permanent;
+                }
+            }
+            if let Some(e) = retry {
+                return Err(e);
+            }
+            *lock(&self.pending) = None;
+            match permanent {
+                Some(m) => Err(SendError::permanent(m)),
+                None => Ok(()),
+            }
+        })
+    }
+}
+
+async fn read_limited(mut body: hyper::body::Incoming, limit: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else { break };
+        if let Some(data) = frame.data_ref() {
+            let take = data.len().min(limit - out.len());
+            out.extend_from_slice(&data[..take]);
+            if out.len() >= limit {
+                break;
+            }
+        }
+    }
+    out
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}... ({} bytes)", &s[..end], s.len())
+}
