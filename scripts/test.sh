@@ -42,12 +42,14 @@ step "format and lint"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "build the release binary used by the end-to-end tests"
-cargo build --release --locked -p sightline
+step "build the release binaries used by the end-to-end tests (sightline, loadgen, sink)"
+cargo build --release --locked -p sightline -p sightline-bench-tools
 
 step "Rust tests (unit, component and end-to-end with the Rust SDK)"
 cargo test --workspace --locked
 
+step "fuzzing: each decoder's fuzz target for 15 s on the seed corpus (see fuzz/README.md)"
+./scripts/fuzz.sh
 
 step "benchmark harness smoke run (seconds; the full comparison is benches/compare/compare.py)"
 python3 benches/compare/compare.py --smoke

@@ -15,6 +15,12 @@ What it does, per signal and scenario, for each system under test (SUT):
   * latency: open loop at 50% of the collector's max rate, loadgen send -> sink receive
     (stamped in the first item), minus the same rate sent straight to the sink (baseline).
 Several runs per case; the medians are reported, with Sightline/collector ratios.
+
+Scenarios: passthrough, enrich, enrich_gzip, fanout3 (OTLP out), and remote_write (metrics
+only): OTLP in, ownership, Prometheus remote write out to the sink's /api/v1/write (the
+settings of both sides are under REMOTE_WRITE below). For example:
+
+    python3 benches/compare/compare.py --signals metrics --scenarios remote_write --out /tmp/rw.md
 """
 
 import argparse
@@ -29,6 +35,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -138,7 +145,103 @@ class Sink:
 SIGNAL_PIPE = {"traces": "traces", "logs": "logs", "metrics": "metrics"}
 
 
+# OTLP -> Prometheus remote write: the same work on both sides.
+#  * Enrichment: Sightline's ownership processor (catalog lookup, owner.* attributes) vs the
+#    collector's resource processor (a static owner.team, as in `enrich`). Then the collector's
+#    batch processor (8192 points / 200 ms); Sightline's exporter batches up to the same 8192
+#    points (`sending_queue.batch.max_size`), without a timer.
+#  * owner_team on every series: Sightline `promote_resource_attributes: [owner.team]` vs the
+#    collector's `resource_constant_labels: {included: [owner.team]}`. No other resource
+#    attribute becomes a label (`resource_to_telemetry_conversion` off on both).
+#  * target_info on for both: the other resource attributes go there.
+#  * 5 concurrent requests: the collector's `remote_write_queue.num_consumers: 5` (one queue
+#    consumer; 5 is its request parallelism and its default) vs Sightline's
+#    `sending_queue.num_consumers: 5` (5 shards, one driver consumer: ADR 9).
+#  * Request size: the collector splits at `max_batch_size_bytes` (3 MB, its default),
+#    Sightline at `max_samples_per_send`, set so that both send requests of about the same
+#    size (see the sink's bytes per request in the run rows).
+#  * Both: metric suffixes on, snappy, remote write 1.0, no native histograms (none in the
+#    corpus), exemplars and metadata off.
+#  * Overload: here the exporter is the bottleneck. Sightline's queue (1000 requests) blocks
+#    when full (`block_on_overflow: true`), pushing back on the closed loop instead of refusing;
+#    the collector's queue (10000 batches, its default) absorbs the excess and grows. Either
+#    way the throughput reported is what the exporter delivered (see measure_remote_write).
+REMOTE_WRITE = {"num_consumers": 5, "batch_points": 8192, "max_samples_per_send": 10000}
+
+
+def sightline_remote_write_config(tmp, sink, ports):
+    rw = REMOTE_WRITE
+    return f"""
+receivers:
+  otlp:
+    protocols:
+      grpc: {{ endpoint: "127.0.0.1:{ports['grpc']}" }}
+processors:
+  ownership:
+    catalog: ["{tmp}/catalog"]
+exporters:
+  prometheusremotewrite/sink:
+    endpoint: http://127.0.0.1:{sink.http}/api/v1/write
+    promote_resource_attributes: [owner.team]
+    resource_to_telemetry_conversion: {{ enabled: false }}
+    target_info: {{ enabled: true }}
+    max_samples_per_send: {rw['max_samples_per_send']}
+    sending_queue:
+      num_consumers: {rw['num_consumers']}
+      block_on_overflow: true
+      batch: {{ max_size: {rw['batch_points']} }}
+service:
+  telemetry:
+    metrics: {{ address: "127.0.0.1:{ports['admin']}" }}
+    logs: {{ level: warn }}
+  pipelines:
+    metrics:
+      receivers: [otlp]
+      processors: [ownership]
+      exporters: [prometheusremotewrite/sink]
+"""
+
+
+def otelcol_remote_write_config(tmp, sink, ports):
+    rw = REMOTE_WRITE
+    return f"""
+receivers:
+  otlp:
+    protocols:
+      grpc: {{ endpoint: "127.0.0.1:{ports['grpc']}" }}
+processors:
+  batch: {{ send_batch_size: {rw['batch_points']}, timeout: 200ms }}
+  resource:
+    attributes:
+      - key: owner.team
+        value: platform
+        action: upsert
+exporters:
+  prometheusremotewrite/sink:
+    endpoint: http://127.0.0.1:{sink.http}/api/v1/write
+    resource_constant_labels: {{ included: [owner.team] }}
+    target_info: {{ enabled: true }}
+    max_batch_size_bytes: 3000000
+    remote_write_queue: {{ enabled: true, num_consumers: {rw['num_consumers']} }}
+service:
+  telemetry:
+    metrics:
+      readers:
+        - pull:
+            exporter:
+              prometheus: {{ host: "127.0.0.1", port: {ports['admin']} }}
+    logs: {{ level: warn }}
+  pipelines:
+    metrics:
+      receivers: [otlp]
+      processors: [resource, batch]
+      exporters: [prometheusremotewrite/sink]
+"""
+
+
 def sightline_config(tmp, sig, scenario, sink, ports):
+    if scenario == "remote_write":
+        return sightline_remote_write_config(tmp, sink, ports)
     procs = "[ownership]" if scenario != "passthrough" else "[]"
     n_exp = 3 if scenario == "fanout3" else 1
     exporters = "".join(
@@ -173,6 +276,8 @@ service:
 def otelcol_config(tmp, sig, scenario, sink, ports):
     # The collector's closest equivalent: a static owner.team from the resource processor
     # (it has no catalog lookup), then the batch processor, then the OTLP exporter.
+    if scenario == "remote_write":
+        return otelcol_remote_write_config(tmp, sink, ports)
     procs = "[resource, batch]" if scenario != "passthrough" else "[batch]"
     n_exp = 3 if scenario == "fanout3" else 1
     exporters = "".join(
@@ -258,11 +363,131 @@ def refused(report):
     return int(report["requests"]["refused"]) + int(report["requests"]["errors"])
 
 
+def prom_values(port):
+    """The SUT's own metrics (Prometheus text) summed by name, `_total` stripped; the dropped
+    points counter is also kept per `reason`."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        text = r.read().decode("utf-8", "replace")
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        head, _, value = line.rpartition(" ")
+        name = head.split("{", 1)[0].strip()
+        name = name[:-len("_total")] if name.endswith("_total") else name
+        try:
+            v = float(value)
+        except ValueError:
+            continue
+        out[name] = out.get(name, 0.0) + v
+        if name == "sightline_exporter_dropped_points" and 'reason="' in head:
+            reason = head.split('reason="', 1)[1].split('"', 1)[0]
+            out[f"dropped/{reason}"] = out.get(f"dropped/{reason}", 0.0) + v
+    return out
+
+
+def measure_remote_write(bins, sink, sut, sig, args, tmp):
+    """Closed loop through the remote-write exporter. The exporter, not the receiver, is the
+    bottleneck here, so the headline is the rate the SUT's exporter delivered during the
+    measured window (its own sent-points counter, sampled twice a second), not the rate the
+    receiver accepted (a queue can accept faster than it drains for a while). Then waits until
+    the exporter has sent every accepted point and the sink stands still, and reads both sides'
+    counters."""
+    cpu0 = proc_cpu_seconds(sut.proc.pid)
+    trace, done = [], threading.Event()
+
+    def sample():
+        while not done.is_set():
+            try:
+                trace.append((time.time(), prom_values(sut.ports["admin"]).get("otelcol_exporter_sent_metric_points", 0.0)))
+            except OSError:
+                pass
+            done.wait(0.5)
+
+    th = threading.Thread(target=sample, daemon=True)
+    th.start()
+    try:
+        rep = loadgen(bins, f"127.0.0.1:{sut.ports['grpc']}", sig, args, tmp)
+    finally:
+        done.set()
+        th.join()
+    accepted = int(rep["items"]["accepted"])
+    # The measured window: from `warmup` after the first point left the exporter, `duration` long.
+    started = next((t for t, v in trace if v > 0), None)
+    delivered = float("nan")
+    if started is not None:
+        lo, hi = started + args.warmup, started + args.warmup + args.duration
+        inside = [(t, v) for t, v in trace if lo <= t <= hi]
+        if len(inside) >= 2 and inside[-1][0] > inside[0][0]:
+            delivered = (inside[-1][1] - inside[0][1]) / (inside[-1][0] - inside[0][0])
+    deadline = time.time() + 60
+    last, m = -1, {}
+    while time.time() < deadline:
+        m = prom_values(sut.ports["admin"])
+        samples = int(sink.stats()["remote_write"]["samples"])
+        if m.get("otelcol_exporter_sent_metric_points", 0) >= accepted and samples == last:
+            break
+        last = samples
+        time.sleep(0.5)
+    # The CPU of every point the SUT sent (warm-up and drain included), over the same span.
+    cpu = proc_cpu_seconds(sut.proc.pid) - cpu0
+    st = sink.stats()["remote_write"]
+    sent = m.get("otelcol_exporter_sent_metric_points", 0.0)
+    failed = m.get("otelcol_exporter_send_failed_metric_points", 0.0)
+    enq_failed = m.get("otelcol_exporter_enqueue_failed_metric_points", 0.0)
+    dropped = {k.split("/", 1)[1]: v for k, v in m.items() if k.startswith("dropped/") and v}
+    n_samples = st["samples"] + st["histograms"]
+    return {
+        "items_per_sec": delivered,
+        "accepted_per_sec": float(rep["throughput"]["items_per_s"]),
+        "cpu_s_per_million": cpu / max(sent, 1) * 1e6,
+        "cpu_s_per_million_samples": cpu / max(n_samples, 1) * 1e6,
+        "peak_rss_mib": proc_hwm_bytes(sut.proc.pid) / 2**20,
+        "refused": refused(rep),
+        "delivered_ok": sent >= accepted and failed == 0 and enq_failed == 0 and st["samples"] > 0
+        and st["ownership_missing"] == 0 and st["invalid"] == 0,
+        "accepted": accepted,
+        "sent_points": sent,
+        "send_failed_points": failed,
+        "enqueue_failed_points": enq_failed,
+        "dropped_points": dropped,
+        "sink_requests": st["requests"],
+        "sink_series": st["series"],
+        "sink_samples": n_samples,
+        "samples_per_point": n_samples / max(sent, 1),
+        "bytes_per_request": st["bytes"] / max(st["requests"], 1),
+        "ownership_checked_series": st["ownership_ok"] + st["ownership_missing"],
+        "ownership_missing": st["ownership_missing"],
+    }
+
+
+def validate_remote_write(bins, tmp):
+    """The smoke check of the remote_write scenario (running it takes too long for CI): both
+    systems accept the configs the scenario generates (`validate`)."""
+    class FakeSink:
+        http = grpc = 9
+
+    ports = {"grpc": 9, "admin": 9}
+    ok = True
+    for name, cfg_fn in (("sightline", sightline_config), ("otelcol", otelcol_config)):
+        cfg = tmp / f"{name}-remote_write.yaml"
+        cfg.write_text(cfg_fn(tmp, "metrics", "remote_write", FakeSink, ports))
+        cmd = [str(bins["sightline"]), "validate", "--config", str(cfg)] if name == "sightline" \
+            else [str(bins["otelcol"]), "validate", "--config", str(cfg)]
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode != 0:
+            log(f"{name} refuses the remote_write config:", r.stdout, r.stderr)
+            ok = False
+    return ok
+
+
 def measure_max(bins, name, tmp, sig, scenario, args):
     """Closed loop: achieved items/s, CPU s per million items, peak RSS. Returns a dict."""
     sink = Sink(bins, tmp)
     sut = SUT(name, bins, tmp, sig, scenario, sink)
     try:
+        if scenario == "remote_write":
+            return measure_remote_write(bins, sink, sut, sig, args, tmp)
         comp = "gzip" if scenario == "enrich_gzip" else "none"
         cpu0 = proc_cpu_seconds(sut.proc.pid)
         rep = loadgen(bins, f"127.0.0.1:{sut.ports['grpc']}", sig, args, tmp, compression=comp)
@@ -298,13 +523,16 @@ def measure_latency(bins, name, tmp, sig, scenario, args, rate):
     sink = Sink(bins, tmp)
     sut = None
     try:
+        if name == "direct" and scenario == "remote_write":
+            # loadgen speaks OTLP only: no baseline; the table shows end-to-end latency.
+            return {"p50_us": 0.0, "p99_us": 0.0}
         if name == "direct":
             endpoint = f"127.0.0.1:{sink.grpc}"
         else:
             sut = SUT(name, bins, tmp, sig, "enrich" if scenario == "enrich_gzip" else scenario, sink)
             endpoint = f"127.0.0.1:{sut.ports['grpc']}"
         loadgen(bins, endpoint, sig, args, tmp, rate=rate, duration=args.latency_duration)
-        st = sink.stats()[sig]
+        st = sink.stats()["remote_write" if scenario == "remote_write" else sig]
         return {"p50_us": float(st["latency_p50_us"]), "p99_us": float(st["latency_p99_us"])}
     finally:
         if sut:
@@ -333,13 +561,16 @@ def fmt(v, digits=0):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="smoke run: 1 run, 2 s per case, traces only")
+    ap.add_argument("--quick", action="store_true",
+                    help="short run: 1 run, 2 s per case; traces/enrich unless --signals/--scenarios are given")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--duration", type=float, default=10)
     ap.add_argument("--warmup", type=float, default=2)
     ap.add_argument("--latency-duration", type=float, default=10)
-    ap.add_argument("--signals", default="traces,logs,metrics")
-    ap.add_argument("--scenarios", default="passthrough,enrich,enrich_gzip,fanout3")
+    ap.add_argument("--signals", default=None, help="default traces,logs,metrics (--quick: traces)")
+    ap.add_argument("--scenarios", default=None,
+                    help="default passthrough,enrich,enrich_gzip,fanout3 (--quick: enrich); also remote_write "
+                         "(metrics only, not in the default set)")
     ap.add_argument("--span-size", default="small", choices=["small", "large"])
     ap.add_argument("--items-per-request", type=int, default=500)
     ap.add_argument("--connections", type=int, default=4)
@@ -357,9 +588,13 @@ def main():
         args.quick = True
     if args.quick:
         args.runs, args.duration, args.warmup, args.latency_duration = 1, 2, 0.5, 2
-        args.signals, args.scenarios = "traces", "enrich"
+        args.signals = args.signals or "traces"
+        args.scenarios = args.scenarios or "enrich"
     if args.smoke:
         args.duration, args.latency_duration, args.warmup = 1, 1, 0.3
+        args.signals, args.scenarios = "traces", "enrich"
+    args.signals = args.signals or "traces,logs,metrics"
+    args.scenarios = args.scenarios or "passthrough,enrich,enrich_gzip,fanout3"
     if not shutil.which("taskset"):
         sys.exit("taskset is required (util-linux)")
     bins = build(args)
@@ -372,6 +607,8 @@ def main():
         run([str(bins["loadgen"]), "--write-catalog", str(tmp / "catalog" / "teams.yaml")])
         for sig in args.signals.split(","):
             for scenario in args.scenarios.split(","):
+                if scenario == "remote_write" and sig != "metrics":
+                    continue
                 case = f"{sig}/{scenario}"
                 results[case] = {}
                 for name in ("otelcol", "sightline"):
@@ -388,7 +625,13 @@ def main():
                         "clean": all(r["refused"] == 0 and r["delivered_ok"] for r in rows),
                         "runs": rows,
                     }
+                    if scenario == "remote_write":
+                        for k in ("samples_per_point", "bytes_per_request", "accepted_per_sec",
+                                  "cpu_s_per_million_samples"):
+                            results[case][name][k] = med(rows, k)
                 rate = 0.5 * results[case]["otelcol"]["items_per_sec"]
+                if rate != rate:  # NaN: no delivered rate measured (remote_write); use what was accepted
+                    rate = 0.5 * results[case]["otelcol"].get("accepted_per_sec", 1000.0)
                 for name in ("direct", "otelcol", "sightline"):
                     rows = []
                     for i in range(args.runs):
@@ -401,11 +644,14 @@ def main():
                 results[case]["latency_rate"] = rate
                 if args.state:
                     Path(args.state).write_text(json.dumps(results, indent=2))
+        rw_valid = validate_remote_write(bins, tmp) if args.smoke else True
     if args.smoke:
         r = results["traces/enrich"]
         ok = all(r[n]["clean"] and r[n]["items_per_sec"] > 0 for n in ("otelcol", "sightline"))
         print(render(results, args))
         print("compare smoke:", "ok" if ok else "FAILED (refusals, loss or no throughput)")
+        print("remote_write configs:", "valid" if rw_valid else "INVALID (see above)")
+        ok = ok and rw_valid
         sys.exit(0 if ok else 1)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
@@ -442,6 +688,9 @@ def render(results, args):
         "",
     ]
     for sig, scenarios in cases(results, args):
+        scenarios = [x for x in scenarios if x != "remote_write"]
+        if not scenarios:
+            continue
         lines += [f"## {sig}", "",
                   "| scenario | system | max items/s (0 refused) | CPU s / M items | peak RSS MiB | p50 added ms | p99 added ms |",
                   "|---|---|---:|---:|---:|---:|---:|"]
@@ -459,7 +708,53 @@ def render(results, args):
             lines.append(f"| {scenario} | **ratio S/C** | **{fmt(s['items_per_sec'] / o['items_per_sec'], 2)}x** | "
                          f"{fmt(s['cpu_s_per_million'] / o['cpu_s_per_million'], 2)}x | {fmt(s['peak_rss_mib'] / o['peak_rss_mib'], 2)}x | | |")
         lines.append("")
+    if "metrics/remote_write" in results:
+        lines += render_remote_write(results["metrics/remote_write"])
     return "\n".join(lines)
+
+
+def render_remote_write(r):
+    rw = REMOTE_WRITE
+    lines = [
+        "## metrics -> Prometheus remote write", "",
+        f"OTLP metrics in, ownership, remote write 1.0 (snappy) out to the sink's `/api/v1/write`. Collector: "
+        f"otlpreceiver -> resourceprocessor -> batchprocessor ({rw['batch_points']} points) -> prometheusremotewriteexporter "
+        f"(`resource_constant_labels: {{included: [owner.team]}}`, `remote_write_queue.num_consumers: {rw['num_consumers']}`, "
+        f"`max_batch_size_bytes: 3000000`). Sightline: ownership -> prometheusremotewrite "
+        f"(`promote_resource_attributes: [owner.team]`, `sending_queue: {{num_consumers: {rw['num_consumers']}, "
+        f"block_on_overflow: true, batch: {{max_size: {rw['batch_points']}}}}}`, "
+        f"`max_samples_per_send: {rw['max_samples_per_send']}`). "
+        "target_info on and resource_to_telemetry_conversion off on both. Points are OTLP data points "
+        "(a histogram point is one point and 17 samples). **delivered points/s**: what the exporter sent during the "
+        "measured window (its own sent-points counter), the sustained rate; **accepted/s**: what the receiver "
+        "acknowledged (more when a queue fills). CPU per point and per sample count everything the exporter sent, "
+        "warm-up and drain included; points/s per core = 1e6 / (CPU s / M points). Latency: end to end "
+        "(loadgen stamp -> sink, truncated to ms by the translation), no baseline subtracted.",
+        "",
+        "| system | delivered points/s | accepted/s | CPU s / M points | CPU s / M samples | points/s per core | "
+        "peak RSS MiB | samples / point | KiB / request | p50 e2e ms | p99 e2e ms |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    nan = float("nan")
+    for name in ("otelcol", "sightline"):
+        x = r[name]
+        clean = "" if x["clean"] else " (refusals or loss!)"
+        lines.append(
+            f"| {name} | {fmt(x['items_per_sec'])}{clean} | {fmt(x.get('accepted_per_sec', nan))} | "
+            f"{fmt(x['cpu_s_per_million'], 2)} | {fmt(x.get('cpu_s_per_million_samples', nan), 3)} | "
+            f"{fmt(1e6 / x['cpu_s_per_million'])} | {fmt(x['peak_rss_mib'], 1)} | "
+            f"{fmt(x.get('samples_per_point', nan), 2)} | {fmt(x.get('bytes_per_request', nan) / 1024)} | "
+            f"{fmt(x.get('p50_us', nan) / 1000, 2)} | {fmt(x.get('p99_us', nan) / 1000, 2)} |")
+    o, s = r["otelcol"], r["sightline"]
+    lines.append(
+        f"| **ratio S/C** | **{fmt(s['items_per_sec'] / o['items_per_sec'], 2)}x** | "
+        f"{fmt(s.get('accepted_per_sec', nan) / o.get('accepted_per_sec', nan), 2)}x | "
+        f"{fmt(s['cpu_s_per_million'] / o['cpu_s_per_million'], 2)}x | "
+        f"{fmt(s.get('cpu_s_per_million_samples', nan) / o.get('cpu_s_per_million_samples', nan), 2)}x | "
+        f"**{fmt(o['cpu_s_per_million'] / s['cpu_s_per_million'], 2)}x** | "
+        f"{fmt(s['peak_rss_mib'] / o['peak_rss_mib'], 2)}x | | | | |")
+    lines.append("")
+    return lines
 
 
 if __name__ == "__main__":

@@ -4,7 +4,6 @@ loopback port, and a small client for the query API."""
 
 import json
 import os
-import subprocess
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -12,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import free_port, wait_until
-
-ROOT = Path(__file__).resolve().parents[2]
+from peers import ROOT, PeerProcess, peer_binary
 
 CONFIG = """
 service:
@@ -45,34 +43,18 @@ exporters:
 """
 
 
-def binary() -> str:
-    path = os.environ.get("JAEGER_BIN", str(ROOT / ".peers" / "jaeger"))
-    if not os.access(path, os.X_OK):
-        pytest.fail(f"Jaeger binary not found at {path} (scripts/test.sh builds it)")
-    return path
+class Jaeger(PeerProcess):
+    NAME = "Jaeger"
 
-
-class Jaeger:
     def __init__(self, tmp: Path):
         self.otlp, self.query_port, query_grpc = free_port(), free_port(), free_port()
         self.base = f"http://127.0.0.1:{self.query_port}"
         cfg = tmp / "jaeger.yaml"
         cfg.write_text(CONFIG.format(otlp=self.otlp, query=self.query_port, query_grpc=query_grpc))
-        self.log_path = tmp / "jaeger.log"
-        self.log = open(self.log_path, "w")
         # No OTEL_* from the environment: Jaeger must not export anything of its own.
         env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-        self.proc = subprocess.Popen(
-            [binary(), "--config", str(cfg)], stdout=self.log, stderr=subprocess.STDOUT, env=env
-        )
-        if not wait_until(lambda: self.ready() or self.proc.poll() is not None, 60) or self.proc.poll() is not None:
-            text = self.log_text()
-            self.stop()
-            pytest.fail(f"Jaeger did not start:\n{text}")
-
-    def log_text(self) -> str:
-        self.log.flush()
-        return self.log_path.read_text()[-6000:]
+        binary = peer_binary(self.NAME, "JAEGER_BIN", ROOT / ".peers" / "jaeger")
+        self.start([binary, "--config", str(cfg)], tmp / "jaeger.log", env=env)
 
     def ready(self) -> bool:
         if b"Everything is ready" not in self.log_path.read_bytes():
@@ -111,16 +93,6 @@ class Jaeger:
         wait_until(arrived, timeout)
         return found[0] if found else None
 
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
-
 
 @pytest.fixture
 def jaeger(tmp_path):
@@ -131,4 +103,4 @@ def jaeger(tmp_path):
     j = Jaeger(d)
     yield j
     j.stop()
-    print(f"--- Jaeger log ({j.log_path}) ---\n{j.log_path.read_text()[-6000:]}")
+    j.print_log()

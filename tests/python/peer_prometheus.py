@@ -5,12 +5,14 @@ package's service is not used: the binary runs in the foreground of the test."""
 import json
 import os
 import shutil
-import subprocess
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from conftest import free_port, wait_until
+import pytest
+
+from conftest import free_port
+from peers import PeerProcess, http_ok
 
 CONFIG = """
 global:
@@ -19,12 +21,15 @@ global:
 """
 
 
-class Prometheus:
+class Prometheus(PeerProcess):
+    NAME = "Prometheus"
+    STOP_TIMEOUT = 30
+
     def __init__(self, tmp: Path, native_histograms: bool = False, scrape: list[str] | None = None):
         """`scrape`: host:port targets whose /metrics Prometheus scrapes every second."""
         binary = os.environ.get("PROMETHEUS_BIN") or shutil.which("prometheus")
         if binary is None:
-            raise RuntimeError("prometheus is not installed (scripts/test.sh installs Debian's package)")
+            pytest.fail("prometheus is not installed (scripts/test.sh installs Debian's package)")
         self.tmp = tmp
         self.port = free_port()
         config = CONFIG
@@ -45,21 +50,14 @@ class Prometheus:
         ]
         if native_histograms:
             args.append("--enable-feature=native-histograms")
-        self.log = open(tmp / "prometheus.log", "w")
-        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
-        ok = wait_until(lambda: self.ready() or self.proc.poll() is not None, 60)
-        assert ok and self.proc.poll() is None, (tmp / "prometheus.log").read_text()
+        self.start(args, tmp / "prometheus.log")
 
     @property
     def write_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/api/v1/write"
 
     def ready(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/-/ready", timeout=2) as r:
-                return r.status == 200
-        except OSError:
-            return False
+        return http_ok(f"http://127.0.0.1:{self.port}/-/ready")
 
     def query(self, promql: str) -> list:
         """The result vector of an instant query."""
@@ -68,11 +66,3 @@ class Prometheus:
             doc = json.loads(r.read())
         assert doc["status"] == "success", doc
         return doc["data"]["result"]
-
-    def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.log.close()

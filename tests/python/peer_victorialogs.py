@@ -3,8 +3,6 @@
 directory, and a small client for its LogsQL query API."""
 
 import json
-import os
-import subprocess
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -12,50 +10,30 @@ from pathlib import Path
 import pytest
 
 from conftest import free_port, wait_until
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def binary() -> str:
-    path = os.environ.get("VICTORIALOGS_BIN", str(ROOT / ".peers" / "victoria-logs"))
-    if not os.access(path, os.X_OK):
-        pytest.fail(f"VictoriaLogs binary not found at {path} (scripts/test.sh builds it)")
-    return path
+from peers import ROOT, PeerProcess, http_ok, peer_binary
 
 
-class VictoriaLogs:
+class VictoriaLogs(PeerProcess):
+    NAME = "VictoriaLogs"
+
     def __init__(self, tmp: Path, *flags: str):
         self.tmp = tmp
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        self.log_path = tmp / "victoria-logs.log"
-        self.log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(
-            [
-                binary(),
-                f"-httpListenAddr=127.0.0.1:{self.port}",
-                f"-storageDataPath={tmp / 'vl-data'}",
-                "-retentionPeriod=1d",
-                *flags,
-            ],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        if not wait_until(lambda: self.healthy() or self.proc.poll() is not None, 60) or self.proc.poll() is not None:
-            text = self.log_text()
-            self.stop()
-            pytest.fail(f"VictoriaLogs did not start:\n{text}")
+        args = [
+            peer_binary(self.NAME, "VICTORIALOGS_BIN", ROOT / ".peers" / "victoria-logs"),
+            f"-httpListenAddr=127.0.0.1:{self.port}",
+            f"-storageDataPath={tmp / 'vl-data'}",
+            "-retentionPeriod=1d",
+            *flags,
+        ]
+        self.start(args, tmp / "victoria-logs.log")
 
-    def log_text(self) -> str:
-        self.log.flush()
-        return self.log_path.read_text()[-6000:]
+    def ready(self) -> bool:
+        return self.healthy()
 
     def healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.base}/health", timeout=2) as r:
-                return r.status == 200
-        except OSError:
-            return False
+        return http_ok(f"{self.base}/health")
 
     def force_flush(self):
         """Makes the rows buffered in memory searchable."""
@@ -82,16 +60,6 @@ class VictoriaLogs:
         wait_until(arrived, timeout)
         return found
 
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
-
 
 @pytest.fixture
 def victorialogs(tmp_path):
@@ -102,4 +70,4 @@ def victorialogs(tmp_path):
     vl = VictoriaLogs(d)
     yield vl
     vl.stop()
-    print(f"--- VictoriaLogs log ({vl.log_path}) ---\n{vl.log_path.read_text()[-6000:]}")
+    vl.print_log()

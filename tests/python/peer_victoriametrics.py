@@ -3,8 +3,6 @@
 data directory, and small clients for its Prometheus query API."""
 
 import json
-import os
-import subprocess
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -12,53 +10,33 @@ from pathlib import Path
 import pytest
 
 from conftest import free_port, wait_until
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def binary() -> str:
-    path = os.environ.get("VICTORIAMETRICS_BIN", str(ROOT / ".peers" / "victoria-metrics"))
-    if not os.access(path, os.X_OK):
-        pytest.fail(f"VictoriaMetrics binary not found at {path} (scripts/test.sh builds it)")
-    return path
+from peers import ROOT, PeerProcess, http_ok, peer_binary
 
 
-class VictoriaMetrics:
+class VictoriaMetrics(PeerProcess):
+    NAME = "VictoriaMetrics"
+
     def __init__(self, tmp: Path, *flags: str):
         self.tmp = tmp
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        self.log_path = tmp / "victoria-metrics.log"
-        self.log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(
-            [
-                binary(),
-                f"-httpListenAddr=127.0.0.1:{self.port}",
-                f"-storageDataPath={tmp / 'vm-data'}",
-                "-retentionPeriod=1d",
-                # Serve the newest samples at once (the default hides the last 30s).
-                "-search.latencyOffset=0s",
-                "-search.disableCache",
-                *flags,
-            ],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        if not wait_until(lambda: self.healthy() or self.proc.poll() is not None, 60) or self.proc.poll() is not None:
-            text = self.log_text()
-            self.stop()
-            pytest.fail(f"VictoriaMetrics did not start:\n{text}")
+        args = [
+            peer_binary(self.NAME, "VICTORIAMETRICS_BIN", ROOT / ".peers" / "victoria-metrics"),
+            f"-httpListenAddr=127.0.0.1:{self.port}",
+            f"-storageDataPath={tmp / 'vm-data'}",
+            "-retentionPeriod=1d",
+            # Serve the newest samples at once (the default hides the last 30s).
+            "-search.latencyOffset=0s",
+            "-search.disableCache",
+            *flags,
+        ]
+        self.start(args, tmp / "victoria-metrics.log")
 
-    def log_text(self) -> str:
-        self.log.flush()
-        return self.log_path.read_text()[-6000:]
+    def ready(self) -> bool:
+        return self.healthy()
 
     def healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.base}/health", timeout=2) as r:
-                return r.status == 200
-        except OSError:
-            return False
+        return http_ok(f"{self.base}/health")
 
     def get(self, path: str, **params) -> dict:
         query = urllib.parse.urlencode(params, doseq=True)
@@ -102,16 +80,6 @@ class VictoriaMetrics:
         wait_until(done, timeout)
         return found
 
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
-
 
 @pytest.fixture
 def victoriametrics_factory(tmp_path):
@@ -129,4 +97,4 @@ def victoriametrics_factory(tmp_path):
     yield make
     for vm in started:
         vm.stop()
-        print(f"--- VictoriaMetrics log ({vm.log_path}) ---\n{vm.log_path.read_text()[-6000:]}")
+        vm.print_log()

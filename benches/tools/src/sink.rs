@@ -3,6 +3,10 @@
 //! ([`sightline_core::wire::inspect`]), and records end-to-end latency from the stamp in the
 //! first item ([`crate::read_stamp`]).
 //!
+//! It also takes Prometheus remote write 1.0 (`POST /api/v1/write`, snappy block format) on
+//! the same ports: the `WriteRequest` is walked once to count series, samples and native
+//! histograms (see [`walk_write_request`]), and answered `204 No Content`.
+//!
 //! Counters are atomics; latency histograms are sharded by thread (a mutex per shard, taken
 //! only by its own thread except when `/stats` merges them). Nothing is decoded unless
 //! `--verify-ownership` samples a request.
@@ -46,6 +50,8 @@ use tokio::task::JoinHandle;
 zstd and deflate accepted) for traces, metrics and logs, answers success after validating and \
 counting each request with one wire walk (no decode), and records end-to-end latency \
 (now - the send time `loadgen` stamped into the first item) in an HDR histogram per signal.\n\n\
+Prometheus remote write 1.0 (POST /api/v1/write, snappy) is accepted on the same ports and \
+counted (series, samples, native histograms) under `remote_write` in /stats.\n\n\
 Admin HTTP: GET /stats (JSON per signal: requests, items, bytes, latency percentiles in µs, \
 ownership checks), POST /reset (zero everything), GET /healthz.\n\n\
 Examples:\n  \
@@ -69,7 +75,8 @@ pub struct Args {
     pub admin: String,
 
     /// Fraction (0..1) of requests to decode fully and check that every resource has a string
-    /// `owner.team` attribute (counted as ownership_ok / ownership_missing per resource).
+    /// `owner.team` attribute (counted as ownership_ok / ownership_missing per resource). For
+    /// remote write: every series of a sampled request must have a non-empty `owner_team` label.
     #[arg(long, default_value_t = 0.0)]
     pub verify_ownership: f64,
 
@@ -226,6 +233,141 @@ impl SignalCounters {
     }
 }
 
+/// The counters of the Prometheus remote-write endpoint.
+#[repr(align(128))]
+pub struct RemoteWriteCounters {
+    requests: AtomicU64,
+    series: AtomicU64,
+    samples: AtomicU64,
+    histograms: AtomicU64,
+    bytes: AtomicU64,
+    wire_bytes: AtomicU64,
+    invalid: AtomicU64,
+    failed_injected: AtomicU64,
+    unstamped: AtomicU64,
+    ownership_checked_requests: AtomicU64,
+    ownership_ok: AtomicU64,
+    ownership_missing: AtomicU64,
+    fail_seq: AtomicU64,
+    sample_seq: AtomicU64,
+    latency: Box<[Mutex<Histogram<u64>>]>,
+}
+
+impl RemoteWriteCounters {
+    fn new() -> Self {
+        RemoteWriteCounters {
+            requests: AtomicU64::new(0),
+            series: AtomicU64::new(0),
+            samples: AtomicU64::new(0),
+            histograms: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            wire_bytes: AtomicU64::new(0),
+            invalid: AtomicU64::new(0),
+            failed_injected: AtomicU64::new(0),
+            unstamped: AtomicU64::new(0),
+            ownership_checked_requests: AtomicU64::new(0),
+            ownership_ok: AtomicU64::new(0),
+            ownership_missing: AtomicU64::new(0),
+            fail_seq: AtomicU64::new(0),
+            sample_seq: AtomicU64::new(0),
+            latency: (0..SHARDS).map(|_| Mutex::new(latency_histogram())).collect(),
+        }
+    }
+
+    fn reset(&self) {
+        for c in [
+            &self.requests,
+            &self.series,
+            &self.samples,
+            &self.histograms,
+            &self.bytes,
+            &self.wire_bytes,
+            &self.invalid,
+            &self.failed_injected,
+            &self.unstamped,
+            &self.ownership_checked_requests,
+            &self.ownership_ok,
+            &self.ownership_missing,
+            &self.fail_seq,
+            &self.sample_seq,
+        ] {
+            c.store(0, Ordering::Relaxed);
+        }
+        for h in self.latency.iter() {
+            h.lock().unwrap_or_else(|e| e.into_inner()).reset();
+        }
+    }
+
+    fn snapshot(&self) -> RemoteWriteStats {
+        let mut merged = latency_histogram();
+        for h in self.latency.iter() {
+            let _ = merged.add(&*h.lock().unwrap_or_else(|e| e.into_inner()));
+        }
+        let l = LatencySummary::of(&merged);
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        RemoteWriteStats {
+            requests: g(&self.requests),
+            series: g(&self.series),
+            samples: g(&self.samples),
+            histograms: g(&self.histograms),
+            bytes: g(&self.bytes),
+            wire_bytes: g(&self.wire_bytes),
+            invalid: g(&self.invalid),
+            failed_injected: g(&self.failed_injected),
+            unstamped: g(&self.unstamped),
+            latency_count: l.count,
+            latency_p50_us: l.p50_us,
+            latency_p90_us: l.p90_us,
+            latency_p99_us: l.p99_us,
+            latency_p999_us: l.p999_us,
+            latency_max_us: l.max_us,
+            latency_mean_us: l.mean_us,
+            ownership_checked_requests: g(&self.ownership_checked_requests),
+            ownership_ok: g(&self.ownership_ok),
+            ownership_missing: g(&self.ownership_missing),
+        }
+    }
+}
+
+/// What `/stats` reports for Prometheus remote write (`remote_write`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RemoteWriteStats {
+    /// `WriteRequest`s counted (valid, not failed on purpose).
+    pub requests: u64,
+    /// `TimeSeries` in them (a series split over several requests counts once per request).
+    pub series: u64,
+    /// Float samples.
+    pub samples: u64,
+    /// Native histogram samples.
+    pub histograms: u64,
+    /// Uncompressed protobuf bytes.
+    pub bytes: u64,
+    /// Bytes as received (snappy).
+    pub wire_bytes: u64,
+    /// Requests refused: not snappy, not protobuf, not a valid `WriteRequest`, too large.
+    pub invalid: u64,
+    /// Requests failed on purpose (`--fail-rate`, HTTP 503).
+    pub failed_injected: u64,
+    /// Counted requests whose newest sample is older than 10 minutes (no stamp in them).
+    pub unstamped: u64,
+    /// End-to-end latency: receive time - the newest sample timestamp of the request (which
+    /// carries `loadgen`'s stamp, truncated to milliseconds, so up to 1 ms too high), µs.
+    pub latency_count: u64,
+    pub latency_p50_us: u64,
+    pub latency_p90_us: u64,
+    pub latency_p99_us: u64,
+    pub latency_p999_us: u64,
+    pub latency_max_us: u64,
+    pub latency_mean_us: f64,
+    /// Requests whose series were checked for `owner_team` (`--verify-ownership`).
+    pub ownership_checked_requests: u64,
+    /// Series (of checked requests) with a non-empty `owner_team` label.
+    pub ownership_ok: u64,
+    /// Series without one.
+    pub ownership_missing: u64,
+}
+
 /// What `/stats` reports for one signal.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct SignalStats {
@@ -272,6 +414,9 @@ pub struct Snapshot {
     pub traces: SignalStats,
     pub metrics: SignalStats,
     pub logs: SignalStats,
+    /// Prometheus remote write (`POST /api/v1/write`).
+    #[serde(default)]
+    pub remote_write: RemoteWriteStats,
 }
 
 impl Snapshot {
@@ -287,6 +432,7 @@ impl Snapshot {
 /// Every counter of the sink.
 pub struct Stats {
     signals: [SignalCounters; 3],
+    remote_write: RemoteWriteCounters,
     since: Mutex<Instant>,
 }
 
@@ -294,6 +440,7 @@ impl Stats {
     fn new() -> Self {
         Stats {
             signals: [SignalCounters::new(), SignalCounters::new(), SignalCounters::new()],
+            remote_write: RemoteWriteCounters::new(),
             since: Mutex::new(Instant::now()),
         }
     }
@@ -310,6 +457,7 @@ impl Stats {
             traces: self.of(Signal::Traces).snapshot(),
             metrics: self.of(Signal::Metrics).snapshot(),
             logs: self.of(Signal::Logs).snapshot(),
+            remote_write: self.remote_write.snapshot(),
         }
     }
 
@@ -317,6 +465,7 @@ impl Stats {
         for s in &self.signals {
             s.reset();
         }
+        self.remote_write.reset();
         *self.since.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
     }
 }
@@ -428,6 +577,16 @@ pub async fn start(args: &Args) -> std::io::Result<Sink> {
                             a.latency_p99_us
                         );
                     }
+                }
+                let (a, b) = (&now.remote_write, &last.remote_write);
+                if a.samples != b.samples {
+                    eprintln!(
+                        "sink remote write: {:.0} samples/s, {} samples total, e2e latency p50 {} µs p99 {} µs",
+                        a.samples.saturating_sub(b.samples) as f64 / every.as_secs_f64(),
+                        a.samples,
+                        a.latency_p50_us,
+                        a.latency_p99_us
+                    );
                 }
                 last = now;
             }
@@ -556,6 +715,9 @@ fn encoding(h: Option<&HeaderValue>) -> Option<Encoding> {
 }
 
 async fn otlp(shared: &Shared, req: Request<Incoming>) -> Response<RespBody> {
+    if req.uri().path() == REMOTE_WRITE_PATH {
+        return remote_write(shared, req).await;
+    }
     let grpc = req.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
     let path = req.uri().path();
     let signal = Signal::ALL.into_iter().find(|s| if grpc { s.grpc_path() == path } else { s.http_path() == path });
@@ -563,7 +725,7 @@ async fn otlp(shared: &Shared, req: Request<Incoming>) -> Response<RespBody> {
         return if grpc {
             grpc_error(12, "unknown method")
         } else {
-            http_error(StatusCode::NOT_FOUND, 5, "not found: POST /v1/traces, /v1/metrics or /v1/logs")
+            http_error(StatusCode::NOT_FOUND, 5, "not found: POST /v1/traces, /v1/metrics, /v1/logs or /api/v1/write")
         };
     };
     if !grpc {
@@ -730,6 +892,170 @@ impl Shared {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Prometheus remote write.
+
+/// The remote-write path (Prometheus' own).
+pub const REMOTE_WRITE_PATH: &str = "/api/v1/write";
+
+/// A plain-text response.
+fn text(status: StatusCode, message: &'static str) -> Response<RespBody> {
+    let mut r = Response::new(RespBody::data(Bytes::from_static(message.as_bytes())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    r
+}
+
+/// `POST /api/v1/write`: remote write 1.0 (snappy block format, `WriteRequest` protobuf),
+/// counted and answered `204 No Content`.
+async fn remote_write(shared: &Shared, req: Request<Incoming>) -> Response<RespBody> {
+    let c = &shared.stats.remote_write;
+    if req.method() != Method::POST {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "POST only\n");
+    }
+    let h = req.headers();
+    let snappy = h.get(header::CONTENT_ENCODING).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"snappy"));
+    let proto = h.get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/x-protobuf"));
+    if !snappy || !proto {
+        c.invalid.fetch_add(1, Ordering::Relaxed);
+        return text(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "remote write needs Content-Encoding: snappy and Content-Type: application/x-protobuf\n",
+        );
+    }
+    let declared = h.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+    let Ok(body) = read_body(req.into_body(), shared.limit, declared, false).await else {
+        c.invalid.fetch_add(1, Ordering::Relaxed);
+        return text(StatusCode::PAYLOAD_TOO_LARGE, "request too large or unreadable\n");
+    };
+    let result = shared.ingest_remote_write(&body);
+    drop(body);
+    if !shared.delay.is_zero() {
+        tokio::time::sleep(shared.delay).await;
+    }
+    match result {
+        Ok(()) => {
+            let mut r = Response::new(RespBody::empty());
+            *r.status_mut() = StatusCode::NO_CONTENT;
+            r
+        }
+        Err(e) => text(e.http, e.message),
+    }
+}
+
+impl Shared {
+    /// Decompresses (into the thread's scratch buffer), walks and counts one `WriteRequest`.
+    fn ingest_remote_write(&self, data: &[u8]) -> Result<(), Refusal> {
+        let c = &self.stats.remote_write;
+        let invalid = || {
+            c.invalid.fetch_add(1, Ordering::Relaxed);
+            INVALID
+        };
+        let len = snap::raw::decompress_len(data).map_err(|_| invalid())?;
+        if len > self.limit {
+            return Err(invalid());
+        }
+        SCRATCH.with(|scratch| {
+            let mut out = scratch.borrow_mut();
+            // Grown, never shrunk below what a request needs: no zeroing per request.
+            if out.len() < len {
+                out.resize(len, 0);
+            }
+            let n = snap::raw::Decoder::new().decompress(data, &mut out[..len]).map_err(|_| invalid())?;
+            let check = pick(&c.sample_seq, self.verify_ownership);
+            let w = walk_write_request(&out[..n], check).map_err(|_| invalid())?;
+            if pick(&c.fail_seq, self.fail_rate) {
+                c.failed_injected.fetch_add(1, Ordering::Relaxed);
+                return Err(FAILED);
+            }
+            let now = unix_nanos();
+            c.requests.fetch_add(1, Ordering::Relaxed);
+            c.series.fetch_add(w.series, Ordering::Relaxed);
+            c.samples.fetch_add(w.samples, Ordering::Relaxed);
+            c.histograms.fetch_add(w.histograms, Ordering::Relaxed);
+            c.bytes.fetch_add(n as u64, Ordering::Relaxed);
+            c.wire_bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+            let stamp = u64::try_from(w.max_ts_ms).ok().and_then(|ms| ms.checked_mul(1_000_000));
+            match stamp {
+                Some(stamp) if stamp <= now + 1_000_000_000 && now.saturating_sub(stamp) <= 600_000_000_000 => {
+                    let shard = SHARD.with(|s| *s);
+                    let mut h = c.latency[shard].lock().unwrap_or_else(|e| e.into_inner());
+                    record_nanos(&mut h, now.saturating_sub(stamp));
+                }
+                _ => {
+                    c.unstamped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            if check {
+                c.ownership_checked_requests.fetch_add(1, Ordering::Relaxed);
+                c.ownership_ok.fetch_add(w.owned, Ordering::Relaxed);
+                c.ownership_missing.fetch_add(w.series - w.owned, Ordering::Relaxed);
+            }
+            if out.capacity() > 64 << 20 {
+                *out = Vec::new();
+            }
+            Ok(())
+        })
+    }
+}
+
+/// What one `WriteRequest` holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriteSummary {
+    pub series: u64,
+    pub samples: u64,
+    pub histograms: u64,
+    /// The newest timestamp (ms) of its float samples (`i64::MIN` without any).
+    pub max_ts_ms: i64,
+    /// Series with a non-empty `owner_team` label (counted only when asked to check).
+    pub owned: u64,
+}
+
+/// Walks a remote-write 1.0 `WriteRequest` (prompb): `WriteRequest.timeseries` = 1;
+/// `TimeSeries.labels` = 1, `samples` = 2, `exemplars` = 3, `histograms` = 4;
+/// `Label.name` = 1, `value` = 2; `Sample.value` = 1 (double), `timestamp` = 2 (int64 ms).
+/// Counts series, samples and native histograms; reads every sample's timestamp; with
+/// `check_owner`, looks for an `owner_team` label on every series. Nothing is allocated.
+pub fn walk_write_request(buf: &[u8], check_owner: bool) -> Result<WriteSummary, wire::WireError> {
+    let mut w = WriteSummary { max_ts_ms: i64::MIN, ..WriteSummary::default() };
+    for f in wire::Fields::new(buf) {
+        let f = f?;
+        if f.number != 1 {
+            continue; // metadata (3)
+        }
+        w.series += 1;
+        let mut owned = false;
+        for g in wire::Fields::new(wire::expect_len(&f)?) {
+            let g = g?;
+            match g.number {
+                1 if check_owner && !owned => {
+                    let (mut name, mut value): (&[u8], &[u8]) = (b"", b"");
+                    for l in wire::Fields::new(wire::expect_len(&g)?) {
+                        match l? {
+                            wire::Field { number: 1, value: wire::Value::Len(b), .. } => name = b,
+                            wire::Field { number: 2, value: wire::Value::Len(b), .. } => value = b,
+                            _ => {}
+                        }
+                    }
+                    owned = name == b"owner_team" && !value.is_empty();
+                }
+                2 => {
+                    w.samples += 1;
+                    for s in wire::Fields::new(wire::expect_len(&g)?) {
+                        if let wire::Field { number: 2, value: wire::Value::Varint(ts), .. } = s? {
+                            w.max_ts_ms = w.max_ts_ms.max(ts as i64);
+                        }
+                    }
+                }
+                4 => w.histograms += 1,
+                _ => {}
+            }
+        }
+        w.owned += u64::from(owned);
+    }
+    Ok(w)
+}
+
 /// Decodes a request and counts its resources with a string `owner.team` (ok), without one
 /// (missing), and with `owner.team = unowned`.
 pub fn check_ownership(signal: Signal, data: &[u8]) -> (u64, u64, u64) {
@@ -804,5 +1130,52 @@ mod tests {
         assert!(picked[99] && !picked[98], "every 100th");
         assert!(!pick(&seq, 0.0));
         assert!(pick(&seq, 1.0));
+    }
+
+    /// One series: labels, samples (value, ms) and how many native histograms.
+    type TestSeries<'a> = (&'a [(&'a str, &'a str)], &'a [(f64, i64)], usize);
+
+    /// A `WriteRequest` encoded by hand (prompb field numbers).
+    fn write_request(series: &[TestSeries<'_>]) -> Vec<u8> {
+        let mut req = Vec::new();
+        for (labels, samples, hists) in series {
+            let mut ts = Vec::new();
+            for (n, v) in *labels {
+                let mut l = Vec::new();
+                put_len_field(&mut l, 1, n.as_bytes());
+                put_len_field(&mut l, 2, v.as_bytes());
+                put_len_field(&mut ts, 1, &l);
+            }
+            for (v, t) in *samples {
+                let mut s = Vec::new();
+                put_tag(&mut s, 1, WireType::I64);
+                s.extend_from_slice(&v.to_le_bytes());
+                put_tag(&mut s, 2, WireType::Varint);
+                put_varint(&mut s, *t as u64);
+                put_len_field(&mut ts, 2, &s);
+            }
+            for _ in 0..*hists {
+                let mut h = Vec::new();
+                put_tag(&mut h, 15, WireType::Varint);
+                put_varint(&mut h, 7);
+                put_len_field(&mut ts, 4, &h);
+            }
+            put_len_field(&mut req, 1, &ts);
+        }
+        req
+    }
+
+    #[test]
+    fn walks_a_write_request() {
+        let req = write_request(&[
+            (&[("__name__", "up"), ("owner_team", "payments")], &[(1.0, 1000), (2.0, 3000)], 0),
+            (&[("__name__", "x"), ("owner_team", "")], &[(1.0, 2000)], 2),
+            (&[("__name__", "y")], &[], 1),
+        ]);
+        let w = walk_write_request(&req, true).unwrap_or_default();
+        assert_eq!(w, WriteSummary { series: 3, samples: 3, histograms: 3, max_ts_ms: 3000, owned: 1 });
+        let w = walk_write_request(&req, false).unwrap_or_default();
+        assert_eq!((w.series, w.owned), (3, 0));
+        assert!(walk_write_request(&req[..req.len() - 1], false).is_err());
     }
 }

@@ -206,6 +206,69 @@ async fn loadgen_binary_writes_a_json_report() {
     }
 }
 
+/// Real remote-write requests (Sightline's translator over a metrics corpus, snappy) are
+/// counted by the sink exactly: series, samples, native histograms, and `owner_team` labels.
+#[tokio::test]
+async fn sink_counts_prometheus_remote_write() {
+    let mut s = start_sink(0.0).await;
+    let addr = s.http_addr.unwrap().to_string();
+    let c = corpus(&CorpusConfig { signal: Signal::Metrics, requests: 8, items_per_request: 50, ..Default::default() });
+    let mut opts = sightline_prometheus::Options::default();
+    // The corpus has no owner.team: the external label stands in for it on every series.
+    opts.external_labels.push(("owner_team".into(), "payments".into()));
+    let mut t = sightline_prometheus::Translator::new(opts);
+    let mut bodies = Vec::new();
+    for r in c.requests.iter() {
+        t.reset();
+        t.add_request(&r.bytes).unwrap();
+        t.encode(3, 100, |_, req| bodies.push(req.to_vec()));
+    }
+    let mut expect = sink::WriteSummary::default();
+    let mut enc = snap::raw::Encoder::new();
+    for b in &bodies {
+        let w = sink::walk_write_request(b, true).unwrap();
+        expect.series += w.series;
+        expect.samples += w.samples;
+        expect.histograms += w.histograms;
+        expect.owned += w.owned;
+        let z: &'static [u8] = Vec::leak(enc.compress_vec(b).unwrap());
+        assert_eq!(post_rw(&addr, z, "snappy").await, 204);
+    }
+    assert!(expect.samples > 400, "histograms expand to many samples: {expect:?}");
+    assert_eq!(expect.owned, expect.series, "every series has owner_team");
+    // Not snappy: refused and not counted.
+    assert_eq!(post_rw(&addr, b"not snappy", "snappy").await, 400);
+    assert_eq!(post_rw(&addr, b"x", "gzip").await, 415);
+    let snap: Snapshot = serde_json::from_slice(
+        &admin_call(&s.admin_addr.unwrap().to_string(), http::Method::GET, "/stats").await.unwrap(),
+    )
+    .unwrap();
+    let rw = &snap.remote_write;
+    assert_eq!(rw.requests, bodies.len() as u64);
+    assert_eq!((rw.series, rw.samples, rw.histograms), (expect.series, expect.samples, expect.histograms));
+    assert_eq!(rw.bytes, bodies.iter().map(|b| b.len() as u64).sum::<u64>());
+    assert_eq!(rw.invalid, 2);
+    assert_eq!(rw.ownership_checked_requests, bodies.len() as u64);
+    assert_eq!((rw.ownership_ok, rw.ownership_missing), (expect.series, 0));
+    assert_eq!(snap.metrics.items, 0, "remote write is not counted as OTLP");
+    s.shutdown();
+}
+
+async fn post_rw(addr: &str, body: &'static [u8], encoding: &str) -> u16 {
+    use http_body_util::Full;
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await.unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::post("/api/v1/write")
+        .header("host", addr)
+        .header("content-type", "application/x-protobuf")
+        .header("content-encoding", encoding)
+        .header("x-prometheus-remote-write-version", "0.1.0")
+        .body(Full::new(bytes::Bytes::from_static(body)))
+        .unwrap();
+    sender.send_request(req).await.unwrap().status().as_u16()
+}
+
 /// POSTs a protobuf body over HTTP/1.1 and returns the status.
 async fn post(addr: &str, path: &str, body: &'static [u8]) -> u16 {
     use http_body_util::Full;

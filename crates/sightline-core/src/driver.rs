@@ -516,97 +516,85 @@ fn spawn_inner(
     let (abort_tx, abort_rx) = watch::channel(false);
     let close = Arc::new(tokio::sync::Notify::new());
     let block = cfg.queue.overflow() == OnFull::Block;
-    let Some(parts) = disk else {
-        let (tx, rx) = mpsc::channel(capacity);
-        let handle = ExporterHandle { id: Arc::from(id), tx, block, metrics: metrics.clone(), disk: None };
-        let task = tokio::spawn(run(
-            Arc::from(id),
-            signal,
-            cfg,
-            sender,
-            metrics,
-            rx,
-            abort_rx,
-            close.clone(),
-            send_budget,
-            None,
-        ));
-        return Driver { handle, task, abort: abort_tx, close, pending_items: pending };
+    let (tx, rx, front, back) = match disk {
+        None => {
+            let (tx, rx) = mpsc::channel(capacity);
+            (tx, rx, None, None)
+        }
+        Some(parts) => {
+            // Disk: the channel only carries what the reader thread read ahead.
+            let dm = Arc::new(DiskMetrics::new(
+                registry,
+                id,
+                signal,
+                metrics.queue_size.clone(),
+                metrics.enqueue_failed.clone(),
+            ));
+            registry
+                .gauge(
+                    "sightline_disk_queue_capacity_bytes",
+                    "Upper bound of a disk queue's segment files.",
+                    &[("exporter", id), ("data_type", signal.as_str())],
+                )
+                .set(cfg.queue.max_size_bytes.min(i64::MAX as u64) as i64);
+            registry
+                .counter(
+                    "sightline_disk_queue_recovered_records_total",
+                    "Records found in a disk queue at start (the backlog of a previous run).",
+                    &[("exporter", id), ("data_type", signal.as_str())],
+                )
+                .add(parts.rec.records);
+            dm.corrupt.add(parts.rec.corrupt_records);
+            dm.queue_size.set(parts.rec.records as i64);
+            dm.size_bytes.set(parts.rec.bytes as i64);
+            let (wtx, wrx) = std::sync::mpsc::channel();
+            let space = Arc::new(tokio::sync::Notify::new());
+            let front = Arc::new(DiskFront {
+                queue: parts.queue.clone(),
+                tx: wtx.clone(),
+                space: space.clone(),
+                on_full: cfg.queue.overflow(),
+                durable: cfg.queue.ack_after_persist(),
+                metrics: dm.clone(),
+            });
+            let name = format!("sl-dq-{}", signal.as_str());
+            {
+                let dm = dm.clone();
+                let writer = parts.writer;
+                spawn_disk_thread(id, format!("{name}-w"), "writer", move || {
+                    diskq::writer_loop(writer, wrx, space, dm, signal)
+                });
+            }
+            // Read-ahead: enough for the batcher to fill a batch while the previous one is sent.
+            let read_ahead = (cfg.queue.batch.max_bytes.saturating_mul(2)).clamp(8 << 20, 256 << 20);
+            let (tx, rx) = mpsc::channel(4096);
+            {
+                let dm = dm.clone();
+                let reader = parts.reader;
+                let pending = pending.clone();
+                let rt = tokio::runtime::Handle::current();
+                let prefetch = MemoryBudget::new(read_ahead);
+                let rtx = tx.clone();
+                spawn_disk_thread(id, format!("{name}-r"), "reader", move || {
+                    diskq::reader_loop(reader, rtx, prefetch, rt, dm, pending, signal)
+                });
+            }
+            let back = DiskBack { queue: parts.queue, tx: wtx };
+            (tx, rx, Some(front), Some(back))
+        }
     };
-
-    // Disk: the channel only carries what the reader thread read ahead.
-    let dm =
-        Arc::new(DiskMetrics::new(registry, id, signal, metrics.queue_size.clone(), metrics.enqueue_failed.clone()));
-    registry
-        .gauge(
-            "sightline_disk_queue_capacity_bytes",
-            "Upper bound of a disk queue's segment files.",
-            &[("exporter", id), ("data_type", signal.as_str())],
-        )
-        .set(cfg.queue.max_size_bytes.min(i64::MAX as u64) as i64);
-    registry
-        .counter(
-            "sightline_disk_queue_recovered_records_total",
-            "Records found in a disk queue at start (the backlog of a previous run).",
-            &[("exporter", id), ("data_type", signal.as_str())],
-        )
-        .add(parts.rec.records);
-    dm.corrupt.add(parts.rec.corrupt_records);
-    dm.queue_size.set(parts.rec.records as i64);
-    dm.size_bytes.set(parts.rec.bytes as i64);
-    let (wtx, wrx) = std::sync::mpsc::channel();
-    let space = Arc::new(tokio::sync::Notify::new());
-    let front = Arc::new(DiskFront {
-        queue: parts.queue.clone(),
-        tx: wtx.clone(),
-        space: space.clone(),
-        on_full: cfg.queue.overflow(),
-        durable: cfg.queue.ack_after_persist(),
-        metrics: dm.clone(),
-    });
-    let name = format!("sl-dq-{}", signal.as_str());
-    {
-        let dm = dm.clone();
-        let writer = parts.writer;
-        let spawned = std::thread::Builder::new()
-            .name(format!("{name}-w"))
-            .spawn(move || diskq::writer_loop(writer, wrx, space, dm, signal));
-        if let Err(e) = spawned {
-            tracing::error!(exporter = %id, error = %e, "cannot start the disk queue writer thread");
-        }
-    }
-    // Read-ahead: enough for the batcher to fill a batch while the previous one is sent.
-    let read_ahead = (cfg.queue.batch.max_bytes.saturating_mul(2)).clamp(8 << 20, 256 << 20);
-    let (tx, rx) = mpsc::channel(4096);
-    {
-        let dm = dm.clone();
-        let reader = parts.reader;
-        let pending = pending.clone();
-        let rt = tokio::runtime::Handle::current();
-        let prefetch = MemoryBudget::new(read_ahead);
-        let rtx = tx.clone();
-        let spawned = std::thread::Builder::new()
-            .name(format!("{name}-r"))
-            .spawn(move || diskq::reader_loop(reader, rtx, prefetch, rt, dm, pending, signal));
-        if let Err(e) = spawned {
-            tracing::error!(exporter = %id, error = %e, "cannot start the disk queue reader thread");
-        }
-    }
-    let handle = ExporterHandle { id: Arc::from(id), tx, block, metrics: metrics.clone(), disk: Some(front) };
-    let back = DiskBack { queue: parts.queue, tx: wtx };
-    let task = tokio::spawn(run(
-        Arc::from(id),
-        signal,
-        cfg,
-        sender,
-        metrics,
-        rx,
-        abort_rx,
-        close.clone(),
-        send_budget,
-        Some(back),
-    ));
+    let handle = ExporterHandle { id: Arc::from(id), tx, block, metrics: metrics.clone(), disk: front };
+    let task =
+        tokio::spawn(run(Arc::from(id), signal, cfg, sender, metrics, rx, abort_rx, close.clone(), send_budget, back));
     Driver { handle, task, abort: abort_tx, close, pending_items: pending }
+}
+
+/// Starts one of a disk queue's threads (`role`: writer or reader); if the OS refuses, that is
+/// logged rather than a panic.
+fn spawn_disk_thread(id: &str, name: String, role: &str, f: impl FnOnce() + Send + 'static) {
+    if let Err(e) = std::thread::Builder::new().name(name).spawn(f) {
+        tracing::error!(exporter = %id, error = %e, "cannot start the disk queue {role} thread");
+    }
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -37,6 +37,7 @@
 pub mod credentials;
 pub mod debug;
 pub mod file;
+pub mod http_exporter;
 pub mod otlp;
 pub mod otlphttp;
 

@@ -14,19 +14,15 @@
 
 use crate::body::ChunksBody;
 use crate::credentials::{ExporterAuth, FileHeaders};
+use crate::http_exporter::{self, ERROR_BODY_LIMIT, HttpClient, RESPONSE_LIMIT, body_text, parse_url, read_limited};
 use crate::response::{log_partial_success, partial_success_json, partial_success_proto, rpc_status, truncate};
 use crate::{
-    BuildError, Compression, TlsConfig, default_timeout, driver_config, error_chain, json_signal, offload, user_agent,
+    BuildError, Compression, TlsConfig, default_timeout, driver_config, error_chain, json_signal, offload,
     validate_common, validate_headers,
 };
 use bytes::Bytes;
-use http::header::{CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
+use http::header::{CONTENT_ENCODING, CONTENT_TYPE};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode, Uri};
-use http_body_util::BodyExt as _;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde::Deserialize;
 use sightline_core::{Batch, DriverConfig, QueueConfig, RetryConfig, SendError, SendFuture, Sender, Signal};
 use std::collections::BTreeMap;
@@ -34,6 +30,8 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+
+pub use crate::http_exporter::retry_after;
 
 /// `encoding` of the request body.
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -165,22 +163,6 @@ impl OtlpHttpConfig {
     }
 }
 
-fn parse_url(s: &str) -> Result<Uri, String> {
-    let uri: Uri = s.trim().parse().map_err(|e| format!("{s:?} is not a valid URL: {e}"))?;
-    match uri.scheme_str() {
-        Some("http" | "https") => {}
-        Some(other) => return Err(format!("{s:?}: unsupported scheme {other:?}, use http:// or https://")),
-        None => return Err(format!("{s:?}: missing scheme, use http:// or https://")),
-    }
-    match uri.authority() {
-        Some(a) if a.as_str().contains('@') => {
-            Err(format!("{s:?}: user info is not supported; use headers for credentials"))
-        }
-        Some(a) if !a.host().is_empty() => Ok(uri),
-        _ => Err(format!("{s:?} has no host")),
-    }
-}
-
 /// Appends `path` to the base URL's path, keeping its query, as the collector's
 /// `url.JoinPath`.
 fn join_path(base: &Uri, path: &str) -> Result<Uri, String> {
@@ -203,17 +185,8 @@ pub fn build_otlphttp(
 ) -> Result<(Arc<dyn Sender>, DriverConfig), BuildError> {
     BuildError::from_findings(cfg.validate())?;
     let url = cfg.url(signal)?;
-    let connector = cfg.tls.connector(url.scheme() == Some(&http::uri::Scheme::HTTPS), true)?;
-    let client =
-        Client::builder(TokioExecutor::new()).pool_timer(TokioTimer::new()).timer(TokioTimer::new()).build(connector);
-    let mut headers = HeaderMap::new();
-    for (name, value) in &cfg.headers {
-        let bad = || BuildError::invalid(format!("headers.{name}"), "not a valid HTTP header");
-        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| bad())?;
-        let value = HeaderValue::from_str(value).map_err(|_| bad())?;
-        headers.append(name, value);
-    }
-    headers.insert(USER_AGENT, HeaderValue::from_static(user_agent()));
+    let client = http_exporter::client(&cfg.tls, &url)?;
+    let mut headers = http_exporter::base_headers(&cfg.headers)?;
     headers.insert(
         CONTENT_TYPE,
         HeaderValue::from_static(match cfg.encoding {
@@ -242,18 +215,13 @@ struct OtlpHttpSender {
     id: Arc<str>,
     signal: Signal,
     url: Uri,
-    client: Client<HttpsConnector<HttpConnector>, ChunksBody>,
+    client: HttpClient<ChunksBody>,
     headers: HeaderMap,
     /// Headers whose values come from files (`headers_from_files`, `auth`).
     file_headers: Option<FileHeaders>,
     compression: Compression,
     encoding: Encoding,
 }
-
-/// How much of a response body is read: enough for a partial success or an error message.
-const RESPONSE_LIMIT: usize = 64 * 1024;
-/// How much of an error body goes into the error message.
-const ERROR_BODY_LIMIT: usize = 1024;
 
 impl Sender for OtlpHttpSender {
     fn send<'a>(&'a self, batch: &'a Batch) -> SendFuture<'a> {
@@ -366,23 +334,6 @@ pub(crate) fn compress<'a>(
     }
 }
 
-/// Reads at most `limit` bytes of a response body (the rest is dropped with the connection's
-/// body; a backend's answer to OTLP is small).
-async fn read_limited(mut body: hyper::body::Incoming, limit: usize) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(frame) = body.frame().await {
-        let Ok(frame) = frame else { break };
-        if let Some(data) = frame.data_ref() {
-            let take = data.len().min(limit - out.len());
-            out.extend_from_slice(&data[..take]);
-            if out.len() >= limit {
-                break;
-            }
-        }
-    }
-    out
-}
-
 /// What the backend said about a failure: a `google.rpc.Status` message when the body is
 /// protobuf (the OTLP/HTTP convention), otherwise the body as text; at most 1 KiB.
 fn error_detail(content_type: &str, body: &[u8]) -> String {
@@ -394,17 +345,7 @@ fn error_detail(content_type: &str, body: &[u8]) -> String {
     {
         return truncate(&st.message, ERROR_BODY_LIMIT);
     }
-    truncate(String::from_utf8_lossy(body).trim(), ERROR_BODY_LIMIT)
-}
-
-/// `Retry-After`: delay in seconds or an HTTP date.
-pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
-    let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = httpdate::parse_http_date(v).ok()?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+    body_text(body)
 }
 
 #[cfg(test)]
@@ -436,20 +377,6 @@ mod tests {
         cfg.endpoint = None;
         cfg.logs_endpoint = None;
         assert_eq!(cfg.validate()[0].0, "endpoint");
-    }
-
-    #[test]
-    fn retry_after_forms() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let mut h = HeaderMap::new();
-        assert_eq!(retry_after(&h, now), None);
-        h.insert(RETRY_AFTER, HeaderValue::from_static("7"));
-        assert_eq!(retry_after(&h, now), Some(Duration::from_secs(7)));
-        let later = httpdate::fmt_http_date(now + Duration::from_secs(30));
-        h.insert(RETRY_AFTER, HeaderValue::from_str(&later).expect("date"));
-        assert_eq!(retry_after(&h, now), Some(Duration::from_secs(30)));
-        h.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
-        assert_eq!(retry_after(&h, now), None);
     }
 
     #[test]

@@ -255,33 +255,20 @@ fn check_label_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The push URL: `http://` or `https://` with a host, no user info.
+/// The push URL: `http://` or `https://` with a host, no user info, and a path (Loki has no
+/// default one to append).
 pub(crate) fn parse_url(s: &str) -> Result<Uri, String> {
     if s.trim().is_empty() {
         return Err("required: the push URL, e.g. http://loki:3100/loki/api/v1/push".into());
     }
-    let uri: Uri = s.trim().parse().map_err(|e| format!("{s:?} is not a valid URL: {e}"))?;
-    match uri.scheme_str() {
-        Some("http" | "https") => {}
-        Some(other) => return Err(format!("{s:?}: unsupported scheme {other:?}, use http:// or https://")),
-        None => return Err(format!("{s:?}: missing scheme, use http:// or https://")),
+    let uri = sightline_exporters::http_exporter::parse_url(s)?;
+    if uri.path() == "/" || uri.path().is_empty() {
+        return Err(format!(
+            "{s:?} has no path: give the full push URL, e.g. {}/loki/api/v1/push",
+            s.trim_end_matches('/')
+        ));
     }
-    match uri.authority() {
-        Some(a) if a.as_str().contains('@') => {
-            Err(format!("{s:?}: user info is not supported; use headers for credentials"))
-        }
-        Some(a) if !a.host().is_empty() => {
-            if uri.path() == "/" || uri.path().is_empty() {
-                Err(format!(
-                    "{s:?} has no path: give the full push URL, e.g. {}/loki/api/v1/push",
-                    s.trim_end_matches('/')
-                ))
-            } else {
-                Ok(uri)
-            }
-        }
-        _ => Err(format!("{s:?} has no host")),
-    }
+    Ok(uri)
 }
 
 #[cfg(test)]

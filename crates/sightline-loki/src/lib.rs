@@ -40,15 +40,12 @@ pub use config::{Compression, Encoding, LokiConfig, Sources};
 pub use encode::{Encoder, Plan, Stats};
 
 use bytes::Bytes;
-use http::header::{CONTENT_ENCODING, CONTENT_TYPE, USER_AGENT};
-use http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode, Uri};
-use http_body_util::{BodyExt as _, Full};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use http::header::{CONTENT_ENCODING, CONTENT_TYPE};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Uri};
+use http_body_util::Full;
 use sightline_core::{Batch, Counter, DriverConfig, Registry, SendError, SendFuture, Sender, Signal};
-use sightline_exporters::{BuildError, driver_config, error_chain, offload, user_agent};
+use sightline_exporters::http_exporter::{self, HttpClient, RESPONSE_LIMIT, body_text, read_limited, status_error};
+use sightline_exporters::{BuildError, driver_config, error_chain, offload};
 use std::io::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -72,21 +69,12 @@ pub fn build_loki(
     }
     BuildError::from_findings(cfg.validate())?;
     let url = config::parse_url(&cfg.endpoint).map_err(|m| BuildError::invalid("endpoint", m))?;
-    let connector = cfg.tls.connector(url.scheme() == Some(&http::uri::Scheme::HTTPS), true)?;
-    let client =
-        Client::builder(TokioExecutor::new()).pool_timer(TokioTimer::new()).timer(TokioTimer::new()).build(connector);
-    let mut headers = HeaderMap::new();
-    for (name, value) in &cfg.headers {
-        let bad = || BuildError::invalid(format!("headers.{name}"), "not a valid HTTP header");
-        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| bad())?;
-        let value = HeaderValue::from_str(value).map_err(|_| bad())?;
-        headers.append(name, value);
-    }
+    let client = http_exporter::client(&cfg.tls, &url)?;
+    let mut headers = http_exporter::base_headers(&cfg.headers)?;
     if let Some(t) = &cfg.tenant_id {
         let v = HeaderValue::from_str(t).map_err(|_| BuildError::invalid("tenant_id", "not a valid header value"))?;
         headers.insert(HeaderName::from_static("x-scope-orgid"), v);
     }
-    headers.insert(USER_AGENT, HeaderValue::from_static(user_agent()));
     headers.insert(
         CONTENT_TYPE,
         HeaderValue::from_static(match cfg.encoding {
@@ -145,7 +133,7 @@ struct Scratch {
 
 struct LokiSender {
     url: Uri,
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: HttpClient<Full<Bytes>>,
     headers: HeaderMap,
     encoding: Encoding,
     compression: Compression,
@@ -155,9 +143,6 @@ struct LokiSender {
     pool_size: usize,
     metrics: Metrics,
 }
-
-/// How much of an error response goes into the error message.
-const ERROR_BODY_LIMIT: usize = 1024;
 
 /// Encodes a whole batch (its chunks, each one request) into a request body, compressed as
 /// configured. `encoder` and `buf` are reused; `encoder.stats` tells what was limited.
@@ -251,37 +236,13 @@ impl Sender for LokiSender {
             if parts.status.is_success() {
                 return Ok(());
             }
-            let text = read_limited(body, ERROR_BODY_LIMIT).await;
-            let text = String::from_utf8_lossy(&text);
-            let text = if text.trim().is_empty() { "(empty body)" } else { text.trim() };
-            let message = format!("HTTP {} from {}: {}", parts.status, self.url, text);
-            Err(classify(parts.status, &parts.headers, message))
+            let text = body_text(&read_limited(body, RESPONSE_LIMIT).await);
+            let message = format!("HTTP {} from {}: {text}", parts.status, self.url);
+            // Loki's convention is the common one: 429 and 5xx are worth retrying; any other
+            // status means the request itself was refused (bad labels, too old, too large).
+            Err(status_error(parts.status, message, &parts.headers))
         })
     }
-}
-
-/// Loki's convention: 429 and 5xx are worth retrying (honouring `Retry-After`); any other
-/// status means the request itself was refused (bad labels, too old, too large) and retrying
-/// would not help.
-fn classify(status: StatusCode, headers: &HeaderMap, message: String) -> SendError {
-    if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
-        SendError::retryable(message)
-            .with_retry_after(sightline_exporters::otlphttp::retry_after(headers, SystemTime::now()))
-    } else {
-        SendError::permanent(message)
-    }
-}
-
-async fn read_limited(mut body: hyper::body::Incoming, limit: usize) -> Vec<u8> {
-    let mut out = Vec::new();
-    while out.len() < limit {
-        let Some(Ok(frame)) = body.frame().await else { break };
-        if let Some(data) = frame.data_ref() {
-            let take = data.len().min(limit - out.len());
-            out.extend_from_slice(&data[..take]);
-        }
-    }
-    out
 }
 
 #[cfg(test)]

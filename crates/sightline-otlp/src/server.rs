@@ -225,8 +225,11 @@ async fn serve(
         builder
             .http2()
             .max_concurrent_streams(g.max_concurrent_streams)
-            .initial_stream_window_size(1 << 20)
-            .initial_connection_window_size(4 << 20)
+            // Flow-control windows sized by the connection's measured bandwidth-delay product
+            // (as gRPC-Go does), not fixed: h2 buffers a stream's data before the handler
+            // reads it, outside the memory budget, so fixed large windows let every busy
+            // connection park megabytes of request bodies that are about to be refused.
+            .adaptive_window(true)
             .max_frame_size(1 << 20);
     }
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();

@@ -17,8 +17,9 @@ pub const DEFAULT_LIMIT_MIB: u64 = 256;
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MemoryLimiterConfig {
-    /// Bytes of telemetry in flight (buffered, queued or being sent), in MiB. Required, as in
-    /// the collector.
+    /// The process's memory, in MiB. Required, as in the collector. What the process holds at
+    /// start is subtracted; the rest bounds telemetry in flight (buffered, queued or being
+    /// sent).
     pub limit_mib: u64,
     /// Accepted for collector compatibility; Sightline refuses before buffering, so there is
     /// no spike to allow for. Ignored.

@@ -33,9 +33,9 @@ pub mod naming;
 pub mod sender;
 pub mod translate;
 
-use http::Uri;
 use serde::Deserialize;
 use sightline_core::{DriverConfig, QueueConfig, Registry, RetryConfig, Sender, Signal};
+use sightline_exporters::http_exporter::parse_url;
 use sightline_exporters::{BuildError, TlsConfig, default_timeout, driver_config, validate_common, validate_headers};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -242,22 +242,6 @@ impl PrometheusRemoteWriteConfig {
             promote: self.promote_resource_attributes.clone(),
             external_labels: self.external_labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         }
-    }
-}
-
-fn parse_url(s: &str) -> Result<Uri, String> {
-    let uri: Uri = s.trim().parse().map_err(|e| format!("{s:?} is not a valid URL: {e}"))?;
-    match uri.scheme_str() {
-        Some("http" | "https") => {}
-        Some(other) => return Err(format!("{s:?}: unsupported scheme {other:?}, use http:// or https://")),
-        None => return Err(format!("{s:?}: missing scheme, use http:// or https://")),
-    }
-    match uri.authority() {
-        Some(a) if a.as_str().contains('@') => {
-            Err(format!("{s:?}: user info is not supported; use headers for credentials"))
-        }
-        Some(a) if !a.host().is_empty() => Ok(uri),
-        _ => Err(format!("{s:?} has no host")),
     }
 }
 

@@ -15,28 +15,22 @@
 use crate::translate::{DropReason, Translator};
 use crate::{PrometheusRemoteWriteConfig, translate::Options};
 use bytes::Bytes;
-use http::header::{CONTENT_ENCODING, CONTENT_TYPE, USER_AGENT};
-use http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode, Uri};
-use http_body_util::{BodyExt as _, Full};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use http::header::{CONTENT_ENCODING, CONTENT_TYPE};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Uri};
+use http_body_util::Full;
 use sightline_core::{Batch, Counter, Payload, Registry, SendError, SendFuture, Sender};
-use sightline_exporters::{BuildError, error_chain, user_agent};
+use sightline_exporters::http_exporter::{self, HttpClient, RESPONSE_LIMIT, body_text, read_limited, status_error};
+use sightline_exporters::{BuildError, error_chain};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-/// How much of an error response is read, and how much of it goes into the message.
-const RESPONSE_LIMIT: usize = 64 * 1024;
-const ERROR_BODY_LIMIT: usize = 1024;
 /// Batches up to this size are translated inline; larger ones on the blocking pool.
 const INLINE_LIMIT: usize = 128 * 1024;
 
 pub struct RemoteWriteSender {
     id: Arc<str>,
     url: Uri,
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: HttpClient<Full<Bytes>>,
     headers: HeaderMap,
     shards: usize,
     max_samples: usize,
@@ -44,6 +38,9 @@ pub struct RemoteWriteSender {
     opts: Options,
     /// Reused between batches (taken out while a batch is translated).
     translator: Mutex<Option<Box<Translator>>>,
+    /// Snappy output scratch, reused between batches like the translator: a fresh buffer per
+    /// request would be zeroed and page-faulted in every time (requests are megabytes).
+    zbuf: Mutex<Vec<u8>>,
     pending: Mutex<Option<Pending>>,
     drops: Vec<Counter>,
 }
@@ -90,19 +87,8 @@ impl RemoteWriteSender {
         shards: usize,
         registry: &Registry,
     ) -> Result<Self, BuildError> {
-        let connector = cfg.tls.connector(url.scheme() == Some(&http::uri::Scheme::HTTPS), true)?;
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .build(connector);
-        let mut headers = HeaderMap::new();
-        for (name, value) in &cfg.headers {
-            let bad = || BuildError::invalid(format!("headers.{name}"), "not a valid HTTP header");
-            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| bad())?;
-            let value = HeaderValue::from_str(value).map_err(|_| bad())?;
-            headers.append(name, value);
-        }
-        headers.insert(USER_AGENT, HeaderValue::from_static(user_agent()));
+        let client = http_exporter::client(&cfg.tls, &url)?;
+        let mut headers = http_exporter::base_headers(&cfg.headers)?;
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/x-protobuf"));
         headers.insert(CONTENT_ENCODING, HeaderValue::from_static("snappy"));
         headers.insert(HeaderName::from_static("x-prometheus-remote-write-version"), HeaderValue::from_static("0.1.0"));
@@ -126,6 +112,7 @@ impl RemoteWriteSender {
             request_timeout: cfg.timeout,
             opts: cfg.options(),
             translator: Mutex::new(None),
+            zbuf: Mutex::new(Vec::new()),
             pending: Mutex::new(None),
             drops,
         })
@@ -134,11 +121,12 @@ impl RemoteWriteSender {
     /// Translates and encodes a batch into per-shard compressed requests.
     async fn prepare(&self, batch: &Batch) -> Result<Vec<ShardQueue>, SendError> {
         let t = lock(&self.translator).take().unwrap_or_else(|| Box::new(Translator::new(self.opts.clone())));
+        let z = std::mem::take(&mut *lock(&self.zbuf));
         let (shards, max) = (self.shards, self.max_samples);
         let id = self.id.clone();
         let b = batch.clone();
-        let work = move || encode_batch(t, &b, shards, max, &id);
-        let (t, queues) = if batch.bytes < INLINE_LIMIT {
+        let work = move || encode_batch(t, z, &b, shards, max, &id);
+        let (t, z, queues) = if batch.bytes < INLINE_LIMIT {
             work()
         } else {
             tokio::task::spawn_blocking(work)
@@ -151,6 +139,7 @@ impl RemoteWriteSender {
             }
         }
         *lock(&self.translator) = Some(t);
+        *lock(&self.zbuf) = z;
         Ok(queues)
     }
 
@@ -210,35 +199,22 @@ impl RemoteWriteSender {
             let _ = read_limited(body, RESPONSE_LIMIT).await;
             return Ok(());
         }
-        let text = read_limited(body, RESPONSE_LIMIT).await;
-        let detail = if text.is_empty() {
-            "(empty body)".to_string()
-        } else {
-            truncate(String::from_utf8_lossy(&text).trim(), ERROR_BODY_LIMIT)
-        };
+        let detail = body_text(&read_limited(body, RESPONSE_LIMIT).await);
         let message = format!("HTTP {} from {}: {detail}", parts.status, self.url);
-        Err(classify(parts.status, message, &parts.headers))
-    }
-}
-
-/// 429 and 5xx are retryable (with the server's `Retry-After`); anything else is permanent.
-pub fn classify(status: StatusCode, message: String, headers: &HeaderMap) -> SendError {
-    if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
-        SendError::retryable(message)
-            .with_retry_after(sightline_exporters::otlphttp::retry_after(headers, SystemTime::now()))
-    } else {
-        SendError::permanent(message)
+        // 429 and 5xx are retryable (with the server's `Retry-After`); anything else is permanent.
+        Err(status_error(parts.status, message, &parts.headers))
     }
 }
 
 /// Translation and encoding of one batch (CPU only; runs inline or on the blocking pool).
 fn encode_batch(
     mut t: Box<Translator>,
+    mut z: Vec<u8>,
     batch: &Batch,
     shards: usize,
     max: usize,
     id: &str,
-) -> (Box<Translator>, Vec<ShardQueue>) {
+) -> (Box<Translator>, Vec<u8>, Vec<ShardQueue>) {
     t.reset();
     for chunk in batch.chunks() {
         if let Err(e) = t.add_request(chunk) {
@@ -250,16 +226,20 @@ fn encode_batch(
     let mut queues: Vec<ShardQueue> = (0..shards).map(|_| ShardQueue::default()).collect();
     let mut enc = snap::raw::Encoder::new();
     t.encode(shards, max, |shard, req| {
-        let mut out = vec![0u8; snap::raw::max_compress_len(req.len())];
-        match enc.compress(req, &mut out) {
-            Ok(n) => {
-                out.truncate(n);
-                queues[shard].requests.push(Bytes::from(out));
-            }
+        let need = snap::raw::max_compress_len(req.len());
+        if z.len() < need {
+            z.resize(need, 0);
+        }
+        match enc.compress(req, &mut z) {
+            Ok(n) => queues[shard].requests.push(Bytes::copy_from_slice(&z[..n])),
             Err(e) => tracing::error!(exporter = %id, error = %e, "dropping a remote write request: snappy failed"),
         }
     });
-    (t, queues)
+    if z.len() > 64 << 20 {
+        // A one-off huge request: do not keep its buffer.
+        z = Vec::new();
+    }
+    (t, z, queues)
 }
 
 impl Sender for RemoteWriteSender {
@@ -301,30 +281,4 @@ impl Sender for RemoteWriteSender {
             }
         })
     }
-}
-
-async fn read_limited(mut body: hyper::body::Incoming, limit: usize) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(frame) = body.frame().await {
-        let Ok(frame) = frame else { break };
-        if let Some(data) = frame.data_ref() {
-            let take = data.len().min(limit - out.len());
-            out.extend_from_slice(&data[..take]);
-            if out.len() >= limit {
-                break;
-            }
-        }
-    }
-    out
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}... ({} bytes)", &s[..end], s.len())
 }

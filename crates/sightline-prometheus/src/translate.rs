@@ -5,7 +5,10 @@
 //! series index, samples, native histograms) are cleared, not freed, so that a warm translator
 //! does not allocate per data point. A series is identified by its encoded `Label` fields
 //! (sorted by name): the bytes are the key of the series index and are copied as they are into
-//! every `TimeSeries` that carries the series.
+//! every `TimeSeries` that carries the series. A key is encoded straight onto the end of the
+//! key store and taken back when the series already exists (most series of a batch are new).
+//! The `le` texts of a histogram's bounds are formatted once and reused while the following
+//! points have the same bounds (they almost always do).
 //!
 //! Label precedence, lowest first (a higher level replaces a label of the same name):
 //! `external_labels` < resource attributes copied by `resource_to_telemetry_conversion` <
@@ -177,12 +180,17 @@ pub struct Translator {
     base: Vec<Cand>,
     work: Vec<Cand>,
     labels: Vec<Lbl>,
-    /// Encoded `Label` fields of the series being looked up.
-    key: Vec<u8>,
+    /// Encoded labels before / after `le` of the current histogram's bucket series.
+    kpre: Vec<u8>,
+    ksuf: Vec<u8>,
     name: String,
     name_scratch: NameScratch,
-    /// `le` / `quantile` values.
+    /// `quantile` values.
     le: String,
+    /// The bounds (bits) whose `le` texts are in `le_text`, each ending at `le_ends[i]`.
+    le_bits: Vec<u64>,
+    le_text: String,
+    le_ends: Vec<u32>,
     series: Vec<Series>,
     keys: Vec<u8>,
     index: HashMap<u64, u32, BuildHasherDefault<IdHasher>>,
@@ -219,10 +227,14 @@ impl Translator {
             base: Vec::new(),
             work: Vec::new(),
             labels: Vec::new(),
-            key: Vec::new(),
+            kpre: Vec::new(),
+            ksuf: Vec::new(),
             name: String::new(),
             name_scratch: NameScratch::default(),
             le: String::new(),
+            le_bits: Vec::new(),
+            le_text: String::new(),
+            le_ends: Vec::new(),
             series: Vec::new(),
             keys: Vec::new(),
             index: HashMap::default(),
@@ -572,8 +584,40 @@ impl Translator {
 
     /// The series `name+suffix{labels, extra}`; created on first use.
     fn series_for(&mut self, name: &str, suffix: &str, extra: Option<(&str, &str)>) -> u32 {
-        let Translator { buf, labels, key, .. } = self;
-        key.clear();
+        // The key is encoded onto the end of the key store; taken back if the series exists.
+        let start = self.keys.len();
+        self.encode_key(name, suffix, extra);
+        self.intern(start)
+    }
+
+    /// Prepares [`Translator::bucket_series`] for the series `name+suffix{labels, le}`: their
+    /// keys differ only in the value of `le`, so the encoded labels before and after it are
+    /// kept (in `kpre` / `ksuf`) and each bucket's key is three copies instead of an encoding.
+    fn prepare_buckets(&mut self, name: &str, suffix: &str) {
+        let start = self.keys.len();
+        let (a, b) = self.encode_key(name, suffix, Some(("le", "")));
+        self.kpre.clear();
+        self.kpre.extend_from_slice(&self.keys[start..a]);
+        self.ksuf.clear();
+        self.ksuf.extend_from_slice(&self.keys[b..]);
+        self.keys.truncate(start);
+    }
+
+    /// The bucket series with this `le` (after [`Translator::prepare_buckets`]).
+    fn bucket_series(&mut self, le: &str) -> u32 {
+        let start = self.keys.len();
+        self.keys.extend_from_slice(&self.kpre);
+        put_label(&mut self.keys, "le", le, "");
+        self.keys.extend_from_slice(&self.ksuf);
+        self.intern(start)
+    }
+
+    /// Appends the encoded labels of `name+suffix{labels, extra}` to `keys`; returns where the
+    /// `extra` label's field starts and ends (`(end, end)` without one).
+    fn encode_key(&mut self, name: &str, suffix: &str, extra: Option<(&str, &str)>) -> (usize, usize) {
+        let Translator { buf, labels, keys, .. } = self;
+        let key = keys;
+        let mut extra_at = None;
         let b = buf.as_str();
         let s = |x: (u32, u32)| &b[x.0 as usize..x.1 as usize];
         // The specials, in name order: "__name__" < "le" / "quantile".
@@ -586,12 +630,19 @@ impl Translator {
                 specials.swap(0, 1);
             }
         }
+        let extra_name = extra.map(|e| e.0);
+        let mut put_special = |key: &mut Vec<u8>, (sn, v1, v2): (&str, &str, &str)| {
+            let at = key.len();
+            put_label(key, sn, v1, v2);
+            if Some(sn) == extra_name {
+                extra_at = Some((at, key.len()));
+            }
+        };
         let mut next = 0;
         for l in labels.iter() {
             let ln = s(l.name);
             while next < n_special && specials[next].0 <= ln {
-                let (sn, v1, v2) = specials[next];
-                put_label(key, sn, v1, v2);
+                put_special(key, specials[next]);
                 next += 1;
             }
             if specials[..n_special].iter().any(|sp| sp.0 == ln) || l.value.0 == l.value.1 {
@@ -600,27 +651,32 @@ impl Translator {
             put_label(key, ln, s(l.value), "");
         }
         while next < n_special {
-            let (sn, v1, v2) = specials[next];
-            put_label(key, sn, v1, v2);
+            put_special(key, specials[next]);
             next += 1;
         }
-        let hash = xxhash_rust::xxh3::xxh3_64(key);
+        extra_at.unwrap_or((key.len(), key.len()))
+    }
+
+    /// The series whose key was just encoded at `keys[start..]`: an existing one (and the key
+    /// is taken back) or a new one.
+    fn intern(&mut self, start: usize) -> u32 {
+        let hash = xxhash_rust::xxh3::xxh3_64(&self.keys[start..]);
         let mut probe = hash;
         loop {
             match self.index.entry(probe) {
                 MapEntry::Occupied(e) => {
                     let idx = *e.get();
                     let sr = self.series[idx as usize];
-                    if self.keys[sr.key_start as usize..(sr.key_start + sr.key_len) as usize] == self.key[..] {
+                    if self.keys[sr.key_start as usize..(sr.key_start + sr.key_len) as usize] == self.keys[start..] {
+                        self.keys.truncate(start);
                         return idx;
                     }
                     probe = probe.wrapping_add(0x9e37_79b9_7f4a_7c15);
                 }
                 MapEntry::Vacant(v) => {
                     let idx = self.series.len() as u32;
-                    let key_start = self.keys.len() as u32;
-                    self.keys.extend_from_slice(&self.key);
-                    self.series.push(Series { key_start, key_len: self.key.len() as u32, hash, last_ts: i64::MIN });
+                    let key_len = (self.keys.len() - start) as u32;
+                    self.series.push(Series { key_start: start as u32, key_len, hash, last_ts: i64::MIN });
                     v.insert(idx);
                     return idx;
                 }
@@ -712,20 +768,41 @@ impl Translator {
         let s = self.series_for(name, count_sfx, None);
         ok &= self.sample(s, ts, val(count as f64));
         let mut cumulative = 0u64;
-        let mut le = std::mem::take(&mut self.le);
-        for i in 0..self.f64s.len() {
+        self.format_bounds();
+        self.prepare_buckets(name, bucket_sfx);
+        let (le_text, le_ends) = (std::mem::take(&mut self.le_text), std::mem::take(&mut self.le_ends));
+        let mut from = 0usize;
+        for (i, &end) in le_ends.iter().enumerate() {
             cumulative = cumulative.saturating_add(self.u64s.get(i).copied().unwrap_or(0));
-            le.clear();
-            push_float(&mut le, self.f64s[i]);
-            let s = self.series_for(name, bucket_sfx, Some(("le", &le)));
+            let le = &le_text[from..end as usize];
+            from = end as usize;
+            let s = self.bucket_series(le);
             ok &= self.sample(s, ts, val(cumulative as f64));
         }
-        let s = self.series_for(name, bucket_sfx, Some(("le", "+Inf")));
+        (self.le_text, self.le_ends) = (le_text, le_ends);
+        let s = self.bucket_series("+Inf");
         ok &= self.sample(s, ts, val(count as f64));
-        self.le = le;
         self.count_order(ok);
         self.points += 1;
         Ok(())
+    }
+
+    /// Formats the `le` texts of the point's bounds (`f64s`) unless the previous point had
+    /// the same bounds.
+    fn format_bounds(&mut self) {
+        let same = self.le_bits.len() == self.f64s.len()
+            && self.le_bits.iter().zip(&self.f64s).all(|(&b, &f)| b == f.to_bits());
+        if same {
+            return;
+        }
+        self.le_bits.clear();
+        self.le_text.clear();
+        self.le_ends.clear();
+        for &f in &self.f64s {
+            self.le_bits.push(f.to_bits());
+            push_float(&mut self.le_text, f);
+            self.le_ends.push(self.le_text.len() as u32);
+        }
     }
 
     fn summary_point(&mut self, dp: &[u8], name: &str, ctx: &mut ResourceCtx<'_>) -> Result<(), WireError> {

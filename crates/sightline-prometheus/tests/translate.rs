@@ -309,3 +309,53 @@ fn out_of_order_samples_in_a_batch_are_dropped() {
     assert_eq!(values, [2.0, 3.0]);
     assert_eq!(find(&series, "target_info", None).samples.len(), 2, "one per newer resource time");
 }
+
+/// Histograms with different bounds in one batch, and the same bounds again: every bucket
+/// series has the `le` of its own point's bound (the formatted bounds are reused only while
+/// they are the same).
+#[test]
+fn bucket_bounds_change_between_histograms() {
+    let req = request(
+        checkout(),
+        "shop.meter",
+        vec![
+            histogram("a.duration", "s", vec![0.5, 1.0], vec![1, 1, 1], 2.0, T0),
+            histogram("b.duration", "s", vec![0.25, 2.5, 10.0], vec![1, 2, 3, 4], 9.0, T0),
+            histogram("c.duration", "s", vec![0.25, 2.5, 10.0], vec![4, 3, 2, 1], 9.0, T0),
+            histogram("d.duration", "s", vec![0.5, 1.0], vec![2, 0, 0], 1.0, T0),
+        ],
+    );
+    let series = all_series(&[req], Options::default());
+    let les = |name: &str| {
+        let mut v: Vec<(String, f64)> = series
+            .iter()
+            .filter(|s| s.name() == name)
+            .map(|s| (s.label("le").unwrap_or("").to_string(), s.samples[0].value))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    };
+    let p = |v: &[(&str, f64)]| v.iter().map(|(l, x)| (l.to_string(), *x)).collect::<Vec<_>>();
+    assert_eq!(les("a_duration_seconds_bucket"), p(&[("+Inf", 3.0), ("0.5", 1.0), ("1", 2.0)]));
+    assert_eq!(les("b_duration_seconds_bucket"), p(&[("+Inf", 10.0), ("0.25", 1.0), ("10", 6.0), ("2.5", 3.0)]));
+    assert_eq!(les("c_duration_seconds_bucket"), p(&[("+Inf", 10.0), ("0.25", 4.0), ("10", 9.0), ("2.5", 7.0)]));
+    assert_eq!(les("d_duration_seconds_bucket"), p(&[("+Inf", 2.0), ("0.5", 2.0), ("1", 2.0)]));
+    // Every bucket series has the other labels too, around `le`, in name order.
+    for s in series.iter().filter(|s| s.name().ends_with("_bucket")) {
+        let names: Vec<&str> = s.labels.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "__name__",
+                "instance",
+                "job",
+                "le",
+                "otel_scope_name",
+                "otel_scope_version",
+                "owner_source",
+                "owner_team"
+            ]
+        );
+        assert_eq!((s.label("job"), s.label("owner_team")), (Some("shop/checkout"), Some("payments")));
+    }
+}

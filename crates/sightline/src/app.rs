@@ -211,11 +211,16 @@ pub async fn run(v: Validated) -> anyhow::Result<()> {
         })
         .min()
         .unwrap_or(DEFAULT_LIMIT_MIB);
-    // Three quarters of the limit admit requests (held by payloads until the last exporter is
-    // done); one quarter bounds the senders' own copies of the batches they are sending.
-    let limit = (limit_mib as usize) << 20;
+    // `limit_mib` bounds the process, as the collector's memory limiter does: what the process
+    // already holds before any data arrives (code, runtime, catalogs) is not available to
+    // telemetry (at most half the limit is set aside this way). Of the rest, three quarters
+    // admit requests (held by payloads until the last exporter is done) and one quarter bounds
+    // the senders' own copies of the batches they are sending.
+    let baseline = crate::admin::rss_bytes().unwrap_or(0) as usize;
+    let limit = ((limit_mib as usize) << 20).saturating_sub(baseline).max((limit_mib as usize) << 19);
     let budget = MemoryBudget::new(limit - limit / 4);
     let send_budget = MemoryBudget::new(limit / 4);
+    tracing::debug!(limit_mib, baseline_bytes = baseline, telemetry_bytes = limit, "memory budget");
     registry
         .gauge("sightline_memory_budget_limit_bytes", "The in-flight byte budget (memory_limiter).", &[])
         .set(budget.limit() as i64);

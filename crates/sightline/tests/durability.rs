@@ -78,13 +78,9 @@ fn start_sink(port: u16, sink: &IdSink) -> tokio::runtime::Runtime {
         .expect("sink port free again");
     let s = sink.clone();
     rt.spawn(async move {
-        let incoming = futures_util::stream::unfold(listener, |l| async move {
-            let r = l.accept().await.map(|(s, _)| s);
-            Some((r, l))
-        });
         let _ = tonic::transport::Server::builder()
             .add_service(TraceServiceServer::new(s))
-            .serve_with_incoming(incoming)
+            .serve_with_incoming(incoming(listener))
             .await;
     });
     rt
@@ -167,16 +163,8 @@ async fn client(port: Arc<AtomicU16>, range: std::ops::Range<u64>, retry: bool, 
 }
 
 fn config(sink_port: u16, queue: &str) -> String {
-    format!(
-        r#"
-receivers:
-  otlp:
-    protocols:
-      grpc:
-        endpoint: 127.0.0.1:{{grpc}}
-      http:
-        endpoint: 127.0.0.1:{{http}}
-exporters:
+    let sections = format!(
+        r#"exporters:
   otlp/sink:
     endpoint: 127.0.0.1:{sink_port}
     tls:
@@ -188,17 +176,13 @@ exporters:
       max_interval: 300ms
       max_elapsed_time: 0s
     sending_queue:
-{queue}
-service:
-  telemetry:
-    metrics:
-      address: 127.0.0.1:{{admin}}
-  pipelines:
-    traces:
+{queue}"#
+    );
+    let pipelines = r#"    traces:
       receivers: [otlp]
       exporters: [otlp/sink]
-"#
-    )
+"#;
+    otlp_config(&sections, pipelines)
 }
 
 fn disk_queue(dir: &Path) -> String {

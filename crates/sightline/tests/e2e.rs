@@ -13,16 +13,8 @@ use opentelemetry_sdk::Resource;
 use std::time::Duration;
 
 fn config(sink_port: u16, extra_exporter: &str) -> String {
-    format!(
-        r#"
-receivers:
-  otlp:
-    protocols:
-      grpc:
-        endpoint: 127.0.0.1:{{grpc}}
-      http:
-        endpoint: 127.0.0.1:{{http}}
-processors:
+    let sections = format!(
+        r#"processors:
   memory_limiter:
     limit_mib: 64
   ownership:
@@ -39,13 +31,9 @@ exporters:
         flush_timeout: 50ms
   file/traces:
     path: "{{dir}}/out/traces.jsonl"
-{extra_exporter}
-service:
-  telemetry:
-    metrics:
-      address: 127.0.0.1:{{admin}}
-  pipelines:
-    traces:
+{extra_exporter}"#
+    );
+    let pipelines = r#"    traces:
       receivers: [otlp]
       processors: [memory_limiter, ownership]
       exporters: [otlp/backend, file/traces]
@@ -57,15 +45,8 @@ service:
       receivers: [otlp]
       processors: [ownership]
       exporters: [otlp/backend]
-"#
-    )
-}
-
-fn setup_dir() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("catalog")).unwrap();
-    std::fs::write(dir.path().join("catalog/teams.yaml"), CATALOG).unwrap();
-    dir
+"#;
+    otlp_config(&sections, pipelines)
 }
 
 fn resource(service: &str) -> Resource {
@@ -82,7 +63,7 @@ fn resource(service: &str) -> Resource {
 fn sdk_traces_metrics_logs_arrive_enriched() {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let (sink, sink_port) = Sink::start(&rt);
-    let dir = setup_dir();
+    let dir = catalog_dir();
     let mut sl = Sightline::start(dir.path(), &config(sink_port, ""));
     let _guard = rt.enter();
 
@@ -196,7 +177,7 @@ fn sdk_traces_metrics_logs_arrive_enriched() {
 fn catalog_reload_without_restart() {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let (sink, sink_port) = Sink::start(&rt);
-    let dir = setup_dir();
+    let dir = catalog_dir();
     let mut sl = Sightline::start(dir.path(), &config(sink_port, ""));
     let _guard = rt.enter();
     let grpc = sl.grpc;
@@ -253,7 +234,7 @@ fn catalog_reload_without_restart() {
 /// keeps receiving while the OTLP exporter's queue retries.
 #[test]
 fn dead_backend_does_not_block_the_other_exporter() {
-    let dir = setup_dir();
+    let dir = catalog_dir();
     let dead = free_port();
     let mut sl = Sightline::start(dir.path(), &config(dead, ""));
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
@@ -283,7 +264,7 @@ fn dead_backend_does_not_block_the_other_exporter() {
 /// config exits 0. The shipped default config is valid.
 #[test]
 fn validate_reports_every_error_with_path_and_line() {
-    let dir = setup_dir();
+    let dir = catalog_dir();
     let bad = config(4317, "  otlp/typo:\n    endpont: x:1\n")
         .replace("exporters: [otlp/backend, file/traces]", "exporters: [otlp/backend, file/tracez]");
     let path = dir.path().join("bad.yaml");
@@ -344,7 +325,7 @@ fn validate_reports_every_error_with_path_and_line() {
 fn sigterm_flushes_queued_data() {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let (sink, sink_port) = Sink::start(&rt);
-    let dir = setup_dir();
+    let dir = catalog_dir();
     let cfg = config(sink_port, "").replace("flush_timeout: 50ms", "min_size: 100000\n        flush_timeout: 60s");
     let mut sl = Sightline::start(dir.path(), &cfg);
     let _guard = rt.enter();

@@ -81,9 +81,7 @@ fn post(port: u16, body: &[u8]) -> (u16, String) {
 
 #[test]
 fn a_team_over_quota_is_refused_and_other_teams_are_not() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("catalog")).unwrap();
-    std::fs::write(dir.path().join("catalog/teams.yaml"), CATALOG).unwrap();
+    let dir = catalog_dir();
     let mut sl = Sightline::start(dir.path(), CONFIG);
 
     // payments (checkout): burst 10; requests of 4 are admitted while the bucket is not in
@@ -130,9 +128,7 @@ fn a_team_over_quota_is_refused_and_other_teams_are_not() {
 /// A quota before the ownership processor would read a team nobody set: `validate` refuses it.
 #[test]
 fn quota_must_follow_ownership() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("catalog")).unwrap();
-    std::fs::write(dir.path().join("catalog/teams.yaml"), CATALOG).unwrap();
+    let dir = catalog_dir();
     let cfg = CONFIG
         .replace("processors: [ownership, quota]", "processors: [quota, ownership]")
         .replace("{dir}", &dir.path().display().to_string());

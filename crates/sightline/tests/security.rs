@@ -147,10 +147,8 @@ fn owners(sink: &Sink) -> Vec<(String, String, String)> {
 fn sdk_over_mtls_with_token_bound_to_ownership() {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     let (sink, sink_port) = Sink::start(&rt);
-    let dir = tempfile::tempdir().expect("dir");
+    let dir = catalog_dir();
     let d = dir.path();
-    std::fs::create_dir_all(d.join("catalog")).expect("dir");
-    std::fs::write(d.join("catalog/teams.yaml"), CATALOG).expect("write");
     std::fs::write(d.join("tokens.yaml"), TOKENS).expect("write");
     let server_ca = Ca::new("server CA");
     let client_ca = Ca::new("client CA");

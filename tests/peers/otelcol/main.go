@@ -1,6 +1,7 @@
 // A minimal OpenTelemetry Collector distribution built from the collector's Go modules, used
 // as a real peer by Sightline's tests and benchmarks: OTLP in and out, batch, memory limiter,
-// debug, and the contrib resource processor (to compare ownership stamping side by side).
+// debug, the contrib resource processor (to compare ownership stamping side by side) and the
+// contrib Prometheus remote-write exporter (to compare OTLP -> remote write).
 package main
 
 import (
@@ -22,6 +23,7 @@ import (
 	"go.opentelemetry.io/collector/receiver/otlpreceiver"
 	"go.opentelemetry.io/collector/service/telemetry/otelconftelemetry"
 
+	"github.com/open-telemetry/opentelemetry-collector-contrib/exporter/prometheusremotewriteexporter"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/processor/resourceprocessor"
 )
 
@@ -38,7 +40,8 @@ func components() (otelcol.Factories, error) {
 		return f, err
 	}
 	f.Exporters, err = otelcol.MakeFactoryMap[exporter.Factory](
-		otlpexporter.NewFactory(), otlphttpexporter.NewFactory(), debugexporter.NewFactory())
+		otlpexporter.NewFactory(), otlphttpexporter.NewFactory(), debugexporter.NewFactory(),
+		prometheusremotewriteexporter.NewFactory())
 	if err != nil {
 		return f, err
 	}

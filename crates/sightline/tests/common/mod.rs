@@ -42,6 +42,38 @@ pub fn attr(attrs: &[KeyValue], key: &str) -> Option<String> {
     })
 }
 
+/// A config whose OTLP receiver listens on `{grpc}` and `{http}` and whose self-metrics (and
+/// `/readyz`, which [`Sightline::start`] waits for) are on `{admin}`: the ports `start` fills
+/// in. `sections` holds the top-level `processors:` and `exporters:`, `pipelines` the entries
+/// under `service.pipelines` (indented by four spaces).
+pub fn otlp_config(sections: &str, pipelines: &str) -> String {
+    format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:{{grpc}}
+      http:
+        endpoint: 127.0.0.1:{{http}}
+{sections}
+service:
+  telemetry:
+    metrics:
+      address: 127.0.0.1:{{admin}}
+  pipelines:
+{pipelines}"#
+    )
+}
+
+/// A temporary directory holding `catalog/teams.yaml` with [`CATALOG`].
+pub fn catalog_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("catalog")).unwrap();
+    std::fs::write(dir.path().join("catalog/teams.yaml"), CATALOG).unwrap();
+    dir
+}
+
 /// A running sightline process; killed on drop.
 pub struct Sightline {
     pub child: Child,
@@ -191,7 +223,7 @@ impl Sink {
                     MetricsServiceServer::new(s.clone()).accept_compressed(tonic::codec::CompressionEncoding::Gzip),
                 )
                 .add_service(LogsServiceServer::new(s).accept_compressed(tonic::codec::CompressionEncoding::Gzip))
-                .serve_with_incoming(tokio_stream_listener(listener))
+                .serve_with_incoming(incoming(listener))
                 .await
                 .unwrap();
         });
@@ -210,7 +242,8 @@ impl Sink {
     }
 }
 
-fn tokio_stream_listener(
+/// The connections `l` accepts, as the stream tonic's `serve_with_incoming` takes.
+pub fn incoming(
     l: tokio::net::TcpListener,
 ) -> impl futures_core::Stream<Item = Result<tokio::net::TcpStream, std::io::Error>> {
     futures_util::stream::unfold(l, |l| async move {
