@@ -135,37 +135,25 @@ fn validate(c: &mut Criterion) {
 /// costs a hash, a lookup and a byte comparison; the rest is one copy of the request. The
 /// payload carries a memory permit, as on the receive path.
 fn enrich_warm(c: &mut Criterion) {
-    let f = fixtures();
-    let budget = MemoryBudget::new(1 << 40);
-    let mut g = c.benchmark_group("enrich_warm");
-    for case in &f.cases {
-        let registry = Registry::new();
-        let processor = f.catalog.processor(case.signal, &registry);
-        for _ in 0..3 {
-            processor.process(case.payload()).expect("enriched");
-        }
-        g.throughput(Throughput::Elements(case.items));
-        g.bench_function(case.id(), |b| {
-            b.iter_batched(
-                || Payload::new(case.signal, case.proto.clone(), case.items, budget.try_acquire(case.proto.len())),
-                |p| processor.process(p).expect("enriched"),
-                BatchSize::PerIteration,
-            )
-        });
-    }
-    g.finish();
+    warm(c, "enrich_warm", false);
 }
 
 /// Metrics with `metrics_datapoint_attributes: true`, warm cache: the resource rewrite plus a
 /// second pass that re-encodes every level down to the data points to add `owner.team`.
 fn enrich_warm_datapoints(c: &mut Criterion) {
+    warm(c, "enrich_warm_datapoints", true);
+}
+
+fn warm(c: &mut Criterion, group: &str, datapoints: bool) {
     let f = fixtures();
     let budget = MemoryBudget::new(1 << 40);
-    let mut g = c.benchmark_group("enrich_warm_datapoints");
-    for case in f.cases.iter().filter(|c| c.signal == Signal::Metrics) {
+    let mut g = c.benchmark_group(group);
+    for case in f.cases.iter().filter(|c| !datapoints || c.signal == Signal::Metrics) {
         let registry = Registry::new();
-        let processor = f.catalog.processor_with(case.signal, &registry, true);
-        processor.process(case.payload()).expect("enriched");
+        let processor = f.catalog.processor_with(case.signal, &registry, datapoints);
+        for _ in 0..3 {
+            processor.process(case.payload()).expect("enriched");
+        }
         g.throughput(Throughput::Elements(case.items));
         g.bench_function(case.id(), |b| {
             b.iter_batched(

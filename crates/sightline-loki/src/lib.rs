@@ -41,11 +41,11 @@ pub use encode::{Encoder, Plan, Stats};
 
 use bytes::Bytes;
 use http::header::{CONTENT_ENCODING, CONTENT_TYPE};
-use http::{HeaderMap, HeaderName, HeaderValue, Request, Uri};
+use http::{HeaderMap, HeaderName, HeaderValue, Uri};
 use http_body_util::Full;
 use sightline_core::{Batch, Counter, DriverConfig, Registry, SendError, SendFuture, Sender, Signal};
-use sightline_exporters::http_exporter::{self, HttpClient, RESPONSE_LIMIT, body_text, read_limited, status_error};
-use sightline_exporters::{BuildError, driver_config, error_chain, offload};
+use sightline_exporters::http_exporter::{self, HttpClient};
+use sightline_exporters::{BuildError, driver_config, offload};
 use std::io::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -223,24 +223,9 @@ impl Sender for LokiSender {
     fn send<'a>(&'a self, batch: &'a Batch) -> SendFuture<'a> {
         Box::pin(async move {
             let body = self.encode(batch).await?;
-            let mut req = Request::post(self.url.clone())
-                .body(Full::new(body))
-                .map_err(|e| SendError::permanent(format!("cannot build the request: {e}")))?;
-            *req.headers_mut() = self.headers.clone();
-            let resp = self
-                .client
-                .request(req)
-                .await
-                .map_err(|e| SendError::retryable(format!("POST {}: {}", self.url, error_chain(&e))))?;
-            let (parts, body) = resp.into_parts();
-            if parts.status.is_success() {
-                return Ok(());
-            }
-            let text = body_text(&read_limited(body, RESPONSE_LIMIT).await);
-            let message = format!("HTTP {} from {}: {text}", parts.status, self.url);
             // Loki's convention is the common one: 429 and 5xx are worth retrying; any other
             // status means the request itself was refused (bad labels, too old, too large).
-            Err(status_error(parts.status, message, &parts.headers))
+            http_exporter::post(&self.client, &self.url, &self.headers, body).await
         })
     }
 }

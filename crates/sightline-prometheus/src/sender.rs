@@ -16,11 +16,11 @@ use crate::translate::{DropReason, Translator};
 use crate::{PrometheusRemoteWriteConfig, translate::Options};
 use bytes::Bytes;
 use http::header::{CONTENT_ENCODING, CONTENT_TYPE};
-use http::{HeaderMap, HeaderName, HeaderValue, Request, Uri};
+use http::{HeaderMap, HeaderName, HeaderValue, Uri};
 use http_body_util::Full;
 use sightline_core::{Batch, Counter, Payload, Registry, SendError, SendFuture, Sender};
-use sightline_exporters::http_exporter::{self, HttpClient, RESPONSE_LIMIT, body_text, read_limited, status_error};
-use sightline_exporters::{BuildError, error_chain};
+use sightline_exporters::BuildError;
+use sightline_exporters::http_exporter::{self, HttpClient};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -183,26 +183,9 @@ impl RemoteWriteSender {
         }
     }
 
+    /// 429 and 5xx are retryable (with the server's `Retry-After`); anything else is permanent.
     async fn post_inner(&self, body: Bytes) -> Result<(), SendError> {
-        let mut req = Request::post(self.url.clone())
-            .body(Full::new(body))
-            .map_err(|e| SendError::permanent(format!("cannot build the request: {e}")))?;
-        *req.headers_mut() = self.headers.clone();
-        let resp = self
-            .client
-            .request(req)
-            .await
-            .map_err(|e| SendError::retryable(format!("POST {}: {}", self.url, error_chain(&e))))?;
-        let (parts, body) = resp.into_parts();
-        if parts.status.is_success() {
-            // Drain a (small) body so that the connection can be reused.
-            let _ = read_limited(body, RESPONSE_LIMIT).await;
-            return Ok(());
-        }
-        let detail = body_text(&read_limited(body, RESPONSE_LIMIT).await);
-        let message = format!("HTTP {} from {}: {detail}", parts.status, self.url);
-        // 429 and 5xx are retryable (with the server's `Retry-After`); anything else is permanent.
-        Err(status_error(parts.status, message, &parts.headers))
+        http_exporter::post(&self.client, &self.url, &self.headers, body).await
     }
 }
 
