@@ -21,6 +21,12 @@ only): OTLP in, ownership, Prometheus remote write out to the sink's /api/v1/wri
 settings of both sides are under REMOTE_WRITE below). For example:
 
     python3 benches/compare/compare.py --signals metrics --scenarios remote_write --out /tmp/rw.md
+
+disk_batch and disk_always (traces only, not in the default set): `enrich` with the exporter's
+queue on disk, Sightline's disk queue vs the collector's persistent queue (file_storage); the
+pairing is under DISK_QUEUE below. For example:
+
+    python3 benches/compare/compare.py --signals traces --scenarios enrich,disk_batch,disk_always --out /tmp/disk.md
 """
 
 import argparse
@@ -239,9 +245,46 @@ service:
 """
 
 
-def sightline_config(tmp, sig, scenario, sink, ports):
+# Exporter queue on disk (traces only): `enrich` with a durable sending queue, a fresh temporary
+# directory per SUT start, removed when it stops.
+#  * disk_batch: Sightline `fsync: batch` (group commit: the payloads that arrived during the
+#    previous write are written and fdatasync'ed together) vs the collector's file_storage
+#    `fsync: false` (bbolt with NoSync: each request is its own bbolt transaction, written to
+#    the page cache and never synced). The collector's persistent queue has no group commit
+#    (one transaction per request, under the queue's lock), so `fsync: false` is its only
+#    throughput-oriented setting; it is the nearer match in cost, not in guarantee: Sightline
+#    syncs, the collector does not (it survives a crash of the process, not of the machine,
+#    like Sightline's `fsync: never`).
+#  * disk_always: Sightline `fsync: always` (fdatasync each payload) vs file_storage
+#    `fsync: true` (bbolt syncs every transaction): the same guarantee on both sides.
+#  * Acknowledgement: both acknowledge the client after the request is in the queue's storage.
+#    Sightline: `durability: ack_after_persist` (its default for a disk queue). Collector: the
+#    persistent queue's Offer returns after the bbolt transaction that stores the request has
+#    committed (the receiver waits for it; `wait_for_result` is not allowed with `storage`).
+#    For that to hold, the collector's pipeline here has no batch processor (it acknowledges
+#    before the exporter's queue sees the data); the exporter batches after the queue instead
+#    (`sending_queue.batch`, 8192 spans / 200 ms, as the batch processor in `enrich`).
+#    Sightline's exporter batches adaptively after its queue, as in `enrich`.
+#  * Full queue: the collector's queue is sized in requests (1000, its default) and can fill
+#    within a run when its exporter drains slower than its receiver accepts (with `fsync: true`
+#    reading and deleting a request are synced transactions too), so it blocks
+#    (`block_on_overflow: true`), pushing back on the closed loop instead of refusing.
+#    Sightline's is sized in bytes (1 GiB, its default) and does not fill in these runs.
+DISK_QUEUE = {"disk_batch": {"sightline": "batch", "otelcol": "false"},
+              "disk_always": {"sightline": "always", "otelcol": "true"}}
+
+
+def sightline_config(tmp, sig, scenario, sink, ports, queue_dir=None):
     if scenario == "remote_write":
         return sightline_remote_write_config(tmp, sink, ports)
+    queue = ""
+    if scenario in DISK_QUEUE:
+        queue = f"""    sending_queue:
+      storage: disk
+      directory: "{queue_dir}"
+      fsync: {DISK_QUEUE[scenario]['sightline']}
+      durability: ack_after_persist
+"""
     procs = "[ownership]" if scenario != "passthrough" else "[]"
     n_exp = 3 if scenario == "fanout3" else 1
     exporters = "".join(
@@ -250,7 +293,7 @@ def sightline_config(tmp, sig, scenario, sink, ports):
     endpoint: 127.0.0.1:{sink.grpc}
     tls: {{ insecure: true }}
     compression: none
-""" for i in range(n_exp))
+{queue}""" for i in range(n_exp))
     names = ", ".join(f"otlp/sink{i}" for i in range(n_exp))
     return f"""
 receivers:
@@ -273,12 +316,28 @@ service:
 """
 
 
-def otelcol_config(tmp, sig, scenario, sink, ports):
+def otelcol_config(tmp, sig, scenario, sink, ports, queue_dir=None):
     # The collector's closest equivalent: a static owner.team from the resource processor
     # (it has no catalog lookup), then the batch processor, then the OTLP exporter.
     if scenario == "remote_write":
         return otelcol_remote_write_config(tmp, sink, ports)
     procs = "[resource, batch]" if scenario != "passthrough" else "[batch]"
+    queue, extensions, service_ext = "", "", ""
+    if scenario in DISK_QUEUE:
+        # No batch processor (it would acknowledge before the persistent queue); the exporter
+        # batches after its queue instead. See DISK_QUEUE.
+        procs = "[resource]"
+        queue = """    sending_queue:
+      storage: file_storage
+      block_on_overflow: true
+      batch: { sizer: items, min_size: 8192, flush_timeout: 200ms }
+"""
+        extensions = f"""extensions:
+  file_storage:
+    directory: "{queue_dir}"
+    fsync: {DISK_QUEUE[scenario]['otelcol']}
+"""
+        service_ext = "  extensions: [file_storage]\n"
     n_exp = 3 if scenario == "fanout3" else 1
     exporters = "".join(
         f"""
@@ -286,9 +345,9 @@ def otelcol_config(tmp, sig, scenario, sink, ports):
     endpoint: 127.0.0.1:{sink.grpc}
     tls: {{ insecure: true }}
     compression: none
-""" for i in range(n_exp))
+{queue}""" for i in range(n_exp))
     names = ", ".join(f"otlp/sink{i}" for i in range(n_exp))
-    return f"""
+    return f"""{extensions}
 receivers:
   otlp:
     protocols:
@@ -309,7 +368,7 @@ service:
             exporter:
               prometheus: {{ host: "127.0.0.1", port: {ports['admin']} }}
     logs: {{ level: warn }}
-  pipelines:
+{service_ext}  pipelines:
     {SIGNAL_PIPE[sig]}:
       receivers: [otlp]
       processors: {procs}
@@ -321,13 +380,15 @@ class SUT:
     def __init__(self, name, bins, tmp, sig, scenario, sink):
         self.name = name
         self.ports = {"grpc": free_port(), "admin": free_port()}
+        # Disk queue scenarios: a fresh queue directory per start, removed in stop().
+        self.queue_dir = tempfile.mkdtemp(prefix=f"queue-{name}-", dir=tmp) if scenario in DISK_QUEUE else None
         cfg = tmp / f"{name}.yaml"
         if name == "sightline":
-            cfg.write_text(sightline_config(tmp, sig, scenario, sink, self.ports))
+            cfg.write_text(sightline_config(tmp, sig, scenario, sink, self.ports, self.queue_dir))
             cmd = [bins["sightline"], "run", "--config", str(cfg)]
             ready = f"http://127.0.0.1:{self.ports['admin']}/readyz"
         else:
-            cfg.write_text(otelcol_config(tmp, sig, scenario, sink, self.ports))
+            cfg.write_text(otelcol_config(tmp, sig, scenario, sink, self.ports, self.queue_dir))
             cmd = [bins["otelcol"], "--config", str(cfg)]
             ready = f"http://127.0.0.1:{self.ports['admin']}/metrics"
         self.logf = open(tmp / f"{name}.log", "w")
@@ -342,7 +403,10 @@ class SUT:
             self.proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+            self.proc.wait()
         self.logf.close()
+        if self.queue_dir:
+            shutil.rmtree(self.queue_dir, ignore_errors=True)
 
 
 def loadgen(bins, endpoint, sig, args, tmp, rate=None, compression="none", duration=None):
@@ -461,24 +525,36 @@ def measure_remote_write(bins, sink, sut, sig, args, tmp):
     }
 
 
-def validate_remote_write(bins, tmp):
-    """The smoke check of the remote_write scenario (running it takes too long for CI): both
-    systems accept the configs the scenario generates (`validate`)."""
+def validate_configs(bins, tmp, sig, scenario):
+    """Both systems accept the configs the scenario generates (`validate`). The smoke check of
+    the scenarios that take too long for CI (remote_write, the disk queue ones), and the check
+    run before a disk queue scenario is measured."""
     class FakeSink:
         http = grpc = 9
 
     ports = {"grpc": 9, "admin": 9}
     ok = True
     for name, cfg_fn in (("sightline", sightline_config), ("otelcol", otelcol_config)):
-        cfg = tmp / f"{name}-remote_write.yaml"
-        cfg.write_text(cfg_fn(tmp, "metrics", "remote_write", FakeSink, ports))
-        cmd = [str(bins["sightline"]), "validate", "--config", str(cfg)] if name == "sightline" \
-            else [str(bins["otelcol"]), "validate", "--config", str(cfg)]
-        r = subprocess.run(cmd, capture_output=True, text=True)
-        if r.returncode != 0:
-            log(f"{name} refuses the remote_write config:", r.stdout, r.stderr)
-            ok = False
+        # file_storage's validation requires its directory to exist.
+        queue_dir = tempfile.mkdtemp(prefix=f"validate-{name}-", dir=tmp)
+        try:
+            cfg = tmp / f"{name}-{scenario}.yaml"
+            cfg.write_text(cfg_fn(tmp, sig, scenario, FakeSink, ports, queue_dir))
+            r = subprocess.run([str(bins[name]), "validate", "--config", str(cfg)], capture_output=True, text=True)
+            if r.returncode != 0:
+                log(f"{name} refuses the {scenario} config:", r.stdout, r.stderr)
+                ok = False
+        finally:
+            shutil.rmtree(queue_dir, ignore_errors=True)
     return ok
+
+
+def validate_remote_write(bins, tmp):
+    return validate_configs(bins, tmp, "metrics", "remote_write")
+
+
+def validate_disk_queue(bins, tmp):
+    return all([validate_configs(bins, tmp, "traces", s) for s in DISK_QUEUE])
 
 
 def measure_max(bins, name, tmp, sig, scenario, args):
@@ -570,7 +646,7 @@ def main():
     ap.add_argument("--signals", default=None, help="default traces,logs,metrics (--quick: traces)")
     ap.add_argument("--scenarios", default=None,
                     help="default passthrough,enrich,enrich_gzip,fanout3 (--quick: enrich); also remote_write "
-                         "(metrics only, not in the default set)")
+                         "(metrics only) and disk_batch, disk_always (traces only), not in the default set")
     ap.add_argument("--span-size", default="small", choices=["small", "large"])
     ap.add_argument("--items-per-request", type=int, default=500)
     ap.add_argument("--connections", type=int, default=4)
@@ -605,9 +681,15 @@ def main():
         tmp = Path(t)
         (tmp / "catalog").mkdir()
         run([str(bins["loadgen"]), "--write-catalog", str(tmp / "catalog" / "teams.yaml")])
+        disk = [x for x in args.scenarios.split(",") if x in DISK_QUEUE]
+        if disk and "traces" in args.signals.split(","):
+            if not all([validate_configs(bins, tmp, "traces", x) for x in disk]):
+                sys.exit("a disk queue config is refused (see above)")
         for sig in args.signals.split(","):
             for scenario in args.scenarios.split(","):
                 if scenario == "remote_write" and sig != "metrics":
+                    continue
+                if scenario in DISK_QUEUE and sig != "traces":
                     continue
                 case = f"{sig}/{scenario}"
                 results[case] = {}
@@ -645,13 +727,15 @@ def main():
                 if args.state:
                     Path(args.state).write_text(json.dumps(results, indent=2))
         rw_valid = validate_remote_write(bins, tmp) if args.smoke else True
+        disk_valid = validate_disk_queue(bins, tmp) if args.smoke else True
     if args.smoke:
         r = results["traces/enrich"]
         ok = all(r[n]["clean"] and r[n]["items_per_sec"] > 0 for n in ("otelcol", "sightline"))
         print(render(results, args))
         print("compare smoke:", "ok" if ok else "FAILED (refusals, loss or no throughput)")
         print("remote_write configs:", "valid" if rw_valid else "INVALID (see above)")
-        ok = ok and rw_valid
+        print("disk queue configs:", "valid" if disk_valid else "INVALID (see above)")
+        ok = ok and rw_valid and disk_valid
         sys.exit(0 if ok else 1)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
@@ -662,7 +746,7 @@ def main():
 
 def cases(results, args):
     """(signal, [scenarios]) in a stable order, for every case measured."""
-    order = ["passthrough", "enrich", "enrich_gzip", "fanout3"]
+    order = ["passthrough", "enrich", "enrich_gzip", "fanout3", "disk_batch", "disk_always"]
     out = {}
     for case in results:
         sig, scen = case.split("/")
@@ -708,9 +792,35 @@ def render(results, args):
             lines.append(f"| {scenario} | **ratio S/C** | **{fmt(s['items_per_sec'] / o['items_per_sec'], 2)}x** | "
                          f"{fmt(s['cpu_s_per_million'] / o['cpu_s_per_million'], 2)}x | {fmt(s['peak_rss_mib'] / o['peak_rss_mib'], 2)}x | | |")
         lines.append("")
+        if any(x in DISK_QUEUE for x in scenarios):
+            lines += render_disk_queue(results, sig)
     if "metrics/remote_write" in results:
         lines += render_remote_write(results["metrics/remote_write"])
     return "\n".join(lines)
+
+
+def render_disk_queue(results, sig):
+    lines = [
+        "Disk queue scenarios (`enrich` with the exporter's queue on disk, a fresh directory per run): "
+        "**disk_batch**: Sightline `fsync: batch` (group commit, synced) vs the collector's file_storage "
+        "`fsync: false` (one bbolt transaction per request, never synced: the collector's persistent queue has "
+        "no group commit, so this is its throughput setting, with a weaker guarantee than Sightline's). "
+        "**disk_always**: Sightline `fsync: always` vs file_storage `fsync: true` (a sync per request on both). "
+        "Both acknowledge the client after the request is stored (Sightline `durability: ack_after_persist`; "
+        "the collector's persistent queue commits before its receiver returns). The collector's pipeline has no "
+        "batch processor here (it would acknowledge before the queue): the exporter batches after the queue "
+        "(`sending_queue.batch`: 8192 spans, 200 ms). CPU counts the SUT process only (not the kernel's "
+        "write-back threads).",
+        "",
+    ]
+    base = results.get(f"{sig}/enrich", {}).get("sightline")
+    for scenario in DISK_QUEUE:
+        r = results.get(f"{sig}/{scenario}", {}).get("sightline")
+        if base and r:
+            lines.append(f"- Sightline {scenario} / enrich: **{fmt(100 * r['items_per_sec'] / base['items_per_sec'])}%** "
+                         "of the in-memory queue's items/s.")
+    lines.append("")
+    return lines
 
 
 def render_remote_write(r):

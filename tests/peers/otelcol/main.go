@@ -1,7 +1,8 @@
 // A minimal OpenTelemetry Collector distribution built from the collector's Go modules, used
 // as a real peer by Sightline's tests and benchmarks: OTLP in and out, batch, memory limiter,
 // debug, the contrib resource processor (to compare ownership stamping side by side) and the
-// contrib Prometheus remote-write exporter (to compare OTLP -> remote write).
+// contrib Prometheus remote-write exporter (to compare OTLP -> remote write), and the contrib
+// file_storage extension (the exporters' persistent sending queue, to compare disk queues).
 package main
 
 import (
@@ -15,6 +16,7 @@ import (
 	"go.opentelemetry.io/collector/exporter/debugexporter"
 	"go.opentelemetry.io/collector/exporter/otlpexporter"
 	"go.opentelemetry.io/collector/exporter/otlphttpexporter"
+	"go.opentelemetry.io/collector/extension"
 	"go.opentelemetry.io/collector/otelcol"
 	"go.opentelemetry.io/collector/processor"
 	"go.opentelemetry.io/collector/processor/batchprocessor"
@@ -24,12 +26,17 @@ import (
 	"go.opentelemetry.io/collector/service/telemetry/otelconftelemetry"
 
 	"github.com/open-telemetry/opentelemetry-collector-contrib/exporter/prometheusremotewriteexporter"
+	"github.com/open-telemetry/opentelemetry-collector-contrib/extension/storage/filestorage"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/processor/resourceprocessor"
 )
 
 func components() (otelcol.Factories, error) {
 	var err error
 	f := otelcol.Factories{Telemetry: otelconftelemetry.NewFactory()}
+	f.Extensions, err = otelcol.MakeFactoryMap[extension.Factory](filestorage.NewFactory())
+	if err != nil {
+		return f, err
+	}
 	f.Receivers, err = otelcol.MakeFactoryMap[receiver.Factory](otlpreceiver.NewFactory())
 	if err != nil {
 		return f, err
