@@ -147,7 +147,33 @@ pub struct SignalCounters {
     ownership_unowned: AtomicU64,
     fail_seq: AtomicU64,
     sample_seq: AtomicU64,
-    latency: Box<[Mutex<Histogram<u64>>]>,
+    latency: Latency,
+}
+
+/// End-to-end latency, one histogram per thread shard (a mutex each, taken only by that
+/// shard's threads and by `/stats`).
+struct Latency(Box<[Mutex<Histogram<u64>>]>);
+
+impl Latency {
+    fn new() -> Self {
+        Latency((0..SHARDS).map(|_| Mutex::new(latency_histogram())).collect())
+    }
+    fn record(&self, nanos: u64) {
+        let shard = SHARD.with(|s| *s);
+        record_nanos(&mut self.0[shard].lock().unwrap_or_else(|e| e.into_inner()), nanos);
+    }
+    fn summary(&self) -> LatencySummary {
+        let mut merged = latency_histogram();
+        for h in self.0.iter() {
+            let _ = merged.add(&*h.lock().unwrap_or_else(|e| e.into_inner()));
+        }
+        LatencySummary::of(&merged)
+    }
+    fn reset(&self) {
+        for h in self.0.iter() {
+            h.lock().unwrap_or_else(|e| e.into_inner()).reset();
+        }
+    }
 }
 
 impl SignalCounters {
@@ -166,7 +192,7 @@ impl SignalCounters {
             ownership_unowned: AtomicU64::new(0),
             fail_seq: AtomicU64::new(0),
             sample_seq: AtomicU64::new(0),
-            latency: (0..SHARDS).map(|_| Mutex::new(latency_histogram())).collect(),
+            latency: Latency::new(),
         }
     }
 
@@ -192,23 +218,11 @@ impl SignalCounters {
         for c in self.counters() {
             c.store(0, Ordering::Relaxed);
         }
-        for h in self.latency.iter() {
-            h.lock().unwrap_or_else(|e| e.into_inner()).reset();
-        }
-    }
-
-    fn record_latency(&self, nanos: u64) {
-        let shard = SHARD.with(|s| *s);
-        let mut h = self.latency[shard].lock().unwrap_or_else(|e| e.into_inner());
-        record_nanos(&mut h, nanos);
+        self.latency.reset();
     }
 
     fn snapshot(&self) -> SignalStats {
-        let mut merged = latency_histogram();
-        for h in self.latency.iter() {
-            let _ = merged.add(&*h.lock().unwrap_or_else(|e| e.into_inner()));
-        }
-        let l = LatencySummary::of(&merged);
+        let l = self.latency.summary();
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
         SignalStats {
             requests: g(&self.requests),
@@ -250,7 +264,7 @@ pub struct RemoteWriteCounters {
     ownership_missing: AtomicU64,
     fail_seq: AtomicU64,
     sample_seq: AtomicU64,
-    latency: Box<[Mutex<Histogram<u64>>]>,
+    latency: Latency,
 }
 
 impl RemoteWriteCounters {
@@ -270,7 +284,7 @@ impl RemoteWriteCounters {
             ownership_missing: AtomicU64::new(0),
             fail_seq: AtomicU64::new(0),
             sample_seq: AtomicU64::new(0),
-            latency: (0..SHARDS).map(|_| Mutex::new(latency_histogram())).collect(),
+            latency: Latency::new(),
         }
     }
 
@@ -293,17 +307,11 @@ impl RemoteWriteCounters {
         ] {
             c.store(0, Ordering::Relaxed);
         }
-        for h in self.latency.iter() {
-            h.lock().unwrap_or_else(|e| e.into_inner()).reset();
-        }
+        self.latency.reset();
     }
 
     fn snapshot(&self) -> RemoteWriteStats {
-        let mut merged = latency_histogram();
-        for h in self.latency.iter() {
-            let _ = merged.add(&*h.lock().unwrap_or_else(|e| e.into_inner()));
-        }
-        let l = LatencySummary::of(&merged);
+        let l = self.latency.summary();
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
         RemoteWriteStats {
             requests: g(&self.requests),
@@ -875,7 +883,7 @@ impl Shared {
             // Plausible stamps only: a stamp older than 10 minutes is a generation-time
             // timestamp of an item that was not first in its original request.
             Some(stamp) if stamp <= now + 1_000_000_000 && now.saturating_sub(stamp) <= 600_000_000_000 => {
-                c.record_latency(now.saturating_sub(stamp));
+                c.latency.record(now.saturating_sub(stamp));
             }
             _ => {
                 c.unstamped.fetch_add(1, Ordering::Relaxed);
@@ -978,9 +986,7 @@ impl Shared {
             let stamp = u64::try_from(w.max_ts_ms).ok().and_then(|ms| ms.checked_mul(1_000_000));
             match stamp {
                 Some(stamp) if stamp <= now + 1_000_000_000 && now.saturating_sub(stamp) <= 600_000_000_000 => {
-                    let shard = SHARD.with(|s| *s);
-                    let mut h = c.latency[shard].lock().unwrap_or_else(|e| e.into_inner());
-                    record_nanos(&mut h, now.saturating_sub(stamp));
+                    c.latency.record(now.saturating_sub(stamp));
                 }
                 _ => {
                     c.unstamped.fetch_add(1, Ordering::Relaxed);

@@ -757,19 +757,10 @@ impl Translator {
         ctx.seen(ts);
         let stale = flags & FLAG_NO_RECORDED_VALUE != 0;
         let val = |v: f64| if stale { f64::from_bits(STALE_NAN) } else { v };
-        // `_sum`/`_count`/`_bucket` belong to the Prometheus data model, not to the unit/type
-        // suffixes: they are added with or without `add_metric_suffixes`.
-        let (sum_sfx, count_sfx, bucket_sfx) = ("_sum", "_count", "_bucket");
-        let mut ok = true;
-        if let Some(sum) = sum.or(if stale { Some(0.0) } else { None }) {
-            let s = self.series_for(name, sum_sfx, None);
-            ok &= self.sample(s, ts, val(sum));
-        }
-        let s = self.series_for(name, count_sfx, None);
-        ok &= self.sample(s, ts, val(count as f64));
+        let mut ok = self.sum_and_count(name, ts, stale, sum, count);
         let mut cumulative = 0u64;
         self.format_bounds();
-        self.prepare_buckets(name, bucket_sfx);
+        self.prepare_buckets(name, "_bucket");
         let (le_text, le_ends) = (std::mem::take(&mut self.le_text), std::mem::take(&mut self.le_ends));
         let mut from = 0usize;
         for (i, &end) in le_ends.iter().enumerate() {
@@ -785,6 +776,21 @@ impl Translator {
         self.count_order(ok);
         self.points += 1;
         Ok(())
+    }
+
+    /// The `_sum` (when the point has one, or it is stale) and `_count` samples of a histogram
+    /// or summary point. These suffixes belong to the Prometheus data model, not to the
+    /// unit/type suffixes: they are added with or without `add_metric_suffixes`. Returns
+    /// whether both samples were in order.
+    fn sum_and_count(&mut self, name: &str, ts: i64, stale: bool, sum: Option<f64>, count: u64) -> bool {
+        let val = |v: f64| if stale { f64::from_bits(STALE_NAN) } else { v };
+        let mut ok = true;
+        if let Some(sum) = sum.or(if stale { Some(0.0) } else { None }) {
+            let s = self.series_for(name, "_sum", None);
+            ok &= self.sample(s, ts, val(sum));
+        }
+        let s = self.series_for(name, "_count", None);
+        ok & self.sample(s, ts, val(count as f64))
     }
 
     /// Formats the `le` texts of the point's bounds (`f64s`) unless the previous point had
@@ -836,11 +842,7 @@ impl Translator {
         ctx.seen(ts);
         let stale = flags & FLAG_NO_RECORDED_VALUE != 0;
         let val = |v: f64| if stale { f64::from_bits(STALE_NAN) } else { v };
-        let (sum_sfx, count_sfx) = ("_sum", "_count");
-        let s = self.series_for(name, sum_sfx, None);
-        let mut ok = self.sample(s, ts, val(sum));
-        let s = self.series_for(name, count_sfx, None);
-        ok &= self.sample(s, ts, val(count as f64));
+        let mut ok = self.sum_and_count(name, ts, stale, Some(sum), count);
         let mut q = std::mem::take(&mut self.le);
         for i in (0..self.f64s.len()).step_by(2) {
             q.clear();
