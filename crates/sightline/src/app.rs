@@ -8,7 +8,6 @@ use sightline_config::{ComponentId, Config, ConfigError, Kind, LogsTelemetry};
 use sightline_core::{DriverConfig, ExporterHandle, MemoryBudget, Pipeline, Processor, Registry, Sender, Signal};
 use sightline_exporters as exp;
 use sightline_ownership::{CatalogHandle, ReloadOutcome};
-use sightline_processors::memory_limiter::DEFAULT_LIMIT_MIB;
 use sightline_processors::ownership::OwnershipProcessor;
 use sightline_processors::quota::QuotaProcessor;
 use std::collections::{BTreeMap, HashMap};
@@ -202,25 +201,29 @@ fn build_exporter(
 /// `service.shutdown_timeout`, and whatever could not be delivered is logged and counted.
 pub async fn run(v: Validated) -> anyhow::Result<()> {
     let registry = Registry::new();
-    let limit_mib = v
+    let limiter = v
         .processors
         .values()
         .filter_map(|p| match p {
-            ProcessorCfg::MemoryLimiter(m) => Some(m.limit_mib),
+            ProcessorCfg::MemoryLimiter(m) => Some(m.clone()),
             _ => None,
         })
-        .min()
-        .unwrap_or(DEFAULT_LIMIT_MIB);
-    // `limit_mib` bounds the process, as the collector's memory limiter does: what the process
-    // already holds before any data arrives (code, runtime, catalogs) is not available to
-    // telemetry (at most half the limit is set aside this way). Of the rest, three quarters
-    // admit requests (held by payloads until the last exporter is done) and one quarter bounds
-    // the senders' own copies of the batches they are sending.
+        .min_by_key(|m| m.limit_mib)
+        .unwrap_or_else(sightline_processors::memory_limiter::default_config);
+    let (limit_mib, spike_mib) = (limiter.limit_mib, limiter.spike_mib());
+    // `limit_mib` bounds the process, as the collector's memory limiter does. Not available to
+    // telemetry: what the process already holds before any data arrives (code, runtime,
+    // catalogs) and `spike_limit_mib` of headroom for what no budget counts (HTTP/2 buffers of
+    // unread request bodies, connection state, allocator slack); at least half the limit is
+    // left. Of the rest, three quarters admit requests (held by payloads until the last
+    // exporter is done) and one quarter bounds the senders' own copies of the batches they
+    // are sending.
     let baseline = crate::admin::rss_bytes().unwrap_or(0) as usize;
-    let limit = ((limit_mib as usize) << 20).saturating_sub(baseline).max((limit_mib as usize) << 19);
+    let total = (limit_mib as usize) << 20;
+    let limit = total.saturating_sub(baseline + ((spike_mib as usize) << 20)).max(total / 2);
     let budget = MemoryBudget::new(limit - limit / 4);
     let send_budget = MemoryBudget::new(limit / 4);
-    tracing::debug!(limit_mib, baseline_bytes = baseline, telemetry_bytes = limit, "memory budget");
+    tracing::debug!(limit_mib, spike_mib, baseline_bytes = baseline, telemetry_bytes = limit, "memory budget");
     registry
         .gauge("sightline_memory_budget_limit_bytes", "The in-flight byte budget (memory_limiter).", &[])
         .set(budget.limit() as i64);
