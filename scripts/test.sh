@@ -8,6 +8,17 @@ root=$(pwd)
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# One-shot builds gain nothing from incremental compilation, whose caches double the
+# size of target/ (set CARGO_INCREMENTAL=1 to override).
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+
+step "disk space (the builds below need about 8 GB free; a full disk shows up as a linker bus error)"
+df -h . | tail -1
+avail_kb=$(df -Pk . | awk 'NR==2 {print $4}')
+if [ "${avail_kb:-0}" -lt $((8 * 1024 * 1024)) ]; then
+  echo "warning: less than 8 GB free under $root; the build may fail with 'No space left on device' or a linker bus error" >&2
+fi
+
 step "peers: Python OpenTelemetry SDK (PyPI)"
 venv="$root/.peers/venv"
 if [ ! -x "$venv/bin/python" ]; then
