@@ -578,8 +578,23 @@ fn send_e2e(c: &mut Criterion) {
             let mut file = FileConfig::new(dir.path().join(format!("{}.json", case.size.as_str())));
             file.rotation = Some(RotationConfig { max_megabytes: 256, max_days: 0, max_backups: 1 });
             [
-                ("otlp_gzip", sightline_exporters::build_otlp("otlp", case.signal, &otlp).expect("otlp").0),
-                ("otlphttp_gzip", sightline_exporters::build_otlphttp("otlphttp", case.signal, &http).expect("http").0),
+                (
+                    "otlp_gzip",
+                    sightline_exporters::build_otlp("otlp", case.signal, &otlp, &sightline_core::Registry::new())
+                        .expect("otlp")
+                        .0,
+                ),
+                (
+                    "otlphttp_gzip",
+                    sightline_exporters::build_otlphttp(
+                        "otlphttp",
+                        case.signal,
+                        &http,
+                        &sightline_core::Registry::new(),
+                    )
+                    .expect("http")
+                    .0,
+                ),
                 ("file_json", sightline_exporters::build_file("file", case.signal, &file).expect("file").0),
             ]
         });

@@ -2,18 +2,24 @@
 //! and `otlphttp` exporters.
 //!
 //! The files are read when the exporter is built (a missing or invalid file stops the start,
-//! naming the option and the file) and re-read, at most once per [`RECHECK`], on the send path
-//! when their content changed, so that a rotated secret (a Kubernetes secret mount, a token
-//! written by an agent) is used without a restart. A file that becomes unreadable or invalid
-//! keeps the previous value and logs a warning naming the file. Values are never logged or
-//! put into errors, and are marked sensitive (not indexed by HPACK, hidden from `Debug`).
+//! naming the option and the file). After that a background task re-reads them every
+//! [`RECHECK`] (with tokio's file I/O, off the send path) and swaps in the new values, so that
+//! a rotated secret (a Kubernetes secret mount, a token written by an agent) is used without a
+//! restart. The send path only loads the current values (an atomic pointer load: no lock, no
+//! I/O). A file that becomes unreadable or invalid keeps the previous value; the failure is
+//! logged once (not every second) and counted in
+//! `sightline_exporter_credential_reload_errors_total`; a new value that is taken is counted in
+//! `sightline_exporter_credential_reloads_total`. Values are never logged or put into errors,
+//! and are marked sensitive (not indexed by HPACK, hidden from `Debug`).
 
 use crate::BuildError;
+use arc_swap::ArcSwap;
 use serde::Deserialize;
+use sightline_core::{Counter, Registry};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 /// How often the files are checked for a new content.
 pub(crate) const RECHECK: Duration = Duration::from_secs(1);
@@ -37,21 +43,16 @@ struct Entry {
     prefix: &'static str,
 }
 
-struct State {
-    checked: Instant,
-    values: Vec<String>,
-}
-
 /// Header values from files, with their current values.
 pub(crate) struct FileHeaders {
-    entries: Vec<Entry>,
-    state: Mutex<State>,
+    /// Lowercase header names, in the order of the values.
+    names: Vec<String>,
+    values: Arc<ArcSwap<Vec<String>>>,
 }
 
 impl std::fmt::Debug for FileHeaders {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let names: Vec<&str> = self.entries.iter().map(|e| e.name.as_str()).collect();
-        f.debug_struct("FileHeaders").field("names", &names).finish_non_exhaustive()
+        f.debug_struct("FileHeaders").field("names", &self.names).finish_non_exhaustive()
     }
 }
 
@@ -84,8 +85,7 @@ pub(crate) fn validate(
     }
 }
 
-fn read_value(e: &Entry) -> Result<String, String> {
-    let text = std::fs::read_to_string(&e.path).map_err(|err| format!("{}: {err}", e.path.display()))?;
+fn check_value(e: &Entry, text: &str) -> Result<String, String> {
     let v = text.trim();
     if v.is_empty() {
         return Err(format!("{}: the file is empty", e.path.display()));
@@ -97,11 +97,29 @@ fn read_value(e: &Entry) -> Result<String, String> {
     Ok(format!("{}{v}", e.prefix))
 }
 
+fn read_value(e: &Entry) -> Result<String, String> {
+    let text = std::fs::read_to_string(&e.path).map_err(|err| format!("{}: {err}", e.path.display()))?;
+    check_value(e, &text)
+}
+
+async fn read_value_async(e: &Entry) -> Result<String, String> {
+    let text = tokio::fs::read_to_string(&e.path).await.map_err(|err| format!("{}: {err}", e.path.display()))?;
+    check_value(e, &text)
+}
+
+struct ReloadCounters {
+    reloads: Counter,
+    errors: Counter,
+}
+
 impl FileHeaders {
-    /// Reads the files; `None` when no header comes from a file.
+    /// Reads the files and starts the task that re-reads them (when called inside a tokio
+    /// runtime; without one the values stay as read); `None` when no header comes from a file.
     pub(crate) fn new(
+        exporter: &str,
         from_files: &BTreeMap<String, PathBuf>,
         auth: Option<&ExporterAuth>,
+        registry: &Registry,
     ) -> Result<Option<FileHeaders>, BuildError> {
         let mut entries: Vec<Entry> = from_files
             .iter()
@@ -127,28 +145,70 @@ impl FileHeaders {
             .iter()
             .map(|e| read_value(e).map_err(|m| BuildError::invalid(e.key.clone(), m)))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Some(FileHeaders { entries, state: Mutex::new(State { checked: Instant::now(), values }) }))
+        let names = entries.iter().map(|e| e.name.clone()).collect();
+        let values = Arc::new(ArcSwap::from_pointee(values));
+        let counters = ReloadCounters {
+            reloads: registry.counter(
+                "sightline_exporter_credential_reloads_total",
+                "Credential files (headers_from_files, auth.bearer_token_file) whose changed content was taken into use.",
+                &[("exporter", exporter)],
+            ),
+            errors: registry.counter(
+                "sightline_exporter_credential_reload_errors_total",
+                "Credential files that became unreadable or invalid (the previous value stays in use); counted once per failure, not per check.",
+                &[("exporter", exporter)],
+            ),
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(reload(entries, Arc::downgrade(&values), counters));
+            }
+            Err(_) => tracing::debug!(exporter, "no runtime: credential files are not re-read"),
+        }
+        Ok(Some(FileHeaders { names, values }))
     }
 
-    /// The current (name, value) pairs, re-reading the files first when the last check is
-    /// older than [`RECHECK`].
-    pub(crate) fn current(&self) -> Vec<(&str, String)> {
-        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if st.checked.elapsed() >= RECHECK {
-            st.checked = Instant::now();
-            for (e, v) in self.entries.iter().zip(st.values.iter_mut()) {
-                match read_value(e) {
-                    Ok(new) if new != *v => {
-                        *v = new;
+    /// The current (name, value) pairs: the values swapped in by the reload task.
+    pub(crate) fn current(&self) -> impl Iterator<Item = (&str, String)> + '_ {
+        let values = self.values.load_full();
+        self.names.iter().map(String::as_str).zip((0..self.names.len()).map(move |i| values[i].clone()))
+    }
+}
+
+/// Re-reads the files every [`RECHECK`] until the exporter is dropped.
+async fn reload(entries: Vec<Entry>, values: std::sync::Weak<ArcSwap<Vec<String>>>, counters: ReloadCounters) {
+    let mut tick = tokio::time::interval(RECHECK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    // The failure last logged for each file, so a broken file is reported once.
+    let mut failing: Vec<Option<String>> = vec![None; entries.len()];
+    loop {
+        tick.tick().await;
+        let Some(values) = values.upgrade() else { return };
+        let mut next: Option<Vec<String>> = None;
+        for (i, e) in entries.iter().enumerate() {
+            match read_value_async(e).await {
+                Ok(new) => {
+                    if failing[i].take().is_some() {
+                        tracing::info!(option = %e.key, file = %e.path.display(), "credential file readable again");
+                    }
+                    if new != values.load()[i] {
+                        next.get_or_insert_with(|| values.load().as_ref().clone())[i] = new;
+                        counters.reloads.inc();
                         tracing::info!(option = %e.key, file = %e.path.display(), "credential file changed; using the new value");
                     }
-                    Ok(_) => {}
-                    Err(m) => {
-                        tracing::warn!(option = %e.key, error = %m, "cannot re-read a credential file; the previous value stays in use")
+                }
+                Err(m) => {
+                    if failing[i].as_deref() != Some(m.as_str()) {
+                        counters.errors.inc();
+                        tracing::warn!(option = %e.key, error = %m, "cannot re-read a credential file; the previous value stays in use");
+                        failing[i] = Some(m);
                     }
                 }
             }
         }
-        self.entries.iter().map(|e| e.name.as_str()).zip(st.values.iter().cloned()).collect()
+        if let Some(next) = next {
+            values.store(Arc::new(next));
+        }
     }
 }

@@ -27,7 +27,7 @@
 //! for (key, message) in cfg.validate() {
 //!     eprintln!("exporters.otlphttp/tempo.{key}: {message}");
 //! }
-//! let (sender, driver_cfg) = build_otlphttp("otlphttp/tempo", Signal::Traces, &cfg)?;
+//! let (sender, driver_cfg) = build_otlphttp("otlphttp/tempo", Signal::Traces, &cfg, &sightline_core::Registry::new())?;
 //! let running = driver::spawn("otlphttp/tempo", Signal::Traces, driver_cfg, sender, &Registry::new());
 //! # drop(running);
 //! # Ok(())

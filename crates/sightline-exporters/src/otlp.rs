@@ -18,7 +18,7 @@ use bytes::{Buf as _, BufMut as _};
 use http::Uri;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use serde::Deserialize;
-use sightline_core::{Batch, DriverConfig, QueueConfig, RetryConfig, SendError, SendFuture, Sender, Signal};
+use sightline_core::{Batch, DriverConfig, QueueConfig, Registry, RetryConfig, SendError, SendFuture, Sender, Signal};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -155,7 +155,12 @@ pub(crate) fn parse_endpoint(endpoint: &str, insecure: bool) -> Result<Target, S
 /// Builds the `otlp` exporter's sender for `signal`. Must be called from within a Tokio
 /// runtime (the gRPC channel's worker is spawned here); no connection is made until the first
 /// send, so a backend that is down does not stop the process from starting.
-pub fn build_otlp(id: &str, signal: Signal, cfg: &OtlpConfig) -> Result<(Arc<dyn Sender>, DriverConfig), BuildError> {
+pub fn build_otlp(
+    id: &str,
+    signal: Signal,
+    cfg: &OtlpConfig,
+    registry: &Registry,
+) -> Result<(Arc<dyn Sender>, DriverConfig), BuildError> {
     BuildError::from_findings(cfg.validate())?;
     tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?;
     let target = parse_endpoint(&cfg.endpoint, cfg.tls.insecure).map_err(|m| BuildError::invalid("endpoint", m))?;
@@ -194,7 +199,7 @@ pub fn build_otlp(id: &str, signal: Signal, cfg: &OtlpConfig) -> Result<(Arc<dyn
             .map_err(|_| BuildError::invalid(format!("headers.{name}"), "not a valid metadata value"))?;
         metadata.append(key, value);
     }
-    let file_headers = FileHeaders::new(&cfg.headers_from_files, cfg.auth.as_ref())?;
+    let file_headers = FileHeaders::new(id, &cfg.headers_from_files, cfg.auth.as_ref(), registry)?;
     let sender = OtlpSender { id: Arc::from(id), signal, client, metadata, file_headers, timeout: cfg.timeout };
     Ok((Arc::new(sender), driver_config(cfg.timeout, &cfg.sending_queue, &cfg.retry_on_failure)))
 }

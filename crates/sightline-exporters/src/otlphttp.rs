@@ -24,7 +24,7 @@ use bytes::Bytes;
 use http::header::{CONTENT_ENCODING, CONTENT_TYPE};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode, Uri};
 use serde::Deserialize;
-use sightline_core::{Batch, DriverConfig, QueueConfig, RetryConfig, SendError, SendFuture, Sender, Signal};
+use sightline_core::{Batch, DriverConfig, QueueConfig, Registry, RetryConfig, SendError, SendFuture, Sender, Signal};
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -182,6 +182,7 @@ pub fn build_otlphttp(
     id: &str,
     signal: Signal,
     cfg: &OtlpHttpConfig,
+    registry: &Registry,
 ) -> Result<(Arc<dyn Sender>, DriverConfig), BuildError> {
     BuildError::from_findings(cfg.validate())?;
     let url = cfg.url(signal)?;
@@ -197,7 +198,7 @@ pub fn build_otlphttp(
     if cfg.compression != Compression::None {
         headers.insert(CONTENT_ENCODING, HeaderValue::from_static(cfg.compression.as_str()));
     }
-    let file_headers = FileHeaders::new(&cfg.headers_from_files, cfg.auth.as_ref())?;
+    let file_headers = FileHeaders::new(id, &cfg.headers_from_files, cfg.auth.as_ref(), registry)?;
     let sender = OtlpHttpSender {
         file_headers,
         id: Arc::from(id),

@@ -144,7 +144,9 @@ async fn sends_the_union_of_a_batch_with_each_compression() {
     let mut union = a.clone();
     union.resource_spans.extend(b.resource_spans.clone());
     for (i, compression) in [Compression::Gzip, Compression::Zstd, Compression::None].into_iter().enumerate() {
-        let (sender, driver) = build_otlp("otlp/test", Signal::Traces, &config(addr, compression)).expect("build");
+        let (sender, driver) =
+            build_otlp("otlp/test", Signal::Traces, &config(addr, compression), &sightline_core::Registry::new())
+                .expect("build");
         assert_eq!(driver.timeout, Duration::from_secs(5));
         let batch = batch([payload(Signal::Traces, &a, 3), payload(Signal::Traces, &b, 2)]);
         sender.send(&batch).await.expect("send");
@@ -169,8 +171,12 @@ async fn metrics_and_logs_reach_their_services() {
     let addr = start(&backend).await;
     let m = common::metrics("svc");
     let l = common::logs("svc", 4, 10);
-    let (ms, _) = build_otlp("otlp/m", Signal::Metrics, &config(addr, Compression::Gzip)).expect("build");
-    let (ls, _) = build_otlp("otlp/l", Signal::Logs, &config(addr, Compression::Zstd)).expect("build");
+    let (ms, _) =
+        build_otlp("otlp/m", Signal::Metrics, &config(addr, Compression::Gzip), &sightline_core::Registry::new())
+            .expect("build");
+    let (ls, _) =
+        build_otlp("otlp/l", Signal::Logs, &config(addr, Compression::Zstd), &sightline_core::Registry::new())
+            .expect("build");
     ms.send(&batch([payload(Signal::Metrics, &m, 7)])).await.expect("metrics");
     ls.send(&batch([payload(Signal::Logs, &l, 4)])).await.expect("logs");
     let s = backend.state();
@@ -184,7 +190,9 @@ async fn partial_success_is_success() {
     let backend = Backend::default();
     backend.state().partial = true;
     let addr = start(&backend).await;
-    let (sender, _) = build_otlp("otlp/p", Signal::Traces, &config(addr, Compression::Gzip)).expect("build");
+    let (sender, _) =
+        build_otlp("otlp/p", Signal::Traces, &config(addr, Compression::Gzip), &sightline_core::Registry::new())
+            .expect("build");
     let t = common::traces("svc", 1, 1);
     sender.send(&batch([payload(Signal::Traces, &t, 1)])).await.expect("partial success is ok");
 }
@@ -245,7 +253,9 @@ fn retry_info_details(code: Code, delay: Duration) -> Vec<u8> {
 async fn classifies_server_failures() {
     let backend = Backend::default();
     let addr = start(&backend).await;
-    let (sender, _) = build_otlp("otlp/f", Signal::Traces, &config(addr, Compression::Gzip)).expect("build");
+    let (sender, _) =
+        build_otlp("otlp/f", Signal::Traces, &config(addr, Compression::Gzip), &sightline_core::Registry::new())
+            .expect("build");
     let t = common::traces("svc", 1, 1);
     let b = batch([payload(Signal::Traces, &t, 1)]);
     let cases = [
@@ -281,7 +291,9 @@ async fn unreachable_backend_is_retryable() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
     drop(listener);
-    let (sender, _) = build_otlp("otlp/down", Signal::Traces, &config(addr, Compression::Gzip)).expect("build");
+    let (sender, _) =
+        build_otlp("otlp/down", Signal::Traces, &config(addr, Compression::Gzip), &sightline_core::Registry::new())
+            .expect("build");
     let t = common::traces("svc", 1, 1);
     let err = sender.send(&batch([payload(Signal::Traces, &t, 1)])).await.expect_err("nothing listens");
     assert!(err.retryable, "{err:?}");
@@ -290,11 +302,14 @@ async fn unreachable_backend_is_retryable() {
 /// Invalid configurations are refused before anything starts, naming the key.
 #[tokio::test]
 async fn build_refuses_invalid_config() {
-    let err = build_otlp("otlp/x", Signal::Traces, &OtlpConfig::new("")).err().expect("invalid");
+    let err = build_otlp("otlp/x", Signal::Traces, &OtlpConfig::new(""), &sightline_core::Registry::new())
+        .err()
+        .expect("invalid");
     assert_eq!(err.key(), "endpoint");
     let mut cfg = OtlpConfig::new("localhost:4317");
     cfg.tls.ca_file = Some("/nonexistent/ca.pem".into());
-    let err = build_otlp("otlp/x", Signal::Traces, &cfg).err().expect("missing CA file");
+    let err =
+        build_otlp("otlp/x", Signal::Traces, &cfg, &sightline_core::Registry::new()).err().expect("missing CA file");
     assert_eq!(err.key(), "tls.ca_file");
 }
 
@@ -336,11 +351,11 @@ async fn tls_verifies_the_server() {
     let addr = start_with(&backend, Some((cert, key))).await;
     let mut cfg = OtlpConfig::new(format!("https://{addr}"));
     cfg.tls.ca_file = Some(dir.join("ip.pem"));
-    let (sender, _) = build_otlp("otlp/tls", Signal::Traces, &cfg).expect("build");
+    let (sender, _) = build_otlp("otlp/tls", Signal::Traces, &cfg, &sightline_core::Registry::new()).expect("build");
     sender.send(&b).await.expect("verified by ca_file");
     // host:port without a scheme is TLS too.
     cfg.endpoint = addr.to_string();
-    let (sender, _) = build_otlp("otlp/tls", Signal::Traces, &cfg).expect("build");
+    let (sender, _) = build_otlp("otlp/tls", Signal::Traces, &cfg, &sightline_core::Registry::new()).expect("build");
     sender.send(&b).await.expect("verified by ca_file");
     assert_eq!(backend.state().traces.len(), 2);
 
@@ -351,14 +366,14 @@ async fn tls_verifies_the_server() {
     let addr = start_with(&backend, Some((cert, key))).await;
     let mut cfg = OtlpConfig::new(format!("https://{addr}"));
     cfg.tls.ca_file = Some(dir.join("name.pem"));
-    let (sender, _) = build_otlp("otlp/tls", Signal::Traces, &cfg).expect("build");
+    let (sender, _) = build_otlp("otlp/tls", Signal::Traces, &cfg, &sightline_core::Registry::new()).expect("build");
     sender.send(&b).await.expect_err("name mismatch");
     cfg.tls.server_name_override = Some("backend.test".into());
-    let (sender, _) = build_otlp("otlp/tls", Signal::Traces, &cfg).expect("build");
+    let (sender, _) = build_otlp("otlp/tls", Signal::Traces, &cfg, &sightline_core::Registry::new()).expect("build");
     sender.send(&b).await.expect("verified against the override");
     let mut cfg = OtlpConfig::new(format!("https://{addr}"));
     cfg.tls.insecure_skip_verify = true;
-    let (sender, _) = build_otlp("otlp/tls", Signal::Traces, &cfg).expect("build");
+    let (sender, _) = build_otlp("otlp/tls", Signal::Traces, &cfg, &sightline_core::Registry::new()).expect("build");
     sender.send(&b).await.expect("not verified");
     assert_eq!(backend.state().traces.len(), 2);
 
@@ -367,7 +382,7 @@ async fn tls_verifies_the_server() {
     let addr = start(&backend).await;
     let mut cfg = OtlpConfig::new(addr.to_string());
     cfg.tls.insecure = true;
-    let (sender, _) = build_otlp("otlp/plain", Signal::Traces, &cfg).expect("build");
+    let (sender, _) = build_otlp("otlp/plain", Signal::Traces, &cfg, &sightline_core::Registry::new()).expect("build");
     sender.send(&b).await.expect("plain text");
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -113,7 +113,9 @@ async fn posts_protobuf_to_the_signal_path() {
     let addr = server.start().await;
     let (a, b, union) = two_log_requests();
     for (i, compression) in [Compression::Gzip, Compression::Zstd, Compression::None].into_iter().enumerate() {
-        let (sender, _) = build_otlphttp("otlphttp/test", Signal::Logs, &config(addr, compression)).expect("build");
+        let (sender, _) =
+            build_otlphttp("otlphttp/test", Signal::Logs, &config(addr, compression), &sightline_core::Registry::new())
+                .expect("build");
         sender.send(&batch([payload(Signal::Logs, &a, 3), payload(Signal::Logs, &b, 2)])).await.expect("send");
         let seen = server.state().seen[i].clone();
         assert_eq!(seen.path, "/v1/logs");
@@ -137,7 +139,8 @@ async fn posts_json() {
     let (a, b, union) = two_log_requests();
     let mut cfg = config(addr, Compression::Gzip);
     cfg.encoding = Encoding::Json;
-    let (sender, _) = build_otlphttp("otlphttp/json", Signal::Logs, &cfg).expect("build");
+    let (sender, _) =
+        build_otlphttp("otlphttp/json", Signal::Logs, &cfg, &sightline_core::Registry::new()).expect("build");
     sender.send(&batch([payload(Signal::Logs, &a, 3), payload(Signal::Logs, &b, 2)])).await.expect("send");
     let seen = server.state().seen[0].clone();
     assert_eq!(seen.header("content-type"), Some("application/json"));
@@ -152,7 +155,9 @@ async fn posts_json() {
 async fn classifies_http_failures() {
     let server = TestServer::default();
     let addr = server.start().await;
-    let (sender, _) = build_otlphttp("otlphttp/f", Signal::Logs, &config(addr, Compression::Gzip)).expect("build");
+    let (sender, _) =
+        build_otlphttp("otlphttp/f", Signal::Logs, &config(addr, Compression::Gzip), &sightline_core::Registry::new())
+            .expect("build");
     let l = common::logs("svc", 1, 1);
     let b = batch([payload(Signal::Logs, &l, 1)]);
 
@@ -208,7 +213,13 @@ async fn unreachable_backend_is_retryable() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
     drop(listener);
-    let (sender, _) = build_otlphttp("otlphttp/down", Signal::Logs, &config(addr, Compression::Gzip)).expect("build");
+    let (sender, _) = build_otlphttp(
+        "otlphttp/down",
+        Signal::Logs,
+        &config(addr, Compression::Gzip),
+        &sightline_core::Registry::new(),
+    )
+    .expect("build");
     let l = common::logs("svc", 1, 1);
     let err = sender.send(&batch([payload(Signal::Logs, &l, 1)])).await.expect_err("nothing listens");
     assert!(err.retryable, "{err:?}");
@@ -231,7 +242,8 @@ async fn driver_retries_until_the_backend_accepts() {
     cfg.retry_on_failure.max_interval = Duration::from_millis(50);
     cfg.sending_queue.batch.flush_timeout = Duration::from_millis(20);
     let registry = Registry::new();
-    let (sender, driver_cfg) = build_otlphttp("otlphttp/e2e", Signal::Logs, &cfg).expect("build");
+    let (sender, driver_cfg) =
+        build_otlphttp("otlphttp/e2e", Signal::Logs, &cfg, &sightline_core::Registry::new()).expect("build");
     let running = driver::spawn("otlphttp/e2e", Signal::Logs, driver_cfg, sender, &registry);
     let (a, b, _) = two_log_requests();
     assert_eq!(running.handle.enqueue(payload(Signal::Logs, &a, 3)).await, sightline_core::Enqueued::Queued);

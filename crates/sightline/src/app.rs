@@ -184,8 +184,8 @@ fn build_exporter(
     registry: &Registry,
 ) -> anyhow::Result<(Arc<dyn Sender>, DriverConfig)> {
     let r = match cfg {
-        ExporterCfg::Otlp(c) => exp::build_otlp(id, signal, c),
-        ExporterCfg::OtlpHttp(c) => exp::build_otlphttp(id, signal, c),
+        ExporterCfg::Otlp(c) => exp::build_otlp(id, signal, c, registry),
+        ExporterCfg::OtlpHttp(c) => exp::build_otlphttp(id, signal, c, registry),
         ExporterCfg::File(c) => exp::build_file(id, signal, c),
         ExporterCfg::Debug(c) => exp::build_debug(id, signal, c),
         ExporterCfg::PrometheusRemoteWrite(c) => {

@@ -267,6 +267,9 @@ fn sdk_over_mtls_with_token_bound_to_ownership() {
     }
 }
 
+/// Longer than the exporter's credential re-check period (1 s), so a broken file is seen twice.
+const RECHECK_WAIT: Duration = Duration::from_millis(1200);
+
 /// Sightline's own `otlp` exporter with a client certificate, a custom CA and a bearer token
 /// read from a file, sending to a receiver that requires all three; rotating the token (the
 /// receiver's tokens file and the exporter's token file) is picked up by both without a
@@ -322,7 +325,9 @@ fn exporter_mtls_and_token_file() {
     let ecfg: sightline_exporters::OtlpConfig = serde_yaml_ng::from_str(&exporter_yaml).expect("exporter config");
     assert!(ecfg.validate().is_empty(), "{:?}", ecfg.validate());
     assert!(!format!("{ecfg:?}").contains("Secret"), "the config's Debug holds a path, not the token");
-    let (sender, _) = sightline_exporters::build_otlp("otlp/gw", Signal::Traces, &ecfg).expect("build");
+    let exporter_registry = Registry::new();
+    let (sender, _) =
+        sightline_exporters::build_otlp("otlp/gw", Signal::Traces, &ecfg, &exporter_registry).expect("build");
     let batch = {
         use prost::Message as _;
         let mut b = Batch::new(Signal::Traces);
@@ -342,11 +347,30 @@ fn exporter_mtls_and_token_file() {
     std::fs::write(d.join("token"), "rotated-e2e-Secret-3\n").expect("write");
     let ok = wait_until(20, || rt.block_on(sender.send(&batch)).is_ok());
     assert!(ok, "the exporter never picked up the rotated token");
+    let text = exporter_registry.render();
+    assert!(text.contains("sightline_exporter_credential_reloads_total{exporter=\"otlp/gw\"} 1\n"), "{text}");
+    assert!(text.contains("sightline_exporter_credential_reload_errors_total{exporter=\"otlp/gw\"} 0\n"), "{text}");
+    // A token file that turns empty keeps the previous token in use, and is counted once.
+    std::fs::write(d.join("token"), "").expect("write");
+    let counted = wait_until(20, || {
+        exporter_registry
+            .render()
+            .contains("sightline_exporter_credential_reload_errors_total{exporter=\"otlp/gw\"} 1\n")
+    });
+    assert!(counted, "{}", exporter_registry.render());
+    std::thread::sleep(crate::RECHECK_WAIT);
+    rt.block_on(sender.send(&batch)).expect("the previous token stays in use");
+    let text = exporter_registry.render();
+    assert!(text.contains("sightline_exporter_credential_reload_errors_total{exporter=\"otlp/gw\"} 1\n"), "{text}");
+    assert!(!text.contains("Secret"), "{text}");
+    std::fs::write(d.join("token"), "rotated-e2e-Secret-3\n").expect("write");
     let err = {
         let mut c = ecfg.clone();
         c.tls.cert_file = None;
         c.tls.key_file = None;
-        let (s, _) = sightline_exporters::build_otlp("otlp/nocert", Signal::Traces, &c).expect("build");
+        let (s, _) =
+            sightline_exporters::build_otlp("otlp/nocert", Signal::Traces, &c, &sightline_core::Registry::new())
+                .expect("build");
         rt.block_on(s.send(&batch)).expect_err("no client certificate")
     };
     assert!(!err.message.contains("Secret"), "{}", err.message);
