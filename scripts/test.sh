@@ -36,18 +36,8 @@ step "peers: VictoriaMetrics v1.151.0 and Jaeger v1.76.0, built from their Go mo
 step "peers: VictoriaLogs v1.52.1 (Loki push API, OTLP logs, LogsQL), built from its Go modules"
 (cd tests/peers/victorialogs && go build -o "$root/.peers/victoria-logs" github.com/VictoriaMetrics/VictoriaLogs/app/victoria-logs)
 
-step "peers: Prometheus (Debian's package; the binary is run directly by the tests, not its service)"
-if ! command -v prometheus >/dev/null 2>&1; then
-  sudo=""
-  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus \
-    || { $sudo apt-get update && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus; }
-  # The package enables a system service; the tests start their own instances on free ports.
-  if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
-    $sudo systemctl disable --now prometheus >/dev/null 2>&1 || true
-  fi
-fi
-prometheus --version | head -1
+step "peers: Prometheus 3.16 (module v0.316.0; remote write 1.0 and 2.0 receiver), built from its Go modules"
+(cd tests/peers/prometheus && go build -o "$root/.peers/prometheus" github.com/prometheus/prometheus/cmd/prometheus)
 
 step "format and lint"
 cargo fmt --all -- --check
@@ -66,5 +56,5 @@ step "benchmark harness smoke run (seconds; the full comparison is benches/compa
 python3 benches/compare/compare.py --smoke
 
 step "end-to-end tests with the Python SDK and the OpenTelemetry Collector"
-SIGHTLINE_BIN="$root/target/release/sightline" OTELCOL_BIN="$root/.peers/otelcol" \
+SIGHTLINE_BIN="$root/target/release/sightline" OTELCOL_BIN="$root/.peers/otelcol" PROMETHEUS_BIN="$root/.peers/prometheus" \
   "$venv/bin/python" -m pytest -q tests/python

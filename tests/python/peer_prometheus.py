@@ -1,18 +1,14 @@
-"""A real Prometheus (Debian's `prometheus` package, installed by scripts/test.sh) as a
-remote-write receiver on a free loopback port, with its TSDB in a temporary directory. The
-package's service is not used: the binary runs in the foreground of the test."""
+"""A real Prometheus 3.16 (built from its Go modules, module v0.316.0, by scripts/test.sh into
+.peers/prometheus, or PROMETHEUS_BIN) as a remote-write receiver (Remote Write 1.0 and 2.0) on a
+free loopback port, with its TSDB in a temporary directory."""
 
 import json
-import os
-import shutil
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
-import pytest
-
 from conftest import free_port
-from peers import PeerProcess, http_ok
+from peers import ROOT, PeerProcess, http_ok, peer_binary
 
 CONFIG = """
 global:
@@ -27,9 +23,7 @@ class Prometheus(PeerProcess):
 
     def __init__(self, tmp: Path, native_histograms: bool = False, scrape: list[str] | None = None):
         """`scrape`: host:port targets whose /metrics Prometheus scrapes every second."""
-        binary = os.environ.get("PROMETHEUS_BIN") or shutil.which("prometheus")
-        if binary is None:
-            pytest.fail("prometheus is not installed (scripts/test.sh installs Debian's package)")
+        binary = peer_binary(self.NAME, "PROMETHEUS_BIN", ROOT / ".peers" / "prometheus")
         self.tmp = tmp
         self.port = free_port()
         config = CONFIG
@@ -44,6 +38,8 @@ class Prometheus(PeerProcess):
         args = [
             binary,
             "--web.enable-remote-write-receiver",
+            "--web.remote-write-receiver.accepted-protobuf-messages=prometheus.WriteRequest",
+            "--web.remote-write-receiver.accepted-protobuf-messages=io.prometheus.write.v2.Request",
             f"--storage.tsdb.path={tmp / 'tsdb'}",
             f"--web.listen-address=127.0.0.1:{self.port}",
             f"--config.file={tmp / 'prometheus.yml'}",
