@@ -102,6 +102,15 @@ pub struct LokiConfig {
     /// limit (default 262144, Loki's `max_line_size` of 256KB).
     #[serde(default = "default_max_line_size")]
     pub max_line_size: usize,
+    /// At most this many structured-metadata pairs per entry; 0 = no limit (default 128,
+    /// Loki's `max_structured_metadata_entries_count`). The lowest-priority pairs are left out.
+    #[serde(default = "default_max_structured_metadata_entries")]
+    pub max_structured_metadata_entries: usize,
+    /// At most this many bytes of structured metadata per entry, counted as Loki counts them
+    /// (the sum of every pair's name and value lengths); 0 = no limit (default 65536, Loki's
+    /// `max_structured_metadata_size` of 64KB). Pairs that do not fit are left out.
+    #[serde(default = "default_max_structured_metadata_size")]
+    pub max_structured_metadata_size: usize,
     /// Deadline of one send attempt, connection included (default 5s).
     #[serde(default = "default_timeout", with = "humantime_serde")]
     pub timeout: Duration,
@@ -131,6 +140,16 @@ pub fn default_max_label_value_length() -> usize {
 /// Loki's default `max_line_size` (256KB).
 pub fn default_max_line_size() -> usize {
     256 * 1024
+}
+
+/// Loki's default `max_structured_metadata_entries_count`.
+pub fn default_max_structured_metadata_entries() -> usize {
+    128
+}
+
+/// Loki's default `max_structured_metadata_size` (64KB).
+pub fn default_max_structured_metadata_size() -> usize {
+    64 * 1024
 }
 
 /// The default stream labels: `service_name`, `service_namespace`, `deployment_environment`,
@@ -167,6 +186,8 @@ impl LokiConfig {
             max_label_count: default_max_label_count(),
             max_label_value_length: default_max_label_value_length(),
             max_line_size: default_max_line_size(),
+            max_structured_metadata_entries: default_max_structured_metadata_entries(),
+            max_structured_metadata_size: default_max_structured_metadata_size(),
             timeout: default_timeout(),
             sending_queue: QueueConfig::default(),
             retry_on_failure: RetryConfig::default(),
@@ -286,6 +307,8 @@ mod tests {
         assert_eq!(c.effective_compression(), Compression::Snappy);
         assert_eq!(c.max_label_count, 15);
         assert_eq!(c.max_label_value_length, 2048);
+        assert_eq!(c.max_structured_metadata_entries, 128);
+        assert_eq!(c.max_structured_metadata_size, 65536);
         assert_eq!(
             c.labels.keys().map(String::as_str).collect::<Vec<_>>(),
             ["service_name", "service_namespace", "deployment_environment", "owner_team", "level"]
@@ -303,6 +326,26 @@ mod tests {
         assert_eq!(c.labels["env"].as_slice(), ["a", "b"]);
         assert!(c.validate().is_empty());
         assert!(serde_yaml_ng::from_str::<LokiConfig>("endpoint: http://x/p\nlabel: {}\n").is_err());
+    }
+
+    /// The structured-metadata limits are non-negative integers; 0 (no limit) is accepted.
+    #[test]
+    fn metadata_limits_decode_as_non_negative_integers() {
+        let c: LokiConfig = serde_yaml_ng::from_str(
+            "endpoint: http://x/p\nmax_structured_metadata_entries: 0\nmax_structured_metadata_size: 1024\n",
+        )
+        .expect("decode");
+        assert_eq!((c.max_structured_metadata_entries, c.max_structured_metadata_size), (0, 1024));
+        assert!(c.validate().is_empty());
+        for bad in [
+            "max_structured_metadata_entries: -1",
+            "max_structured_metadata_size: -5",
+            "max_structured_metadata_size: 1.5",
+            "max_structured_metadata_entries: lots",
+        ] {
+            let yaml = format!("endpoint: http://x/p\n{bad}\n");
+            assert!(serde_yaml_ng::from_str::<LokiConfig>(&yaml).is_err(), "{bad} must be refused");
+        }
     }
 
     #[test]

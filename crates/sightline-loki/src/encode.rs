@@ -51,6 +51,10 @@ pub struct Plan {
     max_label_count: usize,
     max_label_value_length: usize,
     max_line_size: usize,
+    /// 0 = no limit.
+    max_metadata_entries: usize,
+    /// 0 = no limit.
+    max_metadata_size: usize,
 }
 
 impl Plan {
@@ -87,6 +91,8 @@ impl Plan {
             max_label_count: cfg.max_label_count.max(1),
             max_label_value_length: cfg.max_label_value_length.max(1),
             max_line_size: cfg.max_line_size,
+            max_metadata_entries: cfg.max_structured_metadata_entries,
+            max_metadata_size: cfg.max_structured_metadata_size,
         }
     }
 
@@ -105,6 +111,10 @@ pub struct Stats {
     pub label_value_length: u64,
     /// Records whose line was truncated to `max_line_size`.
     pub line_size: u64,
+    /// Records with structured-metadata pairs left out past `max_structured_metadata_entries`.
+    pub metadata_entries: u64,
+    /// Records with structured-metadata pairs left out to fit `max_structured_metadata_size`.
+    pub metadata_size: u64,
     /// Records dropped because a field inside them could not be decoded.
     pub malformed: u64,
 }
@@ -126,6 +136,27 @@ impl Span {
 struct Pair {
     name: Span,
     value: Span,
+}
+
+impl Pair {
+    /// The pair's size as Loki counts it against `max_structured_metadata_size`: name bytes
+    /// plus value bytes.
+    #[inline]
+    fn size(self) -> usize {
+        self.name.len() + self.value.len()
+    }
+}
+
+/// What a record inherits from its scope and its resource: their metadata pairs (ranges of
+/// `metas`), the same already encoded as protobuf (ranges of `shared`), and the pairs' total
+/// size (as [`Pair::size`]), all computed once per scope/resource.
+#[derive(Clone, Copy, Debug, Default)]
+struct Inherited {
+    /// Scope, resource.
+    meta: [Span; 2],
+    /// Scope, resource.
+    shared: [Span; 2],
+    size: usize,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -290,11 +321,15 @@ impl Encoder {
             }
         }
         let res_meta = Span { start: res_start, end: self.metas.len() };
-        let res_shared = self.pre_encode(res_meta);
+        let res = Inherited {
+            meta: [Span::default(), res_meta],
+            shared: [Span::default(), self.pre_encode(res_meta)],
+            size: self.meta_size(res_meta),
+        };
         for f in Fields::new(rl) {
             let f = f?;
             if f.number == 2 {
-                self.add_scope_logs(plan, walk, expect_len(&f)?, (res_meta, res_shared), now_ns)?;
+                self.add_scope_logs(plan, walk, expect_len(&f)?, res, now_ns)?;
             }
         }
         Ok(())
@@ -305,7 +340,7 @@ impl Encoder {
         plan: &Plan,
         walk: &mut Walk<'a>,
         sl: &'a [u8],
-        (res_meta, res_shared): (Span, Span),
+        res: Inherited,
         now_ns: i64,
     ) -> Result<(), WireError> {
         let scope_start = self.metas.len();
@@ -330,13 +365,17 @@ impl Encoder {
             }
         }
         let scope_meta = Span { start: scope_start, end: self.metas.len() };
-        let shared = [self.pre_encode(scope_meta), res_shared];
+        let inherited = Inherited {
+            meta: [scope_meta, res.meta[1]],
+            shared: [self.pre_encode(scope_meta), res.shared[1]],
+            size: res.size + self.meta_size(scope_meta),
+        };
         for f in Fields::new(sl) {
             let f = f?;
             if f.number == 2 {
                 let rec = expect_len(&f)?;
                 let (arena, metas, vals) = (self.arena.len(), self.metas.len(), self.val_buf.len());
-                if self.add_record(plan, walk, rec, [Span::default(), scope_meta, res_meta], shared, now_ns).is_err() {
+                if self.add_record(plan, walk, rec, &inherited, now_ns).is_err() {
                     self.arena.truncate(arena);
                     self.metas.truncate(metas);
                     self.val_buf.truncate(vals);
@@ -352,8 +391,7 @@ impl Encoder {
         plan: &Plan,
         walk: &mut Walk<'a>,
         rec: &'a [u8],
-        mut meta: [Span; 3],
-        shared: [Span; 2],
+        inherited: &Inherited,
         now_ns: i64,
     ) -> Result<(), WireError> {
         let (mut time, mut observed, mut sev_num) = (0u64, 0u64, 0u64);
@@ -423,8 +461,21 @@ impl Encoder {
             self.stats.label_value_length += 1;
         }
 
-        // Labels past the limit (in priority order) become structured metadata.
+        // The record's metadata, written in priority order (see `limit_metadata`): its ids and
+        // event name, the labels past `max_label_count`, then its other attributes.
         let rec_start = self.metas.len();
+        if !trace_id.is_empty() {
+            self.push_meta_hex("trace_id", trace_id);
+        }
+        if !span_id.is_empty() {
+            self.push_meta_hex("span_id", span_id);
+        }
+        if !event_name.is_empty() {
+            let e = std::str::from_utf8(event_name).map_err(|_| utf8_error())?;
+            self.push_meta_str("event_name", e);
+        }
+
+        // Labels past the limit (in priority order) become structured metadata.
         let mut present = 0;
         let mut overflow = false;
         for (i, l) in plan.labels.iter().enumerate() {
@@ -442,7 +493,7 @@ impl Encoder {
             self.stats.label_count += 1;
         }
 
-        // The record's other attributes, then its ids and event name.
+        // The record's other attributes.
         for &(key, value) in &walk.rec_attrs {
             if plan.key_index(key).is_some_and(|k| walk.rec_used[k]) {
                 continue;
@@ -450,17 +501,13 @@ impl Encoder {
             let key = std::str::from_utf8(key).map_err(|_| utf8_error())?;
             self.push_meta(key, &AnyValue::parse(value)?)?;
         }
-        if !trace_id.is_empty() {
-            self.push_meta_hex("trace_id", trace_id);
+        let rec_meta = Span { start: rec_start, end: self.metas.len() };
+        let mut meta = [rec_meta, inherited.meta[0], inherited.meta[1]];
+        let mut shared = inherited.shared;
+        if let Some(kept) = self.limit_metadata(plan, rec_meta, inherited) {
+            meta = [kept, Span::default(), Span::default()];
+            shared = [Span::default(); 2];
         }
-        if !span_id.is_empty() {
-            self.push_meta_hex("span_id", span_id);
-        }
-        if !event_name.is_empty() {
-            let e = std::str::from_utf8(event_name).map_err(|_| utf8_error())?;
-            self.push_meta_str("event_name", e);
-        }
-        meta[0] = Span { start: rec_start, end: self.metas.len() };
 
         // The line.
         let start = self.arena.len();
@@ -482,6 +529,79 @@ impl Encoder {
         let seq = self.entries.len() as u32;
         self.entries.push(Entry { stream, seq, ts, line, meta, shared });
         Ok(())
+    }
+
+    /// The total size of the pairs `metas`, as Loki counts it.
+    fn meta_size(&self, metas: Span) -> usize {
+        self.metas[metas.start..metas.end].iter().map(|p| p.size()).sum()
+    }
+
+    /// Applies `max_structured_metadata_entries` and `max_structured_metadata_size` to one
+    /// entry: its own pairs `rec` (the last ones in `metas`) followed by its scope's and its
+    /// resource's. Loki checks both per entry, as the pair count and the sum of name and value
+    /// lengths, and refuses an entry past either with a 400 for the push; so pairs are left out
+    /// here instead.
+    ///
+    /// Pairs are taken in the order they are written, which is their priority: trace_id,
+    /// span_id, event_name, labels past `max_label_count`, the record's attributes, scope_name
+    /// and scope_version, the resource's attributes. Once the count limit is reached the rest
+    /// are left out; a pair that would take the size past its limit is left out, and smaller
+    /// pairs after it may still fit. A higher-priority pair is never dropped to make room.
+    ///
+    /// `None` when everything fits (the common case: the inherited pairs stay shared).
+    /// Otherwise the kept pairs, in order, are the record's new own range (at the end of
+    /// `metas`: the record's kept pairs compacted in place, then copies of the inherited
+    /// ones), and the record is counted once per reason in `stats`. No allocation beyond
+    /// `metas`' amortized growth.
+    fn limit_metadata(&mut self, plan: &Plan, rec: Span, inherited: &Inherited) -> Option<Span> {
+        let (max_n, max_size) = (plan.max_metadata_entries, plan.max_metadata_size);
+        let n = rec.len() + inherited.meta[0].len() + inherited.meta[1].len();
+        let over_n = max_n != 0 && n > max_n;
+        let over_size = max_size != 0 && self.meta_size(rec) + inherited.size > max_size;
+        if !over_n && !over_size {
+            return None;
+        }
+        let (max_n, max_size) =
+            (if max_n == 0 { usize::MAX } else { max_n }, if max_size == 0 { usize::MAX } else { max_size });
+        let (mut kept, mut size) = (0usize, 0usize);
+        let (mut dropped_n, mut dropped_size) = (false, false);
+        let mut keep = |p: Pair| -> bool {
+            if kept >= max_n {
+                dropped_n = true;
+                false
+            } else if p.size() > max_size - size {
+                dropped_size = true;
+                false
+            } else {
+                kept += 1;
+                size += p.size();
+                true
+            }
+        };
+        let mut w = rec.start;
+        for i in rec.start..rec.end {
+            let p = self.metas[i];
+            if keep(p) {
+                self.metas[w] = p;
+                w += 1;
+            }
+        }
+        self.metas.truncate(w);
+        for m in inherited.meta {
+            for i in m.start..m.end {
+                let p = self.metas[i];
+                if keep(p) {
+                    self.metas.push(p);
+                }
+            }
+        }
+        if dropped_n {
+            self.stats.metadata_entries += 1;
+        }
+        if dropped_size {
+            self.stats.metadata_size += 1;
+        }
+        Some(Span { start: rec.start, end: self.metas.len() })
     }
 
     /// The index of the stream with the labels in `val_spans`, created when new.

@@ -12,8 +12,10 @@
 //!   other attributes, `trace_id`, `span_id`, the resource's other attributes, the scope).
 //! - The line is the body: a string as it is, anything else as JSON.
 //! - Backend limits are applied here, not left to a 400 that loses the whole batch: labels
-//!   past `max_label_count` become metadata, long label values and lines are truncated, and
-//!   each is counted in `sightline_exporter_limited_log_records_total{exporter,reason}`.
+//!   past `max_label_count` become metadata, long label values and lines are truncated,
+//!   structured-metadata pairs past `max_structured_metadata_entries` /
+//!   `max_structured_metadata_size` are left out (lowest priority first), and each is counted
+//!   in `sightline_exporter_limited_log_records_total{exporter,reason}`.
 //!
 //! It never decodes a record into structs ([`encode`] walks the protobuf on the wire and reuses
 //! its buffers between batches) and never blocks the runtime (large batches are encoded on the
@@ -51,7 +53,8 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 /// The limit-reason label values of `sightline_exporter_limited_log_records_total`.
-pub const LIMIT_REASONS: [&str; 3] = ["label_count", "label_value_length", "line_size"];
+pub const LIMIT_REASONS: [&str; 5] =
+    ["label_count", "label_value_length", "line_size", "metadata_entries", "metadata_size"];
 
 /// Builds the `loki` exporter's sender. Only logs pipelines can use it. No connection is made
 /// until the first send.
@@ -89,7 +92,7 @@ pub fn build_loki(
     let counter = |reason: &str| {
         registry.counter(
             "sightline_exporter_limited_log_records_total",
-            "Log records changed to fit a backend limit (labels moved to metadata, values or lines truncated), by reason.",
+            "Log records changed to fit a backend limit (labels moved to metadata, values or lines truncated, metadata pairs left out), by reason.",
             &[("exporter", id), ("reason", reason)],
         )
     };
@@ -97,6 +100,8 @@ pub fn build_loki(
         label_count: counter(LIMIT_REASONS[0]),
         label_value_length: counter(LIMIT_REASONS[1]),
         line_size: counter(LIMIT_REASONS[2]),
+        metadata_entries: counter(LIMIT_REASONS[3]),
+        metadata_size: counter(LIMIT_REASONS[4]),
         malformed: registry.counter(
             "sightline_exporter_dropped_log_records_total",
             "Log records an exporter dropped without sending them, by reason.",
@@ -121,6 +126,8 @@ struct Metrics {
     label_count: Counter,
     label_value_length: Counter,
     line_size: Counter,
+    metadata_entries: Counter,
+    metadata_size: Counter,
     malformed: Counter,
 }
 
@@ -211,6 +218,8 @@ impl LokiSender {
         self.metrics.label_count.add(stats.label_count);
         self.metrics.label_value_length.add(stats.label_value_length);
         self.metrics.line_size.add(stats.line_size);
+        self.metrics.metadata_entries.add(stats.metadata_entries);
+        self.metrics.metadata_size.add(stats.metadata_size);
         if stats.malformed > 0 {
             self.metrics.malformed.add(stats.malformed);
             tracing::warn!(records = stats.malformed, "loki: dropped log records with undecodable fields");

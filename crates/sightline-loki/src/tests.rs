@@ -256,8 +256,9 @@ fn line_is_the_body() {
     assert_eq!(lines[3], "aGk=");
 }
 
-/// Structured metadata: the record's other attributes (names sanitized), trace and span ids
-/// in hex, the resource's attributes that are not label sources, the scope.
+/// Structured metadata, in priority order: trace and span ids in hex, the event name, the
+/// record's other attributes (names sanitized), the scope, the resource's attributes that are
+/// not label sources.
 #[test]
 fn metadata_has_attributes_ids_resource_and_scope() {
     let mut r = record(1, "x");
@@ -275,11 +276,11 @@ fn metadata_has_attributes_ids_resource_and_scope() {
     assert_eq!(
         names,
         [
-            "http_status_code",
-            "_1st",
             "trace_id",
             "span_id",
             "event_name",
+            "http_status_code",
+            "_1st",
             "scope_name",
             "scope_version",
             "owner_contact"
@@ -297,7 +298,7 @@ fn metadata_has_attributes_ids_resource_and_scope() {
     c.scope_as_metadata = false;
     let (push, _) = encode_with(&c, &[request(CHECKOUT, vec![r])]);
     let names: Vec<&str> = push.streams[0].entries[0].structured_metadata.iter().map(|p| p.name.as_str()).collect();
-    assert_eq!(names, ["http_status_code", "_1st", "trace_id", "span_id", "event_name"]);
+    assert_eq!(names, ["trace_id", "span_id", "event_name", "http_status_code", "_1st"]);
 }
 
 /// Entries are grouped per stream and sorted by time within it (stable for equal times); the
@@ -357,12 +358,128 @@ fn value_and_line_limits_truncate_on_char_boundaries() {
     assert_eq!(push.streams[0].labels, r#"{service_name="ché"}"#);
     let lines: Vec<&str> = push.streams[0].entries.iter().map(|e| e.line.as_str()).collect();
     assert_eq!(lines, ["abcd", "short"]);
-    assert_eq!(stats, Stats { label_count: 0, label_value_length: 2, line_size: 1, malformed: 0 });
+    assert_eq!(stats, Stats { label_value_length: 2, line_size: 1, ..Stats::default() });
     // 0 = no line limit.
     c.max_line_size = 0;
     let (push, stats) = encode_with(&c, &[request(&res, vec![record(1, "añoañoaño")])]);
     assert_eq!(push.streams[0].entries[0].line, "añoañoaño");
     assert_eq!(stats.line_size, 0);
+}
+
+/// A record with `n` attributes `attr_0`.. (values `v0`..), trace and span ids.
+fn wide_record(time: u64, n: usize) -> LogRecord {
+    let mut r = record(time, "wide");
+    r.attributes = (0..n).map(|i| kv(&format!("attr_{i}"), s(&format!("v{i}")))).collect();
+    r.trace_id = vec![0xab; 16];
+    r.span_id = vec![0xcd; 8];
+    r
+}
+
+fn names(e: &EntryAdapter) -> Vec<&str> {
+    e.structured_metadata.iter().map(|p| p.name.as_str()).collect()
+}
+
+/// Loki's measure of an entry's structured metadata: name bytes plus value bytes of every pair.
+fn meta_size(e: &EntryAdapter) -> usize {
+    e.structured_metadata.iter().map(|p| p.name.len() + p.value.len()).sum()
+}
+
+/// 200 attributes + ids + scope + resource (205 pairs) past Loki's default 128 entries: the
+/// first 128 in priority order are kept (ids first, then the record's attributes in order;
+/// scope and resource metadata are the first to go), the record is counted once as
+/// `metadata_entries`, and the next record of the same scope still has its scope's and
+/// resource's metadata.
+#[test]
+fn metadata_entries_limit_keeps_the_highest_priority_pairs() {
+    let (push, stats) = encode_with(&cfg(), &[request(CHECKOUT, vec![wide_record(1, 200), wide_record(2, 3)])]);
+    let entries = &push.streams[0].entries;
+    let e = &entries[0];
+    assert_eq!(e.structured_metadata.len(), 128);
+    let mut want = vec!["trace_id".to_string(), "span_id".to_string()];
+    want.extend((0..126).map(|i| format!("attr_{i}")));
+    assert_eq!(names(e), want);
+    assert_eq!(e.meta("trace_id"), Some("abababababababababababababababab"));
+    assert_eq!(e.meta("span_id"), Some("cdcdcdcdcdcdcdcd"));
+    assert_eq!(e.meta("attr_125"), Some("v125"));
+    assert_eq!(e.meta("owner_contact"), None);
+    assert_eq!(stats, Stats { metadata_entries: 1, ..Stats::default() });
+    assert_eq!(
+        names(&entries[1]),
+        ["trace_id", "span_id", "attr_0", "attr_1", "attr_2", "scope_name", "scope_version", "owner_contact"]
+    );
+
+    // The same batch as JSON: the same 128 pairs.
+    let plan = Plan::new(&cfg());
+    let mut enc = Encoder::new();
+    enc.add_request(&plan, &request(CHECKOUT, vec![wide_record(1, 200)]), NOW).expect("ok");
+    let mut out = Vec::new();
+    enc.encode_json(&mut out);
+    let v: serde_json::Value = serde_json::from_slice(&out).expect("valid JSON");
+    let meta = v["streams"][0]["values"][0][2].as_object().expect("metadata object");
+    assert_eq!(meta.len(), 128);
+    assert_eq!(meta["trace_id"], "abababababababababababababababab");
+    assert_eq!(meta["attr_125"], "v125");
+    assert!(!meta.contains_key("attr_126") && !meta.contains_key("owner_contact"));
+
+    // 0 = no limit: all 205 pairs.
+    let mut c = cfg();
+    c.max_structured_metadata_entries = 0;
+    let (push, stats) = encode_with(&c, &[request(CHECKOUT, vec![wide_record(1, 200)])]);
+    assert_eq!(push.streams[0].entries[0].structured_metadata.len(), 205);
+    assert_eq!(stats, Stats::default());
+}
+
+/// An attribute value larger than Loki's default 64KB of metadata: that pair is left out,
+/// the pairs around it (smaller, they fit) are kept, and the record is counted once as
+/// `metadata_size`.
+#[test]
+fn metadata_size_limit_leaves_out_what_does_not_fit() {
+    let mut r = wide_record(1, 2);
+    r.attributes.insert(1, kv("payload", s(&"x".repeat(70_000))));
+    let (push, stats) = encode_with(&cfg(), &[request(CHECKOUT, vec![r])]);
+    let e = &push.streams[0].entries[0];
+    assert_eq!(names(e), ["trace_id", "span_id", "attr_0", "attr_1", "scope_name", "scope_version", "owner_contact"]);
+    assert!(meta_size(e) <= 65536);
+    assert_eq!(stats, Stats { metadata_size: 1, ..Stats::default() });
+}
+
+/// A small size limit: pairs are taken in priority order while they fit; the limit itself
+/// is allowed (Loki refuses only a size above it); 0 = no limit.
+#[test]
+fn metadata_size_limit_is_loki_measure_and_inclusive() {
+    let mut r = record(1, "x");
+    r.trace_id = vec![1; 16]; // "trace_id" + 32 hex = 40 bytes
+    r.span_id = vec![2; 8]; // "span_id" + 16 hex = 23 bytes, 63 in all
+    r.attributes = vec![kv("a", s(&"1".repeat(20))), kv("b", s(&"2".repeat(20)))]; // 21 each
+    let mut c = cfg();
+    // 63 + 21 = 84; "b" (105) does not fit, "scope_name"+"app.logger" (104) neither,
+    // "scope_version"+"1.2" (100) does, exactly; "owner_contact"+"#payments" (122) does not.
+    c.max_structured_metadata_size = 100;
+    let (push, stats) = encode_with(&c, &[request(CHECKOUT, vec![r.clone()])]);
+    let e = &push.streams[0].entries[0];
+    assert_eq!(names(e), ["trace_id", "span_id", "a", "scope_version"]);
+    assert_eq!(meta_size(e), 100);
+    assert_eq!(stats, Stats { metadata_size: 1, ..Stats::default() });
+
+    // Both limits bite: "a", "b", "scope_name" do not fit in 80 bytes, "scope_version" (79)
+    // does and is the 3rd pair, so "owner_contact" is past the count. One count per reason.
+    c.max_structured_metadata_entries = 3;
+    c.max_structured_metadata_size = 80;
+    let (push, stats) = encode_with(&c, &[request(CHECKOUT, vec![r.clone()])]);
+    assert_eq!(names(&push.streams[0].entries[0]), ["trace_id", "span_id", "scope_version"]);
+    assert_eq!(stats, Stats { metadata_entries: 1, metadata_size: 1, ..Stats::default() });
+    // Only the count bites.
+    c.max_structured_metadata_entries = 2;
+    c.max_structured_metadata_size = 70;
+    let (push, stats) = encode_with(&c, &[request(CHECKOUT, vec![r.clone()])]);
+    assert_eq!(names(&push.streams[0].entries[0]), ["trace_id", "span_id"]);
+    assert_eq!(stats, Stats { metadata_entries: 1, ..Stats::default() });
+
+    c.max_structured_metadata_entries = 0;
+    c.max_structured_metadata_size = 0;
+    let (push, stats) = encode_with(&c, &[request(CHECKOUT, vec![r])]);
+    assert_eq!(push.streams[0].entries[0].structured_metadata.len(), 7);
+    assert_eq!(stats, Stats::default());
 }
 
 // --- robustness --------------------------------------------------------------------------------
@@ -519,6 +636,43 @@ async fn sends_snappy_protobuf_with_tenant() {
             .value("sightline_exporter_limited_log_records_total", &[("exporter", "loki/a"), ("reason", "line_size")]),
         Some(1)
     );
+    registry.assert_compliant();
+}
+
+/// The metadata limits through the sender: a record with too many pairs and one with too
+/// large a pair are each counted once under their bounded reason, and sent (trimmed) with
+/// their ids; a batch of normal records leaves both counters at 0.
+#[tokio::test]
+async fn metadata_limits_are_counted_per_record() {
+    let (url, mut rx) = server(204, &[], "").await;
+    let registry = Registry::new();
+    let (sender, _) = build_loki("loki/m", Signal::Logs, &LokiConfig::new(url), &registry).expect("build");
+    let value = |reason: &str| {
+        registry.value("sightline_exporter_limited_log_records_total", &[("exporter", "loki/m"), ("reason", reason)])
+    };
+
+    sender.send(&batch(&[request(CHECKOUT, vec![record(1, "a"), record(2, "b")])])).await.expect("sent");
+    rx.recv().await.expect("a request");
+    assert_eq!((value("metadata_entries"), value("metadata_size")), (Some(0), Some(0)));
+
+    let mut huge = wide_record(4, 1);
+    huge.attributes.push(kv("payload", s(&"y".repeat(100_000))));
+    sender.send(&batch(&[request(CHECKOUT, vec![wide_record(3, 200), huge, record(5, "c")])])).await.expect("sent");
+    let seen = rx.recv().await.expect("a request");
+    let raw = snap::raw::Decoder::new().decompress_vec(&seen.body).expect("snappy block");
+    let push = PushRequest::decode(&raw[..]).expect("PushRequest");
+    let entries = &push.streams[0].entries;
+    assert_eq!(entries.len(), 3);
+    assert_eq!(entries[0].structured_metadata.len(), 128);
+    assert_eq!(entries[1].meta("payload"), None);
+    for e in &entries[..2] {
+        assert!(e.meta("trace_id").is_some() && e.meta("span_id").is_some(), "{:?}", names(e));
+    }
+    assert_eq!(entries[2].meta("owner_contact"), Some("#payments"));
+    assert_eq!((value("metadata_entries"), value("metadata_size")), (Some(1), Some(1)));
+    for reason in ["label_count", "label_value_length", "line_size"] {
+        assert_eq!(value(reason), Some(0), "{reason}");
+    }
     registry.assert_compliant();
 }
 
