@@ -262,6 +262,13 @@ impl Sender for OtlpSender {
 
 /// The OTLP specification's classification of a gRPC failure.
 pub(crate) fn classify(status: &Status) -> SendError {
+    // tonic reports a connection that broke mid-request (the backend restarted, a reset) as
+    // UNKNOWN with the local transport error as the status's source; gRPC-Go reports
+    // UNAVAILABLE there. No server answered, so it is retried like any network failure. An
+    // UNKNOWN sent by a server carries no source and stays permanent.
+    if status.code() == Code::Unknown && std::error::Error::source(status).is_some() {
+        return SendError::retryable(format!("gRPC transport failure: {}", error_chain(status)));
+    }
     let retry_delay = rpc_status(status.details()).and_then(|s| s.retry_delay);
     let message = format!("gRPC {}: {}", code_name(status.code()), status.message());
     match status.code() {
@@ -384,5 +391,14 @@ mod tests {
         }
         let e = classify(&Status::new(Code::InvalidArgument, "bad span"));
         assert_eq!(e.message, "gRPC INVALID_ARGUMENT: bad span");
+        // A server's UNKNOWN is permanent; a local transport failure reported as UNKNOWN is not.
+        assert!(!classify(&Status::new(Code::Unknown, "x")).retryable);
+        let broken = Status::from_error(Box::new(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "connection reset by peer",
+        )));
+        assert_eq!(broken.code(), Code::Unknown, "what tonic does with a transport error");
+        let e = classify(&broken);
+        assert!(e.retryable && e.message.contains("connection reset by peer"), "{e:?}");
     }
 }

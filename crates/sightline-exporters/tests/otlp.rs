@@ -285,6 +285,36 @@ async fn classifies_server_failures() {
     assert!(backend.state().traces.is_empty());
 }
 
+/// A backend whose connection breaks while a request is in flight (a restart, a reset): tonic
+/// reports it as UNKNOWN "transport error", and it must be retried, not dropped. The "backend"
+/// is a TCP socket that reads the start of the request (more than the HTTP/2 preface and
+/// headers: 60 KB of its body) and then closes, so the request is surely in flight.
+#[tokio::test]
+async fn connection_broken_mid_request_is_retryable() {
+    use tokio::io::AsyncReadExt as _;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let server = tokio::spawn(async move {
+        let (mut conn, _) = listener.accept().await.expect("accept");
+        let mut buf = vec![0u8; 16 << 10];
+        let mut seen = 0;
+        while seen < 60_000 {
+            match conn.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => seen += n,
+            }
+        }
+        seen
+    });
+    let (sender, _) =
+        build_otlp("otlp/reset", Signal::Traces, &config(addr, Compression::None), &sightline_core::Registry::new())
+            .expect("build");
+    let t = common::traces("svc", 5000, 7);
+    let err = sender.send(&batch([payload(Signal::Traces, &t, 5000)])).await.expect_err("the connection broke");
+    assert!(server.await.expect("server") >= 60_000, "the request was not in flight");
+    assert!(err.retryable, "{err:?}");
+}
+
 /// Nothing listening: retryable (the backend may come up), and building never connects.
 #[tokio::test]
 async fn unreachable_backend_is_retryable() {
