@@ -1,7 +1,8 @@
-"""End to end with a real Prometheus: the Python SDK sends a counter, a gauge and a histogram
-from `checkout` (owned by `payments` in the test catalog) through
-otlp -> ownership -> prometheusremotewrite, and Prometheus' query API must show them with
-`owner_team`, `job`, the right values and a working `histogram_quantile`."""
+"""End to end with a real Prometheus (3.16): the Python SDK sends a counter, a gauge and a
+histogram from `checkout` (owned by `payments` in the test catalog) through
+otlp -> ownership -> prometheusremotewrite, with Remote Write 1.0 and with 2.0, and Prometheus'
+query API must show them with `owner_team`, `job`, the right values and a working
+`histogram_quantile`."""
 
 import os
 import subprocess
@@ -22,7 +23,11 @@ EXPORTER = """
     headers: {{ X-Scope-OrgID: e2e }}
     sending_queue: {{ num_consumers: 4, batch: {{ flush_timeout: 50ms }} }}
     retry_on_failure: {{ initial_interval: 100ms, max_interval: 500ms }}
+    protobuf_message: {message}
 """
+
+V1 = "prometheus.WriteRequest"
+V2 = "io.prometheus.write.v2.Request"
 
 
 @pytest.fixture
@@ -36,12 +41,13 @@ def prometheus(tmp_path):
     p.stop()
 
 
-@pytest.fixture
-def sightline_prw(tmp_path, prometheus):
+@pytest.fixture(params=[V1, V2], ids=["rw1", "rw2"])
+def sightline_prw(request, tmp_path, prometheus):
     d = tmp_path / "sightline"
     d.mkdir()
-    exporters = DEFAULT_EXPORTERS.format(tmp=d) + EXPORTER.format(url=prometheus.write_url)
+    exporters = DEFAULT_EXPORTERS.format(tmp=d) + EXPORTER.format(url=prometheus.write_url, message=request.param)
     s = Sightline(d, exporters=exporters, pipeline_exporters={"metrics": "[prometheusremotewrite]"})
+    s.protobuf_message = request.param
     yield s
     s.stop()
 
@@ -106,6 +112,8 @@ def test_counter_gauge_histogram_reach_prometheus_with_owner(prometheus, sightli
     m = sightline_prw.metrics()
     assert 'otelcol_exporter_sent_metric_points{exporter="prometheusremotewrite"}' in m
     assert 'sightline_exporter_dropped_points_total{exporter="prometheusremotewrite",reason="delta_temporality"} 0' in m
+    # Remote Write 2.0: Prometheus' X-Prometheus-Remote-Write-Samples-Written matched what was sent.
+    assert 'sightline_exporter_dropped_points_total{exporter="prometheusremotewrite",reason="rejected_by_backend"} 0' in m
     provider.shutdown()
 
 
@@ -130,7 +138,8 @@ service:
     assert '"prometheusremotewrite" supports metrics pipelines only' in r.stderr, r.stderr
 
 
-def test_exponential_histogram_becomes_a_native_histogram(tmp_path):
+@pytest.mark.parametrize("message", [V1, V2], ids=["rw1", "rw2"])
+def test_exponential_histogram_becomes_a_native_histogram(tmp_path, message):
     """With `send_native_histograms: true` (and Prometheus' native-histograms feature), an SDK
     exponential histogram arrives as one native histogram series."""
     from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation
@@ -142,7 +151,7 @@ def test_exponential_histogram_becomes_a_native_histogram(tmp_path):
     prom = Prometheus(tmp_path / "p", native_histograms=True)
     s = None
     try:
-        exporters = DEFAULT_EXPORTERS.format(tmp=tmp_path / "s") + EXPORTER.format(url=prom.write_url)
+        exporters = DEFAULT_EXPORTERS.format(tmp=tmp_path / "s") + EXPORTER.format(url=prom.write_url, message=message)
         exporters += "    send_native_histograms: true\n"
         s = Sightline(tmp_path / "s", exporters=exporters, pipeline_exporters={"metrics": "[prometheusremotewrite]"})
         reader = PeriodicExportingMetricReader(

@@ -1,5 +1,6 @@
-//! The `prometheusremotewrite` exporter: OTLP metrics to Prometheus remote write 1.0, as the
-//! OpenTelemetry Collector's exporter of the same name (and its option names where they fit).
+//! The `prometheusremotewrite` exporter: OTLP metrics to Prometheus remote write 1.0 (or 2.0
+//! with `protobuf_message: io.prometheus.write.v2.Request`), as the OpenTelemetry Collector's
+//! exporter of the same name (and its option names where they fit).
 //!
 //! - [`translate`]: walks the OTLP protobuf on the wire (no decoding into structs) and builds
 //!   Prometheus series by the rules of the OpenTelemetry specification, the collector and
@@ -41,7 +42,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use translate::{DropReason, Options, Translator};
+pub use translate::{DropReason, Options, ProtobufMessage, Translator};
 
 fn yes() -> bool {
     true
@@ -53,6 +54,10 @@ fn default_promote() -> Vec<String> {
 
 fn default_max_samples() -> usize {
     2000
+}
+
+fn default_protobuf_message() -> String {
+    ProtobufMessage::V1.as_str().into()
 }
 
 /// `resource_to_telemetry_conversion`, as in the collector.
@@ -98,6 +103,11 @@ pub struct PrometheusRemoteWriteConfig {
     /// `http://prometheus:9090/api/v1/write` or `http://mimir/api/v1/push` (required).
     #[serde(default)]
     pub endpoint: String,
+    /// The remote-write message, as the collector's option: `prometheus.WriteRequest`
+    /// (Remote Write 1.0, the default) or `io.prometheus.write.v2.Request` (Remote Write 2.0:
+    /// a symbol table per request and metadata per series; the backend must accept it).
+    #[serde(default = "default_protobuf_message")]
+    pub protobuf_message: String,
     /// TLS settings for `https://` (default: the system's roots).
     #[serde(default)]
     pub tls: TlsConfig,
@@ -158,6 +168,7 @@ impl PrometheusRemoteWriteConfig {
     pub fn new(endpoint: impl Into<String>) -> Self {
         PrometheusRemoteWriteConfig {
             endpoint: endpoint.into(),
+            protobuf_message: default_protobuf_message(),
             tls: TlsConfig::default(),
             headers: BTreeMap::new(),
             timeout: default_timeout(),
@@ -199,6 +210,17 @@ impl PrometheusRemoteWriteConfig {
         } else if let Err(m) = parse_url(&self.endpoint) {
             out.push(("endpoint".into(), m));
         }
+        if ProtobufMessage::parse(&self.protobuf_message).is_none() {
+            out.push((
+                "protobuf_message".into(),
+                format!(
+                    "unknown message `{}`; one of `{}` (Remote Write 1.0) or `{}` (Remote Write 2.0)",
+                    self.protobuf_message,
+                    ProtobufMessage::NAMES[0],
+                    ProtobufMessage::NAMES[1]
+                ),
+            ));
+        }
         self.tls.validate(&mut out);
         validate_headers(&self.headers, &mut out);
         for name in self.headers.keys() {
@@ -231,9 +253,16 @@ impl PrometheusRemoteWriteConfig {
         out
     }
 
+    /// The chosen message (1.0 when the value is unknown, which [`validate`](Self::validate)
+    /// refuses).
+    pub fn protobuf_message(&self) -> ProtobufMessage {
+        ProtobufMessage::parse(&self.protobuf_message).unwrap_or_default()
+    }
+
     /// The translation options.
     pub fn options(&self) -> Options {
         Options {
+            protobuf_message: self.protobuf_message(),
             namespace: self.namespace.clone(),
             add_metric_suffixes: self.add_metric_suffixes,
             send_native_histograms: self.send_native_histograms,

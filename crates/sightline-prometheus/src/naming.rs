@@ -85,6 +85,34 @@ fn push_clean_unit(out: &mut String, s: &str) {
     }
 }
 
+/// Appends the Prometheus unit of an OTLP (UCUM) unit, the way Prometheus' own OTLP endpoint
+/// fills the metadata's unit: the same words as the name suffixes of [`metric_name`]
+/// (`ms` -> `milliseconds`, `By/s` -> `bytes_per_second`, `{request}/s` -> `per_second`);
+/// `1` and `{annotations}` give nothing.
+pub fn metric_unit(out: &mut String, unit: &str) {
+    let start = out.len();
+    let (main, per) = match unit.split_once('/') {
+        Some((m, p)) => (m.trim(), Some(p.trim())),
+        None => (unit.trim(), None),
+    };
+    if !main.is_empty() && !main.contains(['{', '}']) {
+        push_clean_unit(out, main_unit(main));
+    }
+    if let Some(p) = per
+        && !p.is_empty()
+        && !p.contains(['{', '}'])
+    {
+        if out.len() > start {
+            out.push('_');
+        }
+        out.push_str("per_");
+        push_clean_unit(out, per_unit(p));
+        if out.ends_with('_') {
+            out.pop();
+        }
+    }
+}
+
 /// Reusable scratch for [`metric_name`].
 #[derive(Default)]
 pub struct NameScratch {
@@ -297,5 +325,25 @@ mod tests {
         assert_eq!(l("héllo"), (true, "h_llo".into()));
         assert_eq!(l("..."), (false, "".into()));
         assert_eq!(l(""), (false, "".into()));
+    }
+
+    /// The metadata unit of Remote Write 2.0 uses the same words as the name suffixes.
+    #[test]
+    fn metadata_units() {
+        let u = |unit: &str| {
+            let mut out = String::from("x");
+            metric_unit(&mut out, unit);
+            out[1..].to_string()
+        };
+        assert_eq!(u("ms"), "milliseconds");
+        assert_eq!(u("By/s"), "bytes_per_second");
+        assert_eq!(u("{request}/s"), "per_second");
+        assert_eq!(u("{request}"), "");
+        assert_eq!(u("1"), "");
+        assert_eq!(u("%"), "percent");
+        assert_eq!(u("m/s"), "meters_per_second");
+        assert_eq!(u("widget-count"), "widget_count");
+        assert_eq!(u(""), "");
+        assert_eq!(u("s/_"), "seconds_per");
     }
 }

@@ -11,12 +11,20 @@
 //! are retryable (with `Retry-After`); any other status is permanent for that request, which
 //! is skipped (the shard goes on with its next request) and reported, with the backend's
 //! message, as the batch's permanent error.
+//!
+//! Remote Write 2.0 (`protobuf_message: io.prometheus.write.v2.Request`) differs only in the
+//! encoding ([`Translator::encode_v2`]), the headers, and two answers: a 2xx whose
+//! `X-Prometheus-Remote-Write-{Samples,Histograms}-Written` headers report fewer than were
+//! sent is a partial write (logged once per batch attempt, the difference counted as
+//! `rejected_by_backend`); a 2xx without those headers, and 415, mean the backend
+//! does not take 2.0 (permanent, with a message naming the option that switches back; there is
+//! no automatic fallback, see ADR 0009).
 
-use crate::translate::{DropReason, Translator};
+use crate::translate::{DropReason, ProtobufMessage, Translator};
 use crate::{PrometheusRemoteWriteConfig, translate::Options};
 use bytes::Bytes;
 use http::header::{CONTENT_ENCODING, CONTENT_TYPE};
-use http::{HeaderMap, HeaderName, HeaderValue, Uri};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use http_body_util::Full;
 use sightline_core::{Batch, Counter, Payload, Registry, SendError, SendFuture, Sender};
 use sightline_exporters::BuildError;
@@ -27,6 +35,12 @@ use std::time::Duration;
 /// Batches up to this size are translated inline; larger ones on the blocking pool.
 const INLINE_LIMIT: usize = 128 * 1024;
 
+/// The `Content-Type` of a Remote Write 2.0 request.
+pub const CONTENT_TYPE_V2: &str = "application/x-protobuf;proto=io.prometheus.write.v2.Request";
+/// Response headers of a Remote Write 2.0 receiver: what it wrote.
+pub const SAMPLES_WRITTEN: &str = "x-prometheus-remote-write-samples-written";
+pub const HISTOGRAMS_WRITTEN: &str = "x-prometheus-remote-write-histograms-written";
+
 pub struct RemoteWriteSender {
     id: Arc<str>,
     url: Uri,
@@ -35,6 +49,7 @@ pub struct RemoteWriteSender {
     shards: usize,
     max_samples: usize,
     request_timeout: Duration,
+    message: ProtobufMessage,
     opts: Options,
     /// Reused between batches (taken out while a batch is translated).
     translator: Mutex<Option<Box<Translator>>>,
@@ -56,8 +71,16 @@ struct Pending {
 
 #[derive(Default)]
 struct ShardQueue {
-    requests: Vec<Bytes>,
+    requests: Vec<Request>,
     next: usize,
+}
+
+/// One compressed request and what it carries (counted for 2.0's written headers).
+#[derive(Clone)]
+struct Request {
+    body: Bytes,
+    samples: u32,
+    histograms: u32,
 }
 
 impl Pending {
@@ -73,6 +96,30 @@ impl Pending {
 struct ShardOutcome {
     retryable: Option<SendError>,
     permanent: Option<String>,
+    /// Samples + histograms of 2xx answers, and how many of them the backend said it did not
+    /// write (2.0 only).
+    delivered: u64,
+    not_written: u64,
+}
+
+/// A 2.0 receiver's written headers (absent or unreadable: `None`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Written {
+    samples: Option<u64>,
+    histograms: Option<u64>,
+}
+
+impl Written {
+    fn from_headers(h: &HeaderMap) -> Self {
+        let get = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
+        Written { samples: get(SAMPLES_WRITTEN), histograms: get(HISTOGRAMS_WRITTEN) }
+    }
+
+    /// How many of what `req` carried the backend reports it did not write.
+    fn shortfall(&self, req: &Request) -> u64 {
+        let short = |written: Option<u64>, sent: u32| written.map_or(0, |w| u64::from(sent).saturating_sub(w));
+        short(self.samples, req.samples) + short(self.histograms, req.histograms)
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -89,9 +136,14 @@ impl RemoteWriteSender {
     ) -> Result<Self, BuildError> {
         let client = http_exporter::client(&cfg.tls, &url)?;
         let mut headers = http_exporter::base_headers(&cfg.headers)?;
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/x-protobuf"));
+        let message = cfg.protobuf_message();
+        let (content_type, version) = match message {
+            ProtobufMessage::V1 => ("application/x-protobuf", "0.1.0"),
+            ProtobufMessage::V2 => (CONTENT_TYPE_V2, "2.0.0"),
+        };
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
         headers.insert(CONTENT_ENCODING, HeaderValue::from_static("snappy"));
-        headers.insert(HeaderName::from_static("x-prometheus-remote-write-version"), HeaderValue::from_static("0.1.0"));
+        headers.insert(HeaderName::from_static("x-prometheus-remote-write-version"), HeaderValue::from_static(version));
         let drops = DropReason::ALL
             .iter()
             .map(|r| {
@@ -110,6 +162,7 @@ impl RemoteWriteSender {
             shards,
             max_samples: cfg.max_samples_per_send.max(1),
             request_timeout: cfg.timeout,
+            message,
             opts: cfg.options(),
             translator: Mutex::new(None),
             zbuf: Mutex::new(Vec::new()),
@@ -122,10 +175,10 @@ impl RemoteWriteSender {
     async fn prepare(&self, batch: &Batch) -> Result<Vec<ShardQueue>, SendError> {
         let t = lock(&self.translator).take().unwrap_or_else(|| Box::new(Translator::new(self.opts.clone())));
         let z = std::mem::take(&mut *lock(&self.zbuf));
-        let (shards, max) = (self.shards, self.max_samples);
+        let (shards, max, message) = (self.shards, self.max_samples, self.message);
         let id = self.id.clone();
         let b = batch.clone();
-        let work = move || encode_batch(t, z, &b, shards, max, &id);
+        let work = move || encode_batch(t, z, &b, shards, max, message, &id);
         let (t, z, queues) = if batch.bytes < INLINE_LIMIT {
             work()
         } else {
@@ -155,7 +208,7 @@ impl RemoteWriteSender {
                     None => break,
                 }
             };
-            let res = self.post(req).await;
+            let res = self.post(req.body.clone()).await.and_then(|w| self.confirmed(w, &req));
             match res {
                 Err(e) if e.retryable => {
                     out.retryable = Some(e);
@@ -165,7 +218,10 @@ impl RemoteWriteSender {
                     tracing::warn!(exporter = %self.id, shard, error = %e.message, "remote write request rejected; not retried");
                     out.permanent.get_or_insert(e.message);
                 }
-                Ok(()) => {}
+                Ok(written) => {
+                    out.delivered += u64::from(req.samples) + u64::from(req.histograms);
+                    out.not_written += written.shortfall(&req);
+                }
             }
             if let Some(q) = lock(&self.pending).as_mut().and_then(|p| p.shards.get_mut(shard)) {
                 q.next += 1;
@@ -174,7 +230,31 @@ impl RemoteWriteSender {
         out
     }
 
-    async fn post(&self, body: Bytes) -> Result<(), SendError> {
+    /// A 2.0 answer must carry the written headers (the spec requires them): a 2xx without
+    /// them, for a request that carried data, comes from a receiver that read the body as 1.0
+    /// and found nothing in it (the 2.0 fields are unknown to 1.0), so the data is lost. As
+    /// Prometheus' own sender, that is a failure, not a success; it is permanent (resending
+    /// would be lost the same way) and says which option to change.
+    fn confirmed(&self, w: Written, req: &Request) -> Result<Written, SendError> {
+        let unconfirmed = w.samples.is_none() && w.histograms.is_none();
+        if self.message == ProtobufMessage::V1
+            || !unconfirmed
+            || u64::from(req.samples) + u64::from(req.histograms) == 0
+        {
+            return Ok(w);
+        }
+        Err(SendError::permanent(format!(
+            "POST {}: 2xx without X-Prometheus-Remote-Write-Samples-Written/-Histograms-Written headers: the \
+             backend likely accepts only Remote Write 1.0 and ignored the 2.0 body ({} samples, {} histograms); \
+             set `protobuf_message: {}`",
+            self.url,
+            req.samples,
+            req.histograms,
+            ProtobufMessage::V1.as_str(),
+        )))
+    }
+
+    async fn post(&self, body: Bytes) -> Result<Written, SendError> {
         match tokio::time::timeout(self.request_timeout, self.post_inner(body)).await {
             Ok(r) => r,
             Err(_) => {
@@ -184,8 +264,38 @@ impl RemoteWriteSender {
     }
 
     /// 429 and 5xx are retryable (with the server's `Retry-After`); anything else is permanent.
-    async fn post_inner(&self, body: Bytes) -> Result<(), SendError> {
-        http_exporter::post(&self.client, &self.url, &self.headers, body).await
+    async fn post_inner(&self, body: Bytes) -> Result<Written, SendError> {
+        if self.message == ProtobufMessage::V1 {
+            return http_exporter::post(&self.client, &self.url, &self.headers, body)
+                .await
+                .map(|()| Written::default());
+        }
+        // 2.0 reads the answer's headers; otherwise the same exchange as `http_exporter::post`.
+        let mut req = hyper::Request::post(self.url.clone())
+            .body(Full::new(body))
+            .map_err(|e| SendError::permanent(format!("cannot build the request: {e}")))?;
+        *req.headers_mut() = self.headers.clone();
+        let resp = self.client.request(req).await.map_err(|e| {
+            SendError::retryable(format!("POST {}: {}", self.url, sightline_exporters::error_chain(&e)))
+        })?;
+        let (parts, body) = resp.into_parts();
+        let text = http_exporter::read_limited(body, http_exporter::RESPONSE_LIMIT).await;
+        if parts.status.is_success() {
+            return Ok(Written::from_headers(&parts.headers));
+        }
+        let answer = http_exporter::body_text(&text);
+        let message = if parts.status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
+            format!(
+                "HTTP 415 from {}: the backend does not accept Remote Write 2.0 ({}); set `protobuf_message: {}` to \
+                 send Remote Write 1.0 instead: {answer}",
+                self.url,
+                ProtobufMessage::V2.as_str(),
+                ProtobufMessage::V1.as_str(),
+            )
+        } else {
+            format!("HTTP {} from {}: {answer}", parts.status, self.url)
+        };
+        Err(http_exporter::status_error(parts.status, message, &parts.headers))
     }
 }
 
@@ -196,6 +306,7 @@ fn encode_batch(
     batch: &Batch,
     shards: usize,
     max: usize,
+    message: ProtobufMessage,
     id: &str,
 ) -> (Box<Translator>, Vec<u8>, Vec<ShardQueue>) {
     t.reset();
@@ -208,16 +319,23 @@ fn encode_batch(
     }
     let mut queues: Vec<ShardQueue> = (0..shards).map(|_| ShardQueue::default()).collect();
     let mut enc = snap::raw::Encoder::new();
-    t.encode(shards, max, |shard, req| {
+    let mut push = |shard: usize, req: &[u8], samples: u32, histograms: u32| {
         let need = snap::raw::max_compress_len(req.len());
         if z.len() < need {
             z.resize(need, 0);
         }
         match enc.compress(req, &mut z) {
-            Ok(n) => queues[shard].requests.push(Bytes::copy_from_slice(&z[..n])),
+            Ok(n) => {
+                let body = Bytes::copy_from_slice(&z[..n]);
+                queues[shard].requests.push(Request { body, samples, histograms });
+            }
             Err(e) => tracing::error!(exporter = %id, error = %e, "dropping a remote write request: snappy failed"),
         }
-    });
+    };
+    match message {
+        ProtobufMessage::V1 => t.encode(shards, max, |shard, req| push(shard, req, 0, 0)),
+        ProtobufMessage::V2 => t.encode_v2(shards, max, push),
+    }
     if z.len() > 64 << 20 {
         // A one-off huge request: do not keep its buffer.
         z = Vec::new();
@@ -239,6 +357,17 @@ impl Sender for RemoteWriteSender {
             let outcomes = futures_util::future::join_all((0..self.shards).map(|s| self.run_shard(s))).await;
             let mut retry: Option<SendError> = None;
             let mut permanent = None;
+            let (delivered, not_written): (u64, u64) =
+                outcomes.iter().fold((0, 0), |(d, n), o| (d + o.delivered, n + o.not_written));
+            if not_written > 0 {
+                tracing::warn!(
+                    exporter = %self.id,
+                    sent = delivered,
+                    not_written,
+                    "the backend answered 2xx but reports fewer samples/histograms written than sent; counted as dropped (rejected_by_backend)"
+                );
+                self.drops[DropReason::RejectedByBackend as usize].add(not_written);
+            }
             for o in outcomes {
                 if let Some(e) = o.retryable {
                     retry = Some(match retry {

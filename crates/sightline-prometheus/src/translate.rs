@@ -1,5 +1,6 @@
 //! OTLP metrics (protobuf, walked on the wire) to Prometheus series, and the series to
-//! remote-write `WriteRequest`s.
+//! remote-write `WriteRequest`s (1.0) or `io.prometheus.write.v2.Request`s (2.0, which adds
+//! each series' metadata and writes its labels as refs into a per-request symbol table).
 //!
 //! One [`Translator`] is reused for every batch: its buffers (label scratch, series keys, the
 //! series index, samples, native histograms) are cleared, not freed, so that a warm translator
@@ -52,10 +53,15 @@ pub enum DropReason {
     /// Not newer than the previous sample of the same series in the batch: Prometheus would
     /// refuse it, and the whole request with it.
     OutOfOrder,
+    /// Remote Write 2.0 only: the backend answered 2xx but its
+    /// `X-Prometheus-Remote-Write-{Samples,Histograms}-Written` headers report fewer than were
+    /// sent. Counted in samples and native histograms (not OTLP points: the backend does not
+    /// say which were refused).
+    RejectedByBackend,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 7] = [
+    pub const ALL: [DropReason; 8] = [
         DropReason::DeltaTemporality,
         DropReason::UnspecifiedTemporality,
         DropReason::NativeHistogramsDisabled,
@@ -63,6 +69,7 @@ impl DropReason {
         DropReason::InvalidName,
         DropReason::Malformed,
         DropReason::OutOfOrder,
+        DropReason::RejectedByBackend,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -74,13 +81,60 @@ impl DropReason {
             DropReason::InvalidName => "invalid_name",
             DropReason::Malformed => "malformed",
             DropReason::OutOfOrder => "out_of_order",
+            DropReason::RejectedByBackend => "rejected_by_backend",
         }
     }
 }
 
+/// The remote-write message: the config's `protobuf_message` (the collector's option name and
+/// values).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ProtobufMessage {
+    /// Remote Write 1.0: `prometheus.WriteRequest`.
+    #[default]
+    V1,
+    /// Remote Write 2.0: `io.prometheus.write.v2.Request` (symbol table, metadata per series).
+    V2,
+}
+
+impl ProtobufMessage {
+    /// The accepted config values, in [`ProtobufMessage::parse`] order.
+    pub const NAMES: [&'static str; 2] = ["prometheus.WriteRequest", "io.prometheus.write.v2.Request"];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "prometheus.WriteRequest" => Some(ProtobufMessage::V1),
+            "io.prometheus.write.v2.Request" => Some(ProtobufMessage::V2),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProtobufMessage::V1 => Self::NAMES[0],
+            ProtobufMessage::V2 => Self::NAMES[1],
+        }
+    }
+}
+
+/// `Metadata.MetricType` of Remote Write 2.0.
+pub mod metric_type {
+    pub const UNSPECIFIED: u8 = 0;
+    pub const COUNTER: u8 = 1;
+    pub const GAUGE: u8 = 2;
+    pub const HISTOGRAM: u8 = 3;
+    pub const SUMMARY: u8 = 5;
+}
+
+/// `help` of the `target_info` series (Prometheus' OTLP endpoint sets the same).
+const TARGET_INFO_HELP: &str = "Target metadata";
+
 /// What the translation does, from the exporter's config.
 #[derive(Clone, Debug)]
 pub struct Options {
+    /// Which message [`Translator`] is used for; with 2.0 it also keeps each metric's type,
+    /// unit and description for the series' metadata.
+    pub protobuf_message: ProtobufMessage,
     pub namespace: String,
     pub add_metric_suffixes: bool,
     pub send_native_histograms: bool,
@@ -95,6 +149,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
+            protobuf_message: ProtobufMessage::V1,
             namespace: String::new(),
             add_metric_suffixes: true,
             send_native_histograms: false,
@@ -138,6 +193,18 @@ struct Series {
     hash: u64,
     /// The latest timestamp of the series in this batch.
     last_ts: i64,
+    /// Its metric's entry in `metas` ([`NO_META`] with Remote Write 1.0).
+    meta: u32,
+}
+
+const NO_META: u32 = u32::MAX;
+
+/// A metric's metadata for Remote Write 2.0: ranges into `meta_text`.
+#[derive(Clone, Copy, Debug)]
+struct Meta {
+    typ: u8,
+    unit: (u32, u32),
+    help: (u32, u32),
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -208,6 +275,15 @@ pub struct Translator {
     horder: Vec<u32>,
     shard_series: Vec<Vec<u32>>,
     req: Vec<u8>,
+    // Remote Write 2.0 state: metadata of this batch's metrics, the series being created
+    // takes `cur_meta`; the symbol table and encoding scratch of one request.
+    metas: Vec<Meta>,
+    meta_text: String,
+    cur_meta: u32,
+    target_meta: u32,
+    symbols: Symbols,
+    refs: Vec<u32>,
+    ts_buf: Vec<u8>,
     drops: [u64; DropReason::ALL.len()],
     points: u64,
 }
@@ -250,6 +326,13 @@ impl Translator {
             horder: Vec::new(),
             shard_series: Vec::new(),
             req: Vec::new(),
+            metas: Vec::new(),
+            meta_text: String::new(),
+            cur_meta: NO_META,
+            target_meta: NO_META,
+            symbols: Symbols::default(),
+            refs: Vec::new(),
+            ts_buf: Vec::new(),
             drops: [0; DropReason::ALL.len()],
             points: 0,
         }
@@ -263,6 +346,10 @@ impl Translator {
         self.samples.clear();
         self.hists.clear();
         self.hist_buf.clear();
+        self.metas.clear();
+        self.meta_text.clear();
+        self.cur_meta = NO_META;
+        self.target_meta = NO_META;
         self.drops = [0; DropReason::ALL.len()];
         self.points = 0;
     }
@@ -442,12 +529,13 @@ impl Translator {
     }
 
     fn metric(&mut self, m: &[u8], ctx: &mut ResourceCtx<'_>) -> Result<(), WireError> {
-        let (mut name, mut unit) = ("", "");
+        let (mut name, mut unit, mut help) = ("", "", "");
         let mut data = None;
         for f in Fields::new(m) {
             let f = f?;
             match (f.number, f.value) {
                 (1, Value::Len(b)) => name = utf8(b)?,
+                (2, Value::Len(b)) => help = utf8(b)?,
                 (3, Value::Len(b)) => unit = utf8(b)?,
                 (5 | 7 | 9 | 10 | 11, Value::Len(b)) => data = Some((f.number, b)),
                 _ => {}
@@ -501,6 +589,19 @@ impl Translator {
             self.opts.add_metric_suffixes,
         );
         let res = if ok {
+            if self.opts.protobuf_message == ProtobufMessage::V2 {
+                // The type Prometheus' own OTLP endpoint gives (classic histogram component
+                // series included): every series of the metric shares it.
+                let typ = match kind {
+                    5 => metric_type::GAUGE,
+                    7 if monotonic => metric_type::COUNTER,
+                    7 => metric_type::GAUGE,
+                    9 | 10 => metric_type::HISTOGRAM,
+                    11 => metric_type::SUMMARY,
+                    _ => metric_type::UNSPECIFIED,
+                };
+                self.cur_meta = self.push_meta(typ, unit, help, true);
+            }
             self.points_of(kind, data, &out, ctx)
         } else {
             let n = points();
@@ -676,7 +777,8 @@ impl Translator {
                 MapEntry::Vacant(v) => {
                     let idx = self.series.len() as u32;
                     let key_len = (self.keys.len() - start) as u32;
-                    self.series.push(Series { key_start: start as u32, key_len, hash, last_ts: i64::MIN });
+                    let meta = self.cur_meta;
+                    self.series.push(Series { key_start: start as u32, key_len, hash, last_ts: i64::MIN, meta });
                     v.insert(idx);
                     return idx;
                 }
@@ -926,6 +1028,22 @@ impl Translator {
         Ok(())
     }
 
+    /// Records a metric's metadata; returns its index. `unit` is the OTLP unit, translated
+    /// when `translate_unit` (else taken as it is).
+    fn push_meta(&mut self, typ: u8, unit: &str, help: &str, translate_unit: bool) -> u32 {
+        let us = self.meta_text.len() as u32;
+        if translate_unit {
+            naming::metric_unit(&mut self.meta_text, unit);
+        } else {
+            self.meta_text.push_str(unit);
+        }
+        let hs = self.meta_text.len() as u32;
+        self.meta_text.push_str(help);
+        let he = self.meta_text.len() as u32;
+        self.metas.push(Meta { typ, unit: (us, hs), help: (hs, he) });
+        (self.metas.len() - 1) as u32
+    }
+
     fn push_external(&mut self) {
         let ext = std::mem::take(&mut self.opts.external_labels);
         for (n, v) in &ext {
@@ -960,6 +1078,12 @@ impl Translator {
         }
         self.push_job_instance(name, ns, inst);
         self.resolve_labels();
+        if self.opts.protobuf_message == ProtobufMessage::V2 {
+            if self.target_meta == NO_META {
+                self.target_meta = self.push_meta(metric_type::GAUGE, "", TARGET_INFO_HELP, false);
+            }
+            self.cur_meta = self.target_meta;
+        }
         let s = self.series_for("target_info", "", None);
         // The same resource twice in a batch: one sample at its latest time is enough.
         let _ = self.sample(s, ctx.max_ts, 1.0);
@@ -1224,18 +1348,7 @@ impl Translator {
     pub fn encode(&mut self, shards: usize, max_samples: usize, mut emit: impl FnMut(usize, &[u8])) {
         let shards = shards.max(1);
         let max = max_samples.max(1);
-        let n = self.series.len();
-        group(&self.samples, |s| s.series, n, &mut self.offs, &mut self.order);
-        group(&self.hists, |h| h.series, n, &mut self.hoffs, &mut self.horder);
-        if self.shard_series.len() < shards {
-            self.shard_series.resize_with(shards, Vec::new);
-        }
-        for l in &mut self.shard_series {
-            l.clear();
-        }
-        for (i, s) in self.series.iter().enumerate() {
-            self.shard_series[Self::shard_of(s.hash, shards)].push(i as u32);
-        }
+        self.group_by_shard(shards);
         let Translator {
             series, keys, samples, hists, hist_buf, offs, order, hoffs, horder, shard_series, req, ..
         } = self;
@@ -1278,6 +1391,248 @@ impl Translator {
     }
 }
 
+impl Translator {
+    /// Groups samples and histograms by series and series by shard (both encodings).
+    fn group_by_shard(&mut self, shards: usize) {
+        let n = self.series.len();
+        group(&self.samples, |s| s.series, n, &mut self.offs, &mut self.order);
+        group(&self.hists, |h| h.series, n, &mut self.hoffs, &mut self.horder);
+        if self.shard_series.len() < shards {
+            self.shard_series.resize_with(shards, Vec::new);
+        }
+        for l in &mut self.shard_series {
+            l.clear();
+        }
+        for (i, s) in self.series.iter().enumerate() {
+            self.shard_series[Self::shard_of(s.hash, shards)].push(i as u32);
+        }
+    }
+
+    /// [`Translator::encode`] for Remote Write 2.0: the same sharding, order and splitting,
+    /// encoded as `io.prometheus.write.v2.Request`s. Each request has its own symbol table
+    /// (`symbols[0]` is `""`), each `TimeSeries` its `labels_refs` (sorted by name, as the
+    /// 1.0 labels), its samples or its native histograms (never both in one message: a series
+    /// with both is sent as two), and its metric's metadata. `emit(shard, request, samples,
+    /// histograms)` is called for each encoded (uncompressed) request, in order within a
+    /// shard, with the number of float samples and native histograms it carries.
+    pub fn encode_v2(&mut self, shards: usize, max_samples: usize, mut emit: impl FnMut(usize, &[u8], u32, u32)) {
+        let shards = shards.max(1);
+        let max = max_samples.max(1);
+        self.group_by_shard(shards);
+        let Translator {
+            series,
+            keys,
+            samples,
+            hists,
+            hist_buf,
+            offs,
+            order,
+            hoffs,
+            horder,
+            shard_series,
+            req,
+            metas,
+            meta_text,
+            symbols,
+            refs,
+            ts_buf,
+            ..
+        } = self;
+        let mut flush = |shard: usize, symbols: &mut Symbols, ts_buf: &mut Vec<u8>, counts: (u32, u32)| {
+            req.clear();
+            symbols.write(req);
+            req.extend_from_slice(ts_buf);
+            emit(shard, req, counts.0, counts.1);
+            symbols.clear();
+            ts_buf.clear();
+        };
+        for (shard, list) in shard_series.iter().take(shards).enumerate() {
+            symbols.clear();
+            ts_buf.clear();
+            let (mut in_req, mut counts) = (0usize, (0u32, 0u32));
+            for &si in list {
+                let sr = series[si as usize];
+                let key = &keys[sr.key_start as usize..(sr.key_start + sr.key_len) as usize];
+                let meta = metas.get(sr.meta as usize).copied();
+                let ss = &order[offs[si as usize] as usize..offs[si as usize + 1] as usize];
+                let hs = &horder[hoffs[si as usize] as usize..hoffs[si as usize + 1] as usize];
+                let (mut a, mut b) = (0, 0);
+                while a < ss.len() || b < hs.len() {
+                    if in_req == max {
+                        flush(shard, symbols, ts_buf, counts);
+                        (in_req, counts) = (0, (0, 0));
+                    }
+                    let room = max - in_req;
+                    let ta = room.min(ss.len() - a);
+                    let tb = (room - ta).min(hs.len() - b);
+                    // The series' symbols, in this request's table.
+                    refs.clear();
+                    for (name, value) in key_labels(key) {
+                        refs.push(symbols.intern(name));
+                        refs.push(symbols.intern(value));
+                    }
+                    let md = meta.map(|m| {
+                        let text = meta_text.as_bytes();
+                        let help = symbols.intern(&text[m.help.0 as usize..m.help.1 as usize]);
+                        let unit = symbols.intern(&text[m.unit.0 as usize..m.unit.1 as usize]);
+                        (m.typ, help, unit)
+                    });
+                    if ta > 0 {
+                        let it = ss[a..a + ta].iter().map(|&k| &samples[k as usize]);
+                        put_timeseries_v2(ts_buf, refs, md, it, std::iter::empty());
+                    }
+                    if tb > 0 {
+                        let it = hs[b..b + tb].iter().map(|&k| {
+                            let h = hists[k as usize];
+                            &hist_buf[h.start as usize..(h.start + h.len) as usize]
+                        });
+                        put_timeseries_v2(ts_buf, refs, md, std::iter::empty(), it);
+                    }
+                    a += ta;
+                    b += tb;
+                    in_req += ta + tb;
+                    counts.0 += ta as u32;
+                    counts.1 += tb as u32;
+                }
+            }
+            if in_req > 0 {
+                flush(shard, symbols, ts_buf, counts);
+            }
+        }
+    }
+}
+
+/// The `(name, value)` pairs of an encoded series key (the 1.0 `Label` fields the
+/// translator wrote itself; anything unreadable ends the walk).
+fn key_labels(key: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    Fields::new(key).map_while(Result::ok).filter_map(|f| {
+        let Value::Len(label) = f.value else { return None };
+        let (mut name, mut value): (&[u8], &[u8]) = (&[], &[]);
+        for g in Fields::new(label).map_while(Result::ok) {
+            match (g.number, g.value) {
+                (1, Value::Len(b)) => name = b,
+                (2, Value::Len(b)) => value = b,
+                _ => {}
+            }
+        }
+        Some((name, value))
+    })
+}
+
+/// The symbol table of one Remote Write 2.0 request: every string once, `""` first. The
+/// buffers and the index are cleared, not freed, between requests.
+#[derive(Default)]
+struct Symbols {
+    text: Vec<u8>,
+    ranges: Vec<(u32, u32)>,
+    index: HashMap<u64, u32, BuildHasherDefault<IdHasher>>,
+}
+
+impl Symbols {
+    /// Empties the table down to `symbols[0] = ""`.
+    fn clear(&mut self) {
+        self.text.clear();
+        self.ranges.clear();
+        self.index.clear();
+        self.intern(b"");
+    }
+
+    /// The index of `s`, added if new.
+    fn intern(&mut self, s: &[u8]) -> u32 {
+        let mut probe = xxhash_rust::xxh3::xxh3_64(s);
+        loop {
+            match self.index.entry(probe) {
+                MapEntry::Occupied(e) => {
+                    let i = *e.get();
+                    let (a, b) = self.ranges[i as usize];
+                    if &self.text[a as usize..b as usize] == s {
+                        return i;
+                    }
+                    probe = probe.wrapping_add(0x9e37_79b9_7f4a_7c15);
+                }
+                MapEntry::Vacant(v) => {
+                    let i = self.ranges.len() as u32;
+                    let a = self.text.len() as u32;
+                    self.text.extend_from_slice(s);
+                    self.ranges.push((a, self.text.len() as u32));
+                    v.insert(i);
+                    return i;
+                }
+            }
+        }
+    }
+
+    /// Appends the table as `Request.symbols` (field 4) entries.
+    fn write(&self, out: &mut Vec<u8>) {
+        for &(a, b) in &self.ranges {
+            put_tag(out, 4, WireType::Len);
+            put_varint(out, u64::from(b - a));
+            out.extend_from_slice(&self.text[a as usize..b as usize]);
+        }
+    }
+}
+
+/// Appends one v2 `TimeSeries` (field 5 of `Request`): `labels_refs` (packed), samples
+/// (field 2, the same `Sample` encoding as 1.0), native histograms (field 3, the same
+/// `Histogram` field numbers as 1.0) and `metadata` `(type, help_ref, unit_ref)` (field 5;
+/// zero values are left out, as proto3 does).
+fn put_timeseries_v2<'a>(
+    out: &mut Vec<u8>,
+    refs: &[u32],
+    meta: Option<(u8, u32, u32)>,
+    samples: impl Iterator<Item = &'a Sample> + Clone,
+    hists: impl Iterator<Item = &'a [u8]> + Clone,
+) {
+    let refs_len: usize = refs.iter().map(|&r| varint_len(u64::from(r))).sum();
+    let mut len = 0;
+    if !refs.is_empty() {
+        len += 1 + varint_len(refs_len as u64) + refs_len;
+    }
+    for s in samples.clone() {
+        let l = sample_len(s);
+        len += 1 + varint_len(l as u64) + l;
+    }
+    for h in hists.clone() {
+        len += 1 + varint_len(h.len() as u64) + h.len();
+    }
+    let meta_len = meta.map_or(0, |(typ, help, unit)| {
+        let f = |tag_len: usize, v: u64| if v == 0 { 0 } else { tag_len + varint_len(v) };
+        f(1, u64::from(typ)) + f(1, u64::from(help)) + f(1, u64::from(unit))
+    });
+    if meta_len > 0 {
+        len += 1 + varint_len(meta_len as u64) + meta_len;
+    }
+    put_tag(out, 5, WireType::Len);
+    put_varint(out, len as u64);
+    if !refs.is_empty() {
+        put_tag(out, 1, WireType::Len);
+        put_varint(out, refs_len as u64);
+        for &r in refs {
+            put_varint(out, u64::from(r));
+        }
+    }
+    for s in samples {
+        put_sample(out, s);
+    }
+    for h in hists {
+        put_tag(out, 3, WireType::Len);
+        put_varint(out, h.len() as u64);
+        out.extend_from_slice(h);
+    }
+    if let Some((typ, help, unit)) = meta
+        && meta_len > 0
+    {
+        put_tag(out, 5, WireType::Len);
+        put_varint(out, meta_len as u64);
+        for (field, v) in [(1, u64::from(typ)), (3, u64::from(help)), (4, u64::from(unit))] {
+            if v != 0 {
+                put_tag(out, field, WireType::Varint);
+                put_varint(out, v);
+            }
+        }
+    }
+}
+
 /// Groups item indices by series, keeping their order: `order[offs[s]..offs[s+1]]` are the
 /// indices of series `s`'s items (a stable counting sort).
 fn group<T>(items: &[T], series: impl Fn(&T) -> u32, n: usize, offs: &mut Vec<u32>, order: &mut Vec<u32>) {
@@ -1309,6 +1664,16 @@ fn sample_len(s: &Sample) -> usize {
     9 + 1 + varint_len(s.ts as u64)
 }
 
+/// A `Sample` (field 2 of the time series in both 1.0 and 2.0): value = 1, timestamp = 2.
+fn put_sample(out: &mut Vec<u8>, s: &Sample) {
+    put_tag(out, 2, WireType::Len);
+    put_varint(out, sample_len(s) as u64);
+    put_tag(out, 1, WireType::I64);
+    out.extend_from_slice(&s.value.to_bits().to_le_bytes());
+    put_tag(out, 2, WireType::Varint);
+    put_varint(out, s.ts as u64);
+}
+
 /// Appends one `TimeSeries` (field 1 of `WriteRequest`).
 fn put_timeseries<'a>(
     out: &mut Vec<u8>,
@@ -1328,12 +1693,7 @@ fn put_timeseries<'a>(
     put_varint(out, len as u64);
     out.extend_from_slice(key);
     for s in samples {
-        put_tag(out, 2, WireType::Len);
-        put_varint(out, sample_len(s) as u64);
-        put_tag(out, 1, WireType::I64);
-        out.extend_from_slice(&s.value.to_bits().to_le_bytes());
-        put_tag(out, 2, WireType::Varint);
-        put_varint(out, s.ts as u64);
+        put_sample(out, s);
     }
     for h in hists {
         put_tag(out, 4, WireType::Len);

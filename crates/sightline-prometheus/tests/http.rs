@@ -11,9 +11,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::post;
 use common::*;
-use opentelemetry_proto::tonic::metrics::v1::AggregationTemporality;
 use prost::Message;
-use sightline_core::{Batch, Payload, Registry, RetryConfig, Signal, driver};
+use sightline_core::{Registry, RetryConfig, Signal, driver};
 use sightline_prometheus::{PrometheusRemoteWriteConfig, build_prometheusremotewrite};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -43,19 +42,8 @@ async fn write(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> impl
 
 async fn server(script: Script) -> (String, Shared) {
     let shared = Arc::new(Mutex::new(script));
-    let app = Router::new().route("/api/v1/write", post(write)).with_state(shared.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (format!("http://{addr}/api/v1/write"), shared)
-}
-
-fn batch(n_series: i64) -> Batch {
-    let points = (0..n_series).map(|i| number(vec![kv_int("i", i)], T0, i as f64)).collect();
-    let req = request(checkout(), "s", vec![sum("c", "", true, AggregationTemporality::Cumulative, points)]);
-    let mut b = Batch::new(Signal::Metrics);
-    b.push(Payload::new(Signal::Metrics, req.into(), n_series as u64, None));
-    b
+    let url = serve_write(Router::new().route("/api/v1/write", post(write)).with_state(shared.clone())).await;
+    (url, shared)
 }
 
 fn config(url: &str) -> PrometheusRemoteWriteConfig {
@@ -74,11 +62,11 @@ async fn headers_body_and_classification() {
     let (sender, dcfg) =
         build_prometheusremotewrite("prometheusremotewrite", Signal::Metrics, &config(&url), &registry).expect("build");
     assert_eq!(dcfg.queue.num_consumers, 1, "the driver runs one consumer; the sender shards");
-    let b = batch(3);
+    let b = counter_batch(3);
     let e = sender.send(&b).await.expect_err("400");
     assert!(!e.retryable, "400 is permanent");
     assert!(e.message.contains("script says 400"), "the backend's message: {}", e.message);
-    let b = batch(3);
+    let b = counter_batch(3);
     let e = sender.send(&b).await.expect_err("503");
     assert!(e.retryable);
     assert_eq!(e.retry_after, Some(Duration::from_secs(7)));
@@ -111,7 +99,7 @@ async fn driver_retries_only_retryable_and_resumes() {
     };
     let (sender, dcfg) = build_prometheusremotewrite("prw", Signal::Metrics, &cfg, &registry).expect("build");
     let d = driver::spawn("prw", Signal::Metrics, dcfg, sender, &registry);
-    let b = batch(5);
+    let b = counter_batch(5);
     d.handle.enqueue(b.payloads[0].clone()).await;
     let sent = || registry.value("otelcol_exporter_sent_metric_points", &[("exporter", "prw")]).unwrap_or(0);
     for _ in 0..500 {
@@ -132,7 +120,7 @@ async fn driver_retries_only_retryable_and_resumes() {
 
     // A 400 is not retried.
     script.lock().expect("lock").statuses = vec![(204, None); 4].into_iter().chain([(400, None)]).collect();
-    let b = batch(1);
+    let b = counter_batch(1);
     d.handle.enqueue(b.payloads[0].clone()).await;
     let failed = || registry.value("otelcol_exporter_send_failed_metric_points", &[("exporter", "prw")]).unwrap_or(0);
     for _ in 0..500 {

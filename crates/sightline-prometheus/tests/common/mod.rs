@@ -185,3 +185,22 @@ pub fn checkout() -> Vec<KeyValue> {
         kv("host.name", "node-7"),
     ]
 }
+
+/// Serves `app` on a free loopback port (a stand-in for a remote-write receiver's statuses
+/// and headers only); returns the write URL.
+pub async fn serve_write(app: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}/api/v1/write")
+}
+
+/// A batch of one cumulative counter with `n_series` series (one point each).
+pub fn counter_batch(n_series: i64) -> sightline_core::Batch {
+    use sightline_core::{Batch, Payload, Signal};
+    let points = (0..n_series).map(|i| number(vec![kv_int("i", i)], T0, i as f64)).collect();
+    let req = request(checkout(), "s", vec![sum("c", "", true, AggregationTemporality::Cumulative, points)]);
+    let mut b = Batch::new(Signal::Metrics);
+    b.push(Payload::new(Signal::Metrics, req.into(), n_series as u64, None));
+    b
+}
