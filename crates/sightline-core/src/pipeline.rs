@@ -50,10 +50,24 @@ pub struct Delivered {
 
 impl Pipeline {
     /// Runs the processors, then hands the result to every exporter (without copying it).
-    pub async fn consume(&self, mut payload: Payload) -> Result<Delivered, ProcessError> {
+    pub async fn consume(&self, payload: Payload) -> Result<Delivered, ProcessError> {
+        let payload = self.process(payload)?;
+        self.deliver(payload).await
+    }
+
+    /// The first phase of [`Pipeline::consume`]: runs the processors (which may refuse).
+    /// A receiver feeding several pipelines runs this for all of them before delivering to
+    /// any, so a refusal in one pipeline (a quota, an ownership mismatch) leaves nothing queued
+    /// in another that the client's retry would duplicate.
+    pub fn process(&self, mut payload: Payload) -> Result<Payload, ProcessError> {
         for p in &self.processors {
             payload = p.process(payload)?;
         }
+        Ok(payload)
+    }
+
+    /// The second phase: hands the processed payload to every exporter.
+    pub async fn deliver(&self, payload: Payload) -> Result<Delivered, ProcessError> {
         let mut d = Delivered::default();
         let mut not_persisted: Option<&str> = None;
         // A clone is a reference-count increment: every exporter shares the same bytes.

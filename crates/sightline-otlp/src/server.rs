@@ -20,7 +20,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use sightline_core::wire;
 use sightline_core::{
-    BoundTeam, Counter, MemoryBudget, MemoryPermit, Payload, Pipeline, ProcessError, Registry, Signal,
+    BoundTeam, Counter, Delivered, MemoryBudget, MemoryPermit, Payload, Pipeline, ProcessError, Registry, Signal,
 };
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -375,39 +375,27 @@ impl Shared {
         permit.shrink_to(proto.len());
         let pipelines = self.consumers.get(signal);
         let payload = Payload::new(signal, proto, items, Some(permit)).with_bound_team(bound);
-        let mut queued = 0usize;
-        let mut dropped = 0usize;
-        // The last pipeline gets the payload itself, not a clone: a processor's output then
-        // takes over the request's memory permit instead of needing a second one.
-        let mut payload = Some(payload);
-        for (i, p) in pipelines.iter().enumerate() {
-            let this = if i + 1 == pipelines.len() { payload.take() } else { payload.clone() };
-            let Some(this) = this else { break };
-            match p.consume(this).await {
-                Ok(d) => {
-                    queued += d.queued;
-                    dropped += d.dropped;
-                }
-                Err(e) => {
-                    m.refused.add(items);
-                    return Err(match e {
-                        ProcessError::Retryable { message, retry_after_secs } => {
-                            Refusal::overloaded(message, Duration::from_secs(retry_after_secs.max(1)))
+        let (queued, dropped) = match dispatch(pipelines, payload).await {
+            Ok(d) => (d.queued, d.dropped),
+            Err(e) => {
+                m.refused.add(items);
+                return Err(match e {
+                    ProcessError::Retryable { message, retry_after_secs } => {
+                        Refusal::overloaded(message, Duration::from_secs(retry_after_secs.max(1)))
+                    }
+                    ProcessError::PermissionDenied { message } => {
+                        if let Some(a) = self.auth(transport) {
+                            a.refused_mismatch.inc();
                         }
-                        ProcessError::PermissionDenied { message } => {
-                            if let Some(a) = self.auth(transport) {
-                                a.refused_mismatch.inc();
-                            }
-                            Refusal::permission_denied(message)
-                        }
-                        ProcessError::Refused { message } | ProcessError::Invalid(message) => Refusal::invalid(message),
-                        ProcessError::Unavailable { message, retry_after_secs } => {
-                            Refusal::unavailable(message, Duration::from_secs(retry_after_secs.max(1)))
-                        }
-                    });
-                }
+                        Refusal::permission_denied(message)
+                    }
+                    ProcessError::Refused { message } | ProcessError::Invalid(message) => Refusal::invalid(message),
+                    ProcessError::Unavailable { message, retry_after_secs } => {
+                        Refusal::unavailable(message, Duration::from_secs(retry_after_secs.max(1)))
+                    }
+                });
             }
-        }
+        };
         if queued == 0 && dropped > 0 {
             // Every destination was full: nothing was accepted, so the client must retry.
             m.refused.add(items);
@@ -701,5 +689,35 @@ impl http_body::Body for GrpcBody {
 
     fn is_end_stream(&self) -> bool {
         self.data.is_none() && self.trailers.is_none()
+    }
+}
+
+/// Hands a request to the pipelines of its signal, in two phases when there are several:
+/// every pipeline's processors first, then the deliveries, so that a processor's refusal in
+/// one pipeline (a quota, an ownership mismatch) leaves nothing queued in another, where the
+/// client's retry would duplicate it. The last pipeline gets the payload itself, not a clone:
+/// a processor's output then takes over the request's memory permit instead of needing a
+/// second one.
+async fn dispatch(pipelines: &[Arc<Pipeline>], payload: Payload) -> Result<Delivered, ProcessError> {
+    match pipelines {
+        [] => Ok(Delivered::default()),
+        [one] => one.consume(payload).await,
+        _ => {
+            let mut processed = Vec::with_capacity(pipelines.len());
+            let mut payload = Some(payload);
+            for (i, p) in pipelines.iter().enumerate() {
+                let this = if i + 1 == pipelines.len() { payload.take() } else { payload.clone() };
+                if let Some(this) = this {
+                    processed.push(p.process(this)?);
+                }
+            }
+            let mut total = Delivered::default();
+            for (p, payload) in pipelines.iter().zip(processed) {
+                let d = p.deliver(payload).await?;
+                total.queued += d.queued;
+                total.dropped += d.dropped;
+            }
+            Ok(total)
+        }
     }
 }

@@ -279,3 +279,68 @@ async fn grpc_export_plain_gzip_and_zstd() {
     let err = client.export(big).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err:?}");
 }
+
+/// A processor that refuses while `refuse` is set (a quota, say).
+struct Gate(std::sync::atomic::AtomicBool);
+impl sightline_core::Processor for Gate {
+    fn process(&self, p: sightline_core::Payload) -> Result<sightline_core::Payload, sightline_core::ProcessError> {
+        if self.0.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(sightline_core::ProcessError::Retryable { message: "gate closed".into(), retry_after_secs: 1 });
+        }
+        Ok(p)
+    }
+}
+
+/// Two traces pipelines: when the second one's processor refuses, the first one must not have
+/// queued the request (the client's retry would duplicate it there); once the second accepts,
+/// both deliver it once.
+#[tokio::test]
+async fn a_refusal_in_one_pipeline_queues_nothing_in_another() {
+    let registry = Registry::new();
+    let mut dcfg =
+        DriverConfig { queue: Default::default(), retry: Default::default(), timeout: Duration::from_secs(5) };
+    dcfg.queue.batch.enabled = false;
+    let (first, second) = (Arc::new(Capture::default()), Arc::new(Capture::default()));
+    let d1 = sightline_core::driver::spawn("first", Signal::Traces, dcfg.clone(), first.clone(), &registry);
+    let d2 = sightline_core::driver::spawn("second", Signal::Traces, dcfg, second.clone(), &registry);
+    let gate = Arc::new(Gate(std::sync::atomic::AtomicBool::new(true)));
+    let consumers = Consumers {
+        traces: vec![
+            Arc::new(Pipeline {
+                id: "traces/a".into(),
+                signal: Signal::Traces,
+                processors: vec![],
+                exporters: vec![d1.handle.clone()],
+            }),
+            Arc::new(Pipeline {
+                id: "traces/b".into(),
+                signal: Signal::Traces,
+                processors: vec![gate.clone()],
+                exporters: vec![d2.handle.clone()],
+            }),
+        ],
+        ..Default::default()
+    };
+    let cfg: OtlpReceiverConfig = serde_yaml_ng::from_str("protocols:\n  grpc:\n    endpoint: 127.0.0.1:0\n").unwrap();
+    let stop = CancellationToken::new();
+    let running = sightline_otlp::start("otlp", &cfg, consumers, MemoryBudget::new(64 << 20), &registry, stop.clone())
+        .await
+        .unwrap();
+    let mut client = TraceServiceClient::connect(format!("http://{}", running.addrs[0].1)).await.unwrap();
+
+    let err = client.export(traces(3)).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err:?}");
+    gate.0.store(false, std::sync::atomic::Ordering::Relaxed);
+    client.export(traces(3)).await.expect("accepted once the gate opens");
+    for _ in 0..500 {
+        if first.0.lock().unwrap().len() + second.0.lock().unwrap().len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Give a wrongly queued first copy every chance to arrive too.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(first.0.lock().unwrap().len(), 1, "the refused request was queued in the first pipeline");
+    assert_eq!(second.0.lock().unwrap().len(), 1);
+    stop.cancel();
+}
