@@ -42,6 +42,10 @@ pub enum DecompressError {
 
 const CHUNK: usize = 64 * 1024;
 
+/// The largest zstd window accepted: 2^24 = 16 MiB (zstd's level 19 uses 8 MiB; only the
+/// "ultra" levels and `--long` go past it).
+pub const ZSTD_WINDOW_LOG_MAX: u32 = 24;
+
 /// Decompresses `input`, holding the output's size against `permit` (grown as output is
 /// produced) and refusing output past `limit` bytes.
 pub fn decompress(
@@ -54,8 +58,18 @@ pub fn decompress(
         Encoding::Identity => Ok(input.to_vec()),
         Encoding::Gzip => read_bounded(flate2::read::MultiGzDecoder::new(input), limit, permit),
         Encoding::Zstd => {
-            let d = zstd::stream::read::Decoder::new(input).map_err(|e| DecompressError::Corrupt(e.to_string()))?;
-            read_bounded(d, limit, permit)
+            let mut d = zstd::stream::read::Decoder::new(input).map_err(|e| DecompressError::Corrupt(e.to_string()))?;
+            // The decoder allocates a window of the size the frame declares (up to 128 MiB by
+            // default), outside the memory budget; cap it. Telemetry SDKs compress with levels
+            // whose window is 2-8 MiB.
+            d.window_log_max(ZSTD_WINDOW_LOG_MAX).map_err(|e| DecompressError::Corrupt(e.to_string()))?;
+            read_bounded(d, limit, permit).map_err(|e| match e {
+                DecompressError::Corrupt(m) if m.contains("too much memory") => DecompressError::Corrupt(format!(
+                    "zstd frame needs a window over {} MiB ({m}); compress with a smaller window",
+                    (1usize << ZSTD_WINDOW_LOG_MAX) >> 20
+                )),
+                e => e,
+            })
         }
         Encoding::Deflate => {
             // zlib-wrapped per RFC 9110; some clients send raw deflate.
@@ -190,6 +204,27 @@ mod tests {
         assert_eq!(decompress(Encoding::Snappy, &framed, 1 << 20, &mut p), Ok(Vec::new()));
         for enc in [Encoding::Gzip, Encoding::Zstd, Encoding::Deflate] {
             assert!(matches!(decompress(enc, b"", 1 << 20, &mut p), Err(DecompressError::Corrupt(_))), "{enc:?}");
+        }
+    }
+
+    /// A zstd frame that declares a window over 16 MiB is refused (the decoder would allocate
+    /// it outside the budget), with a message that says so; 16 MiB itself is accepted.
+    #[test]
+    fn zstd_window_is_capped() {
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let frame = |window_log: u32| {
+            let mut e = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+            e.window_log(window_log).unwrap();
+            e.write_all(&data).unwrap();
+            e.finish().unwrap()
+        };
+        let budget = MemoryBudget::new(10 << 20);
+        let mut p = budget.try_acquire(1).unwrap();
+        assert_eq!(decompress(Encoding::Zstd, &frame(ZSTD_WINDOW_LOG_MAX), 1 << 20, &mut p).unwrap(), data);
+        let err = decompress(Encoding::Zstd, &frame(ZSTD_WINDOW_LOG_MAX + 2), 1 << 20, &mut p).unwrap_err();
+        match err {
+            DecompressError::Corrupt(m) => assert!(m.contains("window over 16 MiB"), "{m}"),
+            e => panic!("{e:?}"),
         }
     }
 
