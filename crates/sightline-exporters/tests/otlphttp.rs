@@ -279,3 +279,59 @@ fn config_from_yaml() {
     let err = serde_yaml_ng::from_str::<OtlpHttpConfig>("endpoint: http://x\nencoding: xml\n").expect_err("unknown");
     assert!(err.to_string().contains("xml"), "{err}");
 }
+
+/// `headers_from_files` and `auth.bearer_token_file`: the files' contents are sent as headers
+/// (sensitive), a rotated file is picked up without a rebuild and counted, and an emptied file
+/// keeps the previous value.
+#[tokio::test]
+async fn headers_and_token_from_files_are_sent_and_reloaded() {
+    let server = TestServer::default();
+    let addr = server.start().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let (tenant, token) = (dir.path().join("tenant"), dir.path().join("token"));
+    std::fs::write(&tenant, "team-a\n").expect("write");
+    std::fs::write(&token, "  first-Secret \n").expect("write");
+    let yaml = format!(
+        "endpoint: http://{addr}\ncompression: none\nheaders_from_files: {{ X-Scope-OrgID: {} }}\nauth: {{ bearer_token_file: {} }}\n",
+        tenant.display(),
+        token.display()
+    );
+    let cfg: OtlpHttpConfig = serde_yaml_ng::from_str(&yaml).expect("config");
+    assert!(cfg.validate().is_empty(), "{:?}", cfg.validate());
+    let registry = Registry::new();
+    let (sender, _) = build_otlphttp("otlphttp/files", Signal::Logs, &cfg, &registry).expect("build");
+    let logs = common::logs("checkout", 1, 1);
+    let b = batch([payload(Signal::Logs, &logs, 1)]);
+    sender.send(&b).await.expect("send");
+    {
+        let s = server.state();
+        assert_eq!(s.seen[0].header("x-scope-orgid"), Some("team-a"));
+        assert_eq!(s.seen[0].header("authorization"), Some("Bearer first-Secret"));
+    }
+
+    std::fs::write(&token, "second-Secret\n").expect("write");
+    let mut rotated = false;
+    for _ in 0..40 {
+        sender.send(&b).await.expect("send");
+        let last = server.state().seen.last().cloned().expect("seen");
+        if last.header("authorization") == Some("Bearer second-Secret") {
+            rotated = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(rotated, "the rotated token was never sent");
+    let text = registry.render();
+    assert!(text.contains("sightline_exporter_credential_reloads_total{exporter=\"otlphttp/files\"} 1\n"), "{text}");
+
+    std::fs::write(&tenant, "").expect("write");
+    let counted = wait_for(|| {
+        registry.render().contains("sightline_exporter_credential_reload_errors_total{exporter=\"otlphttp/files\"} 1\n")
+    })
+    .await;
+    assert!(counted, "{}", registry.render());
+    sender.send(&b).await.expect("send");
+    let last = server.state().seen.last().cloned().expect("seen");
+    assert_eq!(last.header("x-scope-orgid"), Some("team-a"), "the previous value stays in use");
+    assert!(!registry.render().contains("Secret"));
+}
