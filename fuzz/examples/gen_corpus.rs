@@ -42,6 +42,16 @@ fn main() {
             write(&dir, name, &with_signal(*signal, bytes));
         }
     }
+    // ownership_rewrite reads a first byte of 128 or more as `metrics_datapoint_attributes`
+    // (130 % 3 = 1: metrics).
+    let dir = root.join("ownership_rewrite");
+    for (name, signal, bytes) in &requests {
+        if *signal == Signal::Metrics {
+            let mut v = vec![130u8];
+            v.extend_from_slice(bytes);
+            write(&dir, &format!("{name}-datapoints"), &v);
+        }
+    }
 
     // OTLP/JSON: the crate's examples, and the JSON of each generated request.
     let dir = fresh(&root, "otlp_json_decode");

@@ -1,6 +1,7 @@
 //! The enrichment rewriter: the `ownership` processor (over `wire::rewrite_resources`) with a
 //! small catalog, on any request that passes `inspect` (as the receiver hands it over: invalid
-//! items already dropped). Input: one byte for the signal, then the request.
+//! items already dropped). Input: one byte for the signal, then the request. For metrics, a
+//! first byte of 128 or more also turns on `metrics_datapoint_attributes`.
 //!
 //! Oracles:
 //! - nothing panics, and the processor never fails on a request that passed `inspect`;
@@ -11,6 +12,8 @@
 //!   set, and `owner.source`, as `Catalog::resolve` answers for the client's attributes
 //!   (first string value per key) — spans, log records, metrics, scopes, schema URLs and the
 //!   resource's other fields unchanged. Compared as prost's canonical re-encoding.
+//! - with `metrics_datapoint_attributes`, additionally every data point of every metric kind
+//!   has its `owner.team` attributes removed and the resource's `owner.team` appended.
 //!
 //! The processor keeps its per-thread cache across inputs, so cache hits are checked too.
 #![no_main]
@@ -22,6 +25,7 @@ use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequ
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
+use prost::Message as _;
 use sightline_core::{Payload, Processor, Registry, Signal, wire};
 use sightline_fuzz::{Request, split_signal};
 use sightline_ownership::{Catalog, CatalogHandle};
@@ -68,6 +72,8 @@ const OWNER_KEYS: [&str; 7] = [
 struct Setup {
     handle: Arc<CatalogHandle>,
     processors: Vec<OwnershipProcessor>,
+    /// Metrics with `metrics_datapoint_attributes: true`.
+    points: OwnershipProcessor,
 }
 
 static SETUP: LazyLock<Setup> = LazyLock::new(|| {
@@ -81,16 +87,22 @@ static SETUP: LazyLock<Setup> = LazyLock::new(|| {
     let registry = Registry::new();
     let processors =
         Signal::ALL.iter().map(|&s| OwnershipProcessor::new("ownership", s, &cfg, handle.clone(), &registry)).collect();
-    Setup { handle, processors }
+    let json = format!(
+        r#"{{"catalog":[{:?}],"watch":false,"cache_size":64,"metrics_datapoint_attributes":true}}"#,
+        dir.display().to_string()
+    );
+    let points_cfg: OwnershipConfig = serde_json::from_str(&json).expect("ownership config");
+    let points = OwnershipProcessor::new("ownership/points", Signal::Metrics, &points_cfg, handle.clone(), &registry);
+    Setup { handle, processors, points }
 });
 
 fuzz_target!(|data: &[u8]| {
     if let Some((signal, buf)) = split_signal(data) {
-        check(signal, buf);
+        check(signal, buf, signal == Signal::Metrics && data[0] >= 128);
     }
 });
 
-fn check(signal: Signal, buf: &[u8]) {
+fn check(signal: Signal, buf: &[u8], points: bool) {
     let Ok(summary) = wire::inspect(signal, buf) else { return };
     let input: Vec<u8> = if summary.invalid_items > 0 {
         wire::retain_items(buf, &mut |i| wire::item_is_valid(signal, i)).expect("retain_items after inspect").0
@@ -98,7 +110,11 @@ fn check(signal: Signal, buf: &[u8]) {
         buf.to_vec()
     };
     let setup = &*SETUP;
-    let processor = &setup.processors[Signal::ALL.iter().position(|&s| s == signal).unwrap_or(0)];
+    let processor = if points {
+        &setup.points
+    } else {
+        &setup.processors[Signal::ALL.iter().position(|&s| s == signal).unwrap_or(0)]
+    };
     let payload = Payload::new(signal, Bytes::from(input.clone()), summary.items, None);
     let out = processor.process(payload).expect("the ownership processor accepts what inspect accepts");
     assert_eq!(out.items(), summary.items);
@@ -108,6 +124,7 @@ fn check(signal: Signal, buf: &[u8]) {
     let catalog = setup.handle.snapshot();
     match signal {
         Signal::Traces => compare::<ExportTraceServiceRequest>(&catalog, &input, out.bytes()),
+        Signal::Metrics if points => compare_points(&catalog, &input, out.bytes()),
         Signal::Metrics => compare::<ExportMetricsServiceRequest>(&catalog, &input, out.bytes()),
         Signal::Logs => compare::<ExportLogsServiceRequest>(&catalog, &input, out.bytes()),
     }
@@ -122,6 +139,39 @@ fn compare<R: Request>(catalog: &Catalog, input: &[u8], output: &[u8]) {
     }
     // Byte comparison of canonical encodings (a NaN attribute would defeat `==`).
     assert_eq!(got.encode_to_vec(), expected.encode_to_vec(), "enriched request differs from the expected one");
+}
+
+/// `compare` for `metrics_datapoint_attributes`: the resources as in `compare`, and every data
+/// point with its own `owner.team` attributes replaced by the resource's.
+fn compare_points(catalog: &Catalog, input: &[u8], output: &[u8]) {
+    use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+    let Ok(mut expected) = ExportMetricsServiceRequest::decode(input) else { return };
+    let got = ExportMetricsServiceRequest::decode(output).expect("prost decodes the enriched request");
+    for rm in &mut expected.resource_metrics {
+        let resource = rm.resource.get_or_insert_with(Resource::default);
+        enrich(catalog, resource);
+        let team = resource.attributes.iter().rev().find(|kv| kv.key == "owner.team").cloned();
+        let Some(team) = team else { continue };
+        let fix = |attrs: &mut Vec<KeyValue>| {
+            attrs.retain(|kv| kv.key != "owner.team");
+            attrs.push(team.clone());
+        };
+        for sm in &mut rm.scope_metrics {
+            for m in &mut sm.metrics {
+                match &mut m.data {
+                    Some(Data::Gauge(g)) => g.data_points.iter_mut().for_each(|p| fix(&mut p.attributes)),
+                    Some(Data::Sum(x)) => x.data_points.iter_mut().for_each(|p| fix(&mut p.attributes)),
+                    Some(Data::Histogram(h)) => h.data_points.iter_mut().for_each(|p| fix(&mut p.attributes)),
+                    Some(Data::ExponentialHistogram(h)) => {
+                        h.data_points.iter_mut().for_each(|p| fix(&mut p.attributes))
+                    }
+                    Some(Data::Summary(x)) => x.data_points.iter_mut().for_each(|p| fix(&mut p.attributes)),
+                    None => {}
+                }
+            }
+        }
+    }
+    assert_eq!(got.encode_to_vec(), expected.encode_to_vec(), "data point attributes differ from the expected ones");
 }
 
 /// What the processor must make of one resource, written independently of it.

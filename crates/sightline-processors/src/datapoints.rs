@@ -144,7 +144,12 @@ fn rewrite_metric(metric: &[u8], key: &str, kv: &[u8], s: &mut Scratch) -> Resul
             s.point.clear();
             for h in Fields::new(expect_len(&g)?) {
                 let h = h?;
-                if h.number == attr_field && key_of(expect_len(&h)?)? == key.as_bytes() {
+                // A point attribute that is not a well-formed `KeyValue` is not ours to judge
+                // (the receiver's validation does not read point attributes): copied as is.
+                if h.number == attr_field
+                    && let Value::Len(kv) = h.value
+                    && key_of(kv).is_ok_and(|k| k == key.as_bytes())
+                {
                     continue;
                 }
                 s.point.extend_from_slice(h.raw);
@@ -290,6 +295,37 @@ mod tests {
         let n = copy_resource_attribute_to_points(&buf, "owner.team", &mut out, &mut Scratch::default()).unwrap();
         assert_eq!(n, 0);
         assert_eq!(out, buf);
+    }
+
+    #[test]
+    fn a_malformed_point_attribute_is_copied_not_an_error() {
+        // Fuzzing regression (fuzz target `ownership_rewrite`, data point mode): a point
+        // attribute whose `KeyValue` is truncated inside made the whole request fail, although
+        // the receiver's validation (which does not read point attributes) had accepted it.
+        let team = kv("owner.team", "payments").encode_to_vec();
+        let mut point = NumberDataPoint { time_unix_nano: 7, ..Default::default() }.encode_to_vec();
+        put_len_field(&mut point, 7, &[0x0a, 0x05, b'a']); // key says 5 bytes, holds 1
+        let mut gauge = Vec::new();
+        put_len_field(&mut gauge, DATA_POINTS, &point);
+        let mut metric = Vec::new();
+        put_len_field(&mut metric, 5, &gauge);
+        let mut scope = Vec::new();
+        put_len_field(&mut scope, METRICS, &metric);
+        let mut resource = Vec::new();
+        put_len_field(&mut resource, ATTRIBUTES, &team);
+        let mut rm = Vec::new();
+        put_len_field(&mut rm, RESOURCE, &resource);
+        put_len_field(&mut rm, SCOPE_METRICS, &scope);
+        let mut req = Vec::new();
+        put_len_field(&mut req, 1, &rm);
+
+        let mut out = Vec::new();
+        let n =
+            copy_resource_attribute_to_points(&req, "owner.team", &mut out, &mut Scratch::default()).expect("copied");
+        assert_eq!(n, 1);
+        let mut expected_point = point.clone();
+        put_len_field(&mut expected_point, 7, &team);
+        assert!(out.windows(expected_point.len()).any(|w| w == expected_point), "malformed bytes kept, team appended");
     }
 
     #[test]
