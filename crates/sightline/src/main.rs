@@ -59,6 +59,12 @@ fn main() -> ExitCode {
                         eprintln!("{config}: {e}");
                     }
                     eprintln!("{config}: invalid configuration, not starting");
+                    if config == app::DEFAULT_CONFIG && !std::path::Path::new(&config).exists() {
+                        eprintln!(
+                            "hint: the default configuration and its catalogs are read from the repository's config/ \
+                             directory; run from the repository root, or pass --config FILE"
+                        );
+                    }
                     return ExitCode::from(1);
                 }
             };
