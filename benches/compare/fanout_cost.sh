@@ -8,8 +8,9 @@
 #   cargo build --release -p sightline -p sightline-bench-tools
 #   benches/compare/fanout_cost.sh [rate_spans_per_s] [runs] [duration_s]
 #
-# Prints one line per run: exporters, user s, system s, total CPU s per million spans, items
-# accepted, items counted by the sink; then the medians.
+# Prints one line per run: exporters, user s, system s, total CPU s per million spans, peak
+# RSS (VmHWM), items accepted, items counted by the sink; then the medians. At a low rate
+# (e.g. 100000) it is also the steady-state memory measurement.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BIN=${BIN:-$ROOT/target/release}
@@ -60,15 +61,16 @@ YAML
       --items-per-request 500 --connections 4 --duration "$((DUR * 1000))ms" --warmup 0ms --rate "$RATE" \
       --json "$TMP/lg.json" --quiet >/dev/null
     read -r u1 s1 < <(awk '{print $14, $15}' /proc/$SL/stat)
+    hwm_kb=$(awk '/^VmHWM:/ {print $2}' /proc/$SL/status)
     sleep 1
     sink_items=$(curl -s "http://127.0.0.1:$SA/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["traces"]["items"])')
-    python3 - "$TMP/lg.json" "$n" "$u0" "$s0" "$u1" "$s1" "$ticks" "$sink_items" <<'PY' | tee -a "$TMP/results"
+    python3 - "$TMP/lg.json" "$n" "$u0" "$s0" "$u1" "$s1" "$ticks" "$sink_items" "$hwm_kb" <<'PY' | tee -a "$TMP/results"
 import json, sys
 r = json.load(open(sys.argv[1]))
-n, u0, s0, u1, s1, hz, sink = (int(x) for x in sys.argv[2:9])
+n, u0, s0, u1, s1, hz, sink, hwm = (int(x) for x in sys.argv[2:10])
 acc = r["items"]["accepted"]
 user, system = (u1 - u0) / hz, (s1 - s0) / hz
-print(f"exporters={n} user_s={user:.2f} sys_s={system:.2f} cpu_s_per_M={(user + system) / acc * 1e6:.3f} accepted={acc} sink_items={sink}")
+print(f"exporters={n} user_s={user:.2f} sys_s={system:.2f} cpu_s_per_M={(user + system) / acc * 1e6:.3f} peak_rss_mib={hwm / 1024:.1f} accepted={acc} sink_items={sink}")
 PY
     kill $SL $SINK 2>/dev/null || true
     wait $SL $SINK 2>/dev/null || true
@@ -81,9 +83,9 @@ rows = {}
 for line in open(sys.argv[1]):
     kv = dict(x.split("=") for x in line.split())
     rows.setdefault(kv["exporters"], []).append(kv)
-med = {n: {k: statistics.median(float(r[k]) for r in rs) for k in ("user_s", "sys_s", "cpu_s_per_M")} for n, rs in rows.items()}
+med = {n: {k: statistics.median(float(r[k]) for r in rs) for k in ("user_s", "sys_s", "cpu_s_per_M", "peak_rss_mib")} for n, rs in rows.items()}
 for n, m in sorted(med.items()):
-    print(f"median exporters={n} user_s={m['user_s']:.2f} sys_s={m['sys_s']:.2f} cpu_s_per_M={m['cpu_s_per_M']:.3f}")
+    print(f"median exporters={n} user_s={m['user_s']:.2f} sys_s={m['sys_s']:.2f} cpu_s_per_M={m['cpu_s_per_M']:.3f} peak_rss_mib={m['peak_rss_mib']:.1f}")
 if "1" in med and "3" in med:
     a, b = med["1"], med["3"]
     print(f"3 vs 1 exporter: total {b['cpu_s_per_M'] / a['cpu_s_per_M']:.2f}x, user {b['user_s'] / a['user_s']:.2f}x, system {b['sys_s'] / a['sys_s']:.2f}x")
