@@ -115,14 +115,15 @@ pub fn status_error(status: StatusCode, message: String, headers: &HeaderMap) ->
 
 /// POSTs `body` to `url` with `headers` and applies [`status_error`]: the whole exchange of
 /// the backends with the common convention (`prometheusremotewrite`, `loki`). A success's
-/// (small) body is drained so that the connection can be reused; a failure's goes into the
-/// error message.
+/// (small) body is drained so that the connection can be reused, and its headers are returned
+/// (Remote Write 2.0 reads what was written from them); a failure's body goes into the error
+/// message.
 pub async fn post(
     client: &HttpClient<http_body_util::Full<bytes::Bytes>>,
     url: &Uri,
     headers: &HeaderMap,
     body: bytes::Bytes,
-) -> Result<(), SendError> {
+) -> Result<HeaderMap, SendError> {
     let mut req = hyper::Request::post(url.clone())
         .body(http_body_util::Full::new(body))
         .map_err(|e| SendError::permanent(format!("cannot build the request: {e}")))?;
@@ -134,7 +135,7 @@ pub async fn post(
     let (parts, body) = resp.into_parts();
     let text = read_limited(body, RESPONSE_LIMIT).await;
     if parts.status.is_success() {
-        return Ok(());
+        return Ok(parts.headers);
     }
     let message = format!("HTTP {} from {url}: {}", parts.status, body_text(&text));
     Err(status_error(parts.status, message, &parts.headers))

@@ -234,7 +234,7 @@ impl Sender for LokiSender {
             let body = self.encode(batch).await?;
             // Loki's convention is the common one: 429 and 5xx are worth retrying; any other
             // status means the request itself was refused (bad labels, too old, too large).
-            http_exporter::post(&self.client, &self.url, &self.headers, body).await
+            http_exporter::post(&self.client, &self.url, &self.headers, body).await.map(drop)
         })
     }
 }

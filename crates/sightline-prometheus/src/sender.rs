@@ -265,37 +265,25 @@ impl RemoteWriteSender {
 
     /// 429 and 5xx are retryable (with the server's `Retry-After`); anything else is permanent.
     async fn post_inner(&self, body: Bytes) -> Result<Written, SendError> {
-        if self.message == ProtobufMessage::V1 {
-            return http_exporter::post(&self.client, &self.url, &self.headers, body)
-                .await
-                .map(|()| Written::default());
+        let answer = http_exporter::post(&self.client, &self.url, &self.headers, body).await;
+        match (self.message, answer) {
+            (ProtobufMessage::V1, Ok(_)) => Ok(Written::default()),
+            (ProtobufMessage::V2, Ok(headers)) => Ok(Written::from_headers(&headers)),
+            // `http_exporter::post`'s message starts with the status ("HTTP 415 Unsupported ...").
+            (ProtobufMessage::V2, Err(mut e))
+                if e.message.starts_with(&format!("HTTP {} ", StatusCode::UNSUPPORTED_MEDIA_TYPE)) =>
+            {
+                e.message = format!(
+                    "{}: the backend does not accept Remote Write 2.0 ({}); set `protobuf_message: {}` to send \
+                     Remote Write 1.0 instead",
+                    e.message,
+                    ProtobufMessage::V2.as_str(),
+                    ProtobufMessage::V1.as_str(),
+                );
+                Err(e)
+            }
+            (_, Err(e)) => Err(e),
         }
-        // 2.0 reads the answer's headers; otherwise the same exchange as `http_exporter::post`.
-        let mut req = hyper::Request::post(self.url.clone())
-            .body(Full::new(body))
-            .map_err(|e| SendError::permanent(format!("cannot build the request: {e}")))?;
-        *req.headers_mut() = self.headers.clone();
-        let resp = self.client.request(req).await.map_err(|e| {
-            SendError::retryable(format!("POST {}: {}", self.url, sightline_exporters::error_chain(&e)))
-        })?;
-        let (parts, body) = resp.into_parts();
-        let text = http_exporter::read_limited(body, http_exporter::RESPONSE_LIMIT).await;
-        if parts.status.is_success() {
-            return Ok(Written::from_headers(&parts.headers));
-        }
-        let answer = http_exporter::body_text(&text);
-        let message = if parts.status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
-            format!(
-                "HTTP 415 from {}: the backend does not accept Remote Write 2.0 ({}); set `protobuf_message: {}` to \
-                 send Remote Write 1.0 instead: {answer}",
-                self.url,
-                ProtobufMessage::V2.as_str(),
-                ProtobufMessage::V1.as_str(),
-            )
-        } else {
-            format!("HTTP {} from {}: {answer}", parts.status, self.url)
-        };
-        Err(http_exporter::status_error(parts.status, message, &parts.headers))
     }
 }
 
