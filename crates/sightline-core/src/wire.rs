@@ -633,13 +633,20 @@ fn skim_field<'a>(buf: &'a [u8], p: &mut usize) -> Option<(u64, u8, &'a [u8])> {
 /// that length.
 #[inline]
 fn skim(buf: &[u8], ids: &[(u64, usize)]) -> bool {
+    skim_each(buf, |field, wt, value| match ids.iter().find(|(f, _)| *f == field) {
+        Some(&(_, len)) => wt == 2 && (value.is_empty() || value.len() == len),
+        None => true,
+    })
+}
+
+/// Every field of `buf` well formed and accepted by `ok(field, wire type, LEN value)`.
+#[inline(always)]
+fn skim_each(buf: &[u8], mut ok: impl FnMut(u64, u8, &[u8]) -> bool) -> bool {
     let mut p = 0;
     while p < buf.len() {
-        let Some((field, wt, value)) = skim_field(buf, &mut p) else { return false };
-        if let Some(&(_, len)) = ids.iter().find(|(f, _)| *f == field)
-            && (wt != 2 || (!value.is_empty() && value.len() != len))
-        {
-            return false;
+        match skim_field(buf, &mut p) {
+            Some((field, wt, value)) if ok(field, wt, value) => {}
+            _ => return false,
         }
     }
     true
@@ -651,48 +658,25 @@ fn skim(buf: &[u8], ids: &[(u64, usize)]) -> bool {
 /// (resource validation was about a tenth of the receive path's CPU).
 #[inline]
 fn skim_resource(resource: &[u8]) -> bool {
-    let mut p = 0;
-    while p < resource.len() {
-        let Some((field, wt, kv)) = skim_field(resource, &mut p) else { return false };
-        if field == 1 && (wt != 2 || !skim_key_value(kv)) {
-            return false;
-        }
-    }
-    true
+    skim_each(resource, |field, wt, kv| field != 1 || (wt == 2 && skim_key_value(kv)))
 }
 
 #[inline]
 fn skim_key_value(kv: &[u8]) -> bool {
-    let mut p = 0;
-    while p < kv.len() {
-        let Some((field, wt, v)) = skim_field(kv, &mut p) else { return false };
-        let ok = match field {
-            1 => wt == 2 && std::str::from_utf8(v).is_ok(),
-            2 => wt == 2 && skim_any_value(v),
-            _ => true,
-        };
-        if !ok {
-            return false;
-        }
-    }
-    true
+    skim_each(kv, |field, wt, v| match field {
+        1 => wt == 2 && std::str::from_utf8(v).is_ok(),
+        2 => wt == 2 && skim_any_value(v),
+        _ => true,
+    })
 }
 
 #[inline]
 fn skim_any_value(v: &[u8]) -> bool {
-    let mut p = 0;
-    while p < v.len() {
-        let Some((field, wt, x)) = skim_field(v, &mut p) else { return false };
-        let ok = match field {
-            1 => wt == 2 && std::str::from_utf8(x).is_ok(),
-            5..=7 => wt == 2,
-            _ => true,
-        };
-        if !ok {
-            return false;
-        }
-    }
-    true
+    skim_each(v, |field, wt, x| match field {
+        1 => wt == 2 && std::str::from_utf8(x).is_ok(),
+        5..=7 => wt == 2,
+        _ => true,
+    })
 }
 
 #[inline]
