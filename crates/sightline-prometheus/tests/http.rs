@@ -4,47 +4,10 @@
 
 mod common;
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::IntoResponse;
-use axum::routing::post;
 use common::*;
-use prost::Message;
 use sightline_core::{Registry, RetryConfig, Signal, driver};
 use sightline_prometheus::{PrometheusRemoteWriteConfig, build_prometheusremotewrite};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-/// The server's script: the status of each request in turn (then 204), and what it received.
-#[derive(Default)]
-struct Script {
-    statuses: Vec<(u16, Option<&'static str>)>,
-    received: Vec<(HeaderMap, WriteRequest)>,
-}
-
-type Shared = Arc<Mutex<Script>>;
-
-async fn write(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> impl IntoResponse {
-    let raw = snap::raw::Decoder::new().decompress_vec(&body).expect("snappy block format");
-    let req = WriteRequest::decode(&raw[..]).expect("a WriteRequest");
-    let mut s = s.lock().expect("lock");
-    let i = s.received.len();
-    s.received.push((headers, req));
-    let (status, retry_after) = s.statuses.get(i).copied().unwrap_or((204, None));
-    let mut h = HeaderMap::new();
-    if let Some(r) = retry_after {
-        h.insert("retry-after", r.parse().expect("header"));
-    }
-    (StatusCode::from_u16(status).expect("status"), h, format!("script says {status}"))
-}
-
-async fn server(script: Script) -> (String, Shared) {
-    let shared = Arc::new(Mutex::new(script));
-    let url = serve_write(Router::new().route("/api/v1/write", post(write)).with_state(shared.clone())).await;
-    (url, shared)
-}
 
 fn config(url: &str) -> PrometheusRemoteWriteConfig {
     let mut cfg = PrometheusRemoteWriteConfig::new(url);
@@ -57,7 +20,8 @@ fn config(url: &str) -> PrometheusRemoteWriteConfig {
 #[tokio::test]
 async fn headers_body_and_classification() {
     let (url, script) =
-        server(Script { statuses: vec![(400, None), (503, Some("7")), (429, None)], ..Script::default() }).await;
+        scripted_server::<WriteRequest>(vec![Answer::status(400), Answer::retry_after(503, "7"), Answer::status(429)])
+            .await;
     let registry = Registry::new();
     let (sender, dcfg) =
         build_prometheusremotewrite("prometheusremotewrite", Signal::Metrics, &config(&url), &registry).expect("build");
@@ -88,7 +52,7 @@ async fn headers_body_and_classification() {
 /// retry resends only the requests that were not delivered.
 #[tokio::test]
 async fn driver_retries_only_retryable_and_resumes() {
-    let (url, script) = server(Script { statuses: vec![(204, None), (503, None)], ..Script::default() }).await;
+    let (url, script) = scripted_server::<WriteRequest>(vec![Answer::status(204), Answer::status(503)]).await;
     let registry = Registry::new();
     let mut cfg = config(&url);
     cfg.max_samples_per_send = 2; // 5 series -> 3 requests on one shard
@@ -119,7 +83,8 @@ async fn driver_retries_only_retryable_and_resumes() {
     }
 
     // A 400 is not retried.
-    script.lock().expect("lock").statuses = vec![(204, None); 4].into_iter().chain([(400, None)]).collect();
+    script.lock().expect("lock").answers =
+        vec![Answer::status(204); 4].into_iter().chain([Answer::status(400)]).collect();
     let b = counter_batch(1);
     d.handle.enqueue(b.payloads[0].clone()).await;
     let failed = || registry.value("otelcol_exporter_send_failed_metric_points", &[("exporter", "prw")]).unwrap_or(0);

@@ -6,12 +6,6 @@
 
 mod common;
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::IntoResponse;
-use axum::routing::post;
 use common::*;
 use opentelemetry_proto::tonic::metrics::v1::{
     AggregationTemporality, ExponentialHistogram, ExponentialHistogramDataPoint, Metric,
@@ -22,7 +16,6 @@ use sightline_core::{Registry, Signal};
 use sightline_prometheus::{
     Options, PrometheusRemoteWriteConfig, ProtobufMessage, Translator, build_prometheusremotewrite,
 };
-use std::sync::{Arc, Mutex};
 
 #[derive(Clone, PartialEq, prost::Message)]
 struct RequestV2 {
@@ -354,38 +347,6 @@ fn config_option() {
     assert!(errs[0].1.contains("prometheus.WriteRequest") && errs[0].1.contains("io.prometheus.write.v2.Request"));
 }
 
-/// A stand-in remote-write 2.0 receiver for the status and header paths only (not a protocol
-/// implementation): answers each request with the next scripted (status, samples written)
-/// and records the request.
-#[derive(Default)]
-struct Script {
-    answers: Vec<(u16, Option<u64>)>,
-    received: Vec<(HeaderMap, RequestV2)>,
-}
-
-type Shared = Arc<Mutex<Script>>;
-
-async fn write(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> impl IntoResponse {
-    let raw = snap::raw::Decoder::new().decompress_vec(&body).expect("snappy block format");
-    let req = RequestV2::decode(&raw[..]).expect("a v2 Request");
-    let mut s = s.lock().expect("lock");
-    let i = s.received.len();
-    s.received.push((headers, req));
-    let (status, written) = s.answers.get(i).copied().unwrap_or((204, None));
-    let mut h = HeaderMap::new();
-    if let Some(w) = written {
-        h.insert("x-prometheus-remote-write-samples-written", w.to_string().parse().expect("header"));
-        h.insert("x-prometheus-remote-write-histograms-written", "0".parse().expect("header"));
-    }
-    (StatusCode::from_u16(status).expect("status"), h, format!("script says {status}"))
-}
-
-async fn server(script: Script) -> (String, Shared) {
-    let shared = Arc::new(Mutex::new(script));
-    let url = serve_write(Router::new().route("/api/v1/write", post(write)).with_state(shared.clone())).await;
-    (url, shared)
-}
-
 fn config(url: &str) -> PrometheusRemoteWriteConfig {
     let mut cfg = PrometheusRemoteWriteConfig::new(url);
     cfg.protobuf_message = "io.prometheus.write.v2.Request".into();
@@ -407,7 +368,7 @@ fn rejected(registry: &Registry) -> i64 {
 #[tokio::test]
 async fn headers_and_partial_writes() {
     let (url, script) =
-        server(Script { answers: vec![(204, Some(5)), (200, Some(2)), (204, None)], ..Script::default() }).await;
+        scripted_server::<RequestV2>(vec![Answer::written(204, 5), Answer::written(200, 2), Answer::status(204)]).await;
     let registry = Registry::new();
     let (sender, _) = build_prometheusremotewrite("prw", Signal::Metrics, &config(&url), &registry).expect("build");
     sender.send(&counter_batch(5)).await.expect("full write");
@@ -431,7 +392,7 @@ async fn headers_and_partial_writes() {
 /// 415 (a receiver without 2.0): permanent, and the message says what to change.
 #[tokio::test]
 async fn unsupported_media_type_names_the_option() {
-    let (url, script) = server(Script { answers: vec![(415, None)], ..Script::default() }).await;
+    let (url, script) = scripted_server::<RequestV2>(vec![Answer::status(415)]).await;
     let registry = Registry::new();
     let (sender, _) = build_prometheusremotewrite("prw", Signal::Metrics, &config(&url), &registry).expect("build");
     let e = sender.send(&counter_batch(2)).await.expect_err("415");

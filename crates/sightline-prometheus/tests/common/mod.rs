@@ -186,13 +186,68 @@ pub fn checkout() -> Vec<KeyValue> {
     ]
 }
 
-/// Serves `app` on a free loopback port (a stand-in for a remote-write receiver's statuses
-/// and headers only); returns the write URL.
-pub async fn serve_write(app: axum::Router) -> String {
+/// One scripted answer of [`scripted_server`]: a status, and optionally `Retry-After` and
+/// (Remote Write 2.0) the samples-written header.
+#[derive(Clone, Copy, Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub retry_after: Option<&'static str>,
+    pub samples_written: Option<u64>,
+}
+
+impl Answer {
+    pub fn status(status: u16) -> Self {
+        Answer { status, retry_after: None, samples_written: None }
+    }
+    pub fn retry_after(status: u16, after: &'static str) -> Self {
+        Answer { retry_after: Some(after), ..Answer::status(status) }
+    }
+    /// A 2.0 answer with `X-Prometheus-Remote-Write-Samples-Written` (and 0 histograms).
+    pub fn written(status: u16, samples: u64) -> Self {
+        Answer { samples_written: Some(samples), ..Answer::status(status) }
+    }
+}
+
+/// What a [`scripted_server`] answers (each request the next answer, then 204) and received
+/// (each body decoded as `M`: `WriteRequest` or the 2.0 `Request`).
+pub struct Script<M> {
+    pub answers: Vec<Answer>,
+    pub received: Vec<(axum::http::HeaderMap, M)>,
+}
+
+pub type Shared<M> = std::sync::Arc<std::sync::Mutex<Script<M>>>;
+
+/// A stand-in remote-write receiver on a free loopback port for the status and header paths
+/// only (not a protocol implementation); returns the write URL and the script.
+pub async fn scripted_server<M: Message + Default + Send + 'static>(answers: Vec<Answer>) -> (String, Shared<M>) {
+    use axum::http::{HeaderMap, StatusCode};
+    async fn write<M: Message + Default + Send + 'static>(
+        axum::extract::State(s): axum::extract::State<Shared<M>>,
+        headers: HeaderMap,
+        body: axum::body::Bytes,
+    ) -> (StatusCode, HeaderMap, String) {
+        let raw = snap::raw::Decoder::new().decompress_vec(&body).expect("snappy block format");
+        let req = M::decode(&raw[..]).expect("a remote-write request");
+        let mut s = s.lock().expect("lock");
+        let i = s.received.len();
+        s.received.push((headers, req));
+        let a = s.answers.get(i).copied().unwrap_or(Answer::status(204));
+        let mut h = HeaderMap::new();
+        if let Some(r) = a.retry_after {
+            h.insert("retry-after", r.parse().expect("header"));
+        }
+        if let Some(w) = a.samples_written {
+            h.insert("x-prometheus-remote-write-samples-written", w.to_string().parse().expect("header"));
+            h.insert("x-prometheus-remote-write-histograms-written", "0".parse().expect("header"));
+        }
+        (StatusCode::from_u16(a.status).expect("status"), h, format!("script says {}", a.status))
+    }
+    let shared: Shared<M> = std::sync::Arc::new(std::sync::Mutex::new(Script { answers, received: Vec::new() }));
+    let app = axum::Router::new().route("/api/v1/write", axum::routing::post(write::<M>)).with_state(shared.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move { axum::serve(listener, app).await });
-    format!("http://{addr}/api/v1/write")
+    (format!("http://{addr}/api/v1/write"), shared)
 }
 
 /// A batch of one cumulative counter with `n_series` series (one point each).
