@@ -64,10 +64,15 @@ class Sightline:
         exporters: str | None = None,
         pipeline_exporters: str | dict | None = None,
         protocol_extra: str = "",
+        http_extra: str = "",
+        grpc_extra: str = "",
     ):
-        """`protocol_extra`: more flow-mapping entries for both protocols, e.g. `tls: {...}`."""
+        """`protocol_extra`: more flow-mapping entries for both protocols, e.g. `tls: {...}`;
+        `http_extra` / `grpc_extra`: for one protocol only."""
         self.tmp = tmp
         extra = f", {protocol_extra}" if protocol_extra else ""
+        hextra = extra + (f", {http_extra}" if http_extra else "")
+        gextra = extra + (f", {grpc_extra}" if grpc_extra else "")
         if exporters is None:
             exporters = DEFAULT_EXPORTERS.format(tmp=tmp)
         pe = {s: pipeline_exporters or f"[file/{s}]" for s in ("traces", "logs", "metrics")}
@@ -80,8 +85,8 @@ class Sightline:
 receivers:
   otlp:
     protocols:
-      grpc: {{ endpoint: "127.0.0.1:{self.grpc}"{extra} }}
-      http: {{ endpoint: "127.0.0.1:{self.http}"{extra} }}
+      grpc: {{ endpoint: "127.0.0.1:{self.grpc}"{gextra} }}
+      http: {{ endpoint: "127.0.0.1:{self.http}"{hextra} }}
 processors:
   ownership:
     catalog: ["{tmp}/catalog"]

@@ -9,6 +9,7 @@
 //! - [`Pipeline`] and [`Processor`]: inline processing and zero-copy fan-out.
 //! - [`driver`]: the exporter driver (queue, batching, concurrency, retry, metrics) that every
 //!   exporter reuses through the small [`Sender`] trait.
+//! - [`serde_util`]: config helpers (list options that also take one value).
 //! - [`telemetry`]: counters and gauges rendered as Prometheus text, and the naming rules.
 //!
 //! Nothing here does I/O on the receive path or blocks: processors run inline on the receiving
@@ -19,6 +20,7 @@ mod diskq;
 pub mod driver;
 pub mod payload;
 pub mod pipeline;
+pub mod serde_util;
 pub mod signal;
 pub mod telemetry;
 pub mod wire;

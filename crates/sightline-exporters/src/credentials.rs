@@ -43,7 +43,9 @@ struct Entry {
     prefix: &'static str,
 }
 
-/// Header values from files, with their current values.
+/// Header values from files, with their current values. Clones share the values (and the one
+/// reload task).
+#[derive(Clone)]
 pub(crate) struct FileHeaders {
     /// Lowercase header names, in the order of the values.
     names: Vec<String>,

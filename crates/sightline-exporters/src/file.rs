@@ -3,7 +3,9 @@
 //!
 //! Conversion and writes run on the blocking pool, never on a runtime worker; the driver
 //! already runs senders on their own tasks, so the receive path never waits for the disk.
-//! Concurrent sends are serialised by one lock around the file, so lines never interleave.
+//! Concurrent sends are serialised by one lock around the file, so lines never interleave;
+//! every signal and pipeline that lists the exporter writes through that one file
+//! ([`FileExporter`]), so rotation happens once and no two writers share a path.
 //!
 //! Rotation: when the next write would take the file past `max_megabytes`, the file is
 //! renamed to `<stem>-<UTC time>.<ext>` (`traces-2024-05-01T10-00-00.000.json`, the
@@ -122,38 +124,89 @@ impl FileConfig {
     }
 }
 
-/// Builds the `file` exporter's sender for `signal`: creates the parent directories and opens
-/// the file (so that a path that cannot be written fails at start, not at the first batch).
-/// With `flush_interval`, must be called from within a Tokio runtime.
+/// One `file` exporter: the open file, shared by every pipeline and every signal that lists
+/// the exporter (as in the collector, an exporter id is one component). Each signal gets its
+/// own [`Sender`] and driver (queues and batches hold one signal), and all of them write
+/// through the one writer, a whole record at a time.
+pub struct FileExporter {
+    id: Arc<str>,
+    format: FileFormat,
+    out: Arc<Mutex<Output>>,
+    driver: DriverConfig,
+}
+
+impl FileExporter {
+    /// Creates the parent directories and opens the file (so that a path that cannot be
+    /// written fails at start, not at the first batch). With `flush_interval`, must be called
+    /// from within a Tokio runtime.
+    pub fn open(id: &str, cfg: &FileConfig) -> Result<FileExporter, BuildError> {
+        BuildError::from_findings(cfg.validate())?;
+        let runtime = match cfg.flush_interval {
+            Some(_) => Some(tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?),
+            None => None,
+        };
+        let io_err = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| BuildError::Io { key: "path".into(), path, source }
+        };
+        if let Some(dir) = cfg.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        }
+        let append = cfg.append || cfg.rotation.is_some();
+        let file = open(&cfg.path, append).map_err(io_err(&cfg.path))?;
+        let size = file.metadata().map_err(io_err(&cfg.path))?.len();
+        let out = Arc::new(Mutex::new(Output {
+            path: cfg.path.clone(),
+            writer: BufWriter::with_capacity(64 * 1024, file),
+            size,
+            buffered: cfg.flush_interval.is_some(),
+            rotation: cfg.rotation.clone(),
+            last_backup_ms: 0,
+        }));
+        if let (Some(rt), Some(every)) = (runtime, cfg.flush_interval) {
+            rt.spawn(flush_periodically(Arc::downgrade(&out), every, id.to_string()));
+        }
+        Ok(FileExporter {
+            id: Arc::from(id),
+            format: cfg.format,
+            out,
+            driver: driver_config(cfg.timeout, &cfg.sending_queue, &cfg.retry_on_failure),
+        })
+    }
+
+    /// The sender of `signal`'s records, writing to the shared file.
+    pub fn sender(&self, signal: Signal) -> Arc<dyn Sender> {
+        Arc::new(FileSender { id: self.id.clone(), signal, format: self.format, out: self.out.clone() })
+    }
+
+    /// The driver options (`timeout`, `sending_queue`, `retry_on_failure`).
+    pub fn driver_config(&self) -> DriverConfig {
+        self.driver.clone()
+    }
+}
+
+/// Builds a `file` exporter used by one signal only (see [`FileExporter`] for several).
 pub fn build_file(id: &str, signal: Signal, cfg: &FileConfig) -> Result<(Arc<dyn Sender>, DriverConfig), BuildError> {
-    BuildError::from_findings(cfg.validate())?;
-    let runtime = match cfg.flush_interval {
-        Some(_) => Some(tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?),
-        None => None,
-    };
-    let io_err = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| BuildError::Io { key: "path".into(), path, source }
-    };
-    if let Some(dir) = cfg.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let e = FileExporter::open(id, cfg)?;
+    Ok((e.sender(signal), e.driver_config()))
+}
+
+/// `path` made absolute (against the working directory) and with `.` and `..` resolved
+/// without touching the file system: what two `file` exporters are compared by.
+pub fn normalized_path(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut out = PathBuf::new();
+    for c in abs.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other.as_os_str()),
+        }
     }
-    let append = cfg.append || cfg.rotation.is_some();
-    let file = open(&cfg.path, append).map_err(io_err(&cfg.path))?;
-    let size = file.metadata().map_err(io_err(&cfg.path))?.len();
-    let out = Arc::new(Mutex::new(Output {
-        path: cfg.path.clone(),
-        writer: BufWriter::with_capacity(64 * 1024, file),
-        size,
-        buffered: cfg.flush_interval.is_some(),
-        rotation: cfg.rotation.clone(),
-        last_backup_ms: 0,
-    }));
-    if let (Some(rt), Some(every)) = (runtime, cfg.flush_interval) {
-        rt.spawn(flush_periodically(Arc::downgrade(&out), every, id.to_string()));
-    }
-    let sender = FileSender { id: Arc::from(id), signal, format: cfg.format, out };
-    Ok((Arc::new(sender), driver_config(cfg.timeout, &cfg.sending_queue, &cfg.retry_on_failure)))
+    out
 }
 
 fn open(path: &Path, append: bool) -> std::io::Result<File> {

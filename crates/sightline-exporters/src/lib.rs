@@ -10,7 +10,9 @@
 //! cannot check (no I/O), and a `build_<type>` function that returns the backend-specific
 //! [`Sender`](sightline_core::Sender) together with the [`DriverConfig`] taken from the common
 //! options `timeout`, `sending_queue` and `retry_on_failure`, as in the collector's
-//! exporterhelper. Queueing, batching, concurrency, retries and the `otelcol_exporter_*`
+//! exporterhelper. An exporter id used by several signals is one component: [`FileExporter`],
+//! [`OtlpExporter`] and [`OtlpHttpExporter`] are built once and hand each signal a sender over
+//! the shared file, channel or connection pool and credential files. Queueing, batching, concurrency, retries and the `otelcol_exporter_*`
 //! metrics are the core driver's job, not the exporters'.
 //!
 //! What an exporter must never do: decode and re-encode a request it only forwards (the `otlp`
@@ -47,9 +49,9 @@ mod tls;
 
 pub use credentials::ExporterAuth;
 pub use debug::{DebugConfig, Verbosity, build_debug};
-pub use file::{FileConfig, FileFormat, RotationConfig, build_file};
-pub use otlp::{OtlpConfig, build_otlp};
-pub use otlphttp::{Encoding, OtlpHttpConfig, build_otlphttp};
+pub use file::{FileConfig, FileExporter, FileFormat, RotationConfig, build_file};
+pub use otlp::{OtlpConfig, OtlpExporter, build_otlp};
+pub use otlphttp::{Encoding, OtlpHttpConfig, OtlpHttpExporter, build_otlphttp};
 pub use tls::TlsConfig;
 
 use serde::Deserialize;

@@ -152,56 +152,100 @@ pub(crate) fn parse_endpoint(endpoint: &str, insecure: bool) -> Result<Target, S
     Ok(Target { authority, tls })
 }
 
-/// Builds the `otlp` exporter's sender for `signal`. Must be called from within a Tokio
-/// runtime (the gRPC channel's worker is spawned here); no connection is made until the first
-/// send, so a backend that is down does not stop the process from starting.
+/// One `otlp` exporter: the gRPC channel (one connection, HTTP/2-multiplexed), the metadata
+/// and the credential files, shared by every pipeline and signal that lists the exporter.
+/// Each signal gets its own [`Sender`] (and driver) over them.
+pub struct OtlpExporter {
+    id: Arc<str>,
+    client: Grpc<Channel>,
+    metadata: MetadataMap,
+    file_headers: Option<FileHeaders>,
+    timeout: Duration,
+    driver: DriverConfig,
+}
+
+/// Builds a sender for one signal (see [`OtlpExporter`] for several).
 pub fn build_otlp(
     id: &str,
     signal: Signal,
     cfg: &OtlpConfig,
     registry: &Registry,
 ) -> Result<(Arc<dyn Sender>, DriverConfig), BuildError> {
-    BuildError::from_findings(cfg.validate())?;
-    tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?;
-    let target = parse_endpoint(&cfg.endpoint, cfg.tls.insecure).map_err(|m| BuildError::invalid("endpoint", m))?;
-    let bad_endpoint = |e: tonic::transport::Error| BuildError::invalid("endpoint", error_chain(&e));
-    // The connector decides TLS, so tonic is given a plain-text URI to dial (its own TLS layer
-    // would refuse an https URI it did not configure) and the real scheme as the origin, which
-    // is what goes into the request's `:scheme`.
-    let origin: Uri = format!("{}://{}", if target.tls { "https" } else { "http" }, target.authority)
-        .parse()
-        .map_err(|_| BuildError::invalid("endpoint", "not a valid URI"))?;
-    let endpoint = Endpoint::from_shared(format!("http://{}", target.authority))
-        .map_err(bad_endpoint)?
-        .origin(origin)
-        .user_agent(user_agent())
-        .map_err(bad_endpoint)?
-        .tcp_nodelay(true)
-        .connect_timeout(cfg.timeout);
-    let channel = if target.tls {
-        let https = cfg.tls.connector(true, false)?;
-        endpoint.connect_with_connector_lazy(tower::ServiceExt::map_request(https, force_https as fn(Uri) -> Uri))
-    } else {
-        endpoint.connect_with_connector_lazy(crate::tls::http_connector())
-    };
-    let mut client =
-        Grpc::new(channel).accept_compressed(CompressionEncoding::Gzip).accept_compressed(CompressionEncoding::Zstd);
-    match cfg.compression {
-        Compression::Gzip => client = client.send_compressed(CompressionEncoding::Gzip),
-        Compression::Zstd => client = client.send_compressed(CompressionEncoding::Zstd),
-        Compression::None => {}
+    let e = OtlpExporter::new(id, cfg, registry)?;
+    Ok((e.sender(signal), e.driver_config()))
+}
+
+impl OtlpExporter {
+    /// Must be called from within a Tokio runtime (the gRPC channel's worker is spawned
+    /// here); no connection is made until the first send, so a backend that is down does not
+    /// stop the process from starting.
+    pub fn new(id: &str, cfg: &OtlpConfig, registry: &Registry) -> Result<OtlpExporter, BuildError> {
+        BuildError::from_findings(cfg.validate())?;
+        tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?;
+        let target = parse_endpoint(&cfg.endpoint, cfg.tls.insecure).map_err(|m| BuildError::invalid("endpoint", m))?;
+        let bad_endpoint = |e: tonic::transport::Error| BuildError::invalid("endpoint", error_chain(&e));
+        // The connector decides TLS, so tonic is given a plain-text URI to dial (its own TLS layer
+        // would refuse an https URI it did not configure) and the real scheme as the origin, which
+        // is what goes into the request's `:scheme`.
+        let origin: Uri = format!("{}://{}", if target.tls { "https" } else { "http" }, target.authority)
+            .parse()
+            .map_err(|_| BuildError::invalid("endpoint", "not a valid URI"))?;
+        let endpoint = Endpoint::from_shared(format!("http://{}", target.authority))
+            .map_err(bad_endpoint)?
+            .origin(origin)
+            .user_agent(user_agent())
+            .map_err(bad_endpoint)?
+            .tcp_nodelay(true)
+            .connect_timeout(cfg.timeout);
+        let channel = if target.tls {
+            let https = cfg.tls.connector(true, false)?;
+            endpoint.connect_with_connector_lazy(tower::ServiceExt::map_request(https, force_https as fn(Uri) -> Uri))
+        } else {
+            endpoint.connect_with_connector_lazy(crate::tls::http_connector())
+        };
+        let mut client = Grpc::new(channel)
+            .accept_compressed(CompressionEncoding::Gzip)
+            .accept_compressed(CompressionEncoding::Zstd);
+        match cfg.compression {
+            Compression::Gzip => client = client.send_compressed(CompressionEncoding::Gzip),
+            Compression::Zstd => client = client.send_compressed(CompressionEncoding::Zstd),
+            Compression::None => {}
+        }
+        let mut metadata = MetadataMap::new();
+        for (name, value) in &cfg.headers {
+            let key = MetadataKey::<Ascii>::from_bytes(name.to_ascii_lowercase().as_bytes())
+                .map_err(|_| BuildError::invalid(format!("headers.{name}"), "not a valid gRPC metadata key"))?;
+            let value = MetadataValue::<Ascii>::try_from(value.as_str())
+                .map_err(|_| BuildError::invalid(format!("headers.{name}"), "not a valid metadata value"))?;
+            metadata.append(key, value);
+        }
+        let file_headers = FileHeaders::new(id, &cfg.headers_from_files, cfg.auth.as_ref(), registry)?;
+        Ok(OtlpExporter {
+            id: Arc::from(id),
+            client,
+            metadata,
+            file_headers,
+            timeout: cfg.timeout,
+            driver: driver_config(cfg.timeout, &cfg.sending_queue, &cfg.retry_on_failure),
+        })
     }
-    let mut metadata = MetadataMap::new();
-    for (name, value) in &cfg.headers {
-        let key = MetadataKey::<Ascii>::from_bytes(name.to_ascii_lowercase().as_bytes())
-            .map_err(|_| BuildError::invalid(format!("headers.{name}"), "not a valid gRPC metadata key"))?;
-        let value = MetadataValue::<Ascii>::try_from(value.as_str())
-            .map_err(|_| BuildError::invalid(format!("headers.{name}"), "not a valid metadata value"))?;
-        metadata.append(key, value);
+
+    /// The sender of `signal`'s batches over the shared channel.
+    pub fn sender(&self, signal: Signal) -> Arc<dyn Sender> {
+        Arc::new(OtlpSender {
+            id: self.id.clone(),
+            signal,
+            client: self.client.clone(),
+            metadata: self.metadata.clone(),
+            file_headers: self.file_headers.clone(),
+            timeout: self.timeout,
+        })
     }
-    let file_headers = FileHeaders::new(id, &cfg.headers_from_files, cfg.auth.as_ref(), registry)?;
-    let sender = OtlpSender { id: Arc::from(id), signal, client, metadata, file_headers, timeout: cfg.timeout };
-    Ok((Arc::new(sender), driver_config(cfg.timeout, &cfg.sending_queue, &cfg.retry_on_failure)))
+
+    /// The driver options (`timeout`, `sending_queue`, `retry_on_failure`).
+    pub fn driver_config(&self) -> DriverConfig {
+        self.driver.clone()
+    }
 }
 
 fn force_https(uri: Uri) -> Uri {

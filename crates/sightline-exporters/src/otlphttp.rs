@@ -176,40 +176,75 @@ fn join_path(base: &Uri, path: &str) -> Result<Uri, String> {
     Uri::from_parts(parts).map_err(|e| format!("cannot append {path}: {e}"))
 }
 
-/// Builds the `otlphttp` exporter's sender for `signal`. No connection is made until the
-/// first send.
+/// One `otlphttp` exporter: the HTTP client (its connection pool), the headers and the
+/// credential files, shared by every pipeline and signal that lists the exporter. Each signal
+/// gets its own [`Sender`] (and driver), posting to its own URL.
+pub struct OtlpHttpExporter {
+    id: Arc<str>,
+    cfg: OtlpHttpConfig,
+    client: HttpClient<ChunksBody>,
+    headers: HeaderMap,
+    file_headers: Option<FileHeaders>,
+}
+
+/// Builds a sender for one signal (see [`OtlpHttpExporter`] for several). No connection is
+/// made until the first send.
 pub fn build_otlphttp(
     id: &str,
     signal: Signal,
     cfg: &OtlpHttpConfig,
     registry: &Registry,
 ) -> Result<(Arc<dyn Sender>, DriverConfig), BuildError> {
-    BuildError::from_findings(cfg.validate())?;
-    let url = cfg.url(signal)?;
-    let client = http_exporter::client(&cfg.tls, &url)?;
-    let mut headers = http_exporter::base_headers(&cfg.headers)?;
-    headers.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static(match cfg.encoding {
-            Encoding::Proto => "application/x-protobuf",
-            Encoding::Json => "application/json",
-        }),
-    );
-    if cfg.compression != Compression::None {
-        headers.insert(CONTENT_ENCODING, HeaderValue::from_static(cfg.compression.as_str()));
+    let e = OtlpHttpExporter::new(id, cfg, registry)?;
+    Ok((e.sender(signal)?, e.driver_config()))
+}
+
+impl OtlpHttpExporter {
+    /// No connection is made until the first send.
+    pub fn new(id: &str, cfg: &OtlpHttpConfig, registry: &Registry) -> Result<OtlpHttpExporter, BuildError> {
+        BuildError::from_findings(cfg.validate())?;
+        // One client (one pool) for every signal: it speaks TLS to https URLs and plain text
+        // to http ones; the TLS settings are loaded when any signal's URL is https.
+        let urls: Vec<Uri> =
+            [Signal::Traces, Signal::Metrics, Signal::Logs].into_iter().filter_map(|s| cfg.url(s).ok()).collect();
+        let tls_url = urls.iter().find(|u| u.scheme() == Some(&http::uri::Scheme::HTTPS)).or(urls.first());
+        let client = match tls_url {
+            Some(u) => http_exporter::client(&cfg.tls, u)?,
+            None => return Err(BuildError::invalid("endpoint", "required")),
+        };
+        let mut headers = http_exporter::base_headers(&cfg.headers)?;
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static(match cfg.encoding {
+                Encoding::Proto => "application/x-protobuf",
+                Encoding::Json => "application/json",
+            }),
+        );
+        if cfg.compression != Compression::None {
+            headers.insert(CONTENT_ENCODING, HeaderValue::from_static(cfg.compression.as_str()));
+        }
+        let file_headers = FileHeaders::new(id, &cfg.headers_from_files, cfg.auth.as_ref(), registry)?;
+        Ok(OtlpHttpExporter { id: Arc::from(id), cfg: cfg.clone(), client, headers, file_headers })
     }
-    let file_headers = FileHeaders::new(id, &cfg.headers_from_files, cfg.auth.as_ref(), registry)?;
-    let sender = OtlpHttpSender {
-        file_headers,
-        id: Arc::from(id),
-        signal,
-        url,
-        client,
-        headers,
-        compression: cfg.compression,
-        encoding: cfg.encoding,
-    };
-    Ok((Arc::new(sender), driver_config(cfg.timeout, &cfg.sending_queue, &cfg.retry_on_failure)))
+
+    /// The sender of `signal`'s batches to its URL (an error when the config gives none).
+    pub fn sender(&self, signal: Signal) -> Result<Arc<dyn Sender>, BuildError> {
+        Ok(Arc::new(OtlpHttpSender {
+            file_headers: self.file_headers.clone(),
+            id: self.id.clone(),
+            signal,
+            url: self.cfg.url(signal)?,
+            client: self.client.clone(),
+            headers: self.headers.clone(),
+            compression: self.cfg.compression,
+            encoding: self.cfg.encoding,
+        }))
+    }
+
+    /// The driver options (`timeout`, `sending_queue`, `retry_on_failure`).
+    pub fn driver_config(&self) -> DriverConfig {
+        driver_config(self.cfg.timeout, &self.cfg.sending_queue, &self.cfg.retry_on_failure)
+    }
 }
 
 struct OtlpHttpSender {

@@ -416,3 +416,68 @@ async fn tls_verifies_the_server() {
     sender.send(&b).await.expect("plain text");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Issue 9.1's audit: one exporter id listed by several signals is one component. Its signals'
+/// senders share one channel (one TCP connection to the backend, not one per signal) and one
+/// credential watcher, so that a rotated token file is counted once, not once per signal.
+#[tokio::test]
+async fn one_exporter_for_several_signals_shares_its_channel_and_credentials() {
+    let backend = Backend::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    // Count the connections the exporter opens by accepting them through a counting stream.
+    let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = connections.clone();
+    let incoming = async_stream_of(listener, counted);
+    let b = backend.clone();
+    tokio::spawn(async move {
+        let _ = Server::builder()
+            .add_service(TraceServiceServer::new(b.clone()))
+            .add_service(MetricsServiceServer::new(b.clone()))
+            .add_service(LogsServiceServer::new(b))
+            .serve_with_incoming(incoming)
+            .await;
+    });
+    let dir = tempfile::tempdir().expect("dir");
+    let token = dir.path().join("token");
+    std::fs::write(&token, "first\n").expect("write");
+    let mut cfg = config(addr, Compression::None);
+    cfg.auth = Some(sightline_exporters::ExporterAuth { bearer_token_file: token.clone() });
+    let registry = sightline_core::Registry::new();
+    let exporter = sightline_exporters::OtlpExporter::new("otlp/gw", &cfg, &registry).expect("build");
+    let (traces, metrics, logs) =
+        (exporter.sender(Signal::Traces), exporter.sender(Signal::Metrics), exporter.sender(Signal::Logs));
+    traces.send(&batch([payload(Signal::Traces, &common::traces("svc", 1, 1), 1)])).await.expect("traces");
+    metrics.send(&batch([payload(Signal::Metrics, &common::metrics("svc"), 1)])).await.expect("metrics");
+    logs.send(&batch([payload(Signal::Logs, &common::logs("svc", 1, 10), 1)])).await.expect("logs");
+    assert_eq!(connections.load(std::sync::atomic::Ordering::Relaxed), 1, "one connection for three signals");
+
+    std::fs::write(&token, "second\n").expect("write");
+    let series = [("exporter", "otlp/gw")];
+    let name = "sightline_exporter_credential_reloads_total";
+    for _ in 0..100 {
+        if registry.value(name, &series) == Some(1) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Three more checks of the file (one a second) would have counted it again per signal.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(registry.value(name, &series), Some(1), "{}", registry.render());
+    logs.send(&batch([payload(Signal::Logs, &common::logs("svc", 1, 10), 1)])).await.expect("logs");
+    let s = backend.state();
+    let auth: Vec<_> = s.metadata.iter().map(|m| m.get("authorization").and_then(|v| v.to_str().ok())).collect();
+    assert_eq!(auth, [Some("Bearer first"), Some("Bearer first"), Some("Bearer first"), Some("Bearer second")]);
+}
+
+/// The listener's connections as a stream for tonic, counting each one accepted.
+fn async_stream_of(
+    listener: tokio::net::TcpListener,
+    count: Arc<std::sync::atomic::AtomicUsize>,
+) -> impl futures_core::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    futures_util::stream::unfold((listener, count), |(l, count)| async move {
+        let r = l.accept().await.map(|(s, _)| s);
+        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Some((r, (l, count)))
+    })
+}

@@ -407,7 +407,15 @@ impl Shared {
 
     /// Reads a request body with a size limit, holding its bytes against the budget before
     /// buffering them.
-    async fn read_body(&self, headers: &HeaderMap, body: Body, limit: usize) -> Result<(Bytes, MemoryPermit), Refusal> {
+    async fn read_body(
+        &self,
+        headers: &HeaderMap,
+        body: &mut RequestBody,
+        limit: BodyLimit,
+    ) -> Result<(Bytes, MemoryPermit), Refusal> {
+        let (shown, option, limit) = (limit.max, limit.option, limit.max + limit.framing);
+        let too_large =
+            |what: String| Refusal::too_large(format!("{what} exceeds the limit of {shown} bytes ({option})"));
         if self.stopping.load(Ordering::Relaxed) {
             return Err(Refusal::unavailable("shutting down", OVERLOAD_RETRY));
         }
@@ -416,7 +424,7 @@ impl Shared {
         if let Some(n) = declared
             && n > limit
         {
-            return Err(Refusal::too_large(format!("request body of {n} bytes exceeds the limit of {limit} bytes")));
+            return Err(too_large(format!("request body of {n} bytes")));
         }
         let initial = declared.unwrap_or(0);
         let Some(mut permit) = self.budget.try_acquire(initial) else {
@@ -427,8 +435,7 @@ impl Shared {
         let mut first: Option<Bytes> = None;
         let mut buf = BytesMut::new();
         let mut total = 0usize;
-        let mut body = body;
-        while let Some(frame) = body.frame().await {
+        while let Some(frame) = body.body.frame().await {
             let frame = frame.map_err(|e| Refusal::invalid(format!("reading request body: {e}")))?;
             let Ok(data) = frame.into_data() else { continue };
             if data.is_empty() {
@@ -436,7 +443,7 @@ impl Shared {
             }
             total += data.len();
             if total > limit {
-                return Err(Refusal::too_large(format!("request body exceeds the limit of {limit} bytes")));
+                return Err(too_large("request body".into()));
             }
             if total > permit.bytes() {
                 let want = total.max(permit.bytes() * 2).min(limit) - permit.bytes();
@@ -454,7 +461,69 @@ impl Shared {
                 buf.extend_from_slice(&data);
             }
         }
+        body.complete = true;
         Ok((first.unwrap_or_else(|| buf.freeze()), permit))
+    }
+}
+
+/// The size limit of a request body: `max` bytes of content plus `framing` (gRPC's 5-byte
+/// message header), set by `option`.
+#[derive(Clone, Copy)]
+struct BodyLimit {
+    max: usize,
+    framing: usize,
+    option: &'static str,
+}
+
+/// A request body and whether it was read to its end.
+struct RequestBody {
+    body: Body,
+    complete: bool,
+}
+
+/// The most bytes of a refused HTTP/1 request body read and discarded so that the client can
+/// read the answer (at least this much; as much as the body limit when that is larger).
+const DRAIN_LIMIT: usize = 64 << 20;
+/// How long a refused HTTP/1 request body is drained at most.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl RequestBody {
+    /// Reads and discards what is left of a refused HTTP/1 body, up to `max` bytes and
+    /// [`DRAIN_TIMEOUT`], holding nothing and taking nothing from the memory budget.
+    ///
+    /// Why: an HTTP/1 client that writes its whole body before reading (Python's `urllib`,
+    /// many SDKs) gets a connection reset instead of the answer when the server closes with
+    /// unread data (the kernel answers the unread bytes with RST), and typically retries the
+    /// same request for ever. A body declared larger than `max` is not drained: the client is
+    /// not waited for, and may see the reset. A client that sent `Expect: 100-continue` has not
+    /// sent the body (hyper sends the `100 Continue` only when the body is read), so its
+    /// body is left alone and it reads the answer at once.
+    async fn drain(&mut self, headers: &HeaderMap, max: usize) {
+        let expects_continue = headers
+            .get(header::EXPECT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
+        let declared =
+            headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+        if self.complete || expects_continue || declared.is_some_and(|n| n > max) {
+            return;
+        }
+        let body = &mut self.body;
+        let discard = async {
+            let mut seen = 0usize;
+            while let Some(Ok(frame)) = body.frame().await {
+                if let Ok(data) = frame.into_data() {
+                    seen += data.len();
+                    if seen > max {
+                        return false;
+                    }
+                }
+            }
+            true
+        };
+        if let Ok(true) = tokio::time::timeout(DRAIN_TIMEOUT, discard).await {
+            self.complete = true;
+        }
     }
 }
 
@@ -480,8 +549,28 @@ fn http_router(shared: Arc<Shared>, cfg: &HttpConfig) -> Router {
         .with_state(shared)
 }
 
+/// An HTTP export. A refusal that comes before the body was read to its end (too large,
+/// unauthenticated, unsupported media type, ...) drains the rest of an HTTP/1 body first and
+/// closes the connection, so that the client reads the answer rather than a reset (see
+/// [`RequestBody::drain`]). HTTP/2 needs neither: the stream is reset on its own, the
+/// connection lives on.
 async fn http_export(shared: Arc<Shared>, signal: Signal, req: Request) -> Response {
     let (parts, body) = req.into_parts();
+    let mut body = RequestBody { body, complete: false };
+    let mut resp = http_answer(&shared, signal, &parts, &mut body).await;
+    if !body.complete && parts.version < http::Version::HTTP_2 {
+        body.drain(&parts.headers, shared.http_limit.max(DRAIN_LIMIT)).await;
+        resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
+}
+
+async fn http_answer(
+    shared: &Shared,
+    signal: Signal,
+    parts: &http::request::Parts,
+    body: &mut RequestBody,
+) -> Response {
     let ctype = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let media = ctype.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     let known = match media.as_str() {
@@ -529,7 +618,8 @@ async fn http_export(shared: Arc<Shared>, signal: Signal, req: Request) -> Respo
     };
     let limit = shared.http_limit;
     let result = async {
-        let (body, mut permit) = shared.read_body(&parts.headers, body, limit).await?;
+        let max = BodyLimit { max: limit, framing: 0, option: "protocols.http.max_request_body_size" };
+        let (body, mut permit) = shared.read_body(&parts.headers, body, max).await?;
         let data = if enc == Encoding::Identity {
             body
         } else {
@@ -608,8 +698,10 @@ async fn grpc_export(shared: Arc<Shared>, signal: Signal, req: Request) -> Respo
         }
     };
     let limit = shared.grpc_limit;
+    let mut body = RequestBody { body, complete: false };
     let result = async {
-        let (body, mut permit) = shared.read_body(&parts.headers, body, limit + 5).await?;
+        let max = BodyLimit { max: limit, framing: 5, option: "protocols.grpc.max_recv_msg_size_mib" };
+        let (body, mut permit) = shared.read_body(&parts.headers, &mut body, max).await?;
         if body.len() < 5 {
             return Err(Refusal::invalid("gRPC message frame is shorter than its 5-byte header"));
         }
@@ -647,7 +739,38 @@ async fn grpc_export(shared: Arc<Shared>, signal: Signal, req: Request) -> Respo
             resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
             resp
         }
-        Err(r) => grpc_status_response(r.code, &r.message, r.retry_after),
+        Err(r) => {
+            let resp = grpc_status_response(r.code, &r.message, r.retry_after);
+            if body.complete {
+                return resp;
+            }
+            // The client is still sending (a message over the limit): the request's stream
+            // must outlive the answer. Dropped first, it is reset (CANCEL) before the status
+            // is written, and a client such as gRPC C-core then never sees the status and
+            // waits for its deadline. Held by the response body, it is released once the
+            // status is sent, and the stream ends normally.
+            let (parts, _) = resp.into_parts();
+            Response::from_parts(parts, Body::new(HoldRequest { _request: body.body }))
+        }
+    }
+}
+
+/// An empty response body that keeps the unread request body alive until it is dropped
+/// (after the response is sent).
+struct HoldRequest {
+    _request: Body,
+}
+
+impl http_body::Body for HoldRequest {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Poll::Ready(None)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        true
     }
 }
 

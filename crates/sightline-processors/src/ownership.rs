@@ -25,11 +25,13 @@ use thread_local::ThreadLocal;
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OwnershipConfig {
-    /// Native catalog files or directories of per-team files (default: none).
-    #[serde(default)]
+    /// Native catalog files or directories of per-team files: one path or a list (default:
+    /// none).
+    #[serde(default, deserialize_with = "sightline_core::serde_util::one_or_many")]
     pub catalog: Vec<PathBuf>,
-    /// Backstage `catalog-info.yaml` files, globs or directories (default: none).
-    #[serde(default)]
+    /// Backstage `catalog-info.yaml` files, globs or directories: one or a list (default:
+    /// none).
+    #[serde(default, deserialize_with = "sightline_core::serde_util::one_or_many")]
     pub backstage: Vec<String>,
     /// Team of resources that nothing matches (default `unowned`).
     #[serde(default = "default_team")]

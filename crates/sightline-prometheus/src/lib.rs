@@ -141,8 +141,9 @@ pub struct PrometheusRemoteWriteConfig {
     pub target_info: TargetInfo,
     /// Resource attributes that become labels of every series, sanitized (`owner.team` ->
     /// `owner_team`) (default `[owner.team, owner.system, owner.source]`). They take
-    /// precedence over data point attributes, so that ownership cannot be forged.
-    #[serde(default = "default_promote")]
+    /// precedence over data point attributes, so that ownership cannot be forged. One name or
+    /// a list.
+    #[serde(default = "default_promote", deserialize_with = "sightline_core::serde_util::one_or_many")]
     pub promote_resource_attributes: Vec<String>,
     /// Most samples (and native histograms) in one request (default 2000, Prometheus' own).
     #[serde(default = "default_max_samples")]

@@ -5,8 +5,7 @@ use crate::admin;
 use crate::components::{self, ExporterCfg, ProcessorCfg, ReceiverCfg};
 use anyhow::Context as _;
 use sightline_config::{ComponentId, Config, ConfigError, Kind, LogsTelemetry};
-use sightline_core::{DriverConfig, ExporterHandle, MemoryBudget, Pipeline, Processor, Registry, Sender, Signal};
-use sightline_exporters as exp;
+use sightline_core::{ExporterHandle, MemoryBudget, Pipeline, Processor, Registry, Signal};
 use sightline_ownership::{CatalogHandle, ReloadOutcome};
 use sightline_processors::ownership::OwnershipProcessor;
 use sightline_processors::quota::QuotaProcessor;
@@ -65,6 +64,7 @@ pub fn validate(path: &str) -> Result<Validated, Vec<ConfigError>> {
         );
     }
     errors.extend(config.check_pipelines());
+    errors.extend(components::shared_file_paths(&config, &exporters));
     // Receivers: their TLS and tokens files are read here so that `sightline validate` checks
     // them; a receiver that binds ownership to the token needs an ownership processor in every
     // pipeline it feeds (otherwise the authenticated team would silently go unused).
@@ -110,7 +110,7 @@ pub fn validate(path: &str) -> Result<Validated, Vec<ConfigError>> {
         }
     }
     let t = &config.service.telemetry;
-    if !matches!(t.logs.level.as_str(), "debug" | "info" | "warn" | "error") {
+    if !matches!(t.logs.level.to_ascii_lowercase().as_str(), "debug" | "info" | "warn" | "error") {
         errors.push(
             config.error("service.telemetry.logs.level", format!("{:?}: use debug, info, warn or error", t.logs.level)),
         );
@@ -166,34 +166,22 @@ pub fn validate(path: &str) -> Result<Validated, Vec<ConfigError>> {
     }
 }
 
+/// Logs go to stderr: colour only when stderr is a terminal and `NO_COLOR` is not set (so a
+/// log file or a container's log has no escape codes); `encoding: json` writes one JSON
+/// object per line with the event's fields as top-level keys. `RUST_LOG`, when set, overrides
+/// `level`.
 pub fn init_logging(cfg: &LogsTelemetry) {
+    use std::io::IsTerminal as _;
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cfg.level));
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(cfg.level.to_ascii_lowercase()));
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let ansi = std::io::stderr().is_terminal() && !no_color;
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     if cfg.encoding == "json" {
-        let _ = b.json().try_init();
+        let _ = b.json().flatten_event(true).with_current_span(false).with_span_list(false).try_init();
     } else {
         let _ = b.try_init();
     }
-}
-
-fn build_exporter(
-    id: &str,
-    signal: Signal,
-    cfg: &ExporterCfg,
-    registry: &Registry,
-) -> anyhow::Result<(Arc<dyn Sender>, DriverConfig)> {
-    let r = match cfg {
-        ExporterCfg::Otlp(c) => exp::build_otlp(id, signal, c, registry),
-        ExporterCfg::OtlpHttp(c) => exp::build_otlphttp(id, signal, c, registry),
-        ExporterCfg::File(c) => exp::build_file(id, signal, c),
-        ExporterCfg::Debug(c) => exp::build_debug(id, signal, c),
-        ExporterCfg::PrometheusRemoteWrite(c) => {
-            sightline_prometheus::build_prometheusremotewrite(id, signal, c, registry)
-        }
-        ExporterCfg::Loki(c) => sightline_loki::build_loki(id, signal, c, registry),
-    };
-    r.map_err(|e| anyhow::anyhow!("exporters.{id}: {e}"))
 }
 
 /// Builds and runs everything until SIGTERM/SIGINT, then shuts down in order: receivers stop
@@ -228,17 +216,27 @@ pub async fn run(v: Validated) -> anyhow::Result<()> {
         .gauge("sightline_memory_budget_limit_bytes", "The in-flight byte budget (memory_limiter).", &[])
         .set(budget.limit() as i64);
 
-    // Exporters: one driver per (exporter, signal) that some pipeline uses.
-    let mut drivers = Vec::new();
-    let mut handles: BTreeMap<(String, Signal), ExporterHandle> = BTreeMap::new();
+    // Exporters: each id is built once (one file, one channel or connection pool, one set of
+    // credential watchers, whatever the number of pipelines listing it), then one driver per
+    // (exporter, signal) that some pipeline uses: queues and batches hold one signal.
+    let mut uses: BTreeMap<&String, Vec<Signal>> = BTreeMap::new();
     for (pid, p) in &v.config.service.pipelines {
         let signal = pipeline_signal(pid)?;
         for e in &p.exporters {
-            if handles.contains_key(&(e.clone(), signal)) {
-                continue;
+            let signals = uses.entry(e).or_default();
+            if !signals.contains(&signal) {
+                signals.push(signal);
             }
-            let cfg = v.exporters.get(e).with_context(|| format!("exporter {e} not decoded"))?;
-            let (sender, dcfg) = build_exporter(e, signal, cfg, &registry)?;
+        }
+    }
+    let mut drivers = Vec::new();
+    let mut handles: BTreeMap<(String, Signal), ExporterHandle> = BTreeMap::new();
+    for (e, signals) in uses {
+        let cfg = v.exporters.get(e).with_context(|| format!("exporter {e} not decoded"))?;
+        let built =
+            components::build_exporter(e, cfg, &registry).map_err(|err| anyhow::anyhow!("exporters.{e}: {err}"))?;
+        for signal in signals {
+            let (sender, dcfg) = built.sender(signal).map_err(|err| anyhow::anyhow!("exporters.{e}: {err}"))?;
             // Opens a disk queue (recovering its backlog) when the exporter has one.
             let d = sightline_core::driver::start(e, signal, dcfg, sender, &registry, Some(send_budget.clone()))
                 .await

@@ -2,11 +2,14 @@
 //! checks its own section. Adding a component is one arm here plus its own crate or module.
 
 use sightline_config::{Config, ConfigError, Kind, Section, did_you_mean};
+use sightline_core::{DriverConfig, Registry, Sender, Signal};
 use sightline_exporters as exp;
 use sightline_otlp::OtlpReceiverConfig;
 use sightline_processors::memory_limiter::MemoryLimiterConfig;
 use sightline_processors::ownership::OwnershipConfig;
 use sightline_processors::quota::QuotaConfig;
+use std::collections::HashMap;
+use std::sync::Arc;
 
 pub const RECEIVERS: &[&str] = &["otlp"];
 pub const PROCESSORS: &[&str] = &["ownership", "quota", "memory_limiter", "batch"];
@@ -109,4 +112,79 @@ pub fn exporter_signals(cfg: &ExporterCfg) -> Option<&'static [&'static str]> {
         ExporterCfg::Loki(_) => Some(&["logs"]),
         _ => None,
     }
+}
+
+/// An exporter built once per id, handing each signal that uses it a sender (and its driver
+/// options) over what the signals share: the `file` exporter's open file, the `otlp`
+/// exporter's channel, the `otlphttp` exporter's connection pool, credential watchers.
+pub enum BuiltExporter {
+    Otlp(Box<exp::OtlpExporter>),
+    OtlpHttp(Box<exp::OtlpHttpExporter>),
+    File(Box<exp::FileExporter>),
+    /// Exporters with nothing to share between signals (one signal only, or stateless).
+    PerSignal(SignalBuilder),
+}
+
+/// Builds one signal's sender and driver options.
+pub type SignalBuilder = Box<dyn Fn(Signal) -> Result<(Arc<dyn Sender>, DriverConfig), exp::BuildError> + Send + Sync>;
+
+impl BuiltExporter {
+    pub fn sender(&self, signal: Signal) -> Result<(Arc<dyn Sender>, DriverConfig), exp::BuildError> {
+        match self {
+            BuiltExporter::Otlp(e) => Ok((e.sender(signal), e.driver_config())),
+            BuiltExporter::OtlpHttp(e) => Ok((e.sender(signal)?, e.driver_config())),
+            BuiltExporter::File(e) => Ok((e.sender(signal), e.driver_config())),
+            BuiltExporter::PerSignal(f) => f(signal),
+        }
+    }
+}
+
+/// Builds an exporter (once per id). Must be called from within the Tokio runtime.
+pub fn build_exporter(id: &str, cfg: &ExporterCfg, registry: &Registry) -> Result<BuiltExporter, exp::BuildError> {
+    let (id, registry) = (id.to_string(), registry.clone());
+    Ok(match cfg {
+        ExporterCfg::Otlp(c) => BuiltExporter::Otlp(Box::new(exp::OtlpExporter::new(&id, c, &registry)?)),
+        ExporterCfg::OtlpHttp(c) => BuiltExporter::OtlpHttp(Box::new(exp::OtlpHttpExporter::new(&id, c, &registry)?)),
+        ExporterCfg::File(c) => BuiltExporter::File(Box::new(exp::FileExporter::open(&id, c)?)),
+        ExporterCfg::Debug(c) => {
+            let c = c.clone();
+            BuiltExporter::PerSignal(Box::new(move |s| exp::build_debug(&id, s, &c)))
+        }
+        ExporterCfg::PrometheusRemoteWrite(c) => {
+            let c = c.clone();
+            BuiltExporter::PerSignal(Box::new(move |s| {
+                sightline_prometheus::build_prometheusremotewrite(&id, s, &c, &registry)
+            }))
+        }
+        ExporterCfg::Loki(c) => {
+            let c = c.clone();
+            BuiltExporter::PerSignal(Box::new(move |s| sightline_loki::build_loki(&id, s, &c, &registry)))
+        }
+    })
+}
+
+/// Two `file` exporters writing one file would interleave their writes and rotate each
+/// other's file: an error naming both (paths compared made absolute, `.` and `..` resolved).
+pub fn shared_file_paths(cfg: &Config, exporters: &HashMap<String, ExporterCfg>) -> Vec<ConfigError> {
+    let mut files: Vec<(&String, std::path::PathBuf)> = exporters
+        .iter()
+        .filter_map(|(id, e)| match e {
+            ExporterCfg::File(f) => Some((id, exp::file::normalized_path(&f.path))),
+            _ => None,
+        })
+        .collect();
+    files.sort();
+    let mut errors = Vec::new();
+    for (i, (id, path)) in files.iter().enumerate() {
+        if let Some((first, _)) = files[..i].iter().find(|(_, p)| p == path) {
+            errors.push(cfg.error(
+                &format!("exporters.{id}.path"),
+                format!(
+                    "{} is also the path of exporter {first:?}: two file exporters cannot write one file (list one exporter in several pipelines instead)",
+                    path.display()
+                ),
+            ));
+        }
+    }
+    errors
 }
