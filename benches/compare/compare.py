@@ -16,7 +16,8 @@ What it does, per signal and scenario, for each system under test (SUT):
     (stamped in the first item), minus the same rate sent straight to the sink (baseline).
 Several runs per case; the medians are reported, with Sightline/collector ratios.
 
-Scenarios: passthrough, enrich, enrich_gzip, fanout3 (OTLP out), and remote_write (metrics
+Scenarios: defaults (enrich with each system's default exporter compression, gzip), passthrough,
+enrich, zstd (enrich, zstd out), enrich_gzip (client gzip in), fanout3 (OTLP out), and remote_write (metrics
 only): OTLP in, ownership, Prometheus remote write out to the sink's /api/v1/write (the
 settings of both sides are under REMOTE_WRITE below). For example:
 
@@ -274,6 +275,17 @@ DISK_QUEUE = {"disk_batch": {"sightline": "batch", "otelcol": "false"},
               "disk_always": {"sightline": "always", "otelcol": "true"}}
 
 
+# Exporter compression per scenario: `defaults` leaves each system's own default (gzip for
+# both: tonic's level 6 / Go's gzip level 6 in the collector), `zstd` sets zstd on both; every
+# other scenario sends uncompressed.
+EXPORT_COMPRESSION = {"defaults": None, "zstd": "zstd"}
+
+
+def compression_line(scenario):
+    comp = EXPORT_COMPRESSION.get(scenario, "none")
+    return "" if comp is None else f"    compression: {comp}\n"
+
+
 def sightline_config(tmp, sig, scenario, sink, ports, queue_dir=None):
     if scenario == "remote_write":
         return sightline_remote_write_config(tmp, sink, ports)
@@ -292,8 +304,7 @@ def sightline_config(tmp, sig, scenario, sink, ports, queue_dir=None):
   otlp/sink{i}:
     endpoint: 127.0.0.1:{sink.grpc}
     tls: {{ insecure: true }}
-    compression: none
-{queue}""" for i in range(n_exp))
+{compression_line(scenario)}{queue}""" for i in range(n_exp))
     names = ", ".join(f"otlp/sink{i}" for i in range(n_exp))
     return f"""
 receivers:
@@ -344,8 +355,7 @@ def otelcol_config(tmp, sig, scenario, sink, ports, queue_dir=None):
   otlp/sink{i}:
     endpoint: 127.0.0.1:{sink.grpc}
     tls: {{ insecure: true }}
-    compression: none
-{queue}""" for i in range(n_exp))
+{compression_line(scenario)}{queue}""" for i in range(n_exp))
     names = ", ".join(f"otlp/sink{i}" for i in range(n_exp))
     return f"""{extensions}
 receivers:
@@ -572,9 +582,10 @@ def measure_max(bins, name, tmp, sig, scenario, args):
         accepted = int(rep["items"]["accepted"])
         n_exp = 3 if scenario == "fanout3" else 1
         deadline = time.time() + 20
-        got = 0
+        got, wire = 0, 0
         while time.time() < deadline:
-            got = int(sink.stats()[sig]["items"])
+            st = sink.stats()[sig]
+            got, wire = int(st["items"]), int(st.get("wire_bytes", 0))
             if got >= accepted * n_exp:
                 break
             time.sleep(0.2)
@@ -585,6 +596,8 @@ def measure_max(bins, name, tmp, sig, scenario, args):
             # by the sink, against the CPU it used over the same run.
             "cpu_s_per_million": (cpu1 - cpu0) / max(got / n_exp, 1) * 1e6,
             "peak_rss_mib": proc_hwm_bytes(sut.proc.pid) / 2**20,
+            # Bytes the SUT put on the wire (request bodies as sent, compressed or not) per item.
+            "wire_bytes_per_item": wire / max(got, 1),
             "refused": refused(rep),
             "delivered_ok": got >= accepted * n_exp,
             "accepted": accepted,
@@ -645,7 +658,7 @@ def main():
     ap.add_argument("--latency-duration", type=float, default=10)
     ap.add_argument("--signals", default=None, help="default traces,logs,metrics (--quick: traces)")
     ap.add_argument("--scenarios", default=None,
-                    help="default passthrough,enrich,enrich_gzip,fanout3 (--quick: enrich); also remote_write "
+                    help="default defaults,passthrough,enrich,zstd,enrich_gzip,fanout3 (--quick: enrich); also remote_write "
                          "(metrics only) and disk_batch, disk_always (traces only), not in the default set")
     ap.add_argument("--span-size", default="small", choices=["small", "large"])
     ap.add_argument("--items-per-request", type=int, default=500)
@@ -670,7 +683,7 @@ def main():
         args.duration, args.latency_duration, args.warmup = 1, 1, 0.3
         args.signals, args.scenarios = "traces", "enrich"
     args.signals = args.signals or "traces,logs,metrics"
-    args.scenarios = args.scenarios or "passthrough,enrich,enrich_gzip,fanout3"
+    args.scenarios = args.scenarios or "defaults,passthrough,enrich,zstd,enrich_gzip,fanout3"
     if not shutil.which("taskset"):
         sys.exit("taskset is required (util-linux)")
     bins = build(args)
@@ -704,6 +717,7 @@ def main():
                         "items_per_sec": med(rows, "items_per_sec"),
                         "cpu_s_per_million": med(rows, "cpu_s_per_million"),
                         "peak_rss_mib": med(rows, "peak_rss_mib"),
+                        "wire_bytes_per_item": med(rows, "wire_bytes_per_item"),
                         "clean": all(r["refused"] == 0 and r["delivered_ok"] for r in rows),
                         "runs": rows,
                     }
@@ -746,7 +760,7 @@ def main():
 
 def cases(results, args):
     """(signal, [scenarios]) in a stable order, for every case measured."""
-    order = ["passthrough", "enrich", "enrich_gzip", "fanout3", "disk_batch", "disk_always"]
+    order = ["defaults", "passthrough", "enrich", "zstd", "enrich_gzip", "fanout3", "disk_batch", "disk_always"]
     out = {}
     for case in results:
         sig, scen = case.split("/")
@@ -765,7 +779,8 @@ def render(results, args):
         "(tests/peers/otelcol): otlpreceiver -> resourceprocessor (upsert owner.team) -> batchprocessor -> otlpexporter.",
         f"- Load: `loadgen` closed loop, {args.connections} gRPC connections x {args.inflight} in flight, "
         f"{args.items_per_request} items/request, {args.span_size} spans, {args.duration:g} s measured after {args.warmup:g} s warm-up; "
-        f"{args.runs} run(s) per case, medians. Exporters send uncompressed (`compression: none`) to the counting `sink`.",
+        f"{args.runs} run(s) per case, medians. Exporters send to the counting `sink`: `defaults` with each system's default "
+        "compression (gzip), `zstd` with `compression: zstd`, every other scenario uncompressed (`compression: none`).",
         "- Latency: open loop at 50% of the collector's max rate, loadgen send -> sink receive (stamped in the first item), "
         "minus the same load sent straight to the sink (`direct`).",
         f"- Command: `python3 benches/compare/compare.py{' --smoke' if args.smoke else (' --quick' if args.quick else '')}`",
@@ -776,8 +791,8 @@ def render(results, args):
         if not scenarios:
             continue
         lines += [f"## {sig}", "",
-                  "| scenario | system | max items/s (0 refused) | CPU s / M items | peak RSS MiB | p50 added ms | p99 added ms |",
-                  "|---|---|---:|---:|---:|---:|---:|"]
+                  "| scenario | system | max items/s (0 refused) | CPU s / M items | peak RSS MiB | wire B/item | p50 added ms | p99 added ms |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|"]
         for scenario in scenarios:
             r = results[f"{sig}/{scenario}"]
             d = r.get("direct", {})
@@ -787,10 +802,13 @@ def render(results, args):
                 p99 = (x.get("p99_us", float("nan")) - d.get("p99_us", float("nan"))) / 1000
                 clean = "" if x["clean"] else " (refusals or loss!)"
                 lines.append(f"| {scenario} | {name} | {fmt(x['items_per_sec'])}{clean} | {fmt(x['cpu_s_per_million'], 2)} | "
-                             f"{fmt(x['peak_rss_mib'], 1)} | {fmt(p50, 2)} | {fmt(p99, 2)} |")
+                             f"{fmt(x['peak_rss_mib'], 1)} | {fmt(x.get('wire_bytes_per_item', float('nan')), 1)} | "
+                             f"{fmt(p50, 2)} | {fmt(p99, 2)} |")
             o, s = r["otelcol"], r["sightline"]
+            wire = s.get("wire_bytes_per_item", float("nan")) / o.get("wire_bytes_per_item", float("nan"))
             lines.append(f"| {scenario} | **ratio S/C** | **{fmt(s['items_per_sec'] / o['items_per_sec'], 2)}x** | "
-                         f"{fmt(s['cpu_s_per_million'] / o['cpu_s_per_million'], 2)}x | {fmt(s['peak_rss_mib'] / o['peak_rss_mib'], 2)}x | | |")
+                         f"{fmt(s['cpu_s_per_million'] / o['cpu_s_per_million'], 2)}x | {fmt(s['peak_rss_mib'] / o['peak_rss_mib'], 2)}x | "
+                         f"{fmt(wire, 2)}x | | |")
         lines.append("")
         if any(x in DISK_QUEUE for x in scenarios):
             lines += render_disk_queue(results, sig)
