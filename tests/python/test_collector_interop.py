@@ -7,6 +7,8 @@ import os
 import subprocess
 import time
 
+import pytest
+
 from conftest import free_port, wait_until
 from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
@@ -18,7 +20,18 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry._logs import LogRecord
 
 
-def test_collector_to_sightline_to_collector(tmp_path, sightline_factory):
+# Sightline's exporter frames and compresses gRPC messages itself (ADR 13): each setting must
+# reach the collector's gRPC-Go server intact, and its answer must be read.
+COMPRESSIONS = {
+    "default-gzip": "",
+    "gzip-level-9": "    compression: gzip\n    compression_params: { level: 9 }\n",
+    "zstd": "    compression: zstd\n",
+    "none": "    compression: none\n",
+}
+
+
+@pytest.mark.parametrize("compression", list(COMPRESSIONS))
+def test_collector_to_sightline_to_collector(tmp_path, sightline_factory, compression):
     col_in, col_back, col_metrics = free_port(), free_port(), free_port()
     sl = sightline_factory(
         exporters=f"""
@@ -26,7 +39,7 @@ def test_collector_to_sightline_to_collector(tmp_path, sightline_factory):
     endpoint: 127.0.0.1:{col_back}
     tls: {{ insecure: true }}
     sending_queue: {{ batch: {{ flush_timeout: 50ms }} }}
-""",
+{COMPRESSIONS[compression]}""",
         pipeline_exporters="[otlp/collector]",
     )
     cfg = tmp_path / "otelcol.yaml"

@@ -36,6 +36,7 @@
 //! # }
 //! ```
 
+pub mod compress;
 pub mod credentials;
 pub mod debug;
 pub mod file;
@@ -47,6 +48,7 @@ mod body;
 mod response;
 mod tls;
 
+pub use compress::{CompressionParams, Compressor};
 pub use credentials::ExporterAuth;
 pub use debug::{DebugConfig, Verbosity, build_debug};
 pub use file::{FileConfig, FileExporter, FileFormat, RotationConfig, build_file};

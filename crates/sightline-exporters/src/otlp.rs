@@ -1,33 +1,41 @@
 //! `otlp`: OTLP over gRPC, as the collector's `otlp` exporter.
 //!
-//! The batch is written into the gRPC frame chunk by chunk by a pass-through codec: the
+//! The exporter frames the gRPC message itself and sends it over tonic's HTTP/2 channel: the
 //! concatenation of `Export*ServiceRequest` encodings is itself the merged request, so nothing
-//! is decoded or re-encoded. The response is only read for its `partial_success`.
+//! is decoded or re-encoded; uncompressed, the frame is the 5-byte message header followed by
+//! the batch's chunks as they are (no copy). Compressed, the whole batch is compressed once at
+//! `compression_params.level` (libdeflate for gzip, a reused zstd context; ADR 13) rather than
+//! by tonic's codec, whose gzip level is fixed at 6. The response is read for its status (the
+//! headers of a Trailers-Only answer, or the trailers) and its `partial_success`.
 //!
 //! Outcomes follow the OTLP specification: `CANCELLED`, `DEADLINE_EXCEEDED`, `ABORTED`,
 //! `OUT_OF_RANGE`, `UNAVAILABLE` and `DATA_LOSS` are retryable, `RESOURCE_EXHAUSTED` only when
 //! the server attached a `google.rpc.RetryInfo` (it then says when to come back), every other
 //! code is permanent. A `RetryInfo` delay is passed to the driver as `retry_after`.
 
+use crate::body::ChunksBody;
+use crate::compress::{CompressionParams, Compressor};
 use crate::credentials::{ExporterAuth, FileHeaders};
 use crate::response::{PartialSuccess, log_partial_success, partial_success_proto, rpc_status};
 use crate::{
-    BuildError, Compression, TlsConfig, default_timeout, driver_config, error_chain, user_agent, validate_common,
+    BuildError, Compression, TlsConfig, default_timeout, driver_config, error_chain, offload, user_agent,
+    validate_common,
 };
-use bytes::{Buf as _, BufMut as _};
-use http::Uri;
-use http::uri::{Authority, PathAndQuery, Scheme};
+use bytes::{Bytes, BytesMut};
+use http::uri::{Authority, Scheme};
+use http::{HeaderName, HeaderValue, Uri};
+use http_body_util::BodyExt as _;
 use serde::Deserialize;
 use sightline_core::{Batch, DriverConfig, QueueConfig, Registry, RetryConfig, SendError, SendFuture, Sender, Signal};
 use std::collections::BTreeMap;
+use std::io::Read as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use tonic::client::Grpc;
-use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::metadata::{Ascii, MetadataKey, MetadataMap, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
+use tower::{Service as _, ServiceExt as _};
 
 /// `exporters.otlp`: OTLP/gRPC.
 #[derive(Clone, Debug, Deserialize)]
@@ -55,6 +63,9 @@ pub struct OtlpConfig {
     /// `gzip` (default), `zstd` or `none`.
     #[serde(default)]
     pub compression: Compression,
+    /// `level`: gzip 1-9 (default 1), zstd 1-22 or -7..-1 (default 1).
+    #[serde(default)]
+    pub compression_params: CompressionParams,
     /// Deadline of one send attempt, also sent to the server as `grpc-timeout` (default 5s).
     #[serde(default = "default_timeout", with = "humantime_serde")]
     pub timeout: Duration,
@@ -76,6 +87,7 @@ impl OtlpConfig {
             headers_from_files: BTreeMap::new(),
             auth: None,
             compression: Compression::default(),
+            compression_params: CompressionParams::default(),
             timeout: default_timeout(),
             sending_queue: QueueConfig::default(),
             retry_on_failure: RetryConfig::default(),
@@ -105,6 +117,7 @@ impl OtlpConfig {
                 out.push((format!("headers_from_files.{name}"), "not a valid gRPC metadata key".into()));
             }
         }
+        self.compression_params.validate(self.compression, &mut out);
         validate_common(self.timeout, &self.sending_queue, &self.retry_on_failure, &mut out);
         out
     }
@@ -157,7 +170,8 @@ pub(crate) fn parse_endpoint(endpoint: &str, insecure: bool) -> Result<Target, S
 /// Each signal gets its own [`Sender`] (and driver) over them.
 pub struct OtlpExporter {
     id: Arc<str>,
-    client: Grpc<Channel>,
+    channel: Channel,
+    compressor: Option<Arc<Compressor>>,
     metadata: MetadataMap,
     file_headers: Option<FileHeaders>,
     timeout: Duration,
@@ -203,14 +217,8 @@ impl OtlpExporter {
         } else {
             endpoint.connect_with_connector_lazy(crate::tls::http_connector())
         };
-        let mut client = Grpc::new(channel)
-            .accept_compressed(CompressionEncoding::Gzip)
-            .accept_compressed(CompressionEncoding::Zstd);
-        match cfg.compression {
-            Compression::Gzip => client = client.send_compressed(CompressionEncoding::Gzip),
-            Compression::Zstd => client = client.send_compressed(CompressionEncoding::Zstd),
-            Compression::None => {}
-        }
+        let compressor = (cfg.compression != Compression::None)
+            .then(|| Arc::new(Compressor::new(cfg.compression, cfg.compression_params)));
         let mut metadata = MetadataMap::new();
         for (name, value) in &cfg.headers {
             let key = MetadataKey::<Ascii>::from_bytes(name.to_ascii_lowercase().as_bytes())
@@ -222,7 +230,8 @@ impl OtlpExporter {
         let file_headers = FileHeaders::new(id, &cfg.headers_from_files, cfg.auth.as_ref(), registry)?;
         Ok(OtlpExporter {
             id: Arc::from(id),
-            client,
+            channel,
+            compressor,
             metadata,
             file_headers,
             timeout: cfg.timeout,
@@ -235,7 +244,8 @@ impl OtlpExporter {
         Arc::new(OtlpSender {
             id: self.id.clone(),
             signal,
-            client: self.client.clone(),
+            channel: self.channel.clone(),
+            compressor: self.compressor.clone(),
             metadata: self.metadata.clone(),
             file_headers: self.file_headers.clone(),
             timeout: self.timeout,
@@ -258,50 +268,177 @@ fn force_https(uri: Uri) -> Uri {
 struct OtlpSender {
     id: Arc<str>,
     signal: Signal,
-    client: Grpc<Channel>,
+    channel: Channel,
+    compressor: Option<Arc<Compressor>>,
     metadata: MetadataMap,
     /// Metadata whose values come from files (`headers_from_files`, `auth`).
     file_headers: Option<FileHeaders>,
     timeout: Duration,
 }
 
+/// The gRPC message header: compressed flag and big-endian length.
+const MESSAGE_HEADER: usize = 5;
+/// The most of a response body read (an `Export*ServiceResponse` is a few bytes).
+const RESPONSE_BODY_LIMIT: usize = 64 * 1024;
+
+impl OtlpSender {
+    /// The request body: one length-prefixed message holding the batch.
+    async fn frame(&self, batch: &Batch) -> Result<ChunksBody, SendError> {
+        let Some(compressor) = self.compressor.clone() else {
+            let len = u32::try_from(batch.bytes)
+                .map_err(|_| SendError::permanent(format!("batch of {} bytes is too large for gRPC", batch.bytes)))?;
+            let mut header = [0u8; MESSAGE_HEADER];
+            header[1..].copy_from_slice(&len.to_be_bytes());
+            let chunks = std::iter::once(Bytes::copy_from_slice(&header)).chain(batch.chunks().cloned());
+            return Ok(ChunksBody::new(chunks));
+        };
+        let batch = batch.clone();
+        let name = compressor.compression().as_str();
+        let framed = offload(batch.bytes, move || {
+            let mut out = Vec::with_capacity(MESSAGE_HEADER + batch.bytes / 4 + 64);
+            out.extend_from_slice(&[1, 0, 0, 0, 0]);
+            compressor.compress_into(batch.chunks().map(|c| &c[..]), batch.bytes, &mut out)?;
+            let len = u32::try_from(out.len() - MESSAGE_HEADER).map_err(std::io::Error::other)?;
+            out[1..MESSAGE_HEADER].copy_from_slice(&len.to_be_bytes());
+            Ok::<_, std::io::Error>(out)
+        })
+        .await
+        .map_err(|e| SendError::permanent(format!("compression task failed: {e}")))?
+        .map_err(|e| SendError::permanent(format!("{name} compression failed: {e}")))?;
+        Ok(ChunksBody::new([Bytes::from(framed)]))
+    }
+
+    fn request(&self, body: ChunksBody) -> Result<http::Request<tonic::body::Body>, SendError> {
+        let mut req = http::Request::builder()
+            .method(http::Method::POST)
+            .version(http::Version::HTTP_2)
+            .uri(self.signal.grpc_path())
+            .body(tonic::body::Body::new(body))
+            .map_err(|e| SendError::permanent(format!("cannot build the request: {e}")))?;
+        let h = req.headers_mut();
+        *h = self.metadata.clone().into_headers();
+        if let Some(fh) = &self.file_headers {
+            for (name, value) in fh.current() {
+                // Both were checked when read; a value that no longer converts is skipped
+                // (and the backend will say so) rather than logged.
+                if let (Ok(k), Ok(mut v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(&value)) {
+                    v.set_sensitive(true);
+                    h.insert(k, v);
+                }
+            }
+        }
+        h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+        h.insert(http::header::TE, HeaderValue::from_static("trailers"));
+        h.insert("grpc-accept-encoding", HeaderValue::from_static("gzip,zstd,identity"));
+        if let Some(c) = &self.compressor {
+            h.insert("grpc-encoding", HeaderValue::from_static(c.compression().as_str()));
+        }
+        // gRPC's timeout: at most 8 digits and a unit.
+        let ms = self.timeout.as_millis().clamp(1, 99_999_999);
+        if let Ok(v) = HeaderValue::from_str(&format!("{ms}m")) {
+            h.insert("grpc-timeout", v);
+        }
+        Ok(req)
+    }
+}
+
 impl Sender for OtlpSender {
     fn send<'a>(&'a self, batch: &'a Batch) -> SendFuture<'a> {
         Box::pin(async move {
-            let mut client = self.client.clone();
-            client
+            let body = self.frame(batch).await?;
+            let req = self.request(body)?;
+            let mut channel = self.channel.clone();
+            channel
                 .ready()
                 .await
                 .map_err(|e| SendError::retryable(format!("gRPC channel not ready: {}", error_chain(&e))))?;
-            // A batch clone is reference counts only; the codec copies the chunks straight
-            // into the gRPC frame.
-            let mut req = tonic::Request::new(batch.clone());
-            *req.metadata_mut() = self.metadata.clone();
-            if let Some(fh) = &self.file_headers {
-                for (name, value) in fh.current() {
-                    // Both were checked when read; a value that no longer converts is skipped
-                    // (and the backend will say so) rather than logged.
-                    if let (Ok(k), Ok(mut v)) = (
-                        MetadataKey::<Ascii>::from_bytes(name.as_bytes()),
-                        MetadataValue::<Ascii>::try_from(value.as_str()),
-                    ) {
-                        v.set_sensitive(true);
-                        req.metadata_mut().insert(k, v);
-                    }
-                }
+            // No answer at all (refused, reset, a connection that broke mid-request): retried
+            // like any network failure.
+            let resp = channel
+                .call(req)
+                .await
+                .map_err(|e| SendError::retryable(format!("gRPC transport failure: {}", error_chain(&e))))?;
+            let response = read_response(resp).await?;
+            if let Some(ps) = response {
+                log_partial_success(&self.id, self.signal, &ps);
             }
-            req.set_timeout(self.timeout);
-            match client.unary(req, PathAndQuery::from_static(self.signal.grpc_path()), RawCodec).await {
-                Ok(resp) => {
-                    if let Some(ps) = resp.get_ref() {
-                        log_partial_success(&self.id, self.signal, ps);
-                    }
-                    Ok(())
-                }
-                Err(status) => Err(classify(&status)),
-            }
+            Ok(())
         })
     }
+}
+
+/// Reads a unary gRPC response: its status (Trailers-Only headers or trailers) and, on
+/// success, the message's `partial_success`.
+async fn read_response(resp: http::Response<tonic::body::Body>) -> Result<Option<PartialSuccess>, SendError> {
+    let (parts, mut body) = resp.into_parts();
+    if parts.status != http::StatusCode::OK {
+        // Not a gRPC answer (a proxy's error page): the gRPC HTTP-to-status mapping.
+        let status = Status::from_header_map(&parts.headers).unwrap_or_else(|| {
+            let code = match parts.status.as_u16() {
+                400 => Code::Internal,
+                401 => Code::Unauthenticated,
+                403 => Code::PermissionDenied,
+                404 => Code::Unimplemented,
+                429 | 502..=504 => Code::Unavailable,
+                _ => Code::Unknown,
+            };
+            Status::new(code, format!("HTTP {} from the server, not a gRPC answer", parts.status))
+        });
+        return Err(classify(&status));
+    }
+    if let Some(status) = Status::from_header_map(&parts.headers) {
+        // Trailers-Only.
+        return if status.code() == Code::Ok { Ok(None) } else { Err(classify(&status)) };
+    }
+    let mut data = BytesMut::new();
+    let mut trailers = None;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            let status = Status::from_error(Box::new(e));
+            SendError::retryable(format!("gRPC response broken: {}", error_chain(&status)))
+        })?;
+        match frame.into_data() {
+            Ok(d) => {
+                if data.len() + d.len() <= RESPONSE_BODY_LIMIT {
+                    data.extend_from_slice(&d);
+                }
+            }
+            Err(frame) => {
+                if let Ok(t) = frame.into_trailers() {
+                    trailers = Some(t);
+                }
+            }
+        }
+    }
+    let status = trailers
+        .as_ref()
+        .and_then(Status::from_header_map)
+        .unwrap_or_else(|| Status::new(Code::Internal, "the server's answer has no grpc-status"));
+    if status.code() != Code::Ok {
+        return Err(classify(&status));
+    }
+    if data.len() < MESSAGE_HEADER {
+        return Ok(None);
+    }
+    let message = &data[MESSAGE_HEADER..];
+    if data[0] == 0 {
+        return Ok(partial_success_proto(message));
+    }
+    // A compressed answer (gRPC-Go answers with the request's encoding): small, decoded
+    // in place of the caller.
+    let encoding = parts.headers.get("grpc-encoding").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let mut plain = Vec::new();
+    let ok = match encoding {
+        "gzip" => {
+            flate2::read::GzDecoder::new(message).take(RESPONSE_BODY_LIMIT as u64).read_to_end(&mut plain).is_ok()
+        }
+        "zstd" => zstd::stream::read::Decoder::new(message)
+            .and_then(|d| d.take(RESPONSE_BODY_LIMIT as u64).read_to_end(&mut plain))
+            .is_ok(),
+        _ => false,
+    };
+    // The export succeeded either way; an unreadable answer only loses its partial success.
+    Ok(if ok { partial_success_proto(&plain) } else { None })
 }
 
 /// The OTLP specification's classification of a gRPC failure.
@@ -347,49 +484,6 @@ fn code_name(code: Code) -> &'static str {
         Code::Unavailable => "UNAVAILABLE",
         Code::DataLoss => "DATA_LOSS",
         Code::Unauthenticated => "UNAUTHENTICATED",
-    }
-}
-
-/// Writes a batch's chunks as the request message, and reads the response only for its
-/// partial success.
-#[derive(Clone, Copy, Debug, Default)]
-struct RawCodec;
-
-impl Codec for RawCodec {
-    type Encode = Batch;
-    type Decode = Option<PartialSuccess>;
-    type Encoder = RawCodec;
-    type Decoder = RawCodec;
-
-    fn encoder(&mut self) -> RawCodec {
-        RawCodec
-    }
-
-    fn decoder(&mut self) -> RawCodec {
-        RawCodec
-    }
-}
-
-impl Encoder for RawCodec {
-    type Item = Batch;
-    type Error = Status;
-
-    fn encode(&mut self, item: Batch, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.reserve(item.bytes);
-        for chunk in item.chunks() {
-            dst.put_slice(chunk);
-        }
-        Ok(())
-    }
-}
-
-impl Decoder for RawCodec {
-    type Item = Option<PartialSuccess>;
-    type Error = Status;
-
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Status> {
-        let body = src.copy_to_bytes(src.remaining());
-        Ok(Some(partial_success_proto(&body)))
     }
 }
 

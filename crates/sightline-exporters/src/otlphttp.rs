@@ -13,6 +13,7 @@
 //! text, at most 1 KiB) goes into the error message, which the driver logs.
 
 use crate::body::ChunksBody;
+use crate::compress::{CompressionParams, Compressor};
 use crate::credentials::{ExporterAuth, FileHeaders};
 use crate::http_exporter::{self, ERROR_BODY_LIMIT, HttpClient, RESPONSE_LIMIT, body_text, parse_url, read_limited};
 use crate::response::{log_partial_success, partial_success_json, partial_success_proto, rpc_status, truncate};
@@ -26,7 +27,6 @@ use http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode, Uri};
 use serde::Deserialize;
 use sightline_core::{Batch, DriverConfig, QueueConfig, Registry, RetryConfig, SendError, SendFuture, Sender, Signal};
 use std::collections::BTreeMap;
-use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -81,6 +81,9 @@ pub struct OtlpHttpConfig {
     /// `gzip` (default), `zstd` or `none`; sent as `Content-Encoding`.
     #[serde(default)]
     pub compression: Compression,
+    /// `level`: gzip 1-9 (default 1), zstd 1-22 or -7..-1 (default 1).
+    #[serde(default)]
+    pub compression_params: CompressionParams,
     /// `proto` (default) or `json`.
     #[serde(default)]
     pub encoding: Encoding,
@@ -108,6 +111,7 @@ impl OtlpHttpConfig {
             headers_from_files: BTreeMap::new(),
             auth: None,
             compression: Compression::default(),
+            compression_params: CompressionParams::default(),
             encoding: Encoding::default(),
             timeout: default_timeout(),
             sending_queue: QueueConfig::default(),
@@ -145,6 +149,7 @@ impl OtlpHttpConfig {
         self.tls.validate(&mut out);
         validate_headers(&self.headers, &mut out);
         crate::credentials::validate(&self.headers_from_files, self.auth.as_ref(), &self.headers, &mut out);
+        self.compression_params.validate(self.compression, &mut out);
         validate_common(self.timeout, &self.sending_queue, &self.retry_on_failure, &mut out);
         out
     }
@@ -185,6 +190,7 @@ pub struct OtlpHttpExporter {
     client: HttpClient<ChunksBody>,
     headers: HeaderMap,
     file_headers: Option<FileHeaders>,
+    compressor: Option<Arc<Compressor>>,
 }
 
 /// Builds a sender for one signal (see [`OtlpHttpExporter`] for several). No connection is
@@ -224,7 +230,9 @@ impl OtlpHttpExporter {
             headers.insert(CONTENT_ENCODING, HeaderValue::from_static(cfg.compression.as_str()));
         }
         let file_headers = FileHeaders::new(id, &cfg.headers_from_files, cfg.auth.as_ref(), registry)?;
-        Ok(OtlpHttpExporter { id: Arc::from(id), cfg: cfg.clone(), client, headers, file_headers })
+        let compressor = (cfg.compression != Compression::None)
+            .then(|| Arc::new(Compressor::new(cfg.compression, cfg.compression_params)));
+        Ok(OtlpHttpExporter { id: Arc::from(id), cfg: cfg.clone(), client, headers, file_headers, compressor })
     }
 
     /// The sender of `signal`'s batches to its URL (an error when the config gives none).
@@ -236,7 +244,7 @@ impl OtlpHttpExporter {
             url: self.cfg.url(signal)?,
             client: self.client.clone(),
             headers: self.headers.clone(),
-            compression: self.cfg.compression,
+            compressor: self.compressor.clone(),
             encoding: self.cfg.encoding,
         }))
     }
@@ -255,7 +263,8 @@ struct OtlpHttpSender {
     headers: HeaderMap,
     /// Headers whose values come from files (`headers_from_files`, `auth`).
     file_headers: Option<FileHeaders>,
-    compression: Compression,
+    /// `None` without compression.
+    compressor: Option<Arc<Compressor>>,
     encoding: Encoding,
 }
 
@@ -313,60 +322,30 @@ impl OtlpHttpSender {
     /// The request body: the chunks themselves when nothing needs transforming, otherwise one
     /// buffer produced in a single pass (large batches on the blocking pool).
     async fn encode(&self, batch: &Batch) -> Result<ChunksBody, SendError> {
-        let compression = self.compression;
-        if self.encoding == Encoding::Proto && compression == Compression::None {
+        if self.encoding == Encoding::Proto && self.compressor.is_none() {
             return Ok(ChunksBody::new(batch.chunks().cloned()));
         }
         let batch = batch.clone();
         let encoding = self.encoding;
         let signal = self.signal;
-        let out = offload(batch.bytes, move || match encoding {
-            Encoding::Proto => compress(compression, batch.chunks().map(|c| &c[..]), batch.bytes)
-                .map_err(|e| SendError::permanent(format!("{} compression failed: {e}", compression.as_str()))),
-            Encoding::Json => {
+        let compressor = self.compressor.clone();
+        let name = self.compressor.as_ref().map_or("none", |c| c.compression().as_str());
+        let out = offload(batch.bytes, move || match (encoding, &compressor) {
+            (Encoding::Proto, Some(c)) => c.compress(batch.chunks().map(|c| &c[..]), batch.bytes).map(Bytes::from),
+            (Encoding::Proto, None) => Ok(batch.to_bytes()),
+            (Encoding::Json, _) => {
                 let json = sightline_otlp_json::protobuf_to_json(json_signal(signal), &batch.to_bytes())
-                    .map_err(|e| SendError::permanent(format!("cannot convert the batch to OTLP/JSON: {e}")))?;
-                compress(compression, std::iter::once(&json[..]), json.len())
-                    .map_err(|e| SendError::permanent(format!("{} compression failed: {e}", compression.as_str())))
+                    .map_err(|e| std::io::Error::other(format!("cannot convert the batch to OTLP/JSON: {e}")))?;
+                match &compressor {
+                    Some(c) => c.compress(std::iter::once(&json[..]), json.len()).map(Bytes::from),
+                    None => Ok(Bytes::from(json)),
+                }
             }
         })
         .await
-        .map_err(|e| SendError::permanent(format!("encoding task failed: {e}")))??;
+        .map_err(|e| SendError::permanent(format!("encoding task failed: {e}")))?
+        .map_err(|e| SendError::permanent(format!("encoding ({name}) failed: {e}")))?;
         Ok(ChunksBody::new([out]))
-    }
-}
-
-/// Compresses the chunks in one pass, without concatenating them first.
-pub(crate) fn compress<'a>(
-    compression: Compression,
-    chunks: impl Iterator<Item = &'a [u8]>,
-    size: usize,
-) -> std::io::Result<Bytes> {
-    // Compressed OTLP is typically 5-10x smaller; start there and let the Vec grow.
-    let out = Vec::with_capacity(size / 4 + 64);
-    match compression {
-        Compression::Gzip => {
-            // The fastest level: an agent should spend its CPU on data, not on compression ratio.
-            let mut enc = flate2::write::GzEncoder::new(out, flate2::Compression::fast());
-            for c in chunks {
-                enc.write_all(c)?;
-            }
-            Ok(Bytes::from(enc.finish()?))
-        }
-        Compression::Zstd => {
-            let mut enc = zstd::stream::write::Encoder::new(out, zstd::DEFAULT_COMPRESSION_LEVEL)?;
-            for c in chunks {
-                enc.write_all(c)?;
-            }
-            Ok(Bytes::from(enc.finish()?))
-        }
-        Compression::None => {
-            let mut out = Vec::with_capacity(size);
-            for c in chunks {
-                out.extend_from_slice(c);
-            }
-            Ok(Bytes::from(out))
-        }
     }
 }
 
@@ -416,15 +395,11 @@ mod tests {
     }
 
     #[test]
-    fn compression_round_trips_over_chunks() {
-        use std::io::Read as _;
-        let chunks: [&[u8]; 3] = [b"abc", b"", b"defg"];
-        let gz = compress(Compression::Gzip, chunks.into_iter(), 7).expect("gzip");
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&gz[..]).read_to_end(&mut out).expect("gunzip");
-        assert_eq!(out, b"abcdefg");
-        let zs = compress(Compression::Zstd, chunks.into_iter(), 7).expect("zstd");
-        assert_eq!(zstd::decode_all(&zs[..]).expect("unzstd"), b"abcdefg");
-        assert_eq!(&compress(Compression::None, chunks.into_iter(), 7).expect("none")[..], b"abcdefg");
+    fn compression_params_are_checked() {
+        let mut cfg = OtlpHttpConfig::new("http://h:4318");
+        cfg.compression_params.level = Some(12);
+        assert_eq!(cfg.validate()[0].0, "compression_params.level");
+        cfg.compression = Compression::Zstd;
+        assert!(cfg.validate().is_empty());
     }
 }
