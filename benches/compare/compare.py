@@ -84,7 +84,7 @@ def build(args):
         PEERS.mkdir(exist_ok=True)
         run(["go", "build", "-o", str(PEERS / "otelcol"), "."], cwd=ROOT / "tests/peers/otelcol")
     return {
-        "sightline": ROOT / "target/dist/sightline",
+        "sightline": Path(args.sightline_bin) if args.sightline_bin else ROOT / "target/dist/sightline",
         "loadgen": ROOT / "target/release/loadgen",
         "sink": ROOT / "target/release/sink",
         "otelcol": PEERS / "otelcol",
@@ -665,6 +665,9 @@ def main():
     ap.add_argument("--connections", type=int, default=4)
     ap.add_argument("--inflight", type=int, default=2)
     ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--sightline-bin", default=None,
+                    help="measure this sightline binary instead of target/dist/sightline (e.g. an older commit's, "
+                         "for a before/after comparison in one run)")
     ap.add_argument("--out", default=str(ROOT / "benches/RESULTS.md"))
     ap.add_argument("--json", default=None)
     ap.add_argument("--state", default=None,

@@ -180,3 +180,28 @@ fn logs() {
 fn metrics() {
     check(Signal::Metrics, Size::Small);
 }
+
+/// The exporters' compressor (ADR 13) reuses its contexts and scratch buffer: once warm, one
+/// batch costs the same few allocations (the output body), whatever its size, and no
+/// compressor context is created per batch (zstd's context alone is several allocations).
+#[test]
+fn compressor_reuses_its_contexts() {
+    use sightline_exporters::{Compression, CompressionParams, Compressor};
+    let fixture = CatalogFixture::standard();
+    let ids = fixture.identities(RESOURCES);
+    for compression in [Compression::Gzip, Compression::Zstd] {
+        let c = Compressor::new(compression, CompressionParams::default());
+        let mut counts = Vec::new();
+        for items in [100, 1000] {
+            let batch = encoded(Signal::Traces, &ids, items, Size::Small, 7);
+            // Warm: the first batch of a size creates the context and grows the scratch buffer.
+            let _ = c.compress(batch.chunks(4096), batch.len()).expect("compress");
+            let (n, out) = allocations(|| c.compress(batch.chunks(4096), batch.len()).expect("compress"));
+            assert!(!out.is_empty());
+            counts.push(n);
+        }
+        eprintln!("{compression:?}: allocations per warm batch of 100 / 1000 spans: {counts:?}");
+        assert_eq!(counts[0], counts[1], "{compression:?}: O(1) per batch");
+        assert!(counts[1] <= 2, "{compression:?}: only the output body, got {}", counts[1]);
+    }
+}

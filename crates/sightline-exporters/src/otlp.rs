@@ -2,8 +2,9 @@
 //!
 //! The exporter frames the gRPC message itself and sends it over tonic's HTTP/2 channel: the
 //! concatenation of `Export*ServiceRequest` encodings is itself the merged request, so nothing
-//! is decoded or re-encoded; uncompressed, the frame is the 5-byte message header followed by
-//! the batch's chunks as they are (no copy). Compressed, the whole batch is compressed once at
+//! is decoded or re-encoded; uncompressed, the frame is the 5-byte message header and the
+//! batch's chunks copied into one buffer (as tonic's codec does: handing h2 the chunks one by
+//! one measured 10-15% fewer spans/s and 1.6x the peak RSS in `compare.py`'s `enrich`). Compressed, the whole batch is compressed once at
 //! `compression_params.level` (libdeflate for gzip, a reused zstd context; ADR 13) rather than
 //! by tonic's codec, whose gzip level is fixed at 6. The response is read for its status (the
 //! headers of a Trailers-Only answer, or the trailers) and its `partial_success`.
@@ -289,8 +290,12 @@ impl OtlpSender {
                 .map_err(|_| SendError::permanent(format!("batch of {} bytes is too large for gRPC", batch.bytes)))?;
             let mut header = [0u8; MESSAGE_HEADER];
             header[1..].copy_from_slice(&len.to_be_bytes());
-            let chunks = std::iter::once(Bytes::copy_from_slice(&header)).chain(batch.chunks().cloned());
-            return Ok(ChunksBody::new(chunks));
+            let mut frame = BytesMut::with_capacity(MESSAGE_HEADER + batch.bytes);
+            frame.extend_from_slice(&header);
+            for c in batch.chunks() {
+                frame.extend_from_slice(c);
+            }
+            return Ok(ChunksBody::new([frame.freeze()]));
         };
         let batch = batch.clone();
         let name = compressor.compression().as_str();
