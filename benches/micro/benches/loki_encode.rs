@@ -13,7 +13,7 @@
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sightline_core::{Payload, Processor, Registry, Signal};
-use sightline_loki::{Compression, Encoder, Encoding, LokiConfig, Plan, encode_batch};
+use sightline_loki::{Compression, Encoder, Encoding, LokiConfig, Packing, Plan, encode_batch};
 use sightline_microbench::catalog::CatalogFixture;
 use sightline_microbench::requests::{self, ITEMS, RESOURCES, Size};
 use std::hint::black_box;
@@ -71,9 +71,19 @@ fn loki(c: &mut Criterion) {
             ("encode_json_gzip", &plan, Encoding::Json, Compression::Gzip),
         ] {
             let (mut enc, mut buf) = (Encoder::new(), Vec::new());
+            // The sender's compressor (contexts reused), as the exporter holds it.
+            let gzip = sightline_exporters::Compressor::new(
+                sightline_exporters::Compression::Gzip,
+                sightline_exporters::CompressionParams::default(),
+            );
             g.bench_function(id(stage), |b| {
                 b.iter(|| {
-                    let body = encode_batch(plan, &mut enc, &mut buf, black_box(reqs), encoding, compression, NOW)
+                    let packing = match compression {
+                        Compression::Snappy => Packing::Snappy,
+                        Compression::Gzip => Packing::Gzip(&gzip),
+                        Compression::None => Packing::None,
+                    };
+                    let body = encode_batch(plan, &mut enc, &mut buf, black_box(reqs), encoding, packing, NOW)
                         .expect("encoded");
                     black_box(body.len())
                 })
@@ -82,8 +92,8 @@ fn loki(c: &mut Criterion) {
         // What the batch turned into, for the README's table.
         let (mut enc, mut buf) = (Encoder::new(), Vec::new());
         let otlp: usize = reqs.iter().map(|r| r.len()).sum();
-        let body = encode_batch(&plan, &mut enc, &mut buf, reqs, Encoding::Protobuf, Compression::Snappy, NOW)
-            .expect("encoded");
+        let body =
+            encode_batch(&plan, &mut enc, &mut buf, reqs, Encoding::Protobuf, Packing::Snappy, NOW).expect("encoded");
         eprintln!(
             "loki/logs/{}: {records} records, {otlp} B of OTLP -> {} streams, {} B PushRequest, {} B snappy",
             size.as_str(),

@@ -69,6 +69,10 @@ pub struct LokiConfig {
     /// `none` (json).
     #[serde(default)]
     pub compression: Option<Compression>,
+    /// `level` of gzip (`encoding: json`): 1 (default, fastest) to 9. Not allowed with snappy
+    /// or none.
+    #[serde(default)]
+    pub compression_params: sightline_exporters::CompressionParams,
     /// Sent as `X-Scope-OrgID` (default: none, no tenant header).
     #[serde(default)]
     pub tenant_id: Option<String>,
@@ -177,6 +181,7 @@ impl LokiConfig {
             endpoint: endpoint.into(),
             encoding: Encoding::default(),
             compression: None,
+            compression_params: Default::default(),
             tenant_id: None,
             headers: BTreeMap::new(),
             tls: TlsConfig::default(),
@@ -214,6 +219,15 @@ impl LokiConfig {
             (Encoding::Protobuf, _) => out
                 .push(("compression".into(), "the Loki protobuf push is always snappy: use snappy or omit it".into())),
             (Encoding::Json, _) => out.push(("compression".into(), "use gzip or none with encoding: json".into())),
+        }
+        if self.compression_params.level.is_some() {
+            match self.effective_compression() {
+                Compression::Gzip => self.compression_params.validate(sightline_exporters::Compression::Gzip, &mut out),
+                other => out.push((
+                    "compression_params.level".into(),
+                    format!("only gzip (encoding: json) has levels, not {other:?}").to_lowercase(),
+                )),
+            }
         }
         if let Some(t) = &self.tenant_id {
             if t.is_empty() {
@@ -326,6 +340,37 @@ mod tests {
         assert_eq!(c.labels["env"].as_slice(), ["a", "b"]);
         assert!(c.validate().is_empty());
         assert!(serde_yaml_ng::from_str::<LokiConfig>("endpoint: http://x/p\nlabel: {}\n").is_err());
+    }
+
+    /// `compression_params.level` applies to gzip only (JSON bodies), 1 to 9.
+    #[test]
+    fn compression_level_is_for_gzip_only() {
+        let errs = |yaml: &str| -> Vec<String> {
+            let c: LokiConfig = serde_yaml_ng::from_str(yaml).expect("decode");
+            c.validate().into_iter().map(|(k, m)| format!("{k}: {m}")).collect()
+        };
+        assert!(
+            errs(
+                "endpoint: http://x/p
+encoding: json
+compression_params: { level: 6 }
+"
+            )
+            .is_empty()
+        );
+        let e = errs(
+            "endpoint: http://x/p
+encoding: json
+compression_params: { level: 10 }
+",
+        );
+        assert!(e[0].starts_with("compression_params.level: 10: gzip levels"), "{e:?}");
+        let e = errs(
+            "endpoint: http://x/p
+compression_params: { level: 3 }
+",
+        );
+        assert!(e[0].contains("only gzip"), "{e:?}");
     }
 
     /// The structured-metadata limits are non-negative integers; 0 (no limit) is accepted.

@@ -47,8 +47,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Uri};
 use http_body_util::Full;
 use sightline_core::{Batch, Counter, DriverConfig, Registry, SendError, SendFuture, Sender, Signal};
 use sightline_exporters::http_exporter::{self, HttpClient};
-use sightline_exporters::{BuildError, driver_config, offload};
-use std::io::Write as _;
+use sightline_exporters::{BuildError, Compressor, driver_config, offload};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -114,6 +113,8 @@ pub fn build_loki(
         headers,
         encoding: cfg.encoding,
         compression,
+        gzip: (compression == Compression::Gzip)
+            .then(|| Arc::new(Compressor::new(sightline_exporters::Compression::Gzip, cfg.compression_params))),
         plan: Arc::new(Plan::new(cfg)),
         pool: Arc::new(Mutex::new(Vec::new())),
         pool_size: cfg.sending_queue.num_consumers.max(1),
@@ -144,6 +145,8 @@ struct LokiSender {
     headers: HeaderMap,
     encoding: Encoding,
     compression: Compression,
+    /// `encoding: json` with gzip: the whole-body compressor at `compression_params.level`.
+    gzip: Option<Arc<Compressor>>,
     plan: Arc<Plan>,
     /// Encoders of finished sends, reused by the next ones (at most `pool_size`).
     pool: Arc<Mutex<Vec<Scratch>>>,
@@ -159,7 +162,7 @@ pub fn encode_batch(
     buf: &mut Vec<u8>,
     chunks: &[Bytes],
     encoding: Encoding,
-    compression: Compression,
+    packing: Packing<'_>,
     now_ns: i64,
 ) -> Result<Bytes, String> {
     encoder.reset();
@@ -171,21 +174,28 @@ pub fn encode_batch(
         Encoding::Protobuf => encoder.encode_protobuf(buf),
         Encoding::Json => encoder.encode_json(buf),
     }
-    match compression {
-        Compression::Snappy => snap::raw::Encoder::new()
+    match packing {
+        Packing::Snappy => snap::raw::Encoder::new()
             .compress_vec(buf)
             .map(Bytes::from)
             .map_err(|e| format!("snappy compression failed: {e}")),
-        Compression::Gzip => {
-            let mut enc =
-                flate2::write::GzEncoder::new(Vec::with_capacity(buf.len() / 4 + 64), flate2::Compression::fast());
-            enc.write_all(buf)
-                .and_then(|()| enc.finish())
-                .map(Bytes::from)
-                .map_err(|e| format!("gzip compression failed: {e}"))
-        }
-        Compression::None => Ok(Bytes::copy_from_slice(buf)),
+        Packing::Gzip(c) => c
+            .compress(std::iter::once(&buf[..]), buf.len())
+            .map(Bytes::from)
+            .map_err(|e| format!("gzip compression failed: {e}")),
+        Packing::None => Ok(Bytes::copy_from_slice(buf)),
     }
+}
+
+/// How [`encode_batch`] compresses the body.
+#[derive(Clone, Copy, Debug)]
+pub enum Packing<'a> {
+    /// Block snappy (protobuf).
+    Snappy,
+    /// gzip with the sender's compressor (json).
+    Gzip(&'a Compressor),
+    /// Uncompressed (json).
+    None,
 }
 
 fn now_ns() -> i64 {
@@ -200,10 +210,15 @@ impl LokiSender {
         let mut scratch = self.pool.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or_default();
         let chunks: Vec<Bytes> = batch.chunks().cloned().collect();
         let plan = self.plan.clone();
-        let (encoding, compression) = (self.encoding, self.compression);
+        let (encoding, compression, gzip) = (self.encoding, self.compression, self.gzip.clone());
         let (res, scratch) = offload(batch.bytes, move || {
             let s = &mut scratch;
-            let res = encode_batch(&plan, &mut s.encoder, &mut s.body, &chunks, encoding, compression, now_ns());
+            let packing = match (compression, gzip.as_deref()) {
+                (Compression::Snappy, _) => Packing::Snappy,
+                (Compression::Gzip, Some(c)) => Packing::Gzip(c),
+                _ => Packing::None,
+            };
+            let res = encode_batch(&plan, &mut s.encoder, &mut s.body, &chunks, encoding, packing, now_ns());
             (res, scratch)
         })
         .await
