@@ -3,9 +3,10 @@
 //!
 //! A batch is already in memory, so there is nothing to stream: each send compresses the whole
 //! batch in one call. Compressor contexts are kept in a small pool per exporter (one per
-//! concurrent send at most), so that no context is allocated per request; the chunks are
-//! gathered into a reused scratch buffer first (libdeflate and zstd's one-shot API take one
-//! slice), and the output is the one allocation per batch, which becomes the request body.
+//! concurrent send at most), so that no context is allocated per request; a batch of several
+//! chunks is gathered into a reused scratch buffer first (libdeflate and zstd's one-shot API
+//! take one slice), and the output is the one allocation per batch, which becomes the request
+//! body.
 
 use crate::Compression;
 use serde::Deserialize;
@@ -117,13 +118,22 @@ impl Compressor {
         out: &mut Vec<u8>,
     ) -> std::io::Result<()> {
         let (mut ctx, mut scratch) = self.context()?;
-        let input: &[u8] = {
-            scratch.clear();
-            scratch.reserve(size);
-            for c in chunks {
-                scratch.extend_from_slice(c);
+        // One chunk (a batch of one request, a JSON body) is compressed where it is; several
+        // are gathered into the scratch buffer first.
+        let mut chunks = chunks;
+        let first = chunks.next().unwrap_or(&[]);
+        let input: &[u8] = match chunks.next() {
+            None => first,
+            Some(second) => {
+                scratch.clear();
+                scratch.reserve(size);
+                scratch.extend_from_slice(first);
+                scratch.extend_from_slice(second);
+                for c in chunks {
+                    scratch.extend_from_slice(c);
+                }
+                &scratch
             }
-            &scratch
         };
         let start = out.len();
         let result = match &mut ctx {
@@ -188,7 +198,17 @@ mod tests {
             assert_eq!(&out[..3], [1, 2, 3], "the prefix is kept");
             assert!(zstd::decode_all(&out[3..]).expect("unzstd") == data, "zstd level {level}");
         }
-        assert_eq!(Compressor::new(Compression::Gzip, CompressionParams::default()).level(), DEFAULT_GZIP_LEVEL);
+        // One chunk is compressed in place; no chunk at all is a valid empty stream.
+        let c = Compressor::new(Compression::Gzip, CompressionParams::default());
+        let gz = c.compress(std::iter::once(&data[..]), data.len()).expect("gzip");
+        let mut back = Vec::new();
+        flate2::read::GzDecoder::new(&gz[..]).read_to_end(&mut back).expect("gunzip");
+        assert!(back == data, "one chunk");
+        let gz = c.compress(std::iter::empty(), 0).expect("gzip");
+        back.clear();
+        flate2::read::GzDecoder::new(&gz[..]).read_to_end(&mut back).expect("gunzip");
+        assert!(back.is_empty());
+        assert_eq!(c.level(), DEFAULT_GZIP_LEVEL);
     }
 
     #[test]

@@ -552,16 +552,20 @@ fn http_router(shared: Arc<Shared>, cfg: &HttpConfig) -> Router {
 /// An HTTP export. A refusal that comes before the body was read to its end (too large,
 /// unauthenticated, unsupported media type, ...) drains the rest of an HTTP/1 body first and
 /// closes the connection, so that the client reads the answer rather than a reset (see
-/// [`RequestBody::drain`]). HTTP/2 needs neither: the stream is reset on its own, the
-/// connection lives on.
+/// [`RequestBody::drain`]). HTTP/2 needs neither: the request body is held until the answer is
+/// sent ([`hold_request`]), then the stream is reset on its own and the connection lives on.
 async fn http_export(shared: Arc<Shared>, signal: Signal, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let mut body = RequestBody { body, complete: false };
     let mut resp = http_answer(&shared, signal, &parts, &mut body).await;
-    if !body.complete && parts.version < http::Version::HTTP_2 {
-        body.drain(&parts.headers, shared.http_limit.max(DRAIN_LIMIT)).await;
-        resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    if body.complete {
+        return resp;
     }
+    if parts.version >= http::Version::HTTP_2 {
+        return hold_request(resp, body.body);
+    }
+    body.drain(&parts.headers, shared.http_limit.max(DRAIN_LIMIT)).await;
+    resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
     resp
 }
 
@@ -749,28 +753,39 @@ async fn grpc_export(shared: Arc<Shared>, signal: Signal, req: Request) -> Respo
             // is written, and a client such as gRPC C-core then never sees the status and
             // waits for its deadline. Held by the response body, it is released once the
             // status is sent, and the stream ends normally.
-            let (parts, _) = resp.into_parts();
-            Response::from_parts(parts, Body::new(HoldRequest { _request: body.body }))
+            hold_request(resp, body.body)
         }
     }
 }
 
-/// An empty response body that keeps the unread request body alive until it is dropped
-/// (after the response is sent).
+/// `resp` with a body that keeps the unread request body alive until the response body is
+/// dropped, after it was sent (HTTP/2: the request stream then ends after the answer, not
+/// reset before it).
+fn hold_request(resp: Response, request: Body) -> Response {
+    let (parts, inner) = resp.into_parts();
+    Response::from_parts(parts, Body::new(HoldRequest { inner, _request: request }))
+}
+
+/// The response body, and the request body held until the response is sent.
 struct HoldRequest {
+    inner: Body,
     _request: Body,
 }
 
 impl http_body::Body for HoldRequest {
     type Data = Bytes;
-    type Error = Infallible;
+    type Error = axum::Error;
 
-    fn poll_frame(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        Poll::Ready(None)
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
     }
 
     fn is_end_stream(&self) -> bool {
-        true
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 

@@ -524,7 +524,8 @@ service:
     )
     .unwrap();
     let on_tty = |no_color: Option<&str>| -> String {
-        let cmd = format!("timeout -s TERM 2 {} run --config {}", env!("CARGO_BIN_EXE_sightline"), cfg.display());
+        // 4 s: ample for a debug build to start and log "ready" on a loaded CI machine.
+        let cmd = format!("timeout -s TERM 4 {} run --config {}", env!("CARGO_BIN_EXE_sightline"), cfg.display());
         let mut c = Command::new("script");
         c.args(["-q", "-e", "-c", &cmd, "/dev/null"]).env_remove("NO_COLOR");
         if let Some(v) = no_color {
