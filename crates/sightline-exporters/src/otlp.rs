@@ -398,10 +398,7 @@ async fn read_response(resp: http::Response<tonic::body::Body>) -> Result<Option
     let mut data = BytesMut::new();
     let mut trailers = None;
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| {
-            let status = Status::from_error(Box::new(e));
-            SendError::retryable(format!("gRPC response broken: {}", error_chain(&status)))
-        })?;
+        let frame = frame.map_err(|e| SendError::retryable(format!("gRPC response broken: {}", error_chain(&e))))?;
         match frame.into_data() {
             Ok(d) => {
                 if data.len() + d.len() <= RESPONSE_BODY_LIMIT {
@@ -446,15 +443,10 @@ async fn read_response(resp: http::Response<tonic::body::Body>) -> Result<Option
     Ok(if ok { partial_success_proto(&plain) } else { None })
 }
 
-/// The OTLP specification's classification of a gRPC failure.
+/// The OTLP specification's classification of a status a server sent. (Failures with no
+/// answer, such as a connection that broke mid-request, never get here: the send maps them
+/// to retryable errors first.)
 pub(crate) fn classify(status: &Status) -> SendError {
-    // tonic reports a connection that broke mid-request (the backend restarted, a reset) as
-    // UNKNOWN with the local transport error as the status's source; gRPC-Go reports
-    // UNAVAILABLE there. No server answered, so it is retried like any network failure. An
-    // UNKNOWN sent by a server carries no source and stays permanent.
-    if status.code() == Code::Unknown && std::error::Error::source(status).is_some() {
-        return SendError::retryable(format!("gRPC transport failure: {}", error_chain(status)));
-    }
     let retry_delay = rpc_status(status.details()).and_then(|s| s.retry_delay);
     let message = format!("gRPC {}: {}", code_name(status.code()), status.message());
     match status.code() {
@@ -534,14 +526,8 @@ mod tests {
         }
         let e = classify(&Status::new(Code::InvalidArgument, "bad span"));
         assert_eq!(e.message, "gRPC INVALID_ARGUMENT: bad span");
-        // A server's UNKNOWN is permanent; a local transport failure reported as UNKNOWN is not.
+        // A server's UNKNOWN is permanent (a broken connection is retried before classification:
+        // tests/otlp.rs `connection_broken_mid_request_is_retryable`).
         assert!(!classify(&Status::new(Code::Unknown, "x")).retryable);
-        let broken = Status::from_error(Box::new(std::io::Error::new(
-            std::io::ErrorKind::ConnectionReset,
-            "connection reset by peer",
-        )));
-        assert_eq!(broken.code(), Code::Unknown, "what tonic does with a transport error");
-        let e = classify(&broken);
-        assert!(e.retryable && e.message.contains("connection reset by peer"), "{e:?}");
     }
 }
