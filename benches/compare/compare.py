@@ -17,7 +17,7 @@ What it does, per signal and scenario, for each system under test (SUT):
 Several runs per case; the medians are reported, with Sightline/collector ratios.
 
 Scenarios: defaults (enrich with each system's default exporter compression, gzip), passthrough,
-enrich, zstd (enrich, zstd out), enrich_gzip (client gzip in), fanout3 (OTLP out), and remote_write (metrics
+enrich, zstd (enrich, zstd out), client_gzip (enrich, the client gzips its requests), fanout3 (OTLP out), and remote_write (metrics
 only): OTLP in, ownership, Prometheus remote write out to the sink's /api/v1/write (the
 settings of both sides are under REMOTE_WRITE below). For example:
 
@@ -35,6 +35,7 @@ import datetime
 import json
 import os
 import platform
+import shlex
 import shutil
 import signal
 import socket
@@ -279,6 +280,9 @@ DISK_QUEUE = {"disk_batch": {"sightline": "batch", "otelcol": "false"},
 # both: tonic's level 6 / Go's gzip level 6 in the collector), `zstd` sets zstd on both; every
 # other scenario sends uncompressed.
 EXPORT_COMPRESSION = {"defaults": None, "zstd": "zstd"}
+# What the load generator compresses its requests with, per scenario (the SUT's config is
+# `enrich`'s: ownership, uncompressed out); every other scenario sends uncompressed.
+CLIENT_COMPRESSION = {"client_gzip": "gzip"}
 
 
 def compression_line(scenario):
@@ -574,7 +578,7 @@ def measure_max(bins, name, tmp, sig, scenario, args):
     try:
         if scenario == "remote_write":
             return measure_remote_write(bins, sink, sut, sig, args, tmp)
-        comp = "gzip" if scenario == "enrich_gzip" else "none"
+        comp = CLIENT_COMPRESSION.get(scenario, "none")
         cpu0 = proc_cpu_seconds(sut.proc.pid)
         rep = loadgen(bins, f"127.0.0.1:{sut.ports['grpc']}", sig, args, tmp, compression=comp)
         cpu1 = proc_cpu_seconds(sut.proc.pid)
@@ -608,6 +612,78 @@ def measure_max(bins, name, tmp, sig, scenario, args):
         sink.stop()
 
 
+def proc_faults(pid):
+    """Minor + major page faults of the whole process (every thread, live or exited)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[7]) + int(fields[9])  # minflt + majflt
+
+
+def proc_ctx_switches(pid):
+    """Voluntary + involuntary context switches, summed over the process's live threads."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            for line in (task / "status").read_text().splitlines():
+                if line.startswith(("voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:")):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+def measure_fixed(bins, name, tmp, sig, scenario, args, rate):
+    """Open loop at a fixed `rate` items/s (an agent's working point, far below its maximum):
+    CPU s per million items, and per request the page faults, context switches and (with
+    `perf`) system calls of the SUT over the measured window."""
+    sink = Sink(bins, tmp)
+    sut = SUT(name, bins, tmp, sig, scenario, sink)
+    perf_out = tmp / f"perf-{name}-{time.time_ns()}.csv"
+    perf = None
+    try:
+        # The counters cover the whole loadgen run (warm-up included), as the CPU time does.
+        cpu0, flt0, cs0 = proc_cpu_seconds(sut.proc.pid), proc_faults(sut.proc.pid), proc_ctx_switches(sut.proc.pid)
+        if shutil.which("perf"):
+            perf = subprocess.Popen(["perf", "stat", "-x", ",", "-o", str(perf_out), "-e", "raw_syscalls:sys_enter",
+                                     "-p", str(sut.proc.pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        rep = loadgen(bins, f"127.0.0.1:{sut.ports['grpc']}", sig, args, tmp, rate=rate,
+                      compression=CLIENT_COMPRESSION.get(scenario, "none"))
+        cpu1, flt1, cs1 = proc_cpu_seconds(sut.proc.pid), proc_faults(sut.proc.pid), proc_ctx_switches(sut.proc.pid)
+        syscalls = float("nan")
+        if perf:
+            perf.send_signal(signal.SIGINT)
+            perf.wait(timeout=10)
+            for line in perf_out.read_text().splitlines() if perf_out.exists() else []:
+                f = line.split(",")
+                if len(f) > 2 and f[2] == "raw_syscalls:sys_enter" and f[0].strip().isdigit():
+                    syscalls = float(f[0])
+        accepted = int(rep["items"]["accepted"])
+        n_exp = 3 if scenario == "fanout3" else 1
+        deadline, got = time.time() + 20, 0
+        while time.time() < deadline:
+            got = int(sink.stats()[sig]["items"])
+            if got >= accepted * n_exp:
+                break
+            time.sleep(0.2)
+        # Everything the SUT forwarded over the run (warm-up included, as the counters are), as
+        # the sink counted it, and the client requests that carried it.
+        items = max(got / n_exp, 1)
+        requests = max(items / args.items_per_request, 1)
+        return {
+            "rate": float(rep["throughput"]["items_per_s"]),
+            "cpu_s_per_million": (cpu1 - cpu0) / items * 1e6,
+            "faults_per_request": (flt1 - flt0) / requests,
+            "ctx_switches_per_request": (cs1 - cs0) / requests,
+            "syscalls_per_request": syscalls / requests,
+            "clean": refused(rep) == 0 and got >= accepted * n_exp,
+        }
+    finally:
+        if perf and perf.poll() is None:
+            perf.kill()
+        sut.stop()
+        sink.stop()
+
+
 def measure_latency(bins, name, tmp, sig, scenario, args, rate):
     sink = Sink(bins, tmp)
     sut = None
@@ -618,9 +694,10 @@ def measure_latency(bins, name, tmp, sig, scenario, args, rate):
         if name == "direct":
             endpoint = f"127.0.0.1:{sink.grpc}"
         else:
-            sut = SUT(name, bins, tmp, sig, "enrich" if scenario == "enrich_gzip" else scenario, sink)
+            sut = SUT(name, bins, tmp, sig, scenario, sink)
             endpoint = f"127.0.0.1:{sut.ports['grpc']}"
-        loadgen(bins, endpoint, sig, args, tmp, rate=rate, duration=args.latency_duration)
+        loadgen(bins, endpoint, sig, args, tmp, rate=rate, duration=args.latency_duration,
+                compression=CLIENT_COMPRESSION.get(scenario, "none"))
         st = sink.stats()["remote_write" if scenario == "remote_write" else sig]
         return {"p50_us": float(st["latency_p50_us"]), "p99_us": float(st["latency_p99_us"])}
     finally:
@@ -658,12 +735,17 @@ def main():
     ap.add_argument("--latency-duration", type=float, default=10)
     ap.add_argument("--signals", default=None, help="default traces,logs,metrics (--quick: traces)")
     ap.add_argument("--scenarios", default=None,
-                    help="default defaults,passthrough,enrich,zstd,enrich_gzip,fanout3 (--quick: enrich); also remote_write "
+                    help="default defaults,passthrough,enrich,zstd,client_gzip,fanout3 (--quick: enrich); also remote_write "
                          "(metrics only) and disk_batch, disk_always (traces only), not in the default set")
     ap.add_argument("--span-size", default="small", choices=["small", "large"])
     ap.add_argument("--items-per-request", type=int, default=500)
     ap.add_argument("--connections", type=int, default=4)
     ap.add_argument("--inflight", type=int, default=2)
+    ap.add_argument("--rate", type=float, default=None,
+                    help="also run each case open loop at this fixed rate (items/s; e.g. 120000, an agent's working "
+                         "point) and report CPU s per million items, page faults, context switches and system calls "
+                         "(with perf) per request; with --fixed-only, instead of the max-throughput and latency runs")
+    ap.add_argument("--fixed-only", action="store_true", help="with --rate: only the fixed-rate runs")
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--sightline-bin", default=None,
                     help="measure this sightline binary instead of target/dist/sightline (e.g. an older commit's, "
@@ -686,7 +768,7 @@ def main():
         args.duration, args.latency_duration, args.warmup = 1, 1, 0.3
         args.signals, args.scenarios = "traces", "enrich"
     args.signals = args.signals or "traces,logs,metrics"
-    args.scenarios = args.scenarios or "defaults,passthrough,enrich,zstd,enrich_gzip,fanout3"
+    args.scenarios = args.scenarios or "defaults,passthrough,enrich,zstd,client_gzip,fanout3"
     if not shutil.which("taskset"):
         sys.exit("taskset is required (util-linux)")
     bins = build(args)
@@ -709,6 +791,22 @@ def main():
                     continue
                 case = f"{sig}/{scenario}"
                 results[case] = {}
+                if args.rate:
+                    for name in ("otelcol", "sightline"):
+                        rows = []
+                        for i in range(args.runs):
+                            log(f"== {case} {name} at a fixed {args.rate:,.0f} items/s, run {i + 1}/{args.runs}")
+                            rows.append(measure_fixed(bins, name, tmp, sig, scenario, args, args.rate))
+                            log("   ", rows[-1])
+                        results[case].setdefault(name, {})["fixed"] = {
+                            k: med(rows, k) for k in ("rate", "cpu_s_per_million", "faults_per_request",
+                                                      "ctx_switches_per_request", "syscalls_per_request")}
+                        results[case][name]["fixed"]["clean"] = all(r["clean"] for r in rows)
+                        results[case][name]["fixed"]["runs"] = rows
+                    if args.fixed_only:
+                        if args.state:
+                            Path(args.state).write_text(json.dumps(results, indent=2))
+                        continue
                 for name in ("otelcol", "sightline"):
                     rows = []
                     for i in range(args.runs):
@@ -716,14 +814,14 @@ def main():
                         r = measure_max(bins, name, tmp, sig, scenario, args)
                         log("   ", r)
                         rows.append(r)
-                    results[case][name] = {
+                    results[case].setdefault(name, {}).update({
                         "items_per_sec": med(rows, "items_per_sec"),
                         "cpu_s_per_million": med(rows, "cpu_s_per_million"),
                         "peak_rss_mib": med(rows, "peak_rss_mib"),
                         "wire_bytes_per_item": med(rows, "wire_bytes_per_item"),
                         "clean": all(r["refused"] == 0 and r["delivered_ok"] for r in rows),
                         "runs": rows,
-                    }
+                    })
                     if scenario == "remote_write":
                         for k in ("samples_per_point", "bytes_per_request", "accepted_per_sec",
                                   "cpu_s_per_million_samples"):
@@ -763,7 +861,7 @@ def main():
 
 def cases(results, args):
     """(signal, [scenarios]) in a stable order, for every case measured."""
-    order = ["defaults", "passthrough", "enrich", "zstd", "enrich_gzip", "fanout3", "disk_batch", "disk_always"]
+    order = ["defaults", "passthrough", "enrich", "zstd", "client_gzip", "fanout3", "disk_batch", "disk_always"]
     out = {}
     for case in results:
         sig, scen = case.split("/")
@@ -786,11 +884,14 @@ def render(results, args):
         "compression (gzip), `zstd` with `compression: zstd`, every other scenario uncompressed (`compression: none`).",
         "- Latency: open loop at 50% of the collector's max rate, loadgen send -> sink receive (stamped in the first item), "
         "minus the same load sent straight to the sink (`direct`).",
-        f"- Command: `python3 benches/compare/compare.py{' --smoke' if args.smoke else (' --quick' if args.quick else '')}`",
+        f"- Command: `{shlex.join(['python3', 'benches/compare/compare.py', *sys.argv[1:]])}`",
         "",
     ]
     for sig, scenarios in cases(results, args):
-        scenarios = [x for x in scenarios if x != "remote_write"]
+        fixed = [x for x in scenarios if "fixed" in results[f"{sig}/{x}"].get("sightline", {})]
+        scenarios = [x for x in scenarios if x != "remote_write" and "items_per_sec" in results[f"{sig}/{x}"].get("sightline", {})]
+        if fixed:
+            lines += render_fixed(results, sig, fixed)
         if not scenarios:
             continue
         lines += [f"## {sig}", "",
@@ -818,6 +919,28 @@ def render(results, args):
     if "metrics/remote_write" in results:
         lines += render_remote_write(results["metrics/remote_write"])
     return "\n".join(lines)
+
+
+def render_fixed(results, sig, scenarios):
+    lines = [f"## {sig} at a fixed rate", "",
+             "Open loop at a fixed rate, far below either system's maximum (an agent's working point). Per client "
+             "request: page faults (minor + major), context switches (the SUT's threads, voluntary + involuntary) and "
+             "system calls (`perf stat -e raw_syscalls:sys_enter`).", "",
+             "| scenario | system | items/s | CPU s / M items | faults / req | ctx switches / req | syscalls / req |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for scenario in scenarios:
+        r = results[f"{sig}/{scenario}"]
+        for name in ("otelcol", "sightline"):
+            x = r[name]["fixed"]
+            clean = "" if x["clean"] else " (refusals or loss!)"
+            lines.append(f"| {scenario} | {name} | {fmt(x['rate'])}{clean} | {fmt(x['cpu_s_per_million'], 2)} | "
+                         f"{fmt(x['faults_per_request'], 1)} | {fmt(x['ctx_switches_per_request'], 1)} | "
+                         f"{fmt(x['syscalls_per_request'], 1)} |")
+        o, s = r["otelcol"]["fixed"], r["sightline"]["fixed"]
+        lines.append(f"| {scenario} | **collector / Sightline CPU** | | **{fmt(o['cpu_s_per_million'] / s['cpu_s_per_million'], 2)}x** "
+                     "| | | |")
+    lines.append("")
+    return lines
 
 
 def render_disk_queue(results, sig):

@@ -5,6 +5,7 @@
 mod admin;
 mod app;
 mod components;
+mod malloc;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -36,6 +37,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Before any thread exists: see ADR 14.
+    let malloc = malloc::tune();
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Run { config: app::DEFAULT_CONFIG.to_string() }) {
         Command::Validate { config } => match app::validate(&config) {
@@ -69,6 +72,12 @@ fn main() -> ExitCode {
                 }
             };
             app::init_logging(&validated.config.service.telemetry.logs);
+            tracing::debug!(
+                ?malloc,
+                mmap_threshold = malloc::MMAP_THRESHOLD,
+                trim_threshold = malloc::TRIM_THRESHOLD,
+                "malloc tuning"
+            );
             let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
                 Ok(rt) => rt,
                 Err(e) => {
