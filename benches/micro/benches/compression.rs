@@ -13,6 +13,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sightline_core::Signal;
 use sightline_microbench::catalog::CatalogFixture;
 use sightline_microbench::requests::{self, ITEMS, RESOURCES, Size};
+use sightline_otlp::decompress::{Encoding, decompress};
 use std::hint::black_box;
 use std::io::{Read as _, Write as _};
 
@@ -182,6 +183,25 @@ fn compression(c: &mut Criterion) {
                 b.iter(|| {
                     ctx.decompress(codec, black_box(&packed), input.len(), &mut back);
                     back.len()
+                })
+            });
+        }
+    }
+    g.finish();
+    // The receiver's own path (`sightline_otlp::decompress`): bounded output held against the
+    // memory budget, as a request body is decoded.
+    let budget = sightline_core::MemoryBudget::new(1 << 30);
+    let mut g = c.benchmark_group("receiver_decompress");
+    for (signal, input) in &corpus {
+        g.throughput(Throughput::Bytes(input.len() as u64));
+        for (codec, enc) in [(Codec::ZlibRs(6), Encoding::Gzip), (Codec::Zstd(3), Encoding::Zstd)] {
+            let mut packed = Vec::new();
+            ctx.compress(codec, input, &mut packed);
+            g.bench_function(format!("{signal}/{}", codec.name()), |b| {
+                b.iter(|| {
+                    let mut permit = budget.try_acquire(packed.len()).expect("budget");
+                    let out = decompress(enc, black_box(&packed), 64 << 20, &mut permit).expect("decompress");
+                    out.len()
                 })
             });
         }
