@@ -17,7 +17,8 @@ What it does, per signal and scenario, for each system under test (SUT):
 Several runs per case; the medians are reported, with Sightline/collector ratios.
 
 Scenarios: defaults (enrich with each system's default exporter compression, gzip), passthrough,
-enrich, zstd (enrich, zstd out), client_gzip (enrich, the client gzips its requests), fanout3 (OTLP out), and remote_write (metrics
+enrich, zstd (enrich, zstd out), client_gzip (enrich, the client gzips its requests), fanout3 (three OTLP
+exporters, uncompressed; not in the default set: fanout3_gzip, the same with the default gzip), and remote_write (metrics
 only): OTLP in, ownership, Prometheus remote write out to the sink's /api/v1/write (the
 settings of both sides are under REMOTE_WRITE below). For example:
 
@@ -279,10 +280,16 @@ DISK_QUEUE = {"disk_batch": {"sightline": "batch", "otelcol": "false"},
 # Exporter compression per scenario: `defaults` leaves each system's own default (gzip for
 # both: tonic's level 6 / Go's gzip level 6 in the collector), `zstd` sets zstd on both; every
 # other scenario sends uncompressed.
-EXPORT_COMPRESSION = {"defaults": None, "zstd": "zstd"}
+EXPORT_COMPRESSION = {"defaults": None, "zstd": "zstd", "fanout3_gzip": None}
 # What the load generator compresses its requests with, per scenario (the SUT's config is
 # `enrich`'s: ownership, uncompressed out); every other scenario sends uncompressed.
 CLIENT_COMPRESSION = {"client_gzip": "gzip"}
+
+
+def fanout(scenario):
+    """OTLP exporters in the pipeline: fanout3 (uncompressed) and fanout3_gzip (each system's
+    default compression, gzip) send the same data to three exporters."""
+    return 3 if scenario.startswith("fanout3") else 1
 
 
 def compression_line(scenario):
@@ -302,7 +309,7 @@ def sightline_config(tmp, sig, scenario, sink, ports, queue_dir=None):
       durability: ack_after_persist
 """
     procs = "[ownership]" if scenario != "passthrough" else "[]"
-    n_exp = 3 if scenario == "fanout3" else 1
+    n_exp = fanout(scenario)
     exporters = "".join(
         f"""
   otlp/sink{i}:
@@ -353,7 +360,7 @@ def otelcol_config(tmp, sig, scenario, sink, ports, queue_dir=None):
     fsync: {DISK_QUEUE[scenario]['otelcol']}
 """
         service_ext = "  extensions: [file_storage]\n"
-    n_exp = 3 if scenario == "fanout3" else 1
+    n_exp = fanout(scenario)
     exporters = "".join(
         f"""
   otlp/sink{i}:
@@ -584,7 +591,7 @@ def measure_max(bins, name, tmp, sig, scenario, args):
         cpu1 = proc_cpu_seconds(sut.proc.pid)
         # Let queues drain, then check the sink got everything that was accepted.
         accepted = int(rep["items"]["accepted"])
-        n_exp = 3 if scenario == "fanout3" else 1
+        n_exp = fanout(scenario)
         deadline = time.time() + 20
         got, wire = 0, 0
         while time.time() < deadline:
@@ -658,7 +665,7 @@ def measure_fixed(bins, name, tmp, sig, scenario, args, rate):
                 if len(f) > 2 and f[2] == "raw_syscalls:sys_enter" and f[0].strip().isdigit():
                     syscalls = float(f[0])
         accepted = int(rep["items"]["accepted"])
-        n_exp = 3 if scenario == "fanout3" else 1
+        n_exp = fanout(scenario)
         deadline, got = time.time() + 20, 0
         while time.time() < deadline:
             got = int(sink.stats()[sig]["items"])
@@ -861,7 +868,7 @@ def main():
 
 def cases(results, args):
     """(signal, [scenarios]) in a stable order, for every case measured."""
-    order = ["defaults", "passthrough", "enrich", "zstd", "client_gzip", "fanout3", "disk_batch", "disk_always"]
+    order = ["defaults", "passthrough", "enrich", "zstd", "client_gzip", "fanout3", "fanout3_gzip", "disk_batch", "disk_always"]
     out = {}
     for case in results:
         sig, scen = case.split("/")
@@ -880,7 +887,7 @@ def render(results, args):
         "(tests/peers/otelcol): otlpreceiver -> resourceprocessor (upsert owner.team) -> batchprocessor -> otlpexporter.",
         f"- Load: `loadgen` closed loop, {args.connections} gRPC connections x {args.inflight} in flight, "
         f"{args.items_per_request} items/request, {args.span_size} spans, {args.duration:g} s measured after {args.warmup:g} s warm-up; "
-        f"{args.runs} run(s) per case, medians. Exporters send to the counting `sink`: `defaults` with each system's default "
+        f"{args.runs} run(s) per case, medians. Exporters send to the counting `sink`: `defaults` and `fanout3_gzip` with each system's default "
         "compression (gzip), `zstd` with `compression: zstd`, every other scenario uncompressed (`compression: none`).",
         "- Latency: open loop at 50% of the collector's max rate, loadgen send -> sink receive (stamped in the first item), "
         "minus the same load sent straight to the sink (`direct`).",

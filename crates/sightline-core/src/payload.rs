@@ -2,7 +2,7 @@
 
 use crate::{MemoryPermit, Signal};
 use bytes::Bytes;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 /// One validated OTLP export request (`Export*ServiceRequest` protobuf bytes) with its item
 /// count and the memory it holds against the budget. Cloning is a reference-count increment:
@@ -20,6 +20,27 @@ struct Inner {
     items: u64,
     permit: Option<MemoryPermit>,
     bound_team: Option<BoundTeam>,
+    /// Encodings of batches that start with this payload (see [`Batch::encode_shared`]).
+    shared: Mutex<Vec<SharedEncoding>>,
+}
+
+/// One encoding of a batch: the batch is this payload followed by `rest`. `rest` holds weak
+/// references: they keep the payloads' addresses from being reused (so a pointer comparison
+/// is an identity test) without keeping their data or memory permits alive, and without
+/// reference cycles between payloads.
+#[derive(Debug)]
+struct SharedEncoding {
+    key: EncodingKey,
+    rest: Vec<Weak<Inner>>,
+    value: Arc<Mutex<Option<Bytes>>>,
+}
+
+/// What a shared encoding is: an encoding's name and its parameter (for example a compression
+/// algorithm and level). Exporters that ask with the same key get the same bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EncodingKey {
+    pub name: &'static str,
+    pub param: i32,
 }
 
 /// Request context set by a receiver that authenticated the client as a team and binds
@@ -47,7 +68,9 @@ pub enum TeamMismatch {
 
 impl Payload {
     pub fn new(signal: Signal, bytes: Bytes, items: u64, permit: Option<MemoryPermit>) -> Self {
-        Payload { inner: Arc::new(Inner { signal, bytes, items, permit, bound_team: None }) }
+        Payload {
+            inner: Arc::new(Inner { signal, bytes, items, permit, bound_team: None, shared: Mutex::new(Vec::new()) }),
+        }
     }
 
     /// The same payload bound to an authenticated team (see [`BoundTeam`]). Call before the
@@ -65,6 +88,7 @@ impl Payload {
                     items: shared.items,
                     permit: None,
                     bound_team: bound,
+                    shared: Mutex::new(Vec::new()),
                 }),
             },
         }
@@ -119,7 +143,7 @@ impl Payload {
             }
             p
         });
-        Payload { inner: Arc::new(Inner { signal, bytes, items, permit, bound_team }) }
+        Payload { inner: Arc::new(Inner { signal, bytes, items, permit, bound_team, shared: Mutex::new(Vec::new()) }) }
     }
 }
 
@@ -154,6 +178,56 @@ impl Batch {
         self.payloads.iter().map(|p| p.bytes())
     }
 
+    /// An encoding of the whole batch (its compressed request, say), computed once for every
+    /// exporter of a fan-out that asks with the same `key` for a batch of the same payloads in
+    /// the same order, the way the payloads themselves are shared. The first caller runs
+    /// `encode`; a caller that comes while it runs waits for its result instead of encoding
+    /// the same bytes again. A failed encoding is not kept (the next caller tries again).
+    ///
+    /// The result is kept with the batch's first payload and freed with it, when the last
+    /// exporter lets go. When no other exporter holds the first payload any more, nobody can
+    /// ask again, and `encode` runs without keeping anything.
+    pub fn encode_shared<E>(
+        &self,
+        key: EncodingKey,
+        encode: impl FnOnce(&Batch) -> Result<Bytes, E>,
+    ) -> Result<Bytes, E> {
+        let Some(first) = self.payloads.first() else { return encode(self) };
+        // This batch holds one reference; any other is another exporter's queue or batch.
+        if Arc::strong_count(&first.inner) < 2 {
+            return encode(self);
+        }
+        let rest = &self.payloads[1..];
+        let value = {
+            let mut list = first.inner.shared.lock().unwrap_or_else(PoisonError::into_inner);
+            let found = list.iter().find(|e| {
+                e.key == key
+                    && e.rest.len() == rest.len()
+                    && e.rest.iter().zip(rest).all(|(w, p)| std::ptr::eq(w.as_ptr(), Arc::as_ptr(&p.inner)))
+            });
+            match found {
+                Some(e) => Arc::clone(&e.value),
+                None => {
+                    let value = Arc::new(Mutex::new(None));
+                    list.push(SharedEncoding {
+                        key,
+                        rest: rest.iter().map(|p| Arc::downgrade(&p.inner)).collect(),
+                        value: Arc::clone(&value),
+                    });
+                    value
+                }
+            }
+        };
+        // Held while encoding: a second exporter waits here for the first one's bytes.
+        let mut slot = value.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(b) = &*slot {
+            return Ok(b.clone());
+        }
+        let b = encode(self)?;
+        *slot = Some(b.clone());
+        Ok(b)
+    }
+
     /// The whole request in one buffer: free for a single payload, one copy otherwise.
     pub fn to_bytes(&self) -> Bytes {
         if self.payloads.len() == 1 {
@@ -171,6 +245,91 @@ impl Batch {
 mod tests {
     use super::*;
     use crate::MemoryBudget;
+
+    fn batch_of(payloads: &[&Payload]) -> Batch {
+        let mut b = Batch::new(Signal::Traces);
+        for p in payloads {
+            b.push((*p).clone());
+        }
+        b
+    }
+
+    /// A fan-out's exporters encode a batch of the same payloads once per key; another key,
+    /// other payloads or another order are encoded on their own; a batch nobody else holds is
+    /// not kept.
+    #[test]
+    fn shared_encoding_is_computed_once_per_key_and_payloads() {
+        let p0 = Payload::new(Signal::Traces, Bytes::from_static(b"a"), 1, None);
+        let p1 = Payload::new(Signal::Traces, Bytes::from_static(b"b"), 1, None);
+        let gzip1 = EncodingKey { name: "gzip", param: 1 };
+        let zstd1 = EncodingKey { name: "zstd", param: 1 };
+        let calls = std::cell::Cell::new(0);
+        let encode = |b: &Batch| {
+            calls.set(calls.get() + 1);
+            Ok::<_, ()>(b.to_bytes())
+        };
+        // Three exporters, each with its own batch of [p0, p1].
+        let batches: Vec<Batch> = (0..3).map(|_| batch_of(&[&p0, &p1])).collect();
+        for b in &batches {
+            assert_eq!(b.encode_shared(gzip1, encode).unwrap(), Bytes::from_static(b"ab"));
+        }
+        assert_eq!(calls.get(), 1, "one encoding for three exporters");
+        batches[0].encode_shared(zstd1, encode).unwrap();
+        assert_eq!(calls.get(), 2, "another key is another encoding");
+        batch_of(&[&p0]).encode_shared(gzip1, encode).unwrap();
+        assert_eq!(calls.get(), 3, "another set of payloads");
+        assert_eq!(batch_of(&[&p1, &p0]).encode_shared(gzip1, encode).unwrap(), Bytes::from_static(b"ba"));
+        assert_eq!(calls.get(), 4, "another order");
+        // A failure is not kept.
+        let b = batch_of(&[&p1]);
+        assert_eq!(b.encode_shared(gzip1, |_| Err::<Bytes, _>("boom")), Err("boom"));
+        assert_eq!(b.encode_shared(gzip1, encode).unwrap(), Bytes::from_static(b"b"));
+        drop((batches, b));
+        // Held by this batch only: encoded, nothing kept.
+        let lone = Payload::new(Signal::Traces, Bytes::from_static(b"z"), 1, None);
+        let only = Batch { payloads: vec![lone], ..Batch::new(Signal::Traces) };
+        only.encode_shared(gzip1, encode).unwrap();
+        assert!(only.payloads[0].inner.shared.lock().unwrap().is_empty());
+    }
+
+    /// A kept encoding holds later payloads weakly: their memory is released when their last
+    /// exporter lets go, even while the first payload (which keeps the encoding) lives on.
+    #[test]
+    fn shared_encoding_does_not_keep_later_payloads_alive() {
+        let budget = MemoryBudget::new(1 << 20);
+        let p0 = Payload::new(Signal::Traces, Bytes::from(vec![1u8; 100]), 1, budget.try_acquire(100));
+        let p1 = Payload::new(Signal::Traces, Bytes::from(vec![2u8; 1000]), 1, budget.try_acquire(1000));
+        let key = EncodingKey { name: "gzip", param: 1 };
+        let b = batch_of(&[&p0, &p1]);
+        b.encode_shared(key, |b| Ok::<_, ()>(b.to_bytes())).unwrap();
+        drop(b);
+        drop(p1);
+        assert_eq!(budget.in_use(), 100, "p1's permit is released");
+        drop(p0);
+        assert_eq!(budget.in_use(), 0);
+    }
+
+    /// Two threads asking at once: one encodes, the other waits for its bytes.
+    #[test]
+    fn concurrent_askers_share_one_encoding() {
+        let p0 = Payload::new(Signal::Traces, Bytes::from_static(b"x"), 1, None);
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        let key = EncodingKey { name: "gzip", param: 6 };
+        let batches: Vec<Batch> = (0..4).map(|_| batch_of(&[&p0])).collect();
+        std::thread::scope(|s| {
+            for b in &batches {
+                s.spawn(|| {
+                    b.encode_shared(key, |b| {
+                        calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                        Ok::<_, ()>(b.to_bytes())
+                    })
+                    .unwrap()
+                });
+            }
+        });
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
 
     /// A processor's output stays held against the budget until the last exporter drops it:
     /// moved (one pipeline) it takes over the request's permit, resized; shared (the receiver

@@ -15,14 +15,14 @@
 //! code is permanent. A `RetryInfo` delay is passed to the driver as `retry_after`.
 
 use crate::body::ChunksBody;
-use crate::compress::{CompressionParams, Compressor};
+use crate::compress::{CompressionParams, Compressor, GRPC_HEADER};
 use crate::credentials::{ExporterAuth, FileHeaders};
 use crate::response::{PartialSuccess, log_partial_success, partial_success_proto, rpc_status};
 use crate::{
     BuildError, Compression, TlsConfig, default_timeout, driver_config, error_chain, offload, user_agent,
     validate_common,
 };
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use http::uri::{Authority, Scheme};
 use http::{HeaderName, HeaderValue, Uri};
 use http_body_util::BodyExt as _;
@@ -278,7 +278,7 @@ struct OtlpSender {
 }
 
 /// The gRPC message header: compressed flag and big-endian length.
-const MESSAGE_HEADER: usize = 5;
+const MESSAGE_HEADER: usize = GRPC_HEADER;
 /// The most of a response body read (an `Export*ServiceResponse` is a few bytes).
 const RESPONSE_BODY_LIMIT: usize = 64 * 1024;
 
@@ -299,18 +299,11 @@ impl OtlpSender {
         };
         let batch = batch.clone();
         let name = compressor.compression().as_str();
-        let framed = offload(batch.bytes, move || {
-            let mut out = Vec::with_capacity(MESSAGE_HEADER + batch.bytes / 4 + 64);
-            out.extend_from_slice(&[1, 0, 0, 0, 0]);
-            compressor.compress_into(batch.chunks().map(|c| &c[..]), batch.bytes, &mut out)?;
-            let len = u32::try_from(out.len() - MESSAGE_HEADER).map_err(std::io::Error::other)?;
-            out[1..MESSAGE_HEADER].copy_from_slice(&len.to_be_bytes());
-            Ok::<_, std::io::Error>(out)
-        })
-        .await
-        .map_err(|e| SendError::permanent(format!("compression task failed: {e}")))?
-        .map_err(|e| SendError::permanent(format!("{name} compression failed: {e}")))?;
-        Ok(ChunksBody::new([Bytes::from(framed)]))
+        let framed = offload(batch.bytes, move || compressor.compress_batch_shared(&batch))
+            .await
+            .map_err(|e| SendError::permanent(format!("compression task failed: {e}")))?
+            .map_err(|e| SendError::permanent(format!("{name} compression failed: {e}")))?;
+        Ok(ChunksBody::new([framed]))
     }
 
     fn request(&self, body: ChunksBody) -> Result<http::Request<tonic::body::Body>, SendError> {

@@ -13,7 +13,7 @@
 //! text, at most 1 KiB) goes into the error message, which the driver logs.
 
 use crate::body::ChunksBody;
-use crate::compress::{CompressionParams, Compressor};
+use crate::compress::{CompressionParams, Compressor, GRPC_HEADER};
 use crate::credentials::{ExporterAuth, FileHeaders};
 use crate::http_exporter::{self, ERROR_BODY_LIMIT, HttpClient, RESPONSE_LIMIT, body_text, parse_url, read_limited};
 use crate::response::{log_partial_success, partial_success_json, partial_success_proto, rpc_status, truncate};
@@ -331,7 +331,7 @@ impl OtlpHttpSender {
         let compressor = self.compressor.clone();
         let name = self.compressor.as_ref().map_or("none", |c| c.compression().as_str());
         let out = offload(batch.bytes, move || match (encoding, &compressor) {
-            (Encoding::Proto, Some(c)) => c.compress(batch.chunks().map(|c| &c[..]), batch.bytes).map(Bytes::from),
+            (Encoding::Proto, Some(c)) => c.compress_batch_shared(&batch).map(|framed| framed.slice(GRPC_HEADER..)),
             (Encoding::Proto, None) => Ok(batch.to_bytes()),
             (Encoding::Json, _) => {
                 let json = sightline_otlp_json::protobuf_to_json(json_signal(signal), &batch.to_bytes())
