@@ -146,15 +146,103 @@ pub struct TelemetryConfig {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsTelemetry {
-    /// Listen address of the admin server (default `127.0.0.1:8888`, as the collector).
-    pub address: String,
+    /// Listen address of the admin server (default `127.0.0.1:8888`, as the collector). The
+    /// collector's older form; `readers` is its current one. Not both.
+    pub address: Option<String>,
     /// `level` is accepted for collector compatibility (`none` disables the admin server).
     pub level: String,
+    /// The collector's metric readers: one `pull` reader with a `prometheus` exporter, whose
+    /// `host` and `port` are the admin server's address.
+    pub readers: Vec<MetricReader>,
 }
 
 impl Default for MetricsTelemetry {
     fn default() -> Self {
-        MetricsTelemetry { address: "127.0.0.1:8888".into(), level: "normal".into() }
+        MetricsTelemetry { address: None, level: "normal".into(), readers: Vec::new() }
+    }
+}
+
+/// The admin server's address when none is configured.
+pub const DEFAULT_ADMIN_ADDRESS: &str = "127.0.0.1:8888";
+
+/// One entry of `service.telemetry.metrics.readers`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricReader {
+    #[serde(default)]
+    pub pull: Option<PullReader>,
+    /// Push readers (`periodic` with an `otlp` exporter) are refused by `validate`.
+    #[serde(default)]
+    pub periodic: Option<serde_yaml_ng::Value>,
+}
+
+/// `readers[].pull`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PullReader {
+    pub exporter: PullExporter,
+}
+
+/// `readers[].pull.exporter`: only `prometheus`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PullExporter {
+    pub prometheus: PrometheusPull,
+}
+
+/// `readers[].pull.exporter.prometheus`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrometheusPull {
+    /// Default `localhost`, as in the collector.
+    #[serde(default = "default_pull_host")]
+    pub host: String,
+    pub port: u16,
+}
+
+fn default_pull_host() -> String {
+    "localhost".into()
+}
+
+impl MetricsTelemetry {
+    /// The admin server's listen address, from `address` or the one `pull`/`prometheus`
+    /// reader; otherwise an error naming the key that is wrong.
+    pub fn listen_address(&self) -> Result<String, (String, String)> {
+        const KEY: &str = "service.telemetry.metrics.readers";
+        if self.readers.is_empty() {
+            return Ok(self.address.clone().unwrap_or_else(|| DEFAULT_ADMIN_ADDRESS.into()));
+        }
+        if self.address.is_some() {
+            return Err((
+                "service.telemetry.metrics.address".into(),
+                "set either address or readers, not both (readers is the collector's current form)".into(),
+            ));
+        }
+        let mut pulls = Vec::new();
+        for (i, r) in self.readers.iter().enumerate() {
+            match (&r.pull, &r.periodic) {
+                (Some(p), None) => pulls.push(&p.exporter.prometheus),
+                (None, Some(_)) => {
+                    return Err((
+                        format!("{KEY}.{i}.periodic"),
+                        "periodic (push) readers are not supported: Sightline's metrics are scraped from a pull \
+                         reader with a prometheus exporter (readers: [{pull: {exporter: {prometheus: {host, port}}}}])"
+                            .into(),
+                    ));
+                }
+                _ => return Err((format!("{KEY}.{i}"), "a reader is either pull or periodic".into())),
+            }
+        }
+        if pulls.len() > 1 {
+            return Err((
+                KEY.into(),
+                format!("{} pull readers: Sightline serves its metrics on one address", pulls.len()),
+            ));
+        }
+        let p = pulls[0];
+        let host =
+            if p.host.contains(':') && !p.host.starts_with('[') { format!("[{}]", p.host) } else { p.host.clone() };
+        Ok(format!("{host}:{}", p.port))
     }
 }
 

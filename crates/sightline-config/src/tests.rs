@@ -120,3 +120,38 @@ fn component_ids() {
     assert!(ComponentId::parse("/x").is_err());
     assert!(ComponentId::parse("a/b/c").is_err(), "a name may not contain another slash");
 }
+
+fn metrics_telemetry(yaml: &str) -> Result<String, (String, String)> {
+    let m: MetricsTelemetry = serde_yaml_ng::from_str(yaml).expect("parses");
+    m.listen_address()
+}
+
+/// `service.telemetry.metrics.readers`, the collector's current form, beside `address`.
+#[test]
+fn telemetry_metrics_readers_give_the_admin_address() {
+    assert_eq!(metrics_telemetry("level: normal").unwrap(), "127.0.0.1:8888");
+    assert_eq!(metrics_telemetry("address: 0.0.0.0:9999").unwrap(), "0.0.0.0:9999");
+    let pull = "readers:\n  - pull:\n      exporter:\n        prometheus: { host: 0.0.0.0, port: 8889 }\n";
+    assert_eq!(metrics_telemetry(pull).unwrap(), "0.0.0.0:8889");
+    let v6 = "readers: [{pull: {exporter: {prometheus: {host: '::1', port: 8889}}}}]";
+    assert_eq!(metrics_telemetry(v6).unwrap(), "[::1]:8889");
+    let default_host = "readers: [{pull: {exporter: {prometheus: {port: 8889}}}}]";
+    assert_eq!(metrics_telemetry(default_host).unwrap(), "localhost:8889");
+    let (key, msg) = metrics_telemetry(&format!("address: 127.0.0.1:1\n{pull}")).unwrap_err();
+    assert_eq!(key, "service.telemetry.metrics.address");
+    assert!(msg.contains("not both"), "{msg}");
+    let periodic = "readers: [{periodic: {exporter: {otlp: {protocol: grpc, endpoint: 'http://x:4317'}}}}]";
+    let (key, msg) = metrics_telemetry(periodic).unwrap_err();
+    assert_eq!(key, "service.telemetry.metrics.readers.0.periodic");
+    assert!(msg.contains("not supported"), "{msg}");
+    let two = "readers: [{pull: {exporter: {prometheus: {port: 1}}}}, {pull: {exporter: {prometheus: {port: 2}}}}]";
+    assert!(metrics_telemetry(two).unwrap_err().1.contains("2 pull readers"));
+    // An option of the collector's prometheus reader that Sightline does not have is refused by
+    // name, not ignored.
+    let err = serde_yaml_ng::from_str::<MetricsTelemetry>(
+        "readers: [{pull: {exporter: {prometheus: {port: 1, without_units: true}}}}]",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("without_units"), "{err}");
+}

@@ -1,8 +1,8 @@
 //! Validation (parse -> decode every section -> check pipelines -> load catalogs) and the run
 //! loop (build, start, wait for a signal, shut down in order).
 
-use crate::admin;
-use crate::components::{self, ExporterCfg, ProcessorCfg, ReceiverCfg};
+use crate::components::{self, ExporterCfg, ExtensionCfg, ProcessorCfg, ReceiverCfg};
+use crate::{admin, health_check};
 use anyhow::Context as _;
 use sightline_config::{ComponentId, Config, ConfigError, Kind, LogsTelemetry};
 use sightline_core::{ExporterHandle, MemoryBudget, Pipeline, Processor, Registry, Signal};
@@ -23,6 +23,7 @@ pub struct Validated {
     receivers: HashMap<String, ReceiverCfg>,
     processors: HashMap<String, ProcessorCfg>,
     exporters: HashMap<String, ExporterCfg>,
+    extensions: HashMap<String, ExtensionCfg>,
     /// Loaded catalogs per ownership processor id.
     catalogs: HashMap<String, Arc<CatalogHandle>>,
 }
@@ -58,10 +59,14 @@ pub fn validate(path: &str) -> Result<Validated, Vec<ConfigError>> {
             Err(e) => errors.extend(e),
         }
     }
+    let mut extensions = HashMap::new();
     for s in config.sections(Kind::Extension) {
-        errors.push(
-            config.error(&s.path, format!("unknown extension type {:?}; Sightline has no extensions yet", s.id.kind)),
-        );
+        match components::extension(&config, s) {
+            Ok(c) => {
+                extensions.insert(s.id.to_string(), c);
+            }
+            Err(e) => errors.extend(e),
+        }
     }
     errors.extend(config.check_pipelines());
     errors.extend(components::shared_file_paths(&config, &exporters));
@@ -120,10 +125,12 @@ pub fn validate(path: &str) -> Result<Validated, Vec<ConfigError>> {
             config.error("service.telemetry.logs.encoding", format!("{:?}: use console or json", t.logs.encoding)),
         );
     }
-    if t.metrics.level != "none" && sightline_otlp::check_endpoint(&t.metrics.address).is_err() {
-        errors.push(
-            config.error("service.telemetry.metrics.address", format!("{:?} is not host:port", t.metrics.address)),
-        );
+    match t.metrics.listen_address() {
+        Err((key, msg)) => errors.push(config.error(&key, msg)),
+        Ok(addr) if t.metrics.level != "none" && sightline_otlp::check_endpoint(&addr).is_err() => {
+            errors.push(config.error("service.telemetry.metrics.address", format!("{addr:?} is not host:port")));
+        }
+        Ok(_) => {}
     }
     // A quota reads the team the ownership processor wrote: it must come after one.
     for (pid, p) in &config.service.pipelines {
@@ -159,7 +166,7 @@ pub fn validate(path: &str) -> Result<Validated, Vec<ConfigError>> {
         }
     }
     if errors.is_empty() {
-        Ok(Validated { config, receivers, processors, exporters, catalogs })
+        Ok(Validated { config, receivers, processors, exporters, extensions, catalogs })
     } else {
         errors.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
         Err(errors)
@@ -187,18 +194,29 @@ pub fn init_logging(cfg: &LogsTelemetry) {
 /// Builds and runs everything until SIGTERM/SIGINT, then shuts down in order: receivers stop
 /// accepting, in-flight requests finish, exporters flush their queues within
 /// `service.shutdown_timeout`, and whatever could not be delivered is logged and counted.
+/// The process's memory limit: the smallest of the `memory_limiter` definitions (a
+/// percentage resolved against the memory available to the process), or the default.
+fn memory_limit(v: &Validated) -> anyhow::Result<sightline_processors::memory_limiter::Resolved> {
+    use sightline_processors::memory_limiter::{default_config, total_memory};
+    let total = std::sync::LazyLock::new(total_memory);
+    let mut best: Option<sightline_processors::memory_limiter::Resolved> = None;
+    for (id, p) in &v.processors {
+        if let ProcessorCfg::MemoryLimiter(m) = p {
+            let r = m.resolve(*total).ok_or_else(|| {
+                anyhow::anyhow!("processors.{id}: limit_percentage needs the machine's memory, which cannot be read")
+            })?;
+            if best.is_none_or(|b| r.limit_mib < b.limit_mib) {
+                best = Some(r);
+            }
+        }
+    }
+    Ok(best.unwrap_or_else(|| default_config().resolve(None).expect("limit_mib is set")))
+}
+
 pub async fn run(v: Validated) -> anyhow::Result<()> {
     let registry = Registry::new();
-    let limiter = v
-        .processors
-        .values()
-        .filter_map(|p| match p {
-            ProcessorCfg::MemoryLimiter(m) => Some(m.clone()),
-            _ => None,
-        })
-        .min_by_key(|m| m.limit_mib)
-        .unwrap_or_else(sightline_processors::memory_limiter::default_config);
-    let (limit_mib, spike_mib) = (limiter.limit_mib, limiter.spike_mib());
+    let limiter = memory_limit(&v)?;
+    let (limit_mib, spike_mib) = (limiter.limit_mib, limiter.spike_mib);
     // `limit_mib` bounds the process, as the collector's memory limiter does. Not available to
     // telemetry: what the process already holds before any data arrives (code, runtime,
     // catalogs) and `spike_limit_mib` of headroom for what no budget counts (HTTP/2 buffers of
@@ -318,14 +336,25 @@ pub async fn run(v: Validated) -> anyhow::Result<()> {
     let ready = Arc::new(AtomicBool::new(false));
     let shutdown = CancellationToken::new();
     let admin_task = if v.config.service.telemetry.metrics.level != "none" {
-        let addr = &v.config.service.telemetry.metrics.address;
+        let addr = v.config.service.telemetry.metrics.listen_address().map_err(|(k, m)| anyhow::anyhow!("{k}: {m}"))?;
         Some(
-            admin::start(addr, registry.clone(), budget.clone(), send_budget.clone(), ready.clone(), shutdown.clone())
+            admin::start(&addr, registry.clone(), budget.clone(), send_budget.clone(), ready.clone(), shutdown.clone())
                 .await?,
         )
     } else {
         None
     };
+
+    // Extensions listed in `service.extensions`, before the receivers (as in the collector);
+    // defined but not listed is not started.
+    let mut extension_tasks = Vec::new();
+    for id in &v.config.service.extensions {
+        match &v.extensions[id] {
+            ExtensionCfg::HealthCheck(cfg) => {
+                extension_tasks.push(health_check::start(id, cfg, ready.clone(), shutdown.clone()).await?);
+            }
+        }
+    }
 
     // Receivers.
     let mut receiver_tasks = Vec::new();
@@ -405,6 +434,9 @@ pub async fn run(v: Validated) -> anyhow::Result<()> {
     }
     shutdown.cancel();
     if let Some(t) = admin_task {
+        let _ = t.await;
+    }
+    for t in extension_tasks {
         let _ = t.await;
     }
     if lost > 0 {

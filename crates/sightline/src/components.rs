@@ -14,6 +14,11 @@ use std::sync::Arc;
 pub const RECEIVERS: &[&str] = &["otlp"];
 pub const PROCESSORS: &[&str] = &["ownership", "quota", "memory_limiter", "batch"];
 pub const EXPORTERS: &[&str] = &["otlp", "otlphttp", "file", "debug", "prometheusremotewrite", "loki"];
+pub const EXTENSIONS: &[&str] = &["health_check"];
+
+pub enum ExtensionCfg {
+    HealthCheck(Box<crate::health_check::HealthCheckConfig>),
+}
 
 pub enum ReceiverCfg {
     Otlp(OtlpReceiverConfig),
@@ -101,6 +106,14 @@ pub fn exporter(cfg: &Config, s: &Section) -> Result<ExporterCfg, Vec<ConfigErro
             .map(|c| ExporterCfg::PrometheusRemoteWrite(Box::new(c))),
         "loki" => decode(cfg, s, sightline_loki::LokiConfig::validate).map(|c| ExporterCfg::Loki(Box::new(c))),
         _ => Err(unknown(cfg, Kind::Exporter, s, EXPORTERS)),
+    }
+}
+
+pub fn extension(cfg: &Config, s: &Section) -> Result<ExtensionCfg, Vec<ConfigError>> {
+    match s.id.kind.as_str() {
+        "health_check" => decode(cfg, s, crate::health_check::HealthCheckConfig::validate)
+            .map(|c| ExtensionCfg::HealthCheck(Box::new(c))),
+        _ => Err(unknown(cfg, Kind::Extension, s, EXTENSIONS)),
     }
 }
 

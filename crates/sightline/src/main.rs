@@ -5,6 +5,7 @@
 mod admin;
 mod app;
 mod components;
+mod health_check;
 mod malloc;
 
 use clap::{Parser, Subcommand};

@@ -2,7 +2,8 @@
 // as a real peer by Sightline's tests and benchmarks: OTLP in and out, batch, memory limiter,
 // debug, the contrib resource processor (to compare ownership stamping side by side) and the
 // contrib Prometheus remote-write exporter (to compare OTLP -> remote write), and the contrib
-// file_storage extension (the exporters' persistent sending queue, to compare disk queues).
+// file_storage extension (the exporters' persistent sending queue, to compare disk queues), and the
+// contrib health_check extension (to compare its answers with Sightline's).
 package main
 
 import (
@@ -26,6 +27,7 @@ import (
 	"go.opentelemetry.io/collector/service/telemetry/otelconftelemetry"
 
 	"github.com/open-telemetry/opentelemetry-collector-contrib/exporter/prometheusremotewriteexporter"
+	"github.com/open-telemetry/opentelemetry-collector-contrib/extension/healthcheckextension"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/extension/storage/filestorage"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/processor/resourceprocessor"
 )
@@ -33,7 +35,7 @@ import (
 func components() (otelcol.Factories, error) {
 	var err error
 	f := otelcol.Factories{Telemetry: otelconftelemetry.NewFactory()}
-	f.Extensions, err = otelcol.MakeFactoryMap[extension.Factory](filestorage.NewFactory())
+	f.Extensions, err = otelcol.MakeFactoryMap[extension.Factory](filestorage.NewFactory(), healthcheckextension.NewFactory())
 	if err != nil {
 		return f, err
 	}
