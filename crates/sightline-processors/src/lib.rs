@@ -7,10 +7,14 @@
 //!   `metrics_datapoint_attributes` it also writes the team onto every metric data point
 //!   ([`datapoints`]).
 //! - [`quota`]: per-team ingest quotas (token buckets on items/s and bytes/s), after ownership.
+//! - [`resource`]: the collector's `resource` processor, the [`attraction`] actions on every
+//!   resource's attributes (each resource decoded alone; items copied as bytes).
 //! - [`memory_limiter`]: the collector's `memory_limiter` config; in Sightline it sets the
 //!   global admission budget enforced by the receivers before a body is buffered.
 
+pub mod attraction;
 pub mod datapoints;
 pub mod memory_limiter;
 pub mod ownership;
 pub mod quota;
+pub mod resource;

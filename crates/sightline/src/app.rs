@@ -324,6 +324,11 @@ pub async fn run(v: Validated) -> anyhow::Result<()> {
                         .or_insert_with(|| Arc::new(QuotaProcessor::new(name, signal, cfg, &registry)));
                     procs.push(q.clone());
                 }
+                ProcessorCfg::Resource(cfg) => {
+                    let r = sightline_processors::resource::ResourceProcessor::new(cfg)
+                        .map_err(|e| anyhow::anyhow!("processors.{name}: {e}"))?;
+                    procs.push(Arc::new(r));
+                }
                 ProcessorCfg::MemoryLimiter(_) | ProcessorCfg::Batch => {}
             }
         }

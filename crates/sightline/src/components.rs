@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 pub const RECEIVERS: &[&str] = &["otlp"];
-pub const PROCESSORS: &[&str] = &["ownership", "quota", "memory_limiter", "batch"];
+pub const PROCESSORS: &[&str] = &["ownership", "quota", "memory_limiter", "batch", "resource"];
 pub const EXPORTERS: &[&str] = &["otlp", "otlphttp", "file", "debug", "prometheusremotewrite", "loki"];
 pub const EXTENSIONS: &[&str] = &["health_check"];
 
@@ -28,6 +28,7 @@ pub enum ProcessorCfg {
     Ownership(Box<OwnershipConfig>),
     Quota(Box<QuotaConfig>),
     MemoryLimiter(MemoryLimiterConfig),
+    Resource(Box<sightline_processors::resource::ResourceConfig>),
     /// The collector's `batch` processor, accepted so collector configs load unchanged:
     /// Sightline batches in each exporter (`sending_queue.batch`), so in a pipeline it does
     /// nothing.
@@ -92,6 +93,8 @@ pub fn processor(cfg: &Config, s: &Section) -> Result<ProcessorCfg, Vec<ConfigEr
         "quota" => decode(cfg, s, QuotaConfig::validate).map(|c| ProcessorCfg::Quota(Box::new(c))),
         "memory_limiter" => decode(cfg, s, MemoryLimiterConfig::validate).map(ProcessorCfg::MemoryLimiter),
         "batch" => decode(cfg, s, |_: &BatchProcessorConfig| Vec::new()).map(|_| ProcessorCfg::Batch),
+        "resource" => decode(cfg, s, sightline_processors::resource::ResourceConfig::validate)
+            .map(|c| ProcessorCfg::Resource(Box::new(c))),
         _ => Err(unknown(cfg, Kind::Processor, s, PROCESSORS)),
     }
 }
