@@ -79,6 +79,7 @@ def build(args):
             "loadgen": ROOT / "target/release/loadgen",
             "sink": ROOT / "target/release/sink",
             "otelcol": PEERS / "otelcol",
+            "rotel": ROTEL_BIN,
         }
     if not args.no_build:
         run(["cargo", "build", "--profile", "dist", "-p", "sightline"], cwd=ROOT)
@@ -90,6 +91,7 @@ def build(args):
         "loadgen": ROOT / "target/release/loadgen",
         "sink": ROOT / "target/release/sink",
         "otelcol": PEERS / "otelcol",
+        "rotel": ROTEL_BIN,
     }
 
 
@@ -286,6 +288,33 @@ EXPORT_COMPRESSION = {"defaults": None, "zstd": "zstd", "fanout3_gzip": None}
 CLIENT_COMPRESSION = {"client_gzip": "gzip"}
 
 
+# rotel (0.0.1-alpha10, from PyPI's `rotel` wheel into .peers/venv), the third system where it
+# can do the scenario: OTLP gRPC in, `--otel-resource-attributes owner.team=platform` (a static
+# attribute, as the collector's resource processor here), OTLP gRPC out; its exporter speaks
+# gzip (its default) or none, so it runs `defaults`, `enrich` and `client_gzip`.
+ROTEL_SCENARIOS = {"defaults", "enrich", "client_gzip"}
+ROTEL_BIN = PEERS / "venv/lib/python3.11/site-packages/rotel/rotel-agent"
+
+
+def systems(args, scenario):
+    """The systems measured for a scenario, the collector first."""
+    out = ["otelcol", "sightline"]
+    if args.rotel and scenario in ROTEL_SCENARIOS:
+        out.append("rotel")
+    return out
+
+
+def wait_tcp(port, timeout=60):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return True
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
 def fanout(scenario):
     """OTLP exporters in the pipeline: fanout3 (uncompressed) and fanout3_gzip (each system's
     default compression, gzip) send the same data to three exporters."""
@@ -404,7 +433,16 @@ class SUT:
         # Disk queue scenarios: a fresh queue directory per start, removed in stop().
         self.queue_dir = tempfile.mkdtemp(prefix=f"queue-{name}-", dir=tmp) if scenario in DISK_QUEUE else None
         cfg = tmp / f"{name}.yaml"
-        if name == "sightline":
+        if name == "rotel":
+            comp = EXPORT_COMPRESSION.get(scenario, "none")
+            cmd = [bins["rotel"], "start", "--otlp-grpc-endpoint", f"127.0.0.1:{self.ports['grpc']}",
+                   "--otlp-http-endpoint", f"127.0.0.1:{self.ports['admin']}", "--exporter", "otlp",
+                   "--otlp-exporter-endpoint", f"http://127.0.0.1:{sink.grpc}",
+                   "--otel-resource-attributes", "owner.team=platform"]
+            if comp is not None:
+                cmd += ["--otlp-exporter-compression", comp]
+            ready = None
+        elif name == "sightline":
             cfg.write_text(sightline_config(tmp, sig, scenario, sink, self.ports, self.queue_dir))
             cmd = [bins["sightline"], "run", "--config", str(cfg)]
             ready = f"http://127.0.0.1:{self.ports['admin']}/readyz"
@@ -414,7 +452,7 @@ class SUT:
             ready = f"http://127.0.0.1:{self.ports['admin']}/metrics"
         self.logf = open(tmp / f"{name}.log", "w")
         self.proc = subprocess.Popen(["taskset", "-c", SUT_CPU, *map(str, cmd)], stdout=self.logf, stderr=self.logf)
-        if not wait_http(ready, 60):
+        if not (wait_http(ready, 60) if ready else wait_tcp(self.ports["grpc"], 60)):
             raise RuntimeError(f"{name} did not start: " + (tmp / f"{name}.log").read_text()[-3000:])
         time.sleep(0.5)
 
@@ -703,8 +741,11 @@ def measure_latency(bins, name, tmp, sig, scenario, args, rate):
         else:
             sut = SUT(name, bins, tmp, sig, scenario, sink)
             endpoint = f"127.0.0.1:{sut.ports['grpc']}"
-        loadgen(bins, endpoint, sig, args, tmp, rate=rate, duration=args.latency_duration,
-                compression=CLIENT_COMPRESSION.get(scenario, "none"))
+        comp = CLIENT_COMPRESSION.get(scenario, "none")
+        if comp != "none":
+            # Compressed requests carry no send-time stamp: no end-to-end latency to report.
+            return {"p50_us": float("nan"), "p99_us": float("nan")}
+        loadgen(bins, endpoint, sig, args, tmp, rate=rate, duration=args.latency_duration, compression=comp)
         st = sink.stats()["remote_write" if scenario == "remote_write" else sig]
         return {"p50_us": float(st["latency_p50_us"]), "p99_us": float(st["latency_p99_us"])}
     finally:
@@ -753,6 +794,9 @@ def main():
                          "point) and report CPU s per million items, page faults, context switches and system calls "
                          "(with perf) per request; with --fixed-only, instead of the max-throughput and latency runs")
     ap.add_argument("--fixed-only", action="store_true", help="with --rate: only the fixed-rate runs")
+    ap.add_argument("--rotel", action="store_true",
+                    help="also measure rotel (pip install rotel==0.0.1a15 into .peers/venv) in the scenarios it can run: "
+                         + ", ".join(sorted(ROTEL_SCENARIOS)))
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--sightline-bin", default=None,
                     help="measure this sightline binary instead of target/dist/sightline (e.g. an older commit's, "
@@ -799,7 +843,7 @@ def main():
                 case = f"{sig}/{scenario}"
                 results[case] = {}
                 if args.rate:
-                    for name in ("otelcol", "sightline"):
+                    for name in systems(args, scenario):
                         rows = []
                         for i in range(args.runs):
                             log(f"== {case} {name} at a fixed {args.rate:,.0f} items/s, run {i + 1}/{args.runs}")
@@ -814,7 +858,7 @@ def main():
                         if args.state:
                             Path(args.state).write_text(json.dumps(results, indent=2))
                         continue
-                for name in ("otelcol", "sightline"):
+                for name in systems(args, scenario):
                     rows = []
                     for i in range(args.runs):
                         log(f"== {case} {name} max throughput, run {i + 1}/{args.runs}")
@@ -907,7 +951,7 @@ def render(results, args):
         for scenario in scenarios:
             r = results[f"{sig}/{scenario}"]
             d = r.get("direct", {})
-            for name in ("otelcol", "sightline"):
+            for name in [n for n in ("otelcol", "sightline", "rotel") if "items_per_sec" in r.get(n, {})]:
                 x = r[name]
                 p50 = (x.get("p50_us", float("nan")) - d.get("p50_us", float("nan"))) / 1000
                 p99 = (x.get("p99_us", float("nan")) - d.get("p99_us", float("nan"))) / 1000
@@ -920,6 +964,12 @@ def render(results, args):
             lines.append(f"| {scenario} | **ratio S/C** | **{fmt(s['items_per_sec'] / o['items_per_sec'], 2)}x** | "
                          f"{fmt(s['cpu_s_per_million'] / o['cpu_s_per_million'], 2)}x | {fmt(s['peak_rss_mib'] / o['peak_rss_mib'], 2)}x | "
                          f"{fmt(wire, 2)}x | | |")
+            if "items_per_sec" in r.get("rotel", {}):
+                t = r["rotel"]
+                wire = s.get("wire_bytes_per_item", float("nan")) / t.get("wire_bytes_per_item", float("nan"))
+                lines.append(f"| {scenario} | **ratio S/rotel** | **{fmt(s['items_per_sec'] / t['items_per_sec'], 2)}x** | "
+                             f"{fmt(s['cpu_s_per_million'] / t['cpu_s_per_million'], 2)}x | "
+                             f"{fmt(s['peak_rss_mib'] / t['peak_rss_mib'], 2)}x | {fmt(wire, 2)}x | | |")
         lines.append("")
         if any(x in DISK_QUEUE for x in scenarios):
             lines += render_disk_queue(results, sig)
@@ -937,7 +987,7 @@ def render_fixed(results, sig, scenarios):
              "|---|---|---:|---:|---:|---:|---:|"]
     for scenario in scenarios:
         r = results[f"{sig}/{scenario}"]
-        for name in ("otelcol", "sightline"):
+        for name in [n for n in ("otelcol", "sightline", "rotel") if "fixed" in r.get(n, {})]:
             x = r[name]["fixed"]
             clean = "" if x["clean"] else " (refusals or loss!)"
             lines.append(f"| {scenario} | {name} | {fmt(x['rate'])}{clean} | {fmt(x['cpu_s_per_million'], 2)} | "
@@ -946,6 +996,10 @@ def render_fixed(results, sig, scenarios):
         o, s = r["otelcol"]["fixed"], r["sightline"]["fixed"]
         lines.append(f"| {scenario} | **collector / Sightline CPU** | | **{fmt(o['cpu_s_per_million'] / s['cpu_s_per_million'], 2)}x** "
                      "| | | |")
+        if "fixed" in r.get("rotel", {}):
+            t = r["rotel"]["fixed"]
+            lines.append(f"| {scenario} | **rotel / Sightline CPU** | | **{fmt(t['cpu_s_per_million'] / s['cpu_s_per_million'], 2)}x** "
+                         "| | | |")
     lines.append("")
     return lines
 
