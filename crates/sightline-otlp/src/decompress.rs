@@ -123,6 +123,7 @@ fn zstd_decompress(input: &[u8], limit: usize, permit: &mut MemoryPermit) -> Res
         if size > limit {
             return Err(DecompressError::TooLarge { limit });
         }
+        let held = permit.bytes();
         if !permit.try_grow(size) {
             return Err(DecompressError::OverBudget);
         }
@@ -139,8 +140,12 @@ fn zstd_decompress(input: &[u8], limit: usize, permit: &mut MemoryPermit) -> Res
         })?;
         match done {
             Ok(_) => return Ok(out),
-            // Several frames whose total passes the first one's size: decode as a stream.
-            Err(e) if e.to_string().contains("too small") => {}
+            // Several frames whose total passes the first one's size: decode as a stream,
+            // giving back what was held for the one-call buffer first.
+            Err(e) if e.to_string().contains("too small") => {
+                drop(out);
+                permit.shrink_to(held);
+            }
             Err(e) => return Err(DecompressError::Corrupt(e.to_string())),
         }
     }
@@ -338,6 +343,9 @@ mod tests {
         let frames = [zstd::bulk::compress(&a, 3).unwrap(), zstd::bulk::compress(&b, 3).unwrap()].concat();
         let mut p = budget.try_acquire(1).unwrap();
         assert_eq!(decompress(Encoding::Zstd, &frames, 1 << 20, &mut p).unwrap(), whole);
+        // The one-call buffer sized for the first frame was given back before the stream
+        // decode grew its own (64 + 64 + 128 KiB for 170,000 bytes).
+        assert_eq!(p.bytes(), 1 + (256 << 10));
     }
 
     /// A zstd frame that declares more than the limit is refused before anything is allocated.
