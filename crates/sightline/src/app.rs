@@ -191,9 +191,6 @@ pub fn init_logging(cfg: &LogsTelemetry) {
     }
 }
 
-/// Builds and runs everything until SIGTERM/SIGINT, then shuts down in order: receivers stop
-/// accepting, in-flight requests finish, exporters flush their queues within
-/// `service.shutdown_timeout`, and whatever could not be delivered is logged and counted.
 /// The process's memory limit: the smallest of the `memory_limiter` definitions (a
 /// percentage resolved against the memory available to the process), or the default.
 fn memory_limit(v: &Validated) -> anyhow::Result<sightline_processors::memory_limiter::Resolved> {
@@ -213,6 +210,9 @@ fn memory_limit(v: &Validated) -> anyhow::Result<sightline_processors::memory_li
     Ok(best.unwrap_or_else(|| default_config().resolve(None).expect("limit_mib is set")))
 }
 
+/// Builds and runs everything until SIGTERM/SIGINT, then shuts down in order: receivers stop
+/// accepting, in-flight requests finish, exporters flush their queues within
+/// `service.shutdown_timeout`, and whatever could not be delivered is logged and counted.
 pub async fn run(v: Validated) -> anyhow::Result<()> {
     let registry = Registry::new();
     let limiter = memory_limit(&v)?;

@@ -82,8 +82,5 @@ mod tests {
             assert_eq!(tune(), Tuning::Applied);
         }
         assert_eq!(set_thresholds(), Tuning::Applied);
-        // Buffers allocated and freed after tuning behave as before.
-        let v: Vec<Vec<u8>> = (0..64).map(|i| vec![i as u8; 200 << 10]).collect();
-        assert!(v.iter().enumerate().all(|(i, b)| b[b.len() - 1] == i as u8));
     }
 }
