@@ -99,7 +99,7 @@ fn find(attrs: &[KeyValue], key: &str) -> Option<usize> {
     attrs.iter().position(|kv| kv.key == key)
 }
 
-fn value_of(kv: &KeyValue) -> Option<&Value> {
+pub(crate) fn value_of(kv: &KeyValue) -> Option<&Value> {
     kv.value.as_ref().and_then(|v| v.value.as_ref())
 }
 
@@ -330,7 +330,7 @@ fn compile(pattern: &str) -> Result<Regex, (String, String)> {
 }
 
 /// A YAML value as an attribute value, as pdata's `Value.FromRaw` takes it.
-fn yaml_value(v: &serde_yaml_ng::Value) -> Result<Value, String> {
+pub(crate) fn yaml_value(v: &serde_yaml_ng::Value) -> Result<Value, String> {
     use serde_yaml_ng::Value as Y;
     Ok(match v {
         Y::Null => return Err("must not be null".into()),

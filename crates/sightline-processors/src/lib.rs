@@ -13,7 +13,10 @@
 //!   global admission budget enforced by the receivers before a body is buffered.
 
 pub mod attraction;
+pub mod attributes;
 pub mod datapoints;
+pub mod items;
+pub mod matching;
 pub mod memory_limiter;
 pub mod ownership;
 pub mod quota;

@@ -132,6 +132,17 @@ pub fn validate(path: &str) -> Result<Validated, Vec<ConfigError>> {
         }
         Ok(_) => {}
     }
+    // Checks that depend on the pipeline's signal.
+    for (pid, p) in &config.service.pipelines {
+        let Ok(signal) = pipeline_signal(pid) else { continue };
+        for name in &p.processors {
+            if let Some(cfg) = processors.get(name)
+                && let Err((key, msg)) = components::processor_signal_checks(cfg, signal)
+            {
+                errors.push(config.error(&format!("processors.{name}.{key}"), format!("{msg} (in pipeline {pid:?})")));
+            }
+        }
+    }
     // A quota reads the team the ownership processor wrote: it must come after one.
     for (pid, p) in &config.service.pipelines {
         for (i, name) in p.processors.iter().enumerate() {
@@ -328,6 +339,11 @@ pub async fn run(v: Validated) -> anyhow::Result<()> {
                     let r = sightline_processors::resource::ResourceProcessor::new(cfg)
                         .map_err(|e| anyhow::anyhow!("processors.{name}: {e}"))?;
                     procs.push(Arc::new(r));
+                }
+                ProcessorCfg::Attributes(cfg) => {
+                    let a = sightline_processors::attributes::AttributesProcessor::new(cfg, signal)
+                        .map_err(|e| anyhow::anyhow!("processors.{name}: {e}"))?;
+                    procs.push(Arc::new(a));
                 }
                 ProcessorCfg::MemoryLimiter(_) | ProcessorCfg::Batch => {}
             }

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 pub const RECEIVERS: &[&str] = &["otlp"];
-pub const PROCESSORS: &[&str] = &["ownership", "quota", "memory_limiter", "batch", "resource"];
+pub const PROCESSORS: &[&str] = &["ownership", "quota", "memory_limiter", "batch", "resource", "attributes"];
 pub const EXPORTERS: &[&str] = &["otlp", "otlphttp", "file", "debug", "prometheusremotewrite", "loki"];
 pub const EXTENSIONS: &[&str] = &["health_check"];
 
@@ -29,6 +29,7 @@ pub enum ProcessorCfg {
     Quota(Box<QuotaConfig>),
     MemoryLimiter(MemoryLimiterConfig),
     Resource(Box<sightline_processors::resource::ResourceConfig>),
+    Attributes(Box<sightline_processors::attributes::AttributesConfig>),
     /// The collector's `batch` processor, accepted so collector configs load unchanged:
     /// Sightline batches in each exporter (`sending_queue.batch`), so in a pipeline it does
     /// nothing.
@@ -95,7 +96,18 @@ pub fn processor(cfg: &Config, s: &Section) -> Result<ProcessorCfg, Vec<ConfigEr
         "batch" => decode(cfg, s, |_: &BatchProcessorConfig| Vec::new()).map(|_| ProcessorCfg::Batch),
         "resource" => decode(cfg, s, sightline_processors::resource::ResourceConfig::validate)
             .map(|c| ProcessorCfg::Resource(Box::new(c))),
+        "attributes" => decode(cfg, s, sightline_processors::attributes::AttributesConfig::validate)
+            .map(|c| ProcessorCfg::Attributes(Box::new(c))),
         _ => Err(unknown(cfg, Kind::Processor, s, PROCESSORS)),
+    }
+}
+
+/// A processor's checks that depend on the signal of the pipeline using it (the collector
+/// runs them when it builds the pipeline); errors are relative to the processor's section.
+pub fn processor_signal_checks(p: &ProcessorCfg, signal: Signal) -> Result<(), (String, String)> {
+    match p {
+        ProcessorCfg::Attributes(c) => c.validate_for(signal),
+        _ => Ok(()),
     }
 }
 

@@ -1,0 +1,71 @@
+//! Requests decoded to their items, for the processors that read or write item fields
+//! (`attributes`, `filter`, `transform`): the request is decoded once, edited in place and
+//! encoded once; the item count is recomputed when items were dropped.
+
+use bytes::Bytes;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::metrics::v1::{Metric, metric};
+use prost::Message as _;
+use sightline_core::pipeline::ProcessError;
+use sightline_core::{Payload, Signal};
+
+/// One decoded export request.
+pub enum Request {
+    Traces(ExportTraceServiceRequest),
+    Metrics(ExportMetricsServiceRequest),
+    Logs(ExportLogsServiceRequest),
+}
+
+impl Request {
+    pub fn decode(signal: Signal, bytes: &[u8]) -> Result<Request, ProcessError> {
+        let bad = |e: prost::DecodeError| ProcessError::Invalid(format!("cannot decode the request: {e}"));
+        Ok(match signal {
+            Signal::Traces => Request::Traces(ExportTraceServiceRequest::decode(bytes).map_err(bad)?),
+            Signal::Metrics => Request::Metrics(ExportMetricsServiceRequest::decode(bytes).map_err(bad)?),
+            Signal::Logs => Request::Logs(ExportLogsServiceRequest::decode(bytes).map_err(bad)?),
+        })
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            Request::Traces(r) => r.encode_to_vec(),
+            Request::Metrics(r) => r.encode_to_vec(),
+            Request::Logs(r) => r.encode_to_vec(),
+        }
+    }
+
+    /// Spans, data points or log records.
+    pub fn items(&self) -> u64 {
+        match self {
+            Request::Traces(r) => {
+                r.resource_spans.iter().flat_map(|r| &r.scope_spans).map(|s| s.spans.len() as u64).sum()
+            }
+            Request::Metrics(r) => {
+                r.resource_metrics.iter().flat_map(|r| &r.scope_metrics).flat_map(|s| &s.metrics).map(point_count).sum()
+            }
+            Request::Logs(r) => {
+                r.resource_logs.iter().flat_map(|r| &r.scope_logs).map(|s| s.log_records.len() as u64).sum()
+            }
+        }
+    }
+
+    /// Replaces the payload's bytes with this request (the count recomputed when `dropped`).
+    pub fn into_payload(self, payload: Payload, dropped: bool) -> Payload {
+        let items = if dropped { self.items() } else { payload.items() };
+        payload.with_bytes(Bytes::from(self.encode()), items)
+    }
+}
+
+/// The data points of a metric.
+pub fn point_count(m: &Metric) -> u64 {
+    (match &m.data {
+        Some(metric::Data::Gauge(g)) => g.data_points.len(),
+        Some(metric::Data::Sum(s)) => s.data_points.len(),
+        Some(metric::Data::Histogram(h)) => h.data_points.len(),
+        Some(metric::Data::ExponentialHistogram(h)) => h.data_points.len(),
+        Some(metric::Data::Summary(s)) => s.data_points.len(),
+        None => 0,
+    }) as u64
+}
