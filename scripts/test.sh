@@ -30,6 +30,9 @@ fi
 step "peers: OpenTelemetry Collector v0.165.0, built from its Go modules"
 (cd tests/peers/otelcol && go build -o "$root/.peers/otelcol" .)
 
+step "peers: OpenTelemetry Collector contrib v0.161.0 (attributes, filter, transform, probabilistic_sampler), built from its Go modules"
+(cd tests/peers/otelcol161 && go build -o "$root/.peers/otelcol161" .)
+
 step "peers: VictoriaMetrics v1.151.0 and Jaeger v1.76.0, built from their Go modules"
 (cd tests/peers/victoriametrics && go build -o "$root/.peers/victoria-metrics" github.com/VictoriaMetrics/VictoriaMetrics/app/victoria-metrics)
 (cd tests/peers/jaeger && go build -o "$root/.peers/jaeger" github.com/jaegertracing/jaeger/cmd/jaeger)
@@ -57,5 +60,5 @@ step "benchmark harness smoke run (seconds; the full comparison is benches/compa
 python3 benches/compare/compare.py --smoke
 
 step "end-to-end tests with the Python SDK and the OpenTelemetry Collector"
-SIGHTLINE_BIN="$root/target/release/sightline" OTELCOL_BIN="$root/.peers/otelcol" PROMETHEUS_BIN="$root/.peers/prometheus" \
+SIGHTLINE_BIN="$root/target/release/sightline" OTELCOL_BIN="$root/.peers/otelcol" OTELCOL161_BIN="$root/.peers/otelcol161" PROMETHEUS_BIN="$root/.peers/prometheus" \
   "$venv/bin/python" -m pytest -q tests/python

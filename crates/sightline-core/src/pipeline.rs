@@ -69,6 +69,11 @@ impl Pipeline {
     /// The second phase: hands the processed payload to every exporter.
     pub async fn deliver(&self, payload: Payload) -> Result<Delivered, ProcessError> {
         let mut d = Delivered::default();
+        // Nothing left (a filter dropped every item): nothing to export, as the collector's
+        // processors skip the rest of the pipeline.
+        if payload.is_empty() {
+            return Ok(d);
+        }
         let mut not_persisted: Option<&str> = None;
         // A clone is a reference-count increment: every exporter shares the same bytes.
         for e in &self.exporters {

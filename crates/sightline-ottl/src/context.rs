@@ -265,8 +265,9 @@ fn id_val(b: &[u8]) -> Val<'_> {
     Val::Bytes(Cow::Borrowed(b))
 }
 
-fn id_str(b: &[u8]) -> Val<'static> {
-    if b.iter().all(|x| *x == 0) { Val::str("") } else { Val::str(hex(b)) }
+/// An id in hex, as pdata's fixed-size ids: an absent id is all zeros.
+fn id_str(b: &[u8], n: usize) -> Val<'static> {
+    if b.is_empty() { Val::str("0".repeat(n * 2)) } else { Val::str(hex(b)) }
 }
 
 fn u64_val(v: u64) -> Val<'static> {
@@ -349,11 +350,11 @@ impl Target<'_> {
         if let Some(s) = self.span() {
             let v = match f {
                 F::SpanTraceId => id_val(&s.trace_id),
-                F::SpanTraceIdStr => id_str(&s.trace_id),
+                F::SpanTraceIdStr => id_str(&s.trace_id, 16),
                 F::SpanId => id_val(&s.span_id),
-                F::SpanIdStr => id_str(&s.span_id),
+                F::SpanIdStr => id_str(&s.span_id, 8),
                 F::SpanParentId => id_val(&s.parent_span_id),
-                F::SpanParentIdStr => id_str(&s.parent_span_id),
+                F::SpanParentIdStr => id_str(&s.parent_span_id, 8),
                 F::SpanTraceState => Val::Str(Cow::Borrowed(&s.trace_state)),
                 F::SpanName => Val::Str(Cow::Borrowed(&s.name)),
                 F::SpanKind => Val::Int(s.kind.into()),
@@ -407,9 +408,9 @@ impl Target<'_> {
                 F::LogDropped => Val::Int(l.dropped_attributes_count.into()),
                 F::LogFlags => Val::Int(l.flags.into()),
                 F::LogTraceId => id_val(&l.trace_id),
-                F::LogTraceIdStr => id_str(&l.trace_id),
+                F::LogTraceIdStr => id_str(&l.trace_id, 16),
                 F::LogSpanId => id_val(&l.span_id),
-                F::LogSpanIdStr => id_str(&l.span_id),
+                F::LogSpanIdStr => id_str(&l.span_id, 8),
                 F::LogEventName => Val::Str(Cow::Borrowed(&l.event_name)),
                 _ => Val::Nil,
             });
@@ -629,7 +630,9 @@ impl Target<'_> {
                 F::LogSevNum => set_opt(&mut l.severity_number, as_i32(&v)),
                 F::LogSevText => set_opt(&mut l.severity_text, as_str(&v)),
                 F::LogBody => {
-                    if let Some(a) = v.to_any() {
+                    if v == Val::Nil {
+                        l.body = Some(AnyValue { value: None });
+                    } else if let Some(a) = v.to_any() {
                         l.body = Some(a);
                     }
                 }

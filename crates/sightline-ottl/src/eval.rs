@@ -241,7 +241,7 @@ pub fn set_path(t: &mut Target, p: &PathRef, keys: &[RKey], v: Val<'static>) -> 
     if keys.is_empty() {
         return t.set(p.f, v);
     }
-    let any = v.to_any();
+    let any = if v == Val::Nil { Some(AnyValue { value: None }) } else { v.to_any() };
     let mut slot = if p.f == F::LogBody {
         let Some(body) = t.body_mut() else { return Ok(()) };
         walk(Slot::Entry(body), keys)?

@@ -5,7 +5,7 @@
 use crate::compile::{ArgV, Getter, PathRef};
 use crate::context::{Ctx, Item, Target};
 use crate::eval::{get, map_target, read_path, resolve_keys, set_path};
-use crate::value::{Val, from_json, hex, string_like};
+use crate::value::{Val, hex, string_like};
 use opentelemetry_proto::tonic::common::v1::any_value::Value as Pv;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
 use regex::Regex;
@@ -369,10 +369,9 @@ fn build_set(mut a: Vec<ArgV>) -> Result<Edit, String> {
     let target = path(&mut a, 0);
     let value = getter(&mut a, 1);
     Ok(Box::new(move |t| {
+        // nil is passed on (the collector's `ottl.set.allowNil` gate, on by default since
+        // v0.158): an attribute becomes an empty value, a typed field is left alone.
         let v = get(&value, t)?.into_owned();
-        if v == Val::Nil {
-            return Ok(());
-        }
         let keys = resolve_keys(&target.keys, t)?;
         set_path(t, &target, &keys, v)
     }))
@@ -997,8 +996,8 @@ fn build_parse_json(mut a: Vec<ArgV>, _: Ctx) -> Result<Conv, String> {
     let target = getter(&mut a, 0);
     Ok(Box::new(move |t| {
         let s = str_of(&target, t)?;
-        let j: serde_json::Value = serde_json::from_str(&s).map_err(|e| format!("ParseJSON: {e}"))?;
-        Ok(match from_json(&j).value {
+        let j: crate::value::JsonAny = serde_json::from_str(&s).map_err(|e| format!("ParseJSON: {e}"))?;
+        Ok(match j.0.value {
             Some(Pv::KvlistValue(m)) => Val::Map(Cow::Owned(m.values)),
             Some(Pv::ArrayValue(l)) => Val::List(Cow::Owned(l.values)),
             _ => return Err("ParseJSON: the JSON must be an object or an array".into()),

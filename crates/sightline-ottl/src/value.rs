@@ -208,27 +208,62 @@ pub fn to_json(v: &Val) -> serde_json::Value {
     }
 }
 
-/// JSON (as `ParseJSON` reads it) as an attribute value: numbers are doubles, as in the
-/// collector (Go's json decodes every number to float64).
-pub fn from_json(j: &serde_json::Value) -> AnyValue {
-    use serde_json::Value as J;
-    let v = match j {
-        J::Null => return AnyValue { value: None },
-        J::Bool(b) => Pv::BoolValue(*b),
-        J::Number(n) => Pv::DoubleValue(n.as_f64().unwrap_or(0.0)),
-        J::String(s) => Pv::StringValue(s.clone()),
-        J::Array(a) => Pv::ArrayValue(ArrayValue { values: a.iter().map(from_json).collect() }),
-        J::Object(o) => Pv::KvlistValue(KeyValueList {
-            values: o
-                .iter()
-                .map(|(k, v)| KeyValue { key: k.clone(), value: Some(from_json(v)), ..Default::default() })
-                .collect(),
-        }),
-    };
-    AnyValue { value: Some(v) }
-}
-
 /// `body.string`: pdata's `AsString` of a non-string body.
 pub fn string_like_body(v: &Val) -> String {
     string_like(v).unwrap_or_default()
+}
+
+/// JSON read straight into an attribute value, keeping the order of object keys (as the
+/// collector's `ParseJSON`; a repeated key keeps its first place and takes the last value).
+pub struct JsonAny(pub AnyValue);
+
+impl<'de> serde::Deserialize<'de> for JsonAny {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<JsonAny, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = JsonAny;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("JSON")
+            }
+            fn visit_unit<E>(self) -> Result<JsonAny, E> {
+                Ok(JsonAny(AnyValue { value: None }))
+            }
+            fn visit_bool<E>(self, b: bool) -> Result<JsonAny, E> {
+                Ok(JsonAny(AnyValue { value: Some(Pv::BoolValue(b)) }))
+            }
+            fn visit_i64<E>(self, i: i64) -> Result<JsonAny, E> {
+                Ok(JsonAny(AnyValue { value: Some(Pv::DoubleValue(i as f64)) }))
+            }
+            fn visit_u64<E>(self, i: u64) -> Result<JsonAny, E> {
+                Ok(JsonAny(AnyValue { value: Some(Pv::DoubleValue(i as f64)) }))
+            }
+            fn visit_f64<E>(self, f: f64) -> Result<JsonAny, E> {
+                Ok(JsonAny(AnyValue { value: Some(Pv::DoubleValue(f)) }))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<JsonAny, E> {
+                Ok(JsonAny(AnyValue { value: Some(Pv::StringValue(s.to_string())) }))
+            }
+            fn visit_string<E>(self, s: String) -> Result<JsonAny, E> {
+                Ok(JsonAny(AnyValue { value: Some(Pv::StringValue(s)) }))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<JsonAny, A::Error> {
+                let mut values = Vec::new();
+                while let Some(JsonAny(v)) = a.next_element()? {
+                    values.push(v);
+                }
+                Ok(JsonAny(AnyValue { value: Some(Pv::ArrayValue(ArrayValue { values })) }))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<JsonAny, A::Error> {
+                let mut values: Vec<KeyValue> = Vec::new();
+                while let Some((key, JsonAny(v))) = a.next_entry::<String, JsonAny>()? {
+                    match values.iter_mut().find(|kv| kv.key == key) {
+                        Some(kv) => kv.value = Some(v),
+                        None => values.push(KeyValue { key, value: Some(v), ..Default::default() }),
+                    }
+                }
+                Ok(JsonAny(AnyValue { value: Some(Pv::KvlistValue(KeyValueList { values })) }))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }

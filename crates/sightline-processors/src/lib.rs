@@ -15,9 +15,12 @@
 pub mod attraction;
 pub mod attributes;
 pub mod datapoints;
+pub mod filter;
 pub mod items;
 pub mod matching;
 pub mod memory_limiter;
+pub mod ottl_run;
 pub mod ownership;
 pub mod quota;
 pub mod resource;
+pub mod transform;

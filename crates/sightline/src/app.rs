@@ -345,6 +345,16 @@ pub async fn run(v: Validated) -> anyhow::Result<()> {
                         .map_err(|e| anyhow::anyhow!("processors.{name}: {e}"))?;
                     procs.push(Arc::new(a));
                 }
+                ProcessorCfg::Filter(cfg) => {
+                    let f = sightline_processors::filter::FilterProcessor::new(name, cfg, signal, &registry)
+                        .map_err(|e| anyhow::anyhow!("processors.{name}: {e}"))?;
+                    procs.push(Arc::new(f));
+                }
+                ProcessorCfg::Transform(cfg) => {
+                    let t = sightline_processors::transform::TransformProcessor::new(name, cfg, signal)
+                        .map_err(|e| anyhow::anyhow!("processors.{name}: {e}"))?;
+                    procs.push(Arc::new(t));
+                }
                 ProcessorCfg::MemoryLimiter(_) | ProcessorCfg::Batch => {}
             }
         }

@@ -12,7 +12,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 pub const RECEIVERS: &[&str] = &["otlp"];
-pub const PROCESSORS: &[&str] = &["ownership", "quota", "memory_limiter", "batch", "resource", "attributes"];
+pub const PROCESSORS: &[&str] =
+    &["ownership", "quota", "memory_limiter", "batch", "resource", "attributes", "filter", "transform"];
 pub const EXPORTERS: &[&str] = &["otlp", "otlphttp", "file", "debug", "prometheusremotewrite", "loki"];
 pub const EXTENSIONS: &[&str] = &["health_check"];
 
@@ -30,6 +31,8 @@ pub enum ProcessorCfg {
     MemoryLimiter(MemoryLimiterConfig),
     Resource(Box<sightline_processors::resource::ResourceConfig>),
     Attributes(Box<sightline_processors::attributes::AttributesConfig>),
+    Filter(Box<sightline_processors::filter::FilterConfig>),
+    Transform(Box<sightline_processors::transform::TransformConfig>),
     /// The collector's `batch` processor, accepted so collector configs load unchanged:
     /// Sightline batches in each exporter (`sending_queue.batch`), so in a pipeline it does
     /// nothing.
@@ -98,6 +101,10 @@ pub fn processor(cfg: &Config, s: &Section) -> Result<ProcessorCfg, Vec<ConfigEr
             .map(|c| ProcessorCfg::Resource(Box::new(c))),
         "attributes" => decode(cfg, s, sightline_processors::attributes::AttributesConfig::validate)
             .map(|c| ProcessorCfg::Attributes(Box::new(c))),
+        "filter" => decode(cfg, s, sightline_processors::filter::FilterConfig::validate)
+            .map(|c| ProcessorCfg::Filter(Box::new(c))),
+        "transform" => decode(cfg, s, sightline_processors::transform::TransformConfig::validate)
+            .map(|c| ProcessorCfg::Transform(Box::new(c))),
         _ => Err(unknown(cfg, Kind::Processor, s, PROCESSORS)),
     }
 }

@@ -1,0 +1,142 @@
+//! Running OTTL over decoded requests: the items of each context, visited in order, with a
+//! fresh `cache` map per item (as the collector's transform contexts), and `error_mode`.
+
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use serde::Deserialize;
+use sightline_ottl::{Ctx, Item, Target};
+
+/// `error_mode`: what an evaluation error does.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ErrorMode {
+    /// Log it and go on (the statement or condition is skipped or counts as false).
+    Ignore,
+    /// Go on without logging.
+    Silent,
+    /// Fail the request (the collector's default).
+    #[default]
+    Propagate,
+}
+
+impl ErrorMode {
+    /// `Err` to stop, `Ok` to go on.
+    pub fn handle(self, component: &str, what: &str, err: String) -> Result<(), String> {
+        match self {
+            ErrorMode::Propagate => Err(format!("{component}: {what}: {err}")),
+            ErrorMode::Ignore => {
+                tracing::warn!(processor = component, statement = what, error = %err, "failed to execute (error_mode: ignore)");
+                Ok(())
+            }
+            ErrorMode::Silent => Ok(()),
+        }
+    }
+}
+
+type Visit<'f> = &'f mut dyn FnMut(&mut Target) -> Result<(), String>;
+
+pub fn traces(req: &mut ExportTraceServiceRequest, ctx: Ctx, f: Visit) -> Result<(), String> {
+    for rs in &mut req.resource_spans {
+        if ctx == Ctx::Resource {
+            let (mut scope, mut cache) = (None, Vec::new());
+            f(&mut Target { resource: &mut rs.resource, scope: &mut scope, item: Item::None, cache: &mut cache })?;
+            continue;
+        }
+        for ss in &mut rs.scope_spans {
+            if ctx == Ctx::Scope {
+                let mut cache = Vec::new();
+                f(&mut Target {
+                    resource: &mut rs.resource,
+                    scope: &mut ss.scope,
+                    item: Item::None,
+                    cache: &mut cache,
+                })?;
+                continue;
+            }
+            for span in &mut ss.spans {
+                if ctx == Ctx::SpanEvent {
+                    for i in 0..span.events.len() {
+                        let mut cache = Vec::new();
+                        let item = Item::Event(&mut *span, i);
+                        f(&mut Target { resource: &mut rs.resource, scope: &mut ss.scope, item, cache: &mut cache })?;
+                    }
+                    continue;
+                }
+                let mut cache = Vec::new();
+                let item = Item::Span(span);
+                f(&mut Target { resource: &mut rs.resource, scope: &mut ss.scope, item, cache: &mut cache })?;
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn logs(req: &mut ExportLogsServiceRequest, ctx: Ctx, f: Visit) -> Result<(), String> {
+    for rl in &mut req.resource_logs {
+        if ctx == Ctx::Resource {
+            let (mut scope, mut cache) = (None, Vec::new());
+            f(&mut Target { resource: &mut rl.resource, scope: &mut scope, item: Item::None, cache: &mut cache })?;
+            continue;
+        }
+        for sl in &mut rl.scope_logs {
+            if ctx == Ctx::Scope {
+                let mut cache = Vec::new();
+                f(&mut Target {
+                    resource: &mut rl.resource,
+                    scope: &mut sl.scope,
+                    item: Item::None,
+                    cache: &mut cache,
+                })?;
+                continue;
+            }
+            for log in &mut sl.log_records {
+                let mut cache = Vec::new();
+                let item = Item::Log(log);
+                f(&mut Target { resource: &mut rl.resource, scope: &mut sl.scope, item, cache: &mut cache })?;
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn metrics(req: &mut ExportMetricsServiceRequest, ctx: Ctx, f: Visit) -> Result<(), String> {
+    for rm in &mut req.resource_metrics {
+        if ctx == Ctx::Resource {
+            let (mut scope, mut cache) = (None, Vec::new());
+            f(&mut Target { resource: &mut rm.resource, scope: &mut scope, item: Item::None, cache: &mut cache })?;
+            continue;
+        }
+        for sm in &mut rm.scope_metrics {
+            if ctx == Ctx::Scope {
+                let mut cache = Vec::new();
+                f(&mut Target {
+                    resource: &mut rm.resource,
+                    scope: &mut sm.scope,
+                    item: Item::None,
+                    cache: &mut cache,
+                })?;
+                continue;
+            }
+            for m in &mut sm.metrics {
+                if ctx == Ctx::DataPoint {
+                    for i in 0..crate::items::point_count(m) as usize {
+                        let mut cache = Vec::new();
+                        let item = Item::Point(&mut *m, i);
+                        f(&mut Target { resource: &mut rm.resource, scope: &mut sm.scope, item, cache: &mut cache })?;
+                    }
+                    continue;
+                }
+                let mut cache = Vec::new();
+                let item = Item::Metric(m);
+                f(&mut Target { resource: &mut rm.resource, scope: &mut sm.scope, item, cache: &mut cache })?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A config error for a statement or condition: the message, column and statement.
+pub fn render(key: &str, src: &str, e: &sightline_ottl::Error) -> (String, String) {
+    (key.to_string(), e.render(src))
+}
