@@ -241,3 +241,72 @@ impl Display for BoolExpr {
         }
     }
 }
+
+/// Trees compared without source offsets (a printed tree has other offsets than its source).
+pub trait Unplaced {
+    fn unplaced(&self) -> Self;
+}
+
+impl Unplaced for Statement {
+    fn unplaced(&self) -> Self {
+        Statement { editor: self.editor.unplaced(), condition: self.condition.as_ref().map(Unplaced::unplaced) }
+    }
+}
+
+impl Unplaced for Call {
+    fn unplaced(&self) -> Self {
+        Call {
+            name: self.name.clone(),
+            args: self.args.iter().map(|a| Arg { name: a.name.clone(), value: a.value.unplaced(), pos: 0 }).collect(),
+            keys: self.keys.iter().map(Unplaced::unplaced).collect(),
+            pos: 0,
+        }
+    }
+}
+
+impl Unplaced for Key {
+    fn unplaced(&self) -> Self {
+        match self {
+            Key::Expr(e) => Key::Expr(e.unplaced()),
+            k => k.clone(),
+        }
+    }
+}
+
+impl Unplaced for Expr {
+    fn unplaced(&self) -> Self {
+        match self {
+            Expr::Enum(s, _) => Expr::Enum(s.clone(), 0),
+            Expr::FuncName(s, _) => Expr::FuncName(s.clone(), 0),
+            Expr::Path(p) => Expr::Path(Path {
+                fields: p
+                    .fields
+                    .iter()
+                    .map(|f| Field { name: f.name.clone(), keys: f.keys.iter().map(Unplaced::unplaced).collect() })
+                    .collect(),
+                pos: 0,
+            }),
+            Expr::Call(c) => Expr::Call(c.unplaced()),
+            Expr::List(v) => Expr::List(v.iter().map(Unplaced::unplaced).collect()),
+            Expr::Map(v) => Expr::Map(v.iter().map(|(k, x)| (k.clone(), x.unplaced())).collect()),
+            Expr::Math(a, op, b) => Expr::Math(Box::new(a.unplaced()), *op, Box::new(b.unplaced())),
+            Expr::Neg(a) => Expr::Neg(Box::new(a.unplaced())),
+            Expr::Group(a) => Expr::Group(Box::new(a.unplaced())),
+            e => e.clone(),
+        }
+    }
+}
+
+impl Unplaced for BoolExpr {
+    fn unplaced(&self) -> Self {
+        match self {
+            BoolExpr::Or(v) => BoolExpr::Or(v.iter().map(Unplaced::unplaced).collect()),
+            BoolExpr::And(v) => BoolExpr::And(v.iter().map(Unplaced::unplaced).collect()),
+            BoolExpr::Not(x) => BoolExpr::Not(Box::new(x.unplaced())),
+            BoolExpr::Cmp(a, op, b) => BoolExpr::Cmp(a.unplaced(), op, b.unplaced()),
+            BoolExpr::Const(b) => BoolExpr::Const(*b),
+            BoolExpr::Call(c) => BoolExpr::Call(c.unplaced()),
+            BoolExpr::Group(x) => BoolExpr::Group(Box::new(x.unplaced())),
+        }
+    }
+}

@@ -113,7 +113,11 @@ pub fn lex(src: &str) -> Result<Vec<(Tok, usize)>, Error> {
             }
             let text = &src[start..i];
             if float {
-                Tok::Float(text.parse().map_err(|_| Error::at(start, format!("invalid number {text}")))?)
+                let f: f64 = text.parse().map_err(|_| Error::at(start, format!("invalid number {text}")))?;
+                if !f.is_finite() {
+                    return Err(Error::at(start, format!("number {text} is out of range")));
+                }
+                Tok::Float(f)
             } else {
                 Tok::Int(text.parse().map_err(|_| Error::at(start, format!("integer {text} is out of range")))?)
             }
