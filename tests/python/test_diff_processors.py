@@ -508,3 +508,51 @@ def test_every_case_changed_or_dropped_something(outputs):
 
 def test_case_count():
     assert len(CASES) >= 40
+
+
+# Configs both must refuse (`validate`): (signal, processor type, config).
+INVALID = {
+    "attributes_no_actions": ("traces", "attributes", {"actions": []}),
+    "attributes_log_fields_on_spans": ("traces", "attributes", {
+        "actions": [{"key": "a", "value": 1, "action": "insert"}],
+        "include": {"match_type": "strict", "log_bodies": ["x"]}}),
+    "attributes_span_names_on_logs": ("logs", "attributes", {
+        "actions": [{"key": "a", "value": 1, "action": "insert"}],
+        "include": {"match_type": "strict", "span_names": ["x"]}}),
+    "attributes_bad_match_type": ("traces", "attributes", {
+        "actions": [{"key": "a", "value": 1, "action": "insert"}],
+        "include": {"match_type": "glob", "services": ["x"]}}),
+    "filter_syntax_error": ("traces", "filter", {"traces": {"span": ['attributes["a"] = "b"']}}),
+    "filter_unknown_path": ("traces", "filter", {"traces": {"span": ['atributes["a"] == "b"']}}),
+    "filter_unknown_function": ("logs", "filter", {"logs": {"log_record": ['IsMatches(body, "x")']}}),
+    "filter_bad_error_mode": ("traces", "filter", {"error_mode": "loud", "traces": {"span": ['name == "x"']}}),
+    "transform_unknown_editor": ("traces", "transform", {"trace_statements": [
+        {"context": "span", "statements": ['ste(attributes["a"], "b")']}]}),
+    "transform_bad_context": ("traces", "transform", {"trace_statements": [
+        {"context": "log", "statements": ['set(attributes["a"], "b")']}]}),
+    "transform_mixed_styles": ("traces", "transform", {"trace_statements": [
+        'set(span.attributes["a"], "b")', {"context": "span", "statements": ['set(attributes["a"], "b")']}]}),
+    "transform_wrong_arity": ("traces", "transform", {"trace_statements": [
+        {"context": "span", "statements": ['delete_key(attributes)']}]}),
+    "transform_bad_regex": ("traces", "transform", {"trace_statements": [
+        {"context": "span", "statements": ['replace_pattern(name, "(", "x")']}]}),
+    "transform_limit_below_priority": ("logs", "transform", {"log_statements": [
+        {"context": "log", "statements": ['limit(attributes, 1, ["a", "b"])']}]}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(INVALID))
+def test_invalid_configs_are_refused_by_both(case, tmp_path):
+    signal, kind, cfg = INVALID[case]
+    doc = {"receivers": {"otlp": {"protocols": {"http": {"endpoint": f"127.0.0.1:{free_port()}"}}}},
+           "processors": {kind: cfg}, "exporters": {"debug": {}},
+           "service": {"pipelines": {signal: {"receivers": ["otlp"], "processors": [kind], "exporters": ["debug"]}}}}
+    path = tmp_path / "c.yaml"
+    path.write_text(json.dumps(doc))
+    col = peer_binary("otelcol (contrib v0.161.0)", "OTELCOL161_BIN", ROOT / ".peers/otelcol161")
+    sl = peer_binary("sightline", "SIGHTLINE_BIN", ROOT / "target/release/sightline")
+    c = subprocess.run([col, "validate", f"--config={path}"], capture_output=True, text=True, timeout=60)
+    s = subprocess.run([sl, "validate", "--config", str(path)], capture_output=True, text=True, timeout=60)
+    assert c.returncode != 0, f"the collector accepted {case}"
+    assert s.returncode != 0, f"Sightline accepted {case}"
+    assert f"processors.{kind}" in s.stdout + s.stderr, s.stdout + s.stderr
