@@ -9,6 +9,8 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use opentelemetry_proto::tonic::trace::v1::{Span, span::Event};
 use sightline_ottl::ast::Unplaced;
+use prost::Message as _;
+use sightline_ottl::slot::Slot;
 use sightline_ottl::{Condition, Ctx, Item, Statement, Target, parser};
 
 fn kv(k: &str, v: Value) -> KeyValue {
@@ -21,13 +23,15 @@ fn run(src: &str, ctx: Ctx) {
         kv("n", Value::IntValue(3)),
         kv("m", Value::KvlistValue(Default::default())),
     ];
-    let mut span = Span {
+    let span = Span {
         name: "GET /".into(),
         attributes: attrs.clone(),
         events: vec![Event { name: "e".into(), attributes: attrs.clone(), ..Default::default() }],
         ..Default::default()
     };
-    let mut log = LogRecord { attributes: attrs, ..Default::default() };
+    let log = LogRecord { attributes: attrs, ..Default::default() };
+    let mut span = Slot::<Span>::new(span.encode_to_vec().into());
+    let mut log = Slot::<LogRecord>::new(log.encode_to_vec().into());
     let (mut res, mut scope, mut cache) = (None, None, Vec::new());
     let item = match ctx {
         Ctx::Span => Item::Span(&mut span),
@@ -40,6 +44,27 @@ fn run(src: &str, ctx: Ctx) {
     }
     if let Ok(c) = Condition::parse(src, ctx) {
         let _ = c.eval(&t);
+    }
+    // The edited item encodes to a message that decodes.
+    let mut out = Vec::new();
+    span.encode_field(1, &mut out);
+    log.encode_field(1, &mut out);
+    let mut buf = &out[..];
+    assert!(Span::decode_length_delimited_with_tag(&mut buf));
+}
+
+/// Reads one length-delimited field (tag 1 byte) and checks it decodes.
+trait DecodeField {
+    fn decode_length_delimited_with_tag(buf: &mut &[u8]) -> bool;
+}
+
+impl DecodeField for Span {
+    fn decode_length_delimited_with_tag(buf: &mut &[u8]) -> bool {
+        let Some((_, rest)) = buf.split_first() else { return false };
+        let mut rest = rest;
+        let ok = Span::decode_length_delimited(&mut rest).is_ok();
+        *buf = rest;
+        ok && LogRecord::decode_length_delimited(&buf[1..]).is_ok()
     }
 }
 

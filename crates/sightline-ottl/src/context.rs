@@ -9,6 +9,7 @@ use opentelemetry_proto::tonic::metrics::v1::{Metric, metric, number_data_point}
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{Span, Status};
 use std::borrow::Cow;
+use crate::slot::Slot;
 
 /// An OTTL context.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -236,13 +237,14 @@ impl F {
     }
 }
 
-/// The item a statement runs on, with its resource and scope.
+/// The item a statement runs on, with its resource and scope. Spans and log records are
+/// [`Slot`]s: read on the wire, decoded only when needed.
 pub enum Item<'a> {
     None,
-    Span(&'a mut Span),
+    Span(&'a mut Slot<Span>),
     /// A span and the index of one of its events.
-    Event(&'a mut Span, usize),
-    Log(&'a mut LogRecord),
+    Event(&'a mut Slot<Span>, usize),
+    Log(&'a mut Slot<LogRecord>),
     Metric(&'a mut Metric),
     /// A metric and the index of one of its data points.
     Point(&'a mut Metric, usize),
@@ -318,11 +320,47 @@ pub fn metric_type(m: &Metric) -> i64 {
 }
 
 impl Target<'_> {
-    fn span(&self) -> Option<&Span> {
+    fn span(&self) -> Option<&Slot<Span>> {
         match &self.item {
             Item::Span(s) | Item::Event(s, _) => Some(s),
             _ => None,
         }
+    }
+
+    /// One attribute of the item (span or log record) without decoding it; `None` when `f` is
+    /// not the item's attributes.
+    pub fn item_attr(&self, f: F, key: &str) -> Option<Val<'_>> {
+        match (&self.item, f) {
+            (Item::Span(s), F::SpanAttrs) | (Item::Event(s, _), F::SpanAttrs) => Some(s.attr(key)),
+            (Item::Log(l), F::LogAttrs) => Some(l.attr(key)),
+            _ => None,
+        }
+    }
+
+    /// Whether `f` is the attributes of this target's span or log record (a [`Slot`]).
+    pub fn is_item_attrs(&self, f: F) -> bool {
+        matches!((&self.item, f), (Item::Span(_) | Item::Event(..), F::SpanAttrs) | (Item::Log(_), F::LogAttrs))
+    }
+
+    /// Sets one attribute of the item without decoding it; false when `f` is not the item's
+    /// attributes (the caller takes the general path).
+    pub fn set_item_attr(&mut self, f: F, key: &str, v: AnyValue) -> bool {
+        match (&mut self.item, f) {
+            (Item::Span(s), F::SpanAttrs) | (Item::Event(s, _), F::SpanAttrs) => s.set_attr(key, v),
+            (Item::Log(l), F::LogAttrs) => l.set_attr(key, v),
+            _ => return false,
+        }
+        true
+    }
+
+    /// Deletes one attribute of the item without decoding it (see [`Target::set_item_attr`]).
+    pub fn delete_item_attr(&mut self, f: F, key: &str) -> bool {
+        match (&mut self.item, f) {
+            (Item::Span(s), F::SpanAttrs) | (Item::Event(s, _), F::SpanAttrs) => s.delete_attr(key),
+            (Item::Log(l), F::LogAttrs) => l.delete_attr(key),
+            _ => return false,
+        }
+        true
     }
     fn metric(&self) -> Option<&Metric> {
         match &self.item {
@@ -347,28 +385,27 @@ impl Target<'_> {
     }
 
     fn get_item(&self, f: F) -> Option<Val<'_>> {
-        if let Some(s) = self.span() {
+        if let Some(slot) = self.span() {
+            let s = slot.view();
             let v = match f {
-                F::SpanTraceId => id_val(&s.trace_id),
-                F::SpanTraceIdStr => id_str(&s.trace_id, 16),
-                F::SpanId => id_val(&s.span_id),
-                F::SpanIdStr => id_str(&s.span_id, 8),
-                F::SpanParentId => id_val(&s.parent_span_id),
-                F::SpanParentIdStr => id_str(&s.parent_span_id, 8),
-                F::SpanTraceState => Val::Str(Cow::Borrowed(&s.trace_state)),
-                F::SpanName => Val::Str(Cow::Borrowed(&s.name)),
+                F::SpanTraceId => id_val(s.trace_id),
+                F::SpanTraceIdStr => id_str(s.trace_id, 16),
+                F::SpanId => id_val(s.span_id),
+                F::SpanIdStr => id_str(s.span_id, 8),
+                F::SpanParentId => id_val(s.parent_span_id),
+                F::SpanParentIdStr => id_str(s.parent_span_id, 8),
+                F::SpanTraceState => Val::Str(Cow::Borrowed(s.trace_state)),
+                F::SpanName => Val::Str(Cow::Borrowed(s.name)),
                 F::SpanKind => Val::Int(s.kind.into()),
-                F::SpanKindStr => {
-                    Val::str(usize::try_from(s.kind).ok().and_then(|k| SPAN_KINDS.get(k)).copied().unwrap_or(""))
-                }
-                F::SpanAttrs => attrs(&s.attributes),
+                F::SpanKindStr => Val::str(usize::try_from(s.kind).ok().and_then(|k| SPAN_KINDS.get(k)).copied().unwrap_or("")),
+                F::SpanAttrs => attrs(&slot.decoded().attributes),
                 F::SpanDropped => Val::Int(s.dropped_attributes_count.into()),
-                F::SpanStart => u64_val(s.start_time_unix_nano),
-                F::SpanEnd => u64_val(s.end_time_unix_nano),
-                F::SpanStartTime => Val::Time(s.start_time_unix_nano as i64),
-                F::SpanEndTime => Val::Time(s.end_time_unix_nano as i64),
-                F::SpanStatusCode => Val::Int(s.status.as_ref().map_or(0, |x| x.code).into()),
-                F::SpanStatusMessage => Val::Str(Cow::Borrowed(s.status.as_ref().map_or("", |x| &x.message))),
+                F::SpanStart => u64_val(s.start),
+                F::SpanEnd => u64_val(s.end),
+                F::SpanStartTime => Val::Time(s.start as i64),
+                F::SpanEndTime => Val::Time(s.end as i64),
+                F::SpanStatusCode => Val::Int(s.status_code.into()),
+                F::SpanStatusMessage => Val::Str(Cow::Borrowed(s.status_message)),
                 F::SpanDroppedEvents => Val::Int(s.dropped_events_count.into()),
                 F::SpanDroppedLinks => Val::Int(s.dropped_links_count.into()),
                 F::SpanFlags => Val::Int(s.flags.into()),
@@ -377,8 +414,8 @@ impl Target<'_> {
             if v != Val::Nil {
                 return Some(v);
             }
-            if let Item::Event(s, i) = &self.item {
-                let e = s.events.get(*i)?;
+            if let Item::Event(slot, i) = &self.item {
+                let e = slot.decoded().events.get(*i)?;
                 return Some(match f {
                     F::EvName => Val::Str(Cow::Borrowed(&e.name)),
                     F::EvTimeNano => u64_val(e.time_unix_nano),
@@ -390,28 +427,29 @@ impl Target<'_> {
             }
             return None;
         }
-        if let Item::Log(l) = &self.item {
+        if let Item::Log(slot) = &self.item {
+            let l = slot.view();
             return Some(match f {
-                F::LogTimeNano => u64_val(l.time_unix_nano),
-                F::LogObservedNano => u64_val(l.observed_time_unix_nano),
-                F::LogTime => Val::Time(l.time_unix_nano as i64),
-                F::LogObserved => Val::Time(l.observed_time_unix_nano as i64),
+                F::LogTimeNano => u64_val(l.time),
+                F::LogObservedNano => u64_val(l.observed),
+                F::LogTime => Val::Time(l.time as i64),
+                F::LogObserved => Val::Time(l.observed as i64),
                 F::LogSevNum => Val::Int(l.severity_number.into()),
-                F::LogSevText => Val::Str(Cow::Borrowed(&l.severity_text)),
-                F::LogBody => Val::from_any(l.body.as_ref()),
-                F::LogBodyStr => match Val::from_any(l.body.as_ref()) {
+                F::LogSevText => Val::Str(Cow::Borrowed(l.severity_text)),
+                F::LogBody => l.body.unwrap_or(Val::Nil),
+                F::LogBodyStr => match l.body.unwrap_or(Val::Nil) {
                     Val::Nil => Val::str(""),
                     Val::Str(s) => Val::Str(s),
                     v => Val::str(crate::value::string_like_body(&v)),
                 },
-                F::LogAttrs => attrs(&l.attributes),
+                F::LogAttrs => attrs(&slot.decoded().attributes),
                 F::LogDropped => Val::Int(l.dropped_attributes_count.into()),
                 F::LogFlags => Val::Int(l.flags.into()),
-                F::LogTraceId => id_val(&l.trace_id),
-                F::LogTraceIdStr => id_str(&l.trace_id, 16),
-                F::LogSpanId => id_val(&l.span_id),
-                F::LogSpanIdStr => id_str(&l.span_id, 8),
-                F::LogEventName => Val::Str(Cow::Borrowed(&l.event_name)),
+                F::LogTraceId => id_val(l.trace_id),
+                F::LogTraceIdStr => id_str(l.trace_id, 16),
+                F::LogSpanId => id_val(l.span_id),
+                F::LogSpanIdStr => id_str(l.span_id, 8),
+                F::LogEventName => Val::Str(Cow::Borrowed(l.event_name)),
                 _ => Val::Nil,
             });
         }
@@ -485,15 +523,15 @@ impl Target<'_> {
             F::ResAttrs => &mut self.resource.get_or_insert_with(Default::default).attributes,
             F::ScopeAttrs => &mut self.scope.get_or_insert_with(Default::default).attributes,
             F::SpanAttrs => match &mut self.item {
-                Item::Span(s) | Item::Event(s, _) => &mut s.attributes,
+                Item::Span(s) | Item::Event(s, _) => &mut s.get_mut().attributes,
                 _ => return None,
             },
             F::EvAttrs => match &mut self.item {
-                Item::Event(s, i) => &mut s.events.get_mut(*i)?.attributes,
+                Item::Event(s, i) => &mut s.get_mut().events.get_mut(*i)?.attributes,
                 _ => return None,
             },
             F::LogAttrs => match &mut self.item {
-                Item::Log(l) => &mut l.attributes,
+                Item::Log(l) => &mut l.get_mut().attributes,
                 _ => return None,
             },
             F::DpAttrs => match &mut self.item {
@@ -507,7 +545,7 @@ impl Target<'_> {
     /// The log body, for editing with keys.
     pub fn body_mut(&mut self) -> Option<&mut Option<AnyValue>> {
         match &mut self.item {
-            Item::Log(l) => Some(&mut l.body),
+            Item::Log(l) => Some(&mut l.get_mut().body),
             _ => None,
         }
     }
@@ -573,7 +611,7 @@ impl Target<'_> {
             Item::Span(s) | Item::Event(s, _)
                 if !matches!(f, F::EvName | F::EvTimeNano | F::EvTime | F::EvAttrs | F::EvDropped) =>
             {
-                let s: &mut Span = s;
+                let s: &mut Span = s.get_mut();
                 match f {
                     F::SpanTraceId => set_opt(&mut s.trace_id, as_id(&v, 16)),
                     F::SpanTraceIdStr => set_opt(&mut s.trace_id, as_hex_id(&v, 16)),
@@ -613,7 +651,7 @@ impl Target<'_> {
                 }
             }
             Item::Event(s, i) => {
-                let Some(e) = s.events.get_mut(*i) else { return Ok(()) };
+                let Some(e) = s.get_mut().events.get_mut(*i) else { return Ok(()) };
                 match f {
                     F::EvName => set_opt(&mut e.name, as_str(&v)),
                     F::EvTimeNano => set_opt(&mut e.time_unix_nano, as_u64(&v)),
@@ -622,7 +660,9 @@ impl Target<'_> {
                     _ => return Err(format!("{f:?} cannot be set here")),
                 }
             }
-            Item::Log(l) => match f {
+            Item::Log(l) => {
+                let l = l.get_mut();
+                match f {
                 F::LogTimeNano => set_opt(&mut l.time_unix_nano, as_u64(&v)),
                 F::LogObservedNano => set_opt(&mut l.observed_time_unix_nano, as_u64(&v)),
                 F::LogTime => set_opt(&mut l.time_unix_nano, as_time(&v)),
@@ -649,7 +689,8 @@ impl Target<'_> {
                 F::LogSpanIdStr => set_opt(&mut l.span_id, as_hex_id(&v, 8)),
                 F::LogEventName => set_opt(&mut l.event_name, as_str(&v)),
                 _ => return Err(format!("{f:?} cannot be set here")),
-            },
+            }
+            }
             Item::Metric(m) | Item::Point(m, _)
                 if matches!(f, F::MName | F::MDescription | F::MUnit | F::MType | F::MTemporality | F::MMonotonic) =>
             {

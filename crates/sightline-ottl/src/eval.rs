@@ -67,6 +67,14 @@ fn index_one<'a>(v: Val<'a>, k: &RKey) -> Result<Val<'a>, String> {
 
 /// Reads a path with its keys already evaluated.
 pub fn read_path<'a>(t: &'a Target, p: &PathRef, keys: &[RKey]) -> Result<Val<'a>, String> {
+    if let Some(RKey::Str(k)) = keys.first()
+        && let Some(mut v) = t.item_attr(p.f, k)
+    {
+        for k in &keys[1..] {
+            v = index_one(v, k)?;
+        }
+        return Ok(v);
+    }
     let mut v = t.get(p.f);
     for k in keys {
         v = index_one(v, k)?;
@@ -91,7 +99,15 @@ pub fn get<'a>(g: &'a Getter, t: &'a Target) -> Result<Val<'a>, String> {
             Val::Bytes(b) => Val::Bytes(Cow::Borrowed(b)),
             v => v.clone(),
         },
-        Getter::Path(p) => index(t.get(p.f), &p.keys, t)?,
+        Getter::Path(p) => {
+            // One attribute of a span or log record: read on the wire, no decoding.
+            if let Some(KeyG::Str(k)) = p.keys.first()
+                && let Some(v) = t.item_attr(p.f, k)
+            {
+                return index(v, &p.keys[1..], t);
+            }
+            index(t.get(p.f), &p.keys, t)?
+        }
         Getter::Conv(f, keys) => index(f(t)?, keys, t)?,
         Getter::List(items) => {
             let mut out = Vec::with_capacity(items.len());
@@ -242,6 +258,14 @@ pub fn set_path(t: &mut Target, p: &PathRef, keys: &[RKey], v: Val<'static>) -> 
         return t.set(p.f, v);
     }
     let any = if v == Val::Nil { Some(AnyValue { value: None }) } else { v.to_any() };
+    if let [RKey::Str(k)] = keys
+        && t.is_item_attrs(p.f)
+    {
+        if let Some(a) = any {
+            t.set_item_attr(p.f, k, a);
+        }
+        return Ok(());
+    }
     let mut slot = if p.f == F::LogBody {
         let Some(body) = t.body_mut() else { return Ok(()) };
         walk(Slot::Entry(body), keys)?

@@ -396,6 +396,9 @@ fn build_delete_key(mut a: Vec<ArgV>) -> Result<Edit, String> {
     let key = getter(&mut a, 1);
     Ok(Box::new(move |t| {
         let k = str_of(&key, t)?.into_owned();
+        if target.keys.is_empty() && t.delete_item_attr(target.f, &k) {
+            return Ok(());
+        }
         with_map(t, &target, |m| remove_key(m, &k))
     }))
 }
@@ -1042,7 +1045,10 @@ fn build_affix(mut a: Vec<ArgV>, prefix: bool) -> Result<Conv, String> {
 fn build_is_root_span(_: Vec<ArgV>, _: Ctx) -> Result<Conv, String> {
     Ok(Box::new(|t| {
         Ok(Val::Bool(match &t.item {
-            Item::Span(s) => s.parent_span_id.is_empty() || s.parent_span_id.iter().all(|b| *b == 0),
+            Item::Span(s) => {
+                let p = s.view().parent_span_id;
+                p.is_empty() || p.iter().all(|b| *b == 0)
+            }
             _ => false,
         }))
     }))

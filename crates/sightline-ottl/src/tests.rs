@@ -4,6 +4,7 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value as Pv;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::Span;
+use prost::Message as _;
 
 fn kv(k: &str, v: Pv) -> KeyValue {
     KeyValue { key: k.into(), value: Some(AnyValue { value: Some(v) }), ..Default::default() }
@@ -30,12 +31,19 @@ fn span() -> Span {
     }
 }
 
+/// Runs a statement on the span as the processors do (a slot over its bytes), then reads the
+/// span back from the slot's encoding.
 fn run(stmt: &str, sp: &mut Span, res: &mut Option<Resource>) -> Result<bool, String> {
     let st = Statement::parse(stmt, Ctx::Span).map_err(|e| e.render(stmt))?;
     let mut scope: Option<InstrumentationScope> = None;
     let mut cache = Vec::new();
-    let mut t = Target { resource: res, scope: &mut scope, item: Item::Span(sp), cache: &mut cache };
-    st.execute(&mut t)
+    let mut slot = slot::Slot::<Span>::new(bytes::Bytes::from(sp.encode_to_vec()));
+    let mut t = Target { resource: res, scope: &mut scope, item: Item::Span(&mut slot), cache: &mut cache };
+    let r = st.execute(&mut t);
+    let mut out = Vec::new();
+    slot.encode_field(1, &mut out);
+    *sp = Span::decode_length_delimited(&out[1..]).expect("the slot encodes a span");
+    r
 }
 
 fn attr<'a>(sp: &'a Span, k: &str) -> Option<&'a Pv> {
@@ -47,7 +55,8 @@ fn cond(c: &str, sp: &mut Span) -> bool {
     let mut res = None;
     let mut scope = None;
     let mut cache = Vec::new();
-    let t = Target { resource: &mut res, scope: &mut scope, item: Item::Span(sp), cache: &mut cache };
+    let mut slot = slot::Slot::<Span>::new(bytes::Bytes::from(sp.encode_to_vec()));
+    let t = Target { resource: &mut res, scope: &mut scope, item: Item::Span(&mut slot), cache: &mut cache };
     cd.eval(&t).expect("evaluates")
 }
 
@@ -140,4 +149,19 @@ fn enums_and_context_inference() {
     assert_eq!(infer_context(&[r#"set(resource.attributes["a"], span.name)"#], &all).unwrap(), Some(Ctx::Span));
     assert_eq!(infer_context(&[r#"set(resource.attributes["a"], "x")"#], &all).unwrap(), Some(Ctx::Resource));
     assert_eq!(infer_context(&[r#"set(attributes["a"], "x")"#], &all).unwrap(), None);
+}
+
+#[test]
+fn attribute_edits_on_the_wire_keep_pdata_order() {
+    // Delete moves the last attribute into the deleted one's place; set keeps a key's place.
+    let mut sp = span();
+    let mut res = None;
+    run(r#"delete_key(attributes, "http.status_code")"#, &mut sp, &mut res).unwrap();
+    run(r#"set(attributes["http.route"], "/x")"#, &mut sp, &mut res).unwrap();
+    run(r#"set(attributes["new"], 1)"#, &mut sp, &mut res).unwrap();
+    let keys: Vec<&str> = sp.attributes.iter().map(|kv| kv.key.as_str()).collect();
+    assert_eq!(keys, ["http.route", "tmp.b", "secret", "tmp.a", "new"]);
+    assert_eq!(attr(&sp, "http.route"), Some(&s("/x")));
+    assert_eq!(sp.name, "GET /healthz", "other fields are copied through");
+    assert_eq!(sp.trace_id, vec![1; 16]);
 }

@@ -8,6 +8,7 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, KeyValue, KeyValueList};
 use regex::Regex;
 use serde::Deserialize;
+use sightline_ottl::slot::{Lazy, Slot};
 
 /// One entry of `attributes` (resource processor) or `actions` (attributes processor).
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -85,6 +86,43 @@ impl Actions {
 
     pub fn is_empty(&self) -> bool {
         self.actions.is_empty()
+    }
+
+    /// Applies the actions to a span or log record kept encoded ([`Slot`]): deletes by key and
+    /// inserts, updates and upserts of a literal value are recorded as attribute edits (no
+    /// decoding); any other action decodes the item first; an item none of whose keys an
+    /// action needs is left as it is.
+    pub fn apply_slot<T: Lazy>(&self, slot: &mut Slot<T>) {
+        let literal = |src: &Source| src.from_attribute.is_empty() && src.value.is_some();
+        let simple = self.actions.iter().all(|a| match &a.op {
+            Op::Delete(None) => true,
+            Op::Insert(s) | Op::Update(s) | Op::Upsert(s) => literal(s),
+            _ => false,
+        });
+        if simple {
+            for a in &self.actions {
+                let key = a.key.as_str();
+                let value = |s: &Source| AnyValue { value: s.value.clone() };
+                match &a.op {
+                    Op::Delete(_) => slot.delete_attr(key),
+                    Op::Insert(s) if !slot.has_attr(key) => slot.set_attr(key, value(s)),
+                    Op::Update(s) if slot.has_attr(key) => slot.set_attr(key, value(s)),
+                    Op::Upsert(s) => slot.set_attr(key, value(s)),
+                    _ => {}
+                }
+            }
+            return;
+        }
+        // Key-bound actions on keys the item does not have change nothing.
+        let may_change = self.actions.iter().any(|a| match &a.op {
+            Op::Delete(None) | Op::Hash(None) | Op::Extract(..) | Op::Convert(_) | Op::Update(_) => {
+                slot.has_attr(&a.key)
+            }
+            _ => true,
+        });
+        if may_change {
+            self.apply(slot.get_mut().attrs_mut());
+        }
     }
 
     /// Applies the actions, in order, to `attrs`.

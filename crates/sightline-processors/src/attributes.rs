@@ -62,27 +62,27 @@ impl AttributesProcessor {
         let a = &self.actions;
         match req {
             Request::Traces(r) => {
-                for rs in &mut r.resource_spans {
-                    for ss in &mut rs.scope_spans {
+                for rs in &mut r.resources {
+                    for ss in &mut rs.scopes {
                         let scope = Scope::of(ss.scope.as_ref());
-                        for span in &mut ss.spans {
-                            if !self.skip.is_empty() && self.skip.span(rs.resource.as_ref(), &scope, span) {
+                        for slot in &mut ss.items {
+                            if !self.skip.is_empty() && self.skip.span(rs.resource.as_ref(), &scope, slot.decoded()) {
                                 continue;
                             }
-                            a.apply(&mut span.attributes);
+                            a.apply_slot(slot);
                         }
                     }
                 }
             }
             Request::Logs(r) => {
-                for rl in &mut r.resource_logs {
-                    for sl in &mut rl.scope_logs {
+                for rl in &mut r.resources {
+                    for sl in &mut rl.scopes {
                         let scope = Scope::of(sl.scope.as_ref());
-                        for log in &mut sl.log_records {
-                            if !self.skip.is_empty() && self.skip.log(rl.resource.as_ref(), &scope, log) {
+                        for slot in &mut sl.items {
+                            if !self.skip.is_empty() && self.skip.log(rl.resource.as_ref(), &scope, slot.decoded()) {
                                 continue;
                             }
-                            a.apply(&mut log.attributes);
+                            a.apply_slot(slot);
                         }
                     }
                 }

@@ -198,139 +198,85 @@ impl FilterProcessor {
         let c = &self.c;
         match req {
             Request::Traces(r) => {
-                let mut err = Ok(());
-                r.resource_spans.retain_mut(|rs| {
-                    if err.is_err() {
-                        return true;
-                    }
-                    let (mut none, mut cache) = (None, Vec::new());
+                for rs in &mut r.resources {
                     if !c.resource.is_empty() {
-                        let t = Target {
-                            resource: &mut rs.resource,
-                            scope: &mut none,
-                            item: Item::None,
-                            cache: &mut cache,
-                        };
-                        match self.any(&c.resource, &t) {
-                            Ok(true) => return false,
-                            Ok(false) => {}
-                            Err(e) => {
-                                err = Err(e);
-                                return true;
-                            }
+                        let (mut none, mut cache) = (None, Vec::new());
+                        let t = Target { resource: &mut rs.resource, scope: &mut none, item: Item::None, cache: &mut cache };
+                        if self.any(&c.resource, &t)? {
+                            rs.scopes.iter_mut().flat_map(|s| &mut s.items).for_each(|i| i.dropped = true);
+                            continue;
                         }
                     }
-                    if c.item.is_empty() && c.sub.is_empty() {
-                        return !rs.scope_spans.is_empty();
-                    }
-                    for ss in &mut rs.scope_spans {
-                        let mut spans = std::mem::take(&mut ss.spans);
-                        let mut kept = Vec::with_capacity(spans.len());
-                        for mut span in spans.drain(..) {
-                            if err.is_err() {
-                                kept.push(span);
-                                continue;
-                            }
-                            let mut cache = Vec::new();
-                            let drop = !c.item.is_empty() && {
+                    for ss in &mut rs.scopes {
+                        for slot in &mut ss.items {
+                            if !c.item.is_empty() {
+                                let mut cache = Vec::new();
                                 let t = Target {
                                     resource: &mut rs.resource,
                                     scope: &mut ss.scope,
-                                    item: Item::Span(&mut span),
+                                    item: Item::Span(&mut *slot),
                                     cache: &mut cache,
                                 };
-                                match self.any(&c.item, &t) {
-                                    Ok(d) => d,
-                                    Err(e) => {
-                                        err = Err(e);
-                                        false
-                                    }
+                                if self.any(&c.item, &t)? {
+                                    slot.dropped = true;
+                                    continue;
                                 }
-                            };
-                            if drop {
+                            }
+                            if c.sub.is_empty() || !slot.has_events() {
                                 continue;
                             }
-                            if !c.sub.is_empty() && !span.events.is_empty() {
-                                let mut keep = Vec::with_capacity(span.events.len());
-                                for i in 0..span.events.len() {
-                                    let mut cache = Vec::new();
-                                    let t = Target {
-                                        resource: &mut rs.resource,
-                                        scope: &mut ss.scope,
-                                        item: Item::Event(&mut span, i),
-                                        cache: &mut cache,
-                                    };
-                                    match self.any(&c.sub, &t) {
-                                        Ok(d) => keep.push(!d),
-                                        Err(e) => {
-                                            err = Err(e);
-                                            keep.push(true);
-                                        }
-                                    }
-                                }
-                                let mut k = keep.into_iter();
-                                span.events.retain(|_| k.next().unwrap_or(true));
+                            let n = slot.decoded().events.len();
+                            let mut keep = Vec::with_capacity(n);
+                            for i in 0..n {
+                                let mut cache = Vec::new();
+                                let t = Target {
+                                    resource: &mut rs.resource,
+                                    scope: &mut ss.scope,
+                                    item: Item::Event(&mut *slot, i),
+                                    cache: &mut cache,
+                                };
+                                keep.push(!self.any(&c.sub, &t)?);
                             }
-                            kept.push(span);
+                            if keep.iter().any(|k| !k) {
+                                let mut k = keep.into_iter();
+                                slot.get_mut().events.retain(|_| k.next().unwrap_or(true));
+                            }
                         }
-                        ss.spans = kept;
                     }
-                    rs.scope_spans.retain(|ss| !ss.spans.is_empty());
-                    !rs.scope_spans.is_empty()
-                });
-                err
+                }
+                r.prune();
+                Ok(())
             }
             Request::Logs(r) => {
-                let mut err = Ok(());
-                r.resource_logs.retain_mut(|rl| {
-                    if err.is_err() {
-                        return true;
-                    }
-                    let (mut none, mut cache) = (None, Vec::new());
+                for rl in &mut r.resources {
                     if !c.resource.is_empty() {
-                        let t = Target {
-                            resource: &mut rl.resource,
-                            scope: &mut none,
-                            item: Item::None,
-                            cache: &mut cache,
-                        };
-                        match self.any(&c.resource, &t) {
-                            Ok(true) => return false,
-                            Ok(false) => {}
-                            Err(e) => {
-                                err = Err(e);
-                                return true;
-                            }
+                        let (mut none, mut cache) = (None, Vec::new());
+                        let t = Target { resource: &mut rl.resource, scope: &mut none, item: Item::None, cache: &mut cache };
+                        if self.any(&c.resource, &t)? {
+                            rl.scopes.iter_mut().flat_map(|s| &mut s.items).for_each(|i| i.dropped = true);
+                            continue;
                         }
                     }
                     if c.item.is_empty() {
-                        return !rl.scope_logs.is_empty();
+                        continue;
                     }
-                    for sl in &mut rl.scope_logs {
-                        sl.log_records.retain_mut(|log| {
-                            if err.is_err() {
-                                return true;
-                            }
+                    for sl in &mut rl.scopes {
+                        for slot in &mut sl.items {
                             let mut cache = Vec::new();
                             let t = Target {
                                 resource: &mut rl.resource,
                                 scope: &mut sl.scope,
-                                item: Item::Log(log),
+                                item: Item::Log(&mut *slot),
                                 cache: &mut cache,
                             };
-                            match self.any(&c.item, &t) {
-                                Ok(d) => !d,
-                                Err(e) => {
-                                    err = Err(e);
-                                    true
-                                }
+                            if self.any(&c.item, &t)? {
+                                slot.dropped = true;
                             }
-                        });
+                        }
                     }
-                    rl.scope_logs.retain(|sl| !sl.log_records.is_empty());
-                    !rl.scope_logs.is_empty()
-                });
-                err
+                }
+                r.prune();
+                Ok(())
             }
             Request::Metrics(r) => {
                 let mut err = Ok(());

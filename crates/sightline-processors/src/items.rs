@@ -1,11 +1,13 @@
-//! Requests decoded to their items, for the processors that read or write item fields
-//! (`attributes`, `filter`, `transform`): the request is decoded once, edited in place and
-//! encoded once; the item count is recomputed when items were dropped.
+//! Requests opened to their items, for the processors that read or write item fields
+//! (`attributes`, `filter`, `transform`): traces and logs as a [`LazyRequest`] whose items stay
+//! encoded until needed, metrics decoded; edited in place and encoded once; the item count is
+//! recomputed when items were dropped.
 
 use bytes::Bytes;
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use crate::lazy::LazyRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::logs::v1::LogRecord;
+use opentelemetry_proto::tonic::trace::v1::Span;
 use opentelemetry_proto::tonic::metrics::v1::{Metric, metric};
 use prost::Message as _;
 use sightline_core::pipeline::ProcessError;
@@ -13,41 +15,37 @@ use sightline_core::{Payload, Signal};
 
 /// One decoded export request.
 pub enum Request {
-    Traces(ExportTraceServiceRequest),
+    Traces(LazyRequest<Span>),
     Metrics(ExportMetricsServiceRequest),
-    Logs(ExportLogsServiceRequest),
+    Logs(LazyRequest<LogRecord>),
 }
 
 impl Request {
-    pub fn decode(signal: Signal, bytes: &[u8]) -> Result<Request, ProcessError> {
+    pub fn decode(signal: Signal, bytes: &Bytes) -> Result<Request, ProcessError> {
         let bad = |e: prost::DecodeError| ProcessError::Invalid(format!("cannot decode the request: {e}"));
         Ok(match signal {
-            Signal::Traces => Request::Traces(ExportTraceServiceRequest::decode(bytes).map_err(bad)?),
-            Signal::Metrics => Request::Metrics(ExportMetricsServiceRequest::decode(bytes).map_err(bad)?),
-            Signal::Logs => Request::Logs(ExportLogsServiceRequest::decode(bytes).map_err(bad)?),
+            Signal::Traces => Request::Traces(LazyRequest::parse(bytes)?),
+            Signal::Metrics => Request::Metrics(ExportMetricsServiceRequest::decode(&bytes[..]).map_err(bad)?),
+            Signal::Logs => Request::Logs(LazyRequest::parse(bytes)?),
         })
     }
 
     pub fn encode(&self) -> Vec<u8> {
         match self {
-            Request::Traces(r) => r.encode_to_vec(),
+            Request::Traces(r) => r.encode(),
             Request::Metrics(r) => r.encode_to_vec(),
-            Request::Logs(r) => r.encode_to_vec(),
+            Request::Logs(r) => r.encode(),
         }
     }
 
     /// Spans, data points or log records.
     pub fn items(&self) -> u64 {
         match self {
-            Request::Traces(r) => {
-                r.resource_spans.iter().flat_map(|r| &r.scope_spans).map(|s| s.spans.len() as u64).sum()
-            }
+            Request::Traces(r) => r.items(),
             Request::Metrics(r) => {
                 r.resource_metrics.iter().flat_map(|r| &r.scope_metrics).flat_map(|s| &s.metrics).map(point_count).sum()
             }
-            Request::Logs(r) => {
-                r.resource_logs.iter().flat_map(|r| &r.scope_logs).map(|s| s.log_records.len() as u64).sum()
-            }
+            Request::Logs(r) => r.items(),
         }
     }
 

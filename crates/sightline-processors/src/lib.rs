@@ -17,6 +17,7 @@ pub mod attributes;
 pub mod datapoints;
 pub mod filter;
 pub mod items;
+pub mod lazy;
 pub mod matching;
 pub mod memory_limiter;
 pub mod ottl_run;

@@ -1,9 +1,10 @@
 //! Running OTTL over decoded requests: the items of each context, visited in order, with a
 //! fresh `cache` map per item (as the collector's transform contexts), and `error_mode`.
 
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use crate::lazy::LazyRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::logs::v1::LogRecord;
+use opentelemetry_proto::tonic::trace::v1::Span;
 use serde::Deserialize;
 use sightline_ottl::{Ctx, Item, Target};
 
@@ -36,35 +37,33 @@ impl ErrorMode {
 
 type Visit<'f> = &'f mut dyn FnMut(&mut Target) -> Result<(), String>;
 
-pub fn traces(req: &mut ExportTraceServiceRequest, ctx: Ctx, f: Visit) -> Result<(), String> {
-    for rs in &mut req.resource_spans {
+pub fn traces(req: &mut LazyRequest<Span>, ctx: Ctx, f: Visit) -> Result<(), String> {
+    for rs in &mut req.resources {
         if ctx == Ctx::Resource {
             let (mut scope, mut cache) = (None, Vec::new());
             f(&mut Target { resource: &mut rs.resource, scope: &mut scope, item: Item::None, cache: &mut cache })?;
             continue;
         }
-        for ss in &mut rs.scope_spans {
+        for ss in &mut rs.scopes {
             if ctx == Ctx::Scope {
                 let mut cache = Vec::new();
-                f(&mut Target {
-                    resource: &mut rs.resource,
-                    scope: &mut ss.scope,
-                    item: Item::None,
-                    cache: &mut cache,
-                })?;
+                f(&mut Target { resource: &mut rs.resource, scope: &mut ss.scope, item: Item::None, cache: &mut cache })?;
                 continue;
             }
-            for span in &mut ss.spans {
+            for slot in &mut ss.items {
                 if ctx == Ctx::SpanEvent {
-                    for i in 0..span.events.len() {
+                    if !slot.has_events() {
+                        continue;
+                    }
+                    for i in 0..slot.decoded().events.len() {
                         let mut cache = Vec::new();
-                        let item = Item::Event(&mut *span, i);
+                        let item = Item::Event(&mut *slot, i);
                         f(&mut Target { resource: &mut rs.resource, scope: &mut ss.scope, item, cache: &mut cache })?;
                     }
                     continue;
                 }
                 let mut cache = Vec::new();
-                let item = Item::Span(span);
+                let item = Item::Span(slot);
                 f(&mut Target { resource: &mut rs.resource, scope: &mut ss.scope, item, cache: &mut cache })?;
             }
         }
@@ -72,27 +71,22 @@ pub fn traces(req: &mut ExportTraceServiceRequest, ctx: Ctx, f: Visit) -> Result
     Ok(())
 }
 
-pub fn logs(req: &mut ExportLogsServiceRequest, ctx: Ctx, f: Visit) -> Result<(), String> {
-    for rl in &mut req.resource_logs {
+pub fn logs(req: &mut LazyRequest<LogRecord>, ctx: Ctx, f: Visit) -> Result<(), String> {
+    for rl in &mut req.resources {
         if ctx == Ctx::Resource {
             let (mut scope, mut cache) = (None, Vec::new());
             f(&mut Target { resource: &mut rl.resource, scope: &mut scope, item: Item::None, cache: &mut cache })?;
             continue;
         }
-        for sl in &mut rl.scope_logs {
+        for sl in &mut rl.scopes {
             if ctx == Ctx::Scope {
                 let mut cache = Vec::new();
-                f(&mut Target {
-                    resource: &mut rl.resource,
-                    scope: &mut sl.scope,
-                    item: Item::None,
-                    cache: &mut cache,
-                })?;
+                f(&mut Target { resource: &mut rl.resource, scope: &mut sl.scope, item: Item::None, cache: &mut cache })?;
                 continue;
             }
-            for log in &mut sl.log_records {
+            for slot in &mut sl.items {
                 let mut cache = Vec::new();
-                let item = Item::Log(log);
+                let item = Item::Log(slot);
                 f(&mut Target { resource: &mut rl.resource, scope: &mut sl.scope, item, cache: &mut cache })?;
             }
         }

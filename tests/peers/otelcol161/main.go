@@ -1,6 +1,6 @@
 // A second OpenTelemetry Collector distribution built from the collector's Go modules, for the
 // differential tests of the item-level processors: the contrib attributes, filter, transform,
-// resource and probabilistic_sampler processors, with OTLP in and OTLP/HTTP and debug out.
+// resource and probabilistic_sampler processors, with OTLP in and OTLP (gRPC and HTTP) and debug out.
 // Every collector module here is at one release (contrib v0.161.0, core v0.161.0 / v1.67.0):
 // the attributes, filter and transform processors do not resolve at a newer release on the
 // module proxy these machines use, and mixing releases in one build is not supported upstream.
@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/collector/confmap/provider/fileprovider"
 	"go.opentelemetry.io/collector/exporter"
 	"go.opentelemetry.io/collector/exporter/debugexporter"
+	"go.opentelemetry.io/collector/exporter/otlpexporter"
 	"go.opentelemetry.io/collector/exporter/otlphttpexporter"
 	"go.opentelemetry.io/collector/otelcol"
 	"go.opentelemetry.io/collector/processor"
@@ -43,7 +44,7 @@ func components() (otelcol.Factories, error) {
 	if err != nil {
 		return f, err
 	}
-	f.Exporters, err = otelcol.MakeFactoryMap[exporter.Factory](otlphttpexporter.NewFactory(), debugexporter.NewFactory())
+	f.Exporters, err = otelcol.MakeFactoryMap[exporter.Factory](otlpexporter.NewFactory(), otlphttpexporter.NewFactory(), debugexporter.NewFactory())
 	if err != nil {
 		return f, err
 	}

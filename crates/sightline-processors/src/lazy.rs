@@ -1,0 +1,140 @@
+//! Trace and log requests as a tree whose spans and log records stay encoded
+//! ([`Slot`](sightline_ottl::slot::Slot)) until a processor needs one decoded (ADR 15).
+//! Resources and scopes are decoded (a few per request); items untouched by the processors
+//! are copied through as bytes when the request is encoded again.
+
+use bytes::Bytes;
+use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use prost::Message as _;
+use sightline_core::pipeline::ProcessError;
+use sightline_core::wire::{self, Fields, Value as W, WireType};
+use sightline_ottl::slot::{Lazy, Slot};
+
+pub struct LazyScope<T: Lazy> {
+    pub scope: Option<InstrumentationScope>,
+    pub items: Vec<Slot<T>>,
+    /// Other fields (`schema_url`), copied through.
+    other: Vec<Bytes>,
+}
+
+pub struct LazyResource<T: Lazy> {
+    pub resource: Option<Resource>,
+    pub scopes: Vec<LazyScope<T>>,
+    other: Vec<Bytes>,
+}
+
+pub struct LazyRequest<T: Lazy> {
+    pub resources: Vec<LazyResource<T>>,
+}
+
+fn bad(e: impl std::fmt::Display) -> ProcessError {
+    ProcessError::Invalid(format!("cannot decode the request: {e}"))
+}
+
+fn len<'a>(f: &wire::Field<'a>) -> Result<&'a [u8], ProcessError> {
+    match f.value {
+        W::Len(b) => Ok(b),
+        _ => Err(bad(format!("field {} is not length-delimited", f.number))),
+    }
+}
+
+impl<T: Lazy> LazyRequest<T> {
+    /// Resource list field 1, scope list field 2, items field 2 (the same numbers for
+    /// `ResourceSpans`/`ScopeSpans` and `ResourceLogs`/`ScopeLogs`).
+    pub fn parse(buf: &Bytes) -> Result<LazyRequest<T>, ProcessError> {
+        let mut resources = Vec::new();
+        for f in Fields::new(buf) {
+            let f = f.map_err(bad)?;
+            if f.number != 1 {
+                continue;
+            }
+            let rbuf = len(&f)?;
+            let mut r = LazyResource { resource: None, scopes: Vec::new(), other: Vec::new() };
+            for g in Fields::new(rbuf) {
+                let g = g.map_err(bad)?;
+                match g.number {
+                    1 => r.resource = Some(Resource::decode(len(&g)?).map_err(bad)?),
+                    2 => {
+                        let sbuf = len(&g)?;
+                        let mut s = LazyScope { scope: None, items: Vec::new(), other: Vec::new() };
+                        for h in Fields::new(sbuf) {
+                            let h = h.map_err(bad)?;
+                            match h.number {
+                                1 => s.scope = Some(InstrumentationScope::decode(len(&h)?).map_err(bad)?),
+                                2 => s.items.push(Slot::new(buf.slice_ref(len(&h)?))),
+                                _ => s.other.push(buf.slice_ref(h.raw)),
+                            }
+                        }
+                        r.scopes.push(s);
+                    }
+                    _ => r.other.push(buf.slice_ref(g.raw)),
+                }
+            }
+            resources.push(r);
+        }
+        Ok(LazyRequest { resources })
+    }
+
+    /// Items not dropped.
+    pub fn items(&self) -> u64 {
+        self.resources.iter().flat_map(|r| &r.scopes).flat_map(|s| &s.items).filter(|i| !i.dropped).count() as u64
+    }
+
+    /// Removes dropped items, then scopes and resources left empty (as the collector's
+    /// processors do).
+    pub fn prune(&mut self) {
+        for r in &mut self.resources {
+            for s in &mut r.scopes {
+                s.items.retain(|i| !i.dropped);
+            }
+            r.scopes.retain(|s| !s.items.is_empty());
+        }
+        self.resources.retain(|r| !r.scopes.is_empty());
+    }
+
+    fn scope_len(s: &LazyScope<T>) -> usize {
+        s.scope.as_ref().map_or(0, |x| wire::len_field_size(1, x.encoded_len()))
+            + s.items.iter().filter(|i| !i.dropped).map(|i| wire::len_field_size(2, i.encoded_len())).sum::<usize>()
+            + s.other.iter().map(Bytes::len).sum::<usize>()
+    }
+
+    fn resource_len(r: &LazyResource<T>) -> usize {
+        r.resource.as_ref().map_or(0, |x| wire::len_field_size(1, x.encoded_len()))
+            + r.scopes.iter().map(|s| wire::len_field_size(2, Self::scope_len(s))).sum::<usize>()
+            + r.other.iter().map(Bytes::len).sum::<usize>()
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let total: usize = self.resources.iter().map(|r| wire::len_field_size(1, Self::resource_len(r))).sum();
+        let mut out = Vec::with_capacity(total);
+        for r in &self.resources {
+            wire::put_tag(&mut out, 1, WireType::Len);
+            wire::put_varint(&mut out, Self::resource_len(r) as u64);
+            if let Some(res) = &r.resource {
+                wire::put_tag(&mut out, 1, WireType::Len);
+                wire::put_varint(&mut out, res.encoded_len() as u64);
+                res.encode(&mut out).expect("a Vec grows");
+            }
+            for s in &r.scopes {
+                wire::put_tag(&mut out, 2, WireType::Len);
+                wire::put_varint(&mut out, Self::scope_len(s) as u64);
+                if let Some(sc) = &s.scope {
+                    wire::put_tag(&mut out, 1, WireType::Len);
+                    wire::put_varint(&mut out, sc.encoded_len() as u64);
+                    sc.encode(&mut out).expect("a Vec grows");
+                }
+                for i in s.items.iter().filter(|i| !i.dropped) {
+                    i.encode_field(2, &mut out);
+                }
+                for o in &s.other {
+                    out.extend_from_slice(o);
+                }
+            }
+            for o in &r.other {
+                out.extend_from_slice(o);
+            }
+        }
+        out
+    }
+}
