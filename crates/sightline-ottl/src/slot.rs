@@ -53,6 +53,8 @@ enum Edit {
 
 pub struct Slot<T: Lazy> {
     raw: Bytes,
+    /// Where the attributes sit in `raw` (built on first use).
+    index: OnceCell<Vec<AttrAt>>,
     decoded: OnceCell<T>,
     edits: Vec<Edit>,
     /// Dropped by a filter: not encoded.
@@ -75,6 +77,40 @@ pub fn wire_val(v: wire::AnyValue<'_>) -> Val<'_> {
     }
 }
 
+/// One attribute of the encoded item: offsets of its key, its `AnyValue` and the whole field.
+#[derive(Clone, Copy)]
+struct AttrAt {
+    key: (u32, u32),
+    value: (u32, u32),
+    field: (u32, u32),
+}
+
+/// The attributes (field `field`) of an encoded item, found in one pass.
+fn index_attrs(msg: &[u8], field: u32) -> Vec<AttrAt> {
+    let base = msg.as_ptr() as usize;
+    let at = |s: &[u8]| {
+        let o = (s.as_ptr() as usize - base) as u32;
+        (o, o + s.len() as u32)
+    };
+    let mut out = Vec::new();
+    for f in Fields::new(msg).flatten() {
+        if f.number != field {
+            continue;
+        }
+        let W::Len(kv) = f.value else { continue };
+        let (mut key, mut value) = (&kv[..0], &kv[..0]);
+        for g in Fields::new(kv).flatten() {
+            match (g.number, g.value) {
+                (1, W::Len(b)) => key = b,
+                (2, W::Len(b)) => value = b,
+                _ => {}
+            }
+        }
+        out.push(AttrAt { key: at(key), value: at(value), field: at(f.raw) });
+    }
+    out
+}
+
 /// pdata's `PutEmpty`-then-set: an existing key keeps its place, a new one goes last.
 fn put(attrs: &mut Vec<KeyValue>, key: &str, v: AnyValue) {
     match attrs.iter_mut().find(|kv| kv.key == key) {
@@ -92,14 +128,15 @@ fn remove(attrs: &mut Vec<KeyValue>, key: &str) {
 
 /// One attribute of the final list of an edited item.
 enum Out<'a> {
-    Raw(&'a str, &'a [u8]),
+    Raw(&'a [u8], &'a [u8]),
     Owned(&'a str, &'a AnyValue),
 }
 
 impl Out<'_> {
-    fn key(&self) -> &str {
+    fn key(&self) -> &[u8] {
         match self {
-            Out::Raw(k, _) | Out::Owned(k, _) => k,
+            Out::Raw(k, _) => k,
+            Out::Owned(k, _) => k.as_bytes(),
         }
     }
     fn size(&self, field: u32) -> usize {
@@ -116,11 +153,19 @@ fn kv_len(k: &str, v: &AnyValue) -> usize {
 
 impl<T: Lazy> Slot<T> {
     pub fn new(raw: Bytes) -> Slot<T> {
-        Slot { raw, decoded: OnceCell::new(), edits: Vec::new(), dropped: false }
+        Slot { raw, index: OnceCell::new(), decoded: OnceCell::new(), edits: Vec::new(), dropped: false }
     }
 
     pub fn raw(&self) -> &[u8] {
         &self.raw
+    }
+
+    fn index(&self) -> &[AttrAt] {
+        self.index.get_or_init(|| index_attrs(&self.raw, T::ATTRS))
+    }
+
+    fn bytes(&self, r: (u32, u32)) -> &[u8] {
+        &self.raw[r.0 as usize..r.1 as usize]
     }
 
     pub fn is_decoded(&self) -> bool {
@@ -160,13 +205,8 @@ impl<T: Lazy> Slot<T> {
             }
         }
         // The last occurrence wins, as a decoder's map would.
-        let mut found = Val::Nil;
-        for a in wire::attributes(&self.raw, T::ATTRS).flatten() {
-            if a.key == key {
-                found = wire_val(a.value);
-            }
-        }
-        found
+        let found = self.index().iter().rev().find(|a| self.bytes(a.key) == key.as_bytes());
+        found.map_or(Val::Nil, |a| wire::AnyValue::parse(self.bytes(a.value)).map_or(Val::Nil, wire_val))
     }
 
     pub fn has_attr(&self, key: &str) -> bool {
@@ -180,7 +220,7 @@ impl<T: Lazy> Slot<T> {
                 _ => {}
             }
         }
-        wire::attributes(&self.raw, T::ATTRS).flatten().any(|a| a.key == key)
+        self.index().iter().any(|a| self.bytes(a.key) == key.as_bytes())
     }
 
     pub fn set_attr(&mut self, key: &str, v: AnyValue) {
@@ -203,18 +243,16 @@ impl<T: Lazy> Slot<T> {
 
     /// The attribute list with the edits applied, each entry borrowed.
     fn final_attrs(&self) -> Vec<Out<'_>> {
-        let mut out: Vec<Out<'_>> = wire::attributes(&self.raw, T::ATTRS)
-            .flatten()
-            .map(|a| Out::Raw(a.key, a.raw))
-            .collect();
+        let mut out: Vec<Out<'_>> =
+            self.index().iter().map(|a| Out::Raw(self.bytes(a.key), self.bytes(a.field))).collect();
         for e in &self.edits {
             match e {
-                Edit::Set(k, v) => match out.iter().position(|o| o.key() == k) {
+                Edit::Set(k, v) => match out.iter().position(|o| o.key() == k.as_bytes()) {
                     Some(i) => out[i] = Out::Owned(k, v),
                     None => out.push(Out::Owned(k, v)),
                 },
                 Edit::Delete(k) => {
-                    if let Some(i) = out.iter().position(|o| o.key() == k) {
+                    if let Some(i) = out.iter().position(|o| o.key() == k.as_bytes()) {
                         out.swap_remove(i);
                     }
                 }
@@ -237,8 +275,13 @@ impl<T: Lazy> Slot<T> {
 
     /// Appends the item as field `field` of its parent (tag, length, message).
     pub fn encode_field(&self, field: u32, out: &mut Vec<u8>) {
+        self.encode_field_len(field, self.encoded_len(), out)
+    }
+
+    /// [`Slot::encode_field`] with the length already known ([`Slot::encoded_len`]).
+    pub fn encode_field_len(&self, field: u32, len: usize, out: &mut Vec<u8>) {
         wire::put_tag(out, field, WireType::Len);
-        wire::put_varint(out, self.encoded_len() as u64);
+        wire::put_varint(out, len as u64);
         if let Some(t) = self.decoded.get() {
             t.encode(out).expect("a Vec grows");
             return;

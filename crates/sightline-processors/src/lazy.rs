@@ -93,24 +93,33 @@ impl<T: Lazy> LazyRequest<T> {
         self.resources.retain(|r| !r.scopes.is_empty());
     }
 
-    fn scope_len(s: &LazyScope<T>) -> usize {
-        s.scope.as_ref().map_or(0, |x| wire::len_field_size(1, x.encoded_len()))
-            + s.items.iter().filter(|i| !i.dropped).map(|i| wire::len_field_size(2, i.encoded_len())).sum::<usize>()
-            + s.other.iter().map(Bytes::len).sum::<usize>()
-    }
-
-    fn resource_len(r: &LazyResource<T>) -> usize {
-        r.resource.as_ref().map_or(0, |x| wire::len_field_size(1, x.encoded_len()))
-            + r.scopes.iter().map(|s| wire::len_field_size(2, Self::scope_len(s))).sum::<usize>()
-            + r.other.iter().map(Bytes::len).sum::<usize>()
-    }
-
     pub fn encode(&self) -> Vec<u8> {
-        let total: usize = self.resources.iter().map(|r| wire::len_field_size(1, Self::resource_len(r))).sum();
-        let mut out = Vec::with_capacity(total);
+        // Lengths first, bottom up (each item's once), then one pass writing.
+        let mut item_lens = Vec::new();
+        let mut scope_lens = Vec::new();
+        let mut resource_lens = Vec::with_capacity(self.resources.len());
         for r in &self.resources {
+            let mut rlen = r.resource.as_ref().map_or(0, |x| wire::len_field_size(1, x.encoded_len()))
+                + r.other.iter().map(Bytes::len).sum::<usize>();
+            for s in &r.scopes {
+                let mut slen = s.scope.as_ref().map_or(0, |x| wire::len_field_size(1, x.encoded_len()))
+                    + s.other.iter().map(Bytes::len).sum::<usize>();
+                for i in s.items.iter().filter(|i| !i.dropped) {
+                    let n = i.encoded_len();
+                    item_lens.push(n);
+                    slen += wire::len_field_size(2, n);
+                }
+                scope_lens.push(slen);
+                rlen += wire::len_field_size(2, slen);
+            }
+            resource_lens.push(rlen);
+        }
+        let total: usize = resource_lens.iter().map(|n| wire::len_field_size(1, *n)).sum();
+        let mut out = Vec::with_capacity(total);
+        let (mut si, mut ii) = (0, 0);
+        for (r, rlen) in self.resources.iter().zip(resource_lens) {
             wire::put_tag(&mut out, 1, WireType::Len);
-            wire::put_varint(&mut out, Self::resource_len(r) as u64);
+            wire::put_varint(&mut out, rlen as u64);
             if let Some(res) = &r.resource {
                 wire::put_tag(&mut out, 1, WireType::Len);
                 wire::put_varint(&mut out, res.encoded_len() as u64);
@@ -118,14 +127,16 @@ impl<T: Lazy> LazyRequest<T> {
             }
             for s in &r.scopes {
                 wire::put_tag(&mut out, 2, WireType::Len);
-                wire::put_varint(&mut out, Self::scope_len(s) as u64);
+                wire::put_varint(&mut out, scope_lens[si] as u64);
+                si += 1;
                 if let Some(sc) = &s.scope {
                     wire::put_tag(&mut out, 1, WireType::Len);
                     wire::put_varint(&mut out, sc.encoded_len() as u64);
                     sc.encode(&mut out).expect("a Vec grows");
                 }
                 for i in s.items.iter().filter(|i| !i.dropped) {
-                    i.encode_field(2, &mut out);
+                    i.encode_field_len(2, item_lens[ii], &mut out);
+                    ii += 1;
                 }
                 for o in &s.other {
                     out.extend_from_slice(o);
@@ -135,6 +146,7 @@ impl<T: Lazy> LazyRequest<T> {
                 out.extend_from_slice(o);
             }
         }
+        debug_assert_eq!(out.len(), total);
         out
     }
 }
