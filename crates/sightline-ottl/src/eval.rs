@@ -257,7 +257,7 @@ pub fn set_path(t: &mut Target, p: &PathRef, keys: &[RKey], v: Val<'static>) -> 
     if keys.is_empty() {
         return t.set(p.f, v);
     }
-    let any = if v == Val::Nil { Some(AnyValue { value: None }) } else { v.to_any() };
+    let any = if v == Val::Nil { Some(AnyValue { value: None }) } else { v.into_any() };
     if let [RKey::Str(k)] = keys
         && t.is_item_attrs(p.f)
     {

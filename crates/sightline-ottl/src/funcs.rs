@@ -372,6 +372,16 @@ fn build_set(mut a: Vec<ArgV>) -> Result<Edit, String> {
         // nil is passed on (the collector's `ottl.set.allowNil` gate, on by default since
         // v0.158): an attribute becomes an empty value, a typed field is left alone.
         let v = get(&value, t)?.into_owned();
+        // One literal key of a span's or log record's attributes: an edit, nothing resolved.
+        if let [crate::compile::KeyG::Str(k)] = &target.keys[..]
+            && t.is_item_attrs(target.f)
+        {
+            let any = if v == Val::Nil { Some(AnyValue { value: None }) } else { v.into_any() };
+            if let Some(a) = any {
+                t.set_item_attr(target.f, k, a);
+            }
+            return Ok(());
+        }
         let keys = resolve_keys(&target.keys, t)?;
         set_path(t, &target, &keys, v)
     }))
@@ -395,6 +405,12 @@ fn build_delete_key(mut a: Vec<ArgV>) -> Result<Edit, String> {
     let target = path(&mut a, 0);
     let key = getter(&mut a, 1);
     Ok(Box::new(move |t| {
+        if let Getter::Lit(Val::Str(k)) = &key
+            && target.keys.is_empty()
+            && t.delete_item_attr(target.f, k)
+        {
+            return Ok(());
+        }
         let k = str_of(&key, t)?.into_owned();
         if target.keys.is_empty() && t.delete_item_attr(target.f, &k) {
             return Ok(());

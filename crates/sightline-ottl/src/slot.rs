@@ -269,7 +269,7 @@ impl<T: Lazy> Slot<T> {
         if self.edits.is_empty() {
             return self.raw.len();
         }
-        let others: usize = Fields::new(&self.raw).flatten().filter(|f| f.number != T::ATTRS).map(|f| f.raw.len()).sum();
+        let others = self.raw.len() - self.index().iter().map(|a| (a.field.1 - a.field.0) as usize).sum::<usize>();
         others + self.final_attrs().iter().map(|o| o.size(T::ATTRS)).sum::<usize>()
     }
 

@@ -83,6 +83,21 @@ impl<'a> Val<'a> {
         Some(AnyValue { value: Some(v) })
     }
 
+    /// [`Val::to_any`], moving an owned string, bytes, map or list instead of copying it.
+    pub fn into_any(self) -> Option<AnyValue> {
+        let v = match self {
+            Val::Nil | Val::Time(_) | Val::Duration(_) => return None,
+            Val::Bool(b) => Pv::BoolValue(b),
+            Val::Int(i) => Pv::IntValue(i),
+            Val::Float(f) => Pv::DoubleValue(f),
+            Val::Str(s) => Pv::StringValue(s.into_owned()),
+            Val::Bytes(b) => Pv::BytesValue(b.into_owned()),
+            Val::Map(m) => Pv::KvlistValue(KeyValueList { values: m.into_owned() }),
+            Val::List(l) => Pv::ArrayValue(ArrayValue { values: l.into_owned() }),
+        };
+        Some(AnyValue { value: Some(v) })
+    }
+
     pub fn str(s: impl Into<String>) -> Val<'static> {
         Val::Str(Cow::Owned(s.into()))
     }
