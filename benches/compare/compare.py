@@ -985,7 +985,8 @@ def render(results, args):
         f"- Date: {datetime.date.today().isoformat()}",
         f"- Machine: {machine()}. Each system under test pinned to CPU {SUT_CPU}; load generator and sink pinned to CPU {LOAD_CPU}.",
         "- Sightline: this repository, profile `dist` (release, fat LTO). Collector: v0.165.0 built from its Go modules "
-        "(tests/peers/otelcol): otlpreceiver -> resourceprocessor (upsert owner.team) -> batchprocessor -> otlpexporter.",
+        "(tests/peers/otelcol): otlpreceiver -> resourceprocessor (upsert owner.team) -> batchprocessor -> otlpexporter; "
+        "in `transform` and `filter`, contrib v0.161.0 (tests/peers/otelcol161) with that processor after the resource processor.",
         f"- Load: `loadgen` closed loop, {args.connections} gRPC connections x {args.inflight} in flight, "
         f"{args.items_per_request} items/request, {args.span_size} spans, {args.duration:g} s measured after {args.warmup:g} s warm-up; "
         f"{args.runs} run(s) per case, medians. Exporters send to the counting `sink`: `defaults` and `fanout3_gzip` with each system's default "

@@ -8,8 +8,8 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use opentelemetry_proto::tonic::trace::v1::{Span, span::Event};
-use sightline_ottl::ast::Unplaced;
 use prost::Message as _;
+use sightline_ottl::ast::Unplaced;
 use sightline_ottl::slot::Slot;
 use sightline_ottl::{Condition, Ctx, Item, Statement, Target, parser};
 

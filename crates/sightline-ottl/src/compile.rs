@@ -115,22 +115,23 @@ impl Binder {
             return Ok(PathRef { f: F::Cache, keys: self.keys(&fs[0].keys)?, text });
         }
         let mut ctx = self.ctx;
-        if fs.len() > 1 && fs[0].keys.is_empty() {
-            if let Some(c) = Ctx::parse(&fs[0].name) {
-                if !self.ctx.reachable().contains(&c) {
-                    return Err(Error::at(
-                        p.pos,
-                        format!(
-                            "path {text:?}: the {} context cannot reach the {} context (it reaches {})",
-                            self.ctx.name(),
-                            c.name(),
-                            self.ctx.reachable().iter().map(|c| c.name()).collect::<Vec<_>>().join(", ")
-                        ),
-                    ));
-                }
-                ctx = c;
-                fs = &fs[1..];
+        if fs.len() > 1
+            && fs[0].keys.is_empty()
+            && let Some(c) = Ctx::parse(&fs[0].name)
+        {
+            if !self.ctx.reachable().contains(&c) {
+                return Err(Error::at(
+                    p.pos,
+                    format!(
+                        "path {text:?}: the {} context cannot reach the {} context (it reaches {})",
+                        self.ctx.name(),
+                        c.name(),
+                        self.ctx.reachable().iter().map(|c| c.name()).collect::<Vec<_>>().join(", ")
+                    ),
+                ));
             }
+            ctx = c;
+            fs = &fs[1..];
         }
         for f in &fs[..fs.len() - 1] {
             if !f.keys.is_empty() {

@@ -1,6 +1,7 @@
 //! The evaluation contexts (`resource`, `scope`, `span`, `spanevent`, `log`, `metric`,
 //! `datapoint`), their paths, and reading and writing those paths on OTLP items.
 
+use crate::slot::Slot;
 use crate::value::{Val, hex};
 use opentelemetry_proto::tonic::common::v1::any_value::Value as Pv;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, KeyValueList};
@@ -9,7 +10,6 @@ use opentelemetry_proto::tonic::metrics::v1::{Metric, metric, number_data_point}
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{Span, Status};
 use std::borrow::Cow;
-use crate::slot::Slot;
 
 /// An OTTL context.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -397,7 +397,9 @@ impl Target<'_> {
                 F::SpanTraceState => Val::Str(Cow::Borrowed(s.trace_state)),
                 F::SpanName => Val::Str(Cow::Borrowed(s.name)),
                 F::SpanKind => Val::Int(s.kind.into()),
-                F::SpanKindStr => Val::str(usize::try_from(s.kind).ok().and_then(|k| SPAN_KINDS.get(k)).copied().unwrap_or("")),
+                F::SpanKindStr => {
+                    Val::str(usize::try_from(s.kind).ok().and_then(|k| SPAN_KINDS.get(k)).copied().unwrap_or(""))
+                }
                 F::SpanAttrs => attrs(&slot.decoded().attributes),
                 F::SpanDropped => Val::Int(s.dropped_attributes_count.into()),
                 F::SpanStart => u64_val(s.start),
@@ -554,10 +556,10 @@ impl Target<'_> {
     /// collector's setters.
     pub fn set(&mut self, f: F, v: Val<'static>) -> Result<(), String> {
         if f.is_map() {
-            if let Val::Map(m) = v {
-                if let Some(target) = self.map_mut(f) {
-                    *target = m.into_owned();
-                }
+            if let Val::Map(m) = v
+                && let Some(target) = self.map_mut(f)
+            {
+                *target = m.into_owned();
             }
             return Ok(());
         }
@@ -663,33 +665,33 @@ impl Target<'_> {
             Item::Log(l) => {
                 let l = l.get_mut();
                 match f {
-                F::LogTimeNano => set_opt(&mut l.time_unix_nano, as_u64(&v)),
-                F::LogObservedNano => set_opt(&mut l.observed_time_unix_nano, as_u64(&v)),
-                F::LogTime => set_opt(&mut l.time_unix_nano, as_time(&v)),
-                F::LogObserved => set_opt(&mut l.observed_time_unix_nano, as_time(&v)),
-                F::LogSevNum => set_opt(&mut l.severity_number, as_i32(&v)),
-                F::LogSevText => set_opt(&mut l.severity_text, as_str(&v)),
-                F::LogBody => {
-                    if v == Val::Nil {
-                        l.body = Some(AnyValue { value: None });
-                    } else if let Some(a) = v.to_any() {
-                        l.body = Some(a);
+                    F::LogTimeNano => set_opt(&mut l.time_unix_nano, as_u64(&v)),
+                    F::LogObservedNano => set_opt(&mut l.observed_time_unix_nano, as_u64(&v)),
+                    F::LogTime => set_opt(&mut l.time_unix_nano, as_time(&v)),
+                    F::LogObserved => set_opt(&mut l.observed_time_unix_nano, as_time(&v)),
+                    F::LogSevNum => set_opt(&mut l.severity_number, as_i32(&v)),
+                    F::LogSevText => set_opt(&mut l.severity_text, as_str(&v)),
+                    F::LogBody => {
+                        if v == Val::Nil {
+                            l.body = Some(AnyValue { value: None });
+                        } else if let Some(a) = v.to_any() {
+                            l.body = Some(a);
+                        }
                     }
-                }
-                F::LogBodyStr => {
-                    if let Some(s) = as_str(&v) {
-                        l.body = Some(AnyValue { value: Some(Pv::StringValue(s)) });
+                    F::LogBodyStr => {
+                        if let Some(s) = as_str(&v) {
+                            l.body = Some(AnyValue { value: Some(Pv::StringValue(s)) });
+                        }
                     }
+                    F::LogDropped => set_opt(&mut l.dropped_attributes_count, as_u32(&v)),
+                    F::LogFlags => set_opt(&mut l.flags, as_u32(&v)),
+                    F::LogTraceId => set_opt(&mut l.trace_id, as_id(&v, 16)),
+                    F::LogTraceIdStr => set_opt(&mut l.trace_id, as_hex_id(&v, 16)),
+                    F::LogSpanId => set_opt(&mut l.span_id, as_id(&v, 8)),
+                    F::LogSpanIdStr => set_opt(&mut l.span_id, as_hex_id(&v, 8)),
+                    F::LogEventName => set_opt(&mut l.event_name, as_str(&v)),
+                    _ => return Err(format!("{f:?} cannot be set here")),
                 }
-                F::LogDropped => set_opt(&mut l.dropped_attributes_count, as_u32(&v)),
-                F::LogFlags => set_opt(&mut l.flags, as_u32(&v)),
-                F::LogTraceId => set_opt(&mut l.trace_id, as_id(&v, 16)),
-                F::LogTraceIdStr => set_opt(&mut l.trace_id, as_hex_id(&v, 16)),
-                F::LogSpanId => set_opt(&mut l.span_id, as_id(&v, 8)),
-                F::LogSpanIdStr => set_opt(&mut l.span_id, as_hex_id(&v, 8)),
-                F::LogEventName => set_opt(&mut l.event_name, as_str(&v)),
-                _ => return Err(format!("{f:?} cannot be set here")),
-            }
             }
             Item::Metric(m) | Item::Point(m, _)
                 if matches!(f, F::MName | F::MDescription | F::MUnit | F::MType | F::MTemporality | F::MMonotonic) =>
@@ -785,7 +787,7 @@ fn set_point(m: &mut Metric, i: usize, f: F, v: &Val) {
 }
 
 pub fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len()).step_by(2).map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok())).collect()

@@ -83,7 +83,7 @@ pub fn lex(src: &str) -> Result<Vec<(Tok, usize)>, Error> {
                 i += 1;
             }
             let hex = &src[s..i];
-            if hex.len() % 2 != 0 {
+            if !hex.len().is_multiple_of(2) {
                 return Err(Error::at(start, format!("bytes literal 0x{hex} has an odd number of hex digits")));
             }
             Tok::Bytes((0..hex.len()).step_by(2).map(|k| u8::from_str_radix(&hex[k..k + 2], 16).unwrap_or(0)).collect())

@@ -201,7 +201,12 @@ impl FilterProcessor {
                 for rs in &mut r.resources {
                     if !c.resource.is_empty() {
                         let (mut none, mut cache) = (None, Vec::new());
-                        let t = Target { resource: &mut rs.resource, scope: &mut none, item: Item::None, cache: &mut cache };
+                        let t = Target {
+                            resource: &mut rs.resource,
+                            scope: &mut none,
+                            item: Item::None,
+                            cache: &mut cache,
+                        };
                         if self.any(&c.resource, &t)? {
                             rs.scopes.iter_mut().flat_map(|s| &mut s.items).for_each(|i| i.dropped = true);
                             continue;
@@ -251,7 +256,12 @@ impl FilterProcessor {
                 for rl in &mut r.resources {
                     if !c.resource.is_empty() {
                         let (mut none, mut cache) = (None, Vec::new());
-                        let t = Target { resource: &mut rl.resource, scope: &mut none, item: Item::None, cache: &mut cache };
+                        let t = Target {
+                            resource: &mut rl.resource,
+                            scope: &mut none,
+                            item: Item::None,
+                            cache: &mut cache,
+                        };
                         if self.any(&c.resource, &t)? {
                             rl.scopes.iter_mut().flat_map(|s| &mut s.items).for_each(|i| i.dropped = true);
                             continue;

@@ -3,12 +3,12 @@
 //! encoded until needed, metrics decoded; edited in place and encoded once; the item count is
 //! recomputed when items were dropped.
 
-use bytes::Bytes;
 use crate::lazy::LazyRequest;
+use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
-use opentelemetry_proto::tonic::trace::v1::Span;
 use opentelemetry_proto::tonic::metrics::v1::{Metric, metric};
+use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message as _;
 use sightline_core::pipeline::ProcessError;
 use sightline_core::{Payload, Signal};

@@ -207,12 +207,13 @@ impl Matcher {
                 return Err(format!("unrecognized match_type: '{other}', valid types are: [regexp strict]"));
             }
         };
-        if signal == Signal::Traces && !regexp {
-            if let Some(k) = mp.span_kinds.iter().find(|k| !SPAN_KINDS.contains(&k.as_str())) {
-                return Err(format!(
-                    "span_kinds string must match one of the standard span kinds when match_type=strict: {k:?} is not one of {SPAN_KINDS:?}"
-                ));
-            }
+        if signal == Signal::Traces
+            && !regexp
+            && let Some(k) = mp.span_kinds.iter().find(|k| !SPAN_KINDS.contains(&k.as_str()))
+        {
+            return Err(format!(
+                "span_kinds string must match one of the standard span kinds when match_type=strict: {k:?} is not one of {SPAN_KINDS:?}"
+            ));
         }
         let libraries = mp
             .libraries

@@ -47,7 +47,12 @@ pub fn traces(req: &mut LazyRequest<Span>, ctx: Ctx, f: Visit) -> Result<(), Str
         for ss in &mut rs.scopes {
             if ctx == Ctx::Scope {
                 let mut cache = Vec::new();
-                f(&mut Target { resource: &mut rs.resource, scope: &mut ss.scope, item: Item::None, cache: &mut cache })?;
+                f(&mut Target {
+                    resource: &mut rs.resource,
+                    scope: &mut ss.scope,
+                    item: Item::None,
+                    cache: &mut cache,
+                })?;
                 continue;
             }
             for slot in &mut ss.items {
@@ -81,7 +86,12 @@ pub fn logs(req: &mut LazyRequest<LogRecord>, ctx: Ctx, f: Visit) -> Result<(), 
         for sl in &mut rl.scopes {
             if ctx == Ctx::Scope {
                 let mut cache = Vec::new();
-                f(&mut Target { resource: &mut rl.resource, scope: &mut sl.scope, item: Item::None, cache: &mut cache })?;
+                f(&mut Target {
+                    resource: &mut rl.resource,
+                    scope: &mut sl.scope,
+                    item: Item::None,
+                    cache: &mut cache,
+                })?;
                 continue;
             }
             for slot in &mut sl.items {
