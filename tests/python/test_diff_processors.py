@@ -344,10 +344,11 @@ CASES = {
 UNORDERED = {"tx_merge_maps", "tx_parse_json_and_index"}
 
 
-def build_config(ports, capture_port, admin):
+def build_config(ports, capture_port, admin, cases=None):
+    cases = CASES if cases is None else cases
     receivers, processors, exporters, pipelines = {}, {}, {}, {}
-    for i, name in enumerate(sorted(CASES)):
-        signals, procs = CASES[name]
+    for i, name in enumerate(sorted(cases)):
+        signals, procs = cases[name]
         receivers[f"otlp/c{i}"] = {"protocols": {"http": {"endpoint": f"127.0.0.1:{ports[name]}"}}}
         ids = []
         for j, (kind, cfg) in enumerate(procs):
@@ -402,20 +403,22 @@ def post(port, signal, body):
         return e.code
 
 
-def run_system(name, tmp_path):
+def run_system(name, tmp_path, cases=None, corpus_fn=None):
+    cases = CASES if cases is None else cases
+    corpus_fn = corpus if corpus_fn is None else corpus_fn
     binary = {"otelcol": peer_binary("otelcol (contrib v0.161.0)", "OTELCOL161_BIN", ROOT / ".peers/otelcol161"),
               "sightline": peer_binary("sightline", "SIGHTLINE_BIN", ROOT / "target/release/sightline")}[name]
     capture = Capture()
     # Distinct ports (free_port can hand out the same one twice when called in a row).
     picked = set()
-    while len(picked) < len(CASES) + 1:
+    while len(picked) < len(cases) + 1:
         p = free_port()
         if p != capture.port:
             picked.add(p)
     picked = sorted(picked)
-    ports = dict(zip(sorted(CASES), picked))
+    ports = dict(zip(sorted(cases), picked))
     cfg = tmp_path / f"{name}.yaml"
-    cfg.write_text(json.dumps(build_config(ports, capture.port, picked[-1]), indent=1))
+    cfg.write_text(json.dumps(build_config(ports, capture.port, picked[-1], cases), indent=1))
     log_path = tmp_path / f"{name}.log"
     log = open(log_path, "w")
     args = [binary, "--config", str(cfg)] if name == "otelcol" else [binary, "run", "--config", str(cfg)]
@@ -435,9 +438,9 @@ def run_system(name, tmp_path):
             return True
         assert wait_until(up, 60), log_path.read_text()[-3000:]
         statuses = {}
-        for case, (signals, _) in CASES.items():
+        for case, (signals, _) in cases.items():
             for sig in signals:
-                statuses[(case, sig)] = post(ports[case], sig, copy.deepcopy(corpus(sig)))
+                statuses[(case, sig)] = post(ports[case], sig, copy.deepcopy(corpus_fn(sig)))
         # Settle: until nothing new arrives for 2 s (cases whose filter drops everything export nothing).
         seen, quiet = -1, 0.0
         while quiet < 2.0:

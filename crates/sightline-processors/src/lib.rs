@@ -9,6 +9,10 @@
 //! - [`quota`]: per-team ingest quotas (token buckets on items/s and bytes/s), after ownership.
 //! - [`resource`]: the collector's `resource` processor, the [`attraction`] actions on every
 //!   resource's attributes (each resource decoded alone; items copied as bytes).
+//! - [`attributes`], [`filter`], [`transform`]: the collector's item-level processors (OTTL
+//!   from `sightline-ottl`), on spans and log records kept encoded ([`lazy`]) and on decoded
+//!   metrics ([`items`]); ADR 15.
+//! - [`probabilistic_sampler`]: the collector's trace sampler, the same decision per span.
 //! - [`memory_limiter`]: the collector's `memory_limiter` config; in Sightline it sets the
 //!   global admission budget enforced by the receivers before a body is buffered.
 
@@ -22,6 +26,7 @@ pub mod matching;
 pub mod memory_limiter;
 pub mod ottl_run;
 pub mod ownership;
+pub mod probabilistic_sampler;
 pub mod quota;
 pub mod resource;
 pub mod transform;

@@ -139,7 +139,9 @@ pub fn validate(path: &str) -> Result<Validated, Vec<ConfigError>> {
             if let Some(cfg) = processors.get(name)
                 && let Err((key, msg)) = components::processor_signal_checks(cfg, signal)
             {
-                errors.push(config.error(&format!("processors.{name}.{key}"), format!("{msg} (in pipeline {pid:?})")));
+                let path =
+                    if key.is_empty() { format!("processors.{name}") } else { format!("processors.{name}.{key}") };
+                errors.push(config.error(&path, format!("{msg} (in pipeline {pid:?})")));
             }
         }
     }
@@ -354,6 +356,11 @@ pub async fn run(v: Validated) -> anyhow::Result<()> {
                     let t = sightline_processors::transform::TransformProcessor::new(name, cfg, signal)
                         .map_err(|e| anyhow::anyhow!("processors.{name}: {e}"))?;
                     procs.push(Arc::new(t));
+                }
+                ProcessorCfg::ProbabilisticSampler(cfg) => {
+                    procs.push(Arc::new(sightline_processors::probabilistic_sampler::ProbabilisticSampler::new(
+                        name, cfg, &registry,
+                    )));
                 }
                 ProcessorCfg::MemoryLimiter(_) | ProcessorCfg::Batch => {}
             }

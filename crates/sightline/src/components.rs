@@ -12,8 +12,17 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 pub const RECEIVERS: &[&str] = &["otlp"];
-pub const PROCESSORS: &[&str] =
-    &["ownership", "quota", "memory_limiter", "batch", "resource", "attributes", "filter", "transform"];
+pub const PROCESSORS: &[&str] = &[
+    "ownership",
+    "quota",
+    "memory_limiter",
+    "batch",
+    "resource",
+    "attributes",
+    "filter",
+    "transform",
+    "probabilistic_sampler",
+];
 pub const EXPORTERS: &[&str] = &["otlp", "otlphttp", "file", "debug", "prometheusremotewrite", "loki"];
 pub const EXTENSIONS: &[&str] = &["health_check"];
 
@@ -33,6 +42,7 @@ pub enum ProcessorCfg {
     Attributes(Box<sightline_processors::attributes::AttributesConfig>),
     Filter(Box<sightline_processors::filter::FilterConfig>),
     Transform(Box<sightline_processors::transform::TransformConfig>),
+    ProbabilisticSampler(Box<sightline_processors::probabilistic_sampler::ProbabilisticSamplerConfig>),
     /// The collector's `batch` processor, accepted so collector configs load unchanged:
     /// Sightline batches in each exporter (`sending_queue.batch`), so in a pipeline it does
     /// nothing.
@@ -105,6 +115,10 @@ pub fn processor(cfg: &Config, s: &Section) -> Result<ProcessorCfg, Vec<ConfigEr
             .map(|c| ProcessorCfg::Filter(Box::new(c))),
         "transform" => decode(cfg, s, sightline_processors::transform::TransformConfig::validate)
             .map(|c| ProcessorCfg::Transform(Box::new(c))),
+        "probabilistic_sampler" => {
+            decode(cfg, s, sightline_processors::probabilistic_sampler::ProbabilisticSamplerConfig::validate)
+                .map(|c| ProcessorCfg::ProbabilisticSampler(Box::new(c)))
+        }
         _ => Err(unknown(cfg, Kind::Processor, s, PROCESSORS)),
     }
 }
@@ -114,6 +128,7 @@ pub fn processor(cfg: &Config, s: &Section) -> Result<ProcessorCfg, Vec<ConfigEr
 pub fn processor_signal_checks(p: &ProcessorCfg, signal: Signal) -> Result<(), (String, String)> {
     match p {
         ProcessorCfg::Attributes(c) => c.validate_for(signal),
+        ProcessorCfg::ProbabilisticSampler(c) => c.validate_for(signal),
         _ => Ok(()),
     }
 }
