@@ -403,10 +403,10 @@ impl ProbabilisticSampler {
         let priority = match slot.attr("sampling.priority") {
             Val::Int(0) => Some(false),
             Val::Int(i) if i > 0 => Some(true),
-            Val::Float(f) if f == 0.0 => Some(false),
+            Val::Float(0.0) => Some(false),
             Val::Float(f) if f > 0.0 => Some(true),
             Val::Str(s) => match s.parse::<f64>() {
-                Ok(f) if f == 0.0 => Some(false),
+                Ok(0.0) => Some(false),
                 Ok(f) if f > 0.0 => Some(true),
                 _ => None,
             },
