@@ -1,10 +1,12 @@
 """Differential test of `probabilistic_sampler` against the collector contrib v0.161.0 (the
-tests/peers/otelcol161 build): the same 400 spans (random trace ids, some with a `tracestate`
+tests/peers/otelcol161 build): the same 300 log records (trace ids, `from_attribute` values,
+`sampling.randomness`/`sampling.threshold` attributes, a priority attribute) and the same 400 spans (random trace ids, some with a `tracestate`
 carrying `rv`/`th`, another vendor's member or a malformed value, some with
 `sampling.priority`, one with an empty trace id) through each mode; the spans each system
 keeps, and their `tracestate`, must be the same, so agents and gateways of a mixed fleet make
 the same decision."""
 
+import json
 import random
 
 import pytest
@@ -45,14 +47,48 @@ def spans():
 SPANS = spans()
 
 
+def logs():
+    out = []
+    for i in range(300):
+        rec = {"timeUnixNano": "1700000000000000000", "body": {"stringValue": f"log {i}"},
+               "attributes": [{"key": "i", "value": {"intValue": str(i)}}]}
+        k = i % 12
+        if k != 1:
+            rec["traceId"] = "%032x" % RNG.getrandbits(128)
+        if k == 1:
+            rec["attributes"].append({"key": "user.id", "value": {"stringValue": "u%d" % RNG.getrandbits(20)}})
+        elif k == 2:
+            rec["attributes"].append({"key": "sampling.randomness", "value": {"stringValue": "%014x" % RNG.getrandbits(56)}})
+        elif k == 3:
+            rec["attributes"].append({"key": "sampling.threshold", "value": {"stringValue": "c"}})
+        elif k == 4:
+            rec["attributes"].append({"key": "sampling.threshold", "value": {"stringValue": "zz"}})
+        elif k == 5:
+            rec["attributes"].append({"key": "prio", "value": {"intValue": "90"}})
+        elif k == 6:
+            rec["attributes"].append({"key": "prio", "value": {"doubleValue": 0.5}})
+        elif k == 7:
+            rec["attributes"].append({"key": "user.id", "value": {"intValue": str(RNG.getrandbits(30))}})
+        out.append(rec)
+    return out
+
+
+LOGS = logs()
+
+
 def corpus(signal):
-    assert signal == "traces"
-    return {"resourceSpans": [{"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "svc"}}]},
-                               "scopeSpans": [{"spans": SPANS}]}]}
+    res = {"attributes": [{"key": "service.name", "value": {"stringValue": "svc"}}]}
+    if signal == "logs":
+        return {"resourceLogs": [{"resource": res, "scopeLogs": [{"logRecords": LOGS}]}]}
+    return {"resourceSpans": [{"resource": res, "scopeSpans": [{"spans": SPANS}]}]}
 
 
 def sampler(**cfg):
     return (["traces"], [("probabilistic_sampler", cfg)])
+
+
+def log_sampler(**cfg):
+    return (["logs"], [("probabilistic_sampler", cfg)])
 
 
 CASES = {
@@ -65,6 +101,13 @@ CASES = {
     "proportional_50_precision_2": sampler(sampling_percentage=50, mode="proportional", sampling_precision=2),
     "equalizing_40": sampler(sampling_percentage=40, mode="equalizing"),
     "equalizing_12_5_open": sampler(sampling_percentage=12.5, mode="equalizing", fail_closed=False),
+    "logs_hash_30": log_sampler(sampling_percentage=30),
+    "logs_trace_id_then_attribute_seed_3": log_sampler(sampling_percentage=50, hash_seed=3, from_attribute="user.id"),
+    "logs_record_attribute_open": log_sampler(sampling_percentage=40, attribute_source="record",
+                                              from_attribute="user.id", fail_closed=False),
+    "logs_priority_10": log_sampler(sampling_percentage=10, sampling_priority="prio"),
+    "logs_proportional_40": log_sampler(sampling_percentage=40, mode="proportional"),
+    "logs_equalizing_20_priority": log_sampler(sampling_percentage=20, mode="equalizing", sampling_priority="prio"),
 }
 
 
@@ -75,6 +118,11 @@ def outputs(tmp_path_factory):
 
 
 def kept(out, case):
+    if case.startswith("logs_"):
+        rows = merged(out.get(f"/{case}/v1/logs", []))
+        return sorted((r["item"]["body"]["stringValue"],
+                       sorted((a["key"], json.dumps(a["value"], sort_keys=True)) for a in r["item"].get("attributes", [])))
+                      for r in rows)
     rows = merged(out.get(f"/{case}/v1/traces", []))
     return sorted((r["item"]["spanId"], r["item"].get("traceState", "")) for r in rows)
 
@@ -85,5 +133,6 @@ def test_sampler_keeps_the_same_spans_as_the_collector(case, outputs):
     c, s = kept(col, case), kept(sl, case)
     assert s == c, f"{case}: {len(s)} kept by Sightline, {len(c)} by the collector; " \
                    f"only Sightline: {sorted(set(s) - set(c))[:5]}, only collector: {sorted(set(c) - set(s))[:5]}"
-    if case not in ("hash_seed_100",):
-        assert 0 < len(c) < len(SPANS) + 1 or case == "zero_percent_with_priority", case
+    total = len(LOGS) if case.startswith("logs_") else len(SPANS) + 1
+    if case != "hash_seed_100":
+        assert 0 < len(c) < total, f"{case}: {len(c)} of {total} kept: the case proves nothing"

@@ -353,6 +353,26 @@ impl Target<'_> {
         true
     }
 
+    /// [`Target::set_item_attr`] with a key and value shared with the statement.
+    pub fn set_item_attr_shared(&mut self, f: F, key: &std::sync::Arc<str>, v: &std::sync::Arc<AnyValue>) -> bool {
+        match (&mut self.item, f) {
+            (Item::Span(s), F::SpanAttrs) | (Item::Event(s, _), F::SpanAttrs) => s.set_attr_shared(key, v),
+            (Item::Log(l), F::LogAttrs) => l.set_attr_shared(key, v),
+            _ => return false,
+        }
+        true
+    }
+
+    /// [`Target::delete_item_attr`] with a key shared with the statement.
+    pub fn delete_item_attr_shared(&mut self, f: F, key: &std::sync::Arc<str>) -> bool {
+        match (&mut self.item, f) {
+            (Item::Span(s), F::SpanAttrs) | (Item::Event(s, _), F::SpanAttrs) => s.delete_attr_shared(key),
+            (Item::Log(l), F::LogAttrs) => l.delete_attr_shared(key),
+            _ => return false,
+        }
+        true
+    }
+
     /// Deletes one attribute of the item without decoding it (see [`Target::set_item_attr`]).
     pub fn delete_item_attr(&mut self, f: F, key: &str) -> bool {
         match (&mut self.item, f) {

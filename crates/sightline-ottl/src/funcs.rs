@@ -10,6 +10,7 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value as Pv;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
 use regex::Regex;
 use std::borrow::Cow;
+use std::sync::Arc;
 
 pub type Conv = Box<dyn Fn(&Target) -> Result<Val<'static>, String> + Send + Sync>;
 pub type Edit = Box<dyn Fn(&mut Target) -> Result<(), String> + Send + Sync>;
@@ -368,7 +369,22 @@ fn str_val(s: String) -> Val<'static> {
 fn build_set(mut a: Vec<ArgV>) -> Result<Edit, String> {
     let target = path(&mut a, 0);
     let value = getter(&mut a, 1);
+    // One literal attribute key, and a literal value: shared with every item's edit.
+    let shared_key: Option<Arc<str>> = match &target.keys[..] {
+        [crate::compile::KeyG::Str(k)] => Some(Arc::from(k.as_str())),
+        _ => None,
+    };
+    let shared_value: Option<Arc<AnyValue>> = match &value {
+        Getter::Lit(Val::Nil) => Some(Arc::new(AnyValue { value: None })),
+        Getter::Lit(v) => v.to_any().map(Arc::new),
+        _ => None,
+    };
     Ok(Box::new(move |t| {
+        if let (Some(k), Some(v)) = (&shared_key, &shared_value)
+            && t.set_item_attr_shared(target.f, k, v)
+        {
+            return Ok(());
+        }
         // nil is passed on (the collector's `ottl.set.allowNil` gate, on by default since
         // v0.158): an attribute becomes an empty value, a typed field is left alone.
         let v = get(&value, t)?.into_owned();
@@ -404,10 +420,13 @@ pub fn remove_key(m: &mut Vec<KeyValue>, key: &str) {
 fn build_delete_key(mut a: Vec<ArgV>) -> Result<Edit, String> {
     let target = path(&mut a, 0);
     let key = getter(&mut a, 1);
+    let shared_key: Option<Arc<str>> = match &key {
+        Getter::Lit(Val::Str(k)) if target.keys.is_empty() => Some(Arc::from(&**k)),
+        _ => None,
+    };
     Ok(Box::new(move |t| {
-        if let Getter::Lit(Val::Str(k)) = &key
-            && target.keys.is_empty()
-            && t.delete_item_attr(target.f, k)
+        if let Some(k) = &shared_key
+            && t.delete_item_attr_shared(target.f, k)
         {
             return Ok(());
         }

@@ -16,6 +16,7 @@ use prost::Message;
 use sightline_core::wire::{self, Fields, Value as W, WireType};
 use std::borrow::Cow;
 use std::cell::OnceCell;
+use std::sync::Arc;
 
 /// An item type with its attributes field.
 pub trait Lazy: Message + Default {
@@ -45,17 +46,23 @@ impl Lazy for LogRecord {
     }
 }
 
+/// An attribute edit; key and value shared with the statement when they are literals.
 #[derive(Debug)]
 enum Edit {
-    Set(String, AnyValue),
-    Delete(String),
+    Set(Arc<str>, Arc<AnyValue>),
+    Delete(Arc<str>),
 }
 
 pub struct Slot<T: Lazy> {
     raw: Bytes,
     /// Where the attributes sit in `raw` (built on first use).
     index: OnceCell<Vec<AttrAt>>,
+    /// The final attribute list of an edited item (built when it is encoded).
+    order: OnceCell<Vec<Src>>,
     decoded: OnceCell<T>,
+    /// The bytes did not decode (a malformed nested value the receiver's checks do not reach):
+    /// the processor refuses the request rather than send an emptied item.
+    undecodable: std::cell::Cell<bool>,
     edits: Vec<Edit>,
     /// Dropped by a filter: not encoded.
     pub dropped: bool,
@@ -126,22 +133,24 @@ fn remove(attrs: &mut Vec<KeyValue>, key: &str) {
     }
 }
 
+/// One attribute of the final list of an edited item: the item's own (an index entry) or an
+/// edit's value.
+#[derive(Clone, Copy)]
+enum Src {
+    Raw(usize),
+    Edit(usize),
+}
+
 /// One attribute of the final list of an edited item.
 enum Out<'a> {
-    Raw(&'a [u8], &'a [u8]),
+    Raw(&'a [u8]),
     Owned(&'a str, &'a AnyValue),
 }
 
 impl Out<'_> {
-    fn key(&self) -> &[u8] {
-        match self {
-            Out::Raw(k, _) => k,
-            Out::Owned(k, _) => k.as_bytes(),
-        }
-    }
     fn size(&self, field: u32) -> usize {
         match self {
-            Out::Raw(_, raw) => raw.len(),
+            Out::Raw(raw) => raw.len(),
             Out::Owned(k, v) => wire::len_field_size(field, kv_len(k, v)),
         }
     }
@@ -153,7 +162,15 @@ fn kv_len(k: &str, v: &AnyValue) -> usize {
 
 impl<T: Lazy> Slot<T> {
     pub fn new(raw: Bytes) -> Slot<T> {
-        Slot { raw, index: OnceCell::new(), decoded: OnceCell::new(), edits: Vec::new(), dropped: false }
+        Slot {
+            raw,
+            index: OnceCell::new(),
+            order: OnceCell::new(),
+            decoded: OnceCell::new(),
+            undecodable: std::cell::Cell::new(false),
+            edits: Vec::new(),
+            dropped: false,
+        }
     }
 
     pub fn raw(&self) -> &[u8] {
@@ -168,6 +185,11 @@ impl<T: Lazy> Slot<T> {
         &self.raw[r.0 as usize..r.1 as usize]
     }
 
+    /// Whether decoding the item failed (see [`Slot::decoded`]).
+    pub fn undecodable(&self) -> bool {
+        self.undecodable.get()
+    }
+
     pub fn is_decoded(&self) -> bool {
         self.decoded.get().is_some()
     }
@@ -175,10 +197,13 @@ impl<T: Lazy> Slot<T> {
     /// The item decoded (once), with the edits so far applied.
     pub fn decoded(&self) -> &T {
         self.decoded.get_or_init(|| {
-            let mut t = T::decode(&self.raw[..]).unwrap_or_default();
+            let mut t = T::decode(&self.raw[..]).unwrap_or_else(|_| {
+                self.undecodable.set(true);
+                T::default()
+            });
             for e in &self.edits {
                 match e {
-                    Edit::Set(k, v) => put(t.attrs_mut(), k, v.clone()),
+                    Edit::Set(k, v) => put(t.attrs_mut(), k, AnyValue::clone(v)),
                     Edit::Delete(k) => remove(t.attrs_mut(), k),
                 }
             }
@@ -199,8 +224,8 @@ impl<T: Lazy> Slot<T> {
         }
         for e in self.edits.iter().rev() {
             match e {
-                Edit::Set(k, v) if k == key => return Val::from_any(Some(v)),
-                Edit::Delete(k) if k == key => return Val::Nil,
+                Edit::Set(k, v) if &**k == key => return Val::from_any(Some(v)),
+                Edit::Delete(k) if &**k == key => return Val::Nil,
                 _ => {}
             }
         }
@@ -215,8 +240,8 @@ impl<T: Lazy> Slot<T> {
         }
         for e in self.edits.iter().rev() {
             match e {
-                Edit::Set(k, _) if k == key => return true,
-                Edit::Delete(k) if k == key => return false,
+                Edit::Set(k, _) if &**k == key => return true,
+                Edit::Delete(k) if &**k == key => return false,
                 _ => {}
             }
         }
@@ -224,41 +249,87 @@ impl<T: Lazy> Slot<T> {
     }
 
     pub fn set_attr(&mut self, key: &str, v: AnyValue) {
+        self.order.take();
         match self.decoded.get_mut() {
             Some(t) => put(t.attrs_mut(), key, v),
-            None => self.edits.push(Edit::Set(key.to_string(), v)),
+            None => self.edits.push(Edit::Set(Arc::from(key), Arc::new(v))),
         }
     }
 
-    pub fn delete_attr(&mut self, key: &str) {
+    /// [`Slot::set_attr`] with a key and value shared with the statement (no allocation).
+    pub fn set_attr_shared(&mut self, key: &Arc<str>, v: &Arc<AnyValue>) {
+        self.order.take();
+        match self.decoded.get_mut() {
+            Some(t) => put(t.attrs_mut(), key, AnyValue::clone(v)),
+            None => self.edits.push(Edit::Set(key.clone(), v.clone())),
+        }
+    }
+
+    /// [`Slot::delete_attr`] with a key shared with the statement.
+    pub fn delete_attr_shared(&mut self, key: &Arc<str>) {
+        self.order.take();
         match self.decoded.get_mut() {
             Some(t) => remove(t.attrs_mut(), key),
             None => {
                 if self.has_attr(key) {
-                    self.edits.push(Edit::Delete(key.to_string()));
+                    self.edits.push(Edit::Delete(key.clone()));
                 }
             }
         }
     }
 
-    /// The attribute list with the edits applied, each entry borrowed.
-    fn final_attrs(&self) -> Vec<Out<'_>> {
-        let mut out: Vec<Out<'_>> =
-            self.index().iter().map(|a| Out::Raw(self.bytes(a.key), self.bytes(a.field))).collect();
-        for e in &self.edits {
-            match e {
-                Edit::Set(k, v) => match out.iter().position(|o| o.key() == k.as_bytes()) {
-                    Some(i) => out[i] = Out::Owned(k, v),
-                    None => out.push(Out::Owned(k, v)),
-                },
-                Edit::Delete(k) => {
-                    if let Some(i) = out.iter().position(|o| o.key() == k.as_bytes()) {
-                        out.swap_remove(i);
-                    }
+    pub fn delete_attr(&mut self, key: &str) {
+        self.order.take();
+        match self.decoded.get_mut() {
+            Some(t) => remove(t.attrs_mut(), key),
+            None => {
+                if self.has_attr(key) {
+                    self.edits.push(Edit::Delete(Arc::from(key)));
                 }
             }
         }
-        out
+    }
+
+    /// The attribute list with the edits applied (computed once per encoding).
+    fn order(&self) -> &[Src] {
+        self.order.get_or_init(|| {
+            let index = self.index();
+            let key_of = |s: &Src| match *s {
+                Src::Raw(i) => self.bytes(index[i].key),
+                Src::Edit(i) => match &self.edits[i] {
+                    Edit::Set(k, _) | Edit::Delete(k) => k.as_bytes(),
+                },
+            };
+            let mut out: Vec<Src> = (0..index.len()).map(Src::Raw).collect();
+            for (ei, e) in self.edits.iter().enumerate() {
+                let k = match e {
+                    Edit::Set(k, _) | Edit::Delete(k) => k.as_bytes(),
+                };
+                let at = out.iter().position(|o| key_of(o) == k);
+                match (e, at) {
+                    (Edit::Set(..), Some(i)) => out[i] = Src::Edit(ei),
+                    (Edit::Set(..), None) => out.push(Src::Edit(ei)),
+                    (Edit::Delete(_), Some(i)) => {
+                        out.swap_remove(i);
+                    }
+                    (Edit::Delete(_), None) => {}
+                }
+            }
+            out
+        })
+    }
+
+    fn out(&self, s: Src) -> Out<'_> {
+        match s {
+            Src::Raw(i) => {
+                let a = self.index()[i];
+                Out::Raw(self.bytes(a.field))
+            }
+            Src::Edit(i) => match &self.edits[i] {
+                Edit::Set(k, v) => Out::Owned(k, v),
+                Edit::Delete(_) => unreachable!("a delete is never in the final list"),
+            },
+        }
     }
 
     /// The encoded size of the item's message (without its own tag and length).
@@ -270,7 +341,7 @@ impl<T: Lazy> Slot<T> {
             return self.raw.len();
         }
         let others = self.raw.len() - self.index().iter().map(|a| (a.field.1 - a.field.0) as usize).sum::<usize>();
-        others + self.final_attrs().iter().map(|o| o.size(T::ATTRS)).sum::<usize>()
+        others + self.order().iter().map(|o| self.out(*o).size(T::ATTRS)).sum::<usize>()
     }
 
     /// Appends the item as field `field` of its parent (tag, length, message).
@@ -290,12 +361,12 @@ impl<T: Lazy> Slot<T> {
             out.extend_from_slice(&self.raw);
             return;
         }
-        let attrs = self.final_attrs();
+        let order = self.order();
         let mut written = false;
         let write_attrs = |out: &mut Vec<u8>| {
-            for o in &attrs {
-                match o {
-                    Out::Raw(_, raw) => out.extend_from_slice(raw),
+            for o in order {
+                match self.out(*o) {
+                    Out::Raw(raw) => out.extend_from_slice(raw),
                     Out::Owned(k, v) => {
                         wire::put_tag(out, T::ATTRS, WireType::Len);
                         wire::put_varint(out, kv_len(k, v) as u64);
@@ -307,6 +378,16 @@ impl<T: Lazy> Slot<T> {
                 }
             }
         };
+        // The attributes are usually one run of fields: copy around it without scanning.
+        let index = self.index();
+        if let (Some(first), Some(last)) = (index.first(), index.last())
+            && index.windows(2).all(|w| w[0].field.1 == w[1].field.0)
+        {
+            out.extend_from_slice(&self.raw[..first.field.0 as usize]);
+            write_attrs(out);
+            out.extend_from_slice(&self.raw[last.field.1 as usize..]);
+            return;
+        }
         for f in Fields::new(&self.raw).flatten() {
             if f.number == T::ATTRS || (f.number > T::ATTRS && !written) {
                 if !written {

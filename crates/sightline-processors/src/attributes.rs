@@ -118,6 +118,6 @@ impl Processor for AttributesProcessor {
     fn process(&self, payload: Payload) -> Result<Payload, ProcessError> {
         let mut req = Request::decode(payload.signal(), payload.bytes())?;
         self.edit(&mut req);
-        Ok(req.into_payload(payload, false))
+        req.into_payload(payload, false)
     }
 }

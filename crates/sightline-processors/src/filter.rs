@@ -395,7 +395,7 @@ impl Processor for FilterProcessor {
         let mut req = Request::decode(payload.signal(), payload.bytes())?;
         let before = payload.items();
         self.filter(&mut req).map_err(|message| ProcessError::Refused { message })?;
-        let out = req.into_payload(payload, true);
+        let out = req.into_payload(payload, true)?;
         self.filtered.add(before.saturating_sub(out.items()));
         Ok(out)
     }

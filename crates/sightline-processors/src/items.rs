@@ -49,10 +49,16 @@ impl Request {
         }
     }
 
-    /// Replaces the payload's bytes with this request (the count recomputed when `dropped`).
-    pub fn into_payload(self, payload: Payload, dropped: bool) -> Payload {
+    /// Replaces the payload's bytes with this request (the count recomputed when `dropped`);
+    /// refused when an item that had to be decoded was malformed.
+    pub fn into_payload(self, payload: Payload, dropped: bool) -> Result<Payload, ProcessError> {
+        match &self {
+            Request::Traces(r) => r.check()?,
+            Request::Logs(r) => r.check()?,
+            Request::Metrics(_) => {}
+        }
         let items = if dropped { self.items() } else { payload.items() };
-        payload.with_bytes(Bytes::from(self.encode()), items)
+        Ok(payload.with_bytes(Bytes::from(self.encode()), items))
     }
 }
 

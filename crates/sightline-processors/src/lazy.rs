@@ -76,6 +76,18 @@ impl<T: Lazy> LazyRequest<T> {
         Ok(LazyRequest { resources })
     }
 
+    /// An error when an item that had to be decoded was malformed: the request is refused
+    /// (HTTP 400) instead of an emptied item being sent on.
+    pub fn check(&self) -> Result<(), ProcessError> {
+        let bad = self.resources.iter().flat_map(|r| &r.scopes).flat_map(|s| &s.items).position(|i| i.undecodable());
+        match bad {
+            Some(i) => {
+                Err(ProcessError::Invalid(format!("item {i} of the request is malformed: it cannot be decoded")))
+            }
+            None => Ok(()),
+        }
+    }
+
     /// Items not dropped.
     pub fn items(&self) -> u64 {
         self.resources.iter().flat_map(|r| &r.scopes).flat_map(|s| &s.items).filter(|i| !i.dropped).count() as u64
@@ -148,5 +160,67 @@ impl<T: Lazy> LazyRequest<T> {
         }
         debug_assert_eq!(out.len(), total);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+
+    fn request(spans: Vec<Span>) -> Bytes {
+        let req = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(Resource::default()),
+                scope_spans: vec![ScopeSpans { spans, schema_url: "s".into(), ..Default::default() }],
+                schema_url: "r".into(),
+            }],
+        };
+        Bytes::from(req.encode_to_vec())
+    }
+
+    #[test]
+    fn untouched_items_round_trip_and_drops_prune() {
+        let spans: Vec<Span> =
+            (0..3u8).map(|i| Span { name: format!("s{i}"), span_id: vec![i; 8], ..Default::default() }).collect();
+        let bytes = request(spans.clone());
+        let mut req: LazyRequest<Span> = LazyRequest::parse(&bytes).unwrap();
+        let back = ExportTraceServiceRequest::decode(&req.encode()[..]).unwrap();
+        assert_eq!(back, ExportTraceServiceRequest::decode(&bytes[..]).unwrap());
+        req.resources[0].scopes[0].items[1].dropped = true;
+        req.prune();
+        assert_eq!(req.items(), 2);
+        let back = ExportTraceServiceRequest::decode(&req.encode()[..]).unwrap();
+        let names: Vec<_> = back.resource_spans[0].scope_spans[0].spans.iter().map(|s| s.name.clone()).collect();
+        assert_eq!(names, ["s0", "s2"]);
+        assert_eq!(back.resource_spans[0].schema_url, "r");
+        assert_eq!(back.resource_spans[0].scope_spans[0].schema_url, "s");
+        for i in &mut req.resources[0].scopes[0].items {
+            i.dropped = true;
+        }
+        req.prune();
+        assert!(req.encode().is_empty(), "nothing left, nothing to send");
+    }
+
+    #[test]
+    fn a_malformed_item_that_must_be_decoded_refuses_the_request() {
+        // A span whose attribute value is a truncated message: framing is valid at the span's
+        // level (the receiver's check), but prost cannot decode it.
+        let mut span = Span { name: "x".into(), ..Default::default() }.encode_to_vec();
+        span.extend_from_slice(&[0x4a, 0x04, 0x12, 0x02, 0x0a, 0x05]);
+        let req = {
+            let mut scope = Vec::new();
+            wire::put_len_field(&mut scope, 2, &span);
+            let mut rs = Vec::new();
+            wire::put_len_field(&mut rs, 2, &scope);
+            let mut out = Vec::new();
+            wire::put_len_field(&mut out, 1, &rs);
+            Bytes::from(out)
+        };
+        let mut lazy: LazyRequest<Span> = LazyRequest::parse(&req).unwrap();
+        assert!(lazy.check().is_ok(), "nothing decoded yet");
+        let _ = lazy.resources[0].scopes[0].items[0].get_mut();
+        assert!(lazy.check().is_err());
     }
 }

@@ -12,7 +12,7 @@
 //! - [`attributes`], [`filter`], [`transform`]: the collector's item-level processors (OTTL
 //!   from `sightline-ottl`), on spans and log records kept encoded ([`lazy`]) and on decoded
 //!   metrics ([`items`]); ADR 15.
-//! - [`probabilistic_sampler`]: the collector's trace sampler, the same decision per span.
+//! - [`probabilistic_sampler`]: the collector's trace and log sampler, the same decision per item.
 //! - [`memory_limiter`]: the collector's `memory_limiter` config; in Sightline it sets the
 //!   global admission budget enforced by the receivers before a body is buffered.
 

@@ -1,4 +1,4 @@
-//! `processors.probabilistic_sampler` for traces, as the collector contrib's
+//! `processors.probabilistic_sampler` for traces and logs, as the collector contrib's
 //! `probabilisticsamplerprocessor` (v0.161): the same decision for the same span, so agents
 //! and gateways of a mixed fleet agree, in its three modes:
 //!
@@ -8,13 +8,18 @@
 //!   trace id's last 56 bits (or the `rv` in the span's `tracestate`), the threshold rounded to
 //!   `sampling_precision` hex digits.
 //!
-//! A sampled span's `tracestate` gets the `ot=rv:...;th:...` values the collector writes; a
-//! span whose randomness cannot be read (an empty trace id, a malformed tracestate, `rv` or
+//! A sampled span's `tracestate` gets the `ot=rv:...;th:...` values the collector writes (a log
+//! record, its `sampling.randomness` / `sampling.threshold` attributes); logs hash the record's
+//! trace id (`attribute_source: traceID`) or the `from_attribute` value, and their
+//! `sampling_priority` attribute names a minimum percentage. A span whose randomness cannot be read (an empty trace id, a malformed tracestate, `rv` or
 //! `th` already present in `hash_seed` mode) is dropped when `fail_closed` (default) and kept
 //! otherwise; `sampling.priority` (0: drop; > 0: keep) overrides the decision.
 
 use crate::lazy::LazyRequest;
 use bytes::Bytes;
+use opentelemetry_proto::tonic::common::v1::AnyValue;
+use opentelemetry_proto::tonic::common::v1::any_value::Value as Pv;
+use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use serde::Deserialize;
 use sightline_core::pipeline::{ProcessError, Processor};
@@ -47,7 +52,7 @@ pub struct ProbabilisticSamplerConfig {
     pub fail_closed: bool,
     #[serde(default = "default_precision")]
     pub sampling_precision: i32,
-    /// Logs only (`traceID` | `record`): accepted; logs pipelines are refused.
+    /// Logs: hash the trace id (`traceID`, default) or `from_attribute` (`record`).
     #[serde(default)]
     pub attribute_source: String,
     #[serde(default)]
@@ -90,13 +95,9 @@ impl ProbabilisticSamplerConfig {
         errs
     }
 
-    /// Logs are not sampled by Sightline yet: a logs pipeline listing the processor is refused.
+    /// Traces and logs; a metrics pipeline is refused (the collector has no metrics sampler).
     pub fn validate_for(&self, signal: Signal) -> Result<(), (String, String)> {
-        if signal == Signal::Traces {
-            Ok(())
-        } else {
-            Err(("".into(), format!("is supported in traces pipelines only (not {signal} yet)")))
-        }
+        if signal == Signal::Metrics { Err(("".into(), "samples traces and logs, not metrics".into())) } else { Ok(()) }
     }
 }
 
@@ -291,12 +292,24 @@ impl TraceState {
 pub struct ProbabilisticSampler {
     mode: Mode,
     fail_closed: bool,
+    /// Logs: hash the record's trace id (`attribute_source: traceID`, the default).
+    logs_trace_id: bool,
+    /// Logs: the attribute hashed when there is no trace id (`from_attribute`).
+    from_attribute: String,
+    /// Logs: the attribute whose number is the minimum sampling percentage (`sampling_priority`).
+    priority_attribute: String,
+    precision: i32,
     sampled: Counter,
     not_sampled: Counter,
 }
 
 impl ProbabilisticSampler {
-    pub fn new(id: &str, cfg: &ProbabilisticSamplerConfig, registry: &Registry) -> ProbabilisticSampler {
+    pub fn new(
+        id: &str,
+        cfg: &ProbabilisticSamplerConfig,
+        signal: Signal,
+        registry: &Registry,
+    ) -> ProbabilisticSampler {
         let pct = cfg.sampling_percentage.min(100.0);
         let ratio = (f64::from(pct) / 100.0).max(MIN_PROBABILITY);
         let mode = if pct == 0.0 {
@@ -318,11 +331,23 @@ impl ProbabilisticSampler {
                 }
             }
         };
-        let help = "Count of spans that were sampled or not by the probabilistic sampler";
-        let name = "otelcol_processor_probabilistic_sampler_count_traces_sampled";
+        let (help, name) = match signal {
+            Signal::Logs => (
+                "Count of logs that were sampled or not by the probabilistic sampler",
+                "otelcol_processor_probabilistic_sampler_count_logs_sampled",
+            ),
+            _ => (
+                "Count of spans that were sampled or not by the probabilistic sampler",
+                "otelcol_processor_probabilistic_sampler_count_traces_sampled",
+            ),
+        };
         ProbabilisticSampler {
             mode,
             fail_closed: cfg.fail_closed,
+            logs_trace_id: matches!(cfg.attribute_source.as_str(), "" | "traceID"),
+            from_attribute: cfg.from_attribute.clone(),
+            priority_attribute: cfg.sampling_priority.clone(),
+            precision: cfg.sampling_precision,
             sampled: registry.counter(name, help, &[("processor", id), ("sampled", "true")]),
             not_sampled: registry.counter(name, help, &[("processor", id), ("sampled", "false")]),
         }
@@ -434,30 +459,184 @@ impl ProbabilisticSampler {
     }
 }
 
-impl Processor for ProbabilisticSampler {
-    fn process(&self, payload: Payload) -> Result<Payload, ProcessError> {
-        if payload.signal() != Signal::Traces {
-            return Ok(payload);
+/// A log record's sampling attributes (`sampling.threshold`, `sampling.randomness`).
+struct RecordCarrier {
+    th: Option<u64>,
+    rv: Option<u64>,
+}
+
+fn attr_str<'a>(slot: &'a Slot<LogRecord>, key: &str) -> Option<std::borrow::Cow<'a, str>> {
+    match slot.attr(key) {
+        Val::Str(s) if !s.is_empty() => Some(s),
+        _ => None,
+    }
+}
+
+impl ProbabilisticSampler {
+    /// The collector's logs decision; edits the record's sampling attributes as it does.
+    fn decide_log(&self, slot: &mut Slot<LogRecord>) -> bool {
+        let view = slot.view();
+        let tid = view.trace_id;
+        let tid_empty = tid.iter().all(|b| *b == 0);
+        // newLogRecordCarrier
+        let mut parse_err = false;
+        let mut carrier = RecordCarrier { th: None, rv: None };
+        if let Some(t) = attr_str(slot, "sampling.threshold") {
+            match (t.len() <= 14).then(|| u64::from_str_radix(&t, 16).ok()).flatten() {
+                Some(v) => carrier.th = Some(v << (4 * (14 - t.len()))),
+                None => parse_err = true,
+            }
         }
-        let mut req: LazyRequest<Span> = LazyRequest::parse(payload.bytes())?;
+        if let Some(r) = attr_str(slot, "sampling.randomness") {
+            match (r.len() == 14).then(|| u64::from_str_radix(&r, 16).ok()).flatten() {
+                Some(v) => carrier.rv = Some(v),
+                None => parse_err = true,
+            }
+        }
+        let mut set_rv: Option<u64> = None;
+        let (rnd, mut carrier, mut failed) = match self.mode {
+            Mode::Hash { seed, .. } => {
+                let mut rnd = None;
+                if self.logs_trace_id && !tid_empty {
+                    rnd = Some(randomness_from_bytes(tid, seed));
+                }
+                if rnd.is_none() && !self.from_attribute.is_empty() {
+                    let bytes: Option<Vec<u8>> = match slot.attr(&self.from_attribute) {
+                        Val::Nil => None,
+                        Val::Bytes(b) => Some(b.into_owned()),
+                        v => sightline_ottl::value::string_like(&v).map(String::into_bytes),
+                    };
+                    if let Some(b) = bytes.filter(|b| !b.is_empty()) {
+                        rnd = Some(randomness_from_bytes(&b, seed));
+                    }
+                }
+                // A malformed value, or randomness or a threshold already there.
+                if parse_err || carrier.rv.is_some() || carrier.th.is_some() {
+                    (rnd, None, true)
+                } else {
+                    if let Some(r) = rnd {
+                        carrier.rv = Some(r);
+                        set_rv = Some(r);
+                    }
+                    (rnd, Some(carrier), false)
+                }
+            }
+            Mode::Never => (Some(MAX - 1), (!parse_err).then_some(carrier), parse_err),
+            Mode::Equalizing { .. } | Mode::Proportional { .. } => {
+                if parse_err {
+                    (None, None, false)
+                } else {
+                    let rnd = match carrier.rv {
+                        Some(r) => Some(r),
+                        None if !tid_empty && tid.len() == 16 => {
+                            let mut b = [0u8; 8];
+                            b.copy_from_slice(&tid[8..]);
+                            Some(u64::from_be_bytes(b) & (MAX - 1))
+                        }
+                        None => None,
+                    };
+                    (rnd, Some(carrier), false)
+                }
+            }
+        };
+        if let Some(r) = set_rv {
+            slot.set_attr("sampling.randomness", AnyValue { value: Some(Pv::StringValue(r_value(r))) });
+        }
+        let mut clear_th = false;
+        if !failed {
+            match rnd {
+                None => failed = true,
+                Some(r) => {
+                    if let Some(c) = &mut carrier
+                        && let Some(th) = c.th
+                        && th > r
+                    {
+                        c.th = None;
+                        clear_th = true;
+                        failed = true;
+                    }
+                }
+            }
+        }
+        if clear_th {
+            slot.delete_attr("sampling.threshold");
+        }
+        let mut threshold = if failed {
+            if self.fail_closed { MAX } else { 0 }
+        } else {
+            match self.mode {
+                Mode::Never => MAX,
+                Mode::Hash { threshold, .. } => threshold,
+                Mode::Equalizing { threshold } => match carrier.as_ref().and_then(|c| c.th) {
+                    Some(tv) if threshold < tv => tv,
+                    _ => threshold,
+                },
+                Mode::Proportional { ratio, precision } => {
+                    let incoming = carrier.as_ref().and_then(|c| c.th).map_or(1.0, probability);
+                    probability_to_threshold(incoming * ratio, precision).unwrap_or(MAX)
+                }
+            }
+        };
+        if !self.priority_attribute.is_empty() {
+            let min_prob = match slot.attr(&self.priority_attribute) {
+                Val::Float(f) => f / 100.0,
+                Val::Int(i) => i as f64 / 100.0,
+                _ => 0.0,
+            };
+            if min_prob != 0.0
+                && let Some(th) = probability_to_threshold(min_prob, self.precision)
+            {
+                threshold = th;
+            }
+        }
+        let rnd = rnd.unwrap_or(MAX - 1);
+        let sampled = threshold <= rnd;
+        if sampled
+            && let Some(c) = &carrier
+            && !matches!(c.th, Some(old) if threshold < old)
+        {
+            slot.set_attr("sampling.threshold", AnyValue { value: Some(Pv::StringValue(t_value(threshold))) });
+        }
+        sampled
+    }
+
+    fn sample<T: sightline_ottl::slot::Lazy>(
+        &self,
+        payload: Payload,
+        decide: impl Fn(&Self, &mut Slot<T>) -> bool,
+    ) -> Result<Payload, ProcessError> {
+        let mut req: LazyRequest<T> = LazyRequest::parse(payload.bytes())?;
         let (mut kept, mut dropped) = (0u64, 0u64);
         for slot in req.resources.iter_mut().flat_map(|r| &mut r.scopes).flat_map(|s| &mut s.items) {
-            let (sampled, state) = self.decide(slot);
-            if !sampled {
+            if decide(self, slot) {
+                kept += 1;
+            } else {
                 slot.dropped = true;
                 dropped += 1;
-                continue;
-            }
-            kept += 1;
-            if let Some(s) = state {
-                slot.get_mut().trace_state = s;
             }
         }
         self.sampled.add(kept);
         self.not_sampled.add(dropped);
+        req.check()?;
         req.prune();
         let items = req.items();
         Ok(payload.with_bytes(Bytes::from(req.encode()), items))
+    }
+}
+
+impl Processor for ProbabilisticSampler {
+    fn process(&self, payload: Payload) -> Result<Payload, ProcessError> {
+        match payload.signal() {
+            Signal::Traces => self.sample(payload, |me, slot: &mut Slot<Span>| {
+                let (sampled, state) = me.decide(slot);
+                if sampled && let Some(s) = state {
+                    slot.get_mut().trace_state = s;
+                }
+                sampled
+            }),
+            Signal::Logs => self.sample(payload, Self::decide_log),
+            Signal::Metrics => Ok(payload),
+        }
     }
 }
 

@@ -242,6 +242,6 @@ impl Processor for TransformProcessor {
             };
             r.map_err(|message| ProcessError::Refused { message })?;
         }
-        Ok(req.into_payload(payload, false))
+        req.into_payload(payload, false)
     }
 }

@@ -359,7 +359,7 @@ pub async fn run(v: Validated) -> anyhow::Result<()> {
                 }
                 ProcessorCfg::ProbabilisticSampler(cfg) => {
                     procs.push(Arc::new(sightline_processors::probabilistic_sampler::ProbabilisticSampler::new(
-                        name, cfg, &registry,
+                        name, cfg, signal, &registry,
                     )));
                 }
                 ProcessorCfg::MemoryLimiter(_) | ProcessorCfg::Batch => {}
