@@ -122,7 +122,10 @@ def test_oversized_message_python_sdk_grpc_exporter(limited, caplog):
     spans = finished_spans(300, 10_000)
     # The SDK retries RESOURCE_EXHAUSTED until its timeout (even without RetryInfo): keep it short.
     exporter = GrpcSpanExporter(endpoint=f"127.0.0.1:{limited.grpc}", insecure=True, timeout=3)
-    with caplog.at_level(logging.ERROR):
+    # WARNING: the SDK logs each retried RESOURCE_EXHAUSTED (code and details) as a warning; its
+    # final ERROR names the last attempt's status, which on a loaded machine can be the
+    # exporter's own DEADLINE_EXCEEDED (seen in CI while other builds ran).
+    with caplog.at_level(logging.WARNING):
         assert exporter.export(spans) == SpanExportResult.FAILURE
     assert str(grpc.StatusCode.RESOURCE_EXHAUSTED) in caplog.text, caplog.text
     assert f"exceeds the limit of {LIMIT} bytes (protocols.grpc.max_recv_msg_size_mib)" in caplog.text, caplog.text
