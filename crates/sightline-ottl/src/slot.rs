@@ -173,10 +173,6 @@ impl<T: Lazy> Slot<T> {
         }
     }
 
-    pub fn raw(&self) -> &[u8] {
-        &self.raw
-    }
-
     fn index(&self) -> &[AttrAt] {
         self.index.get_or_init(|| index_attrs(&self.raw, T::ATTRS))
     }
@@ -188,10 +184,6 @@ impl<T: Lazy> Slot<T> {
     /// Whether decoding the item failed (see [`Slot::decoded`]).
     pub fn undecodable(&self) -> bool {
         self.undecodable.get()
-    }
-
-    pub fn is_decoded(&self) -> bool {
-        self.decoded.get().is_some()
     }
 
     /// The item decoded (once), with the edits so far applied.

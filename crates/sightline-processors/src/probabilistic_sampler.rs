@@ -184,6 +184,12 @@ fn randomness_from_bytes(b: &[u8], seed: u32) -> u64 {
     (rprime14 << 42) | (mixed28 << 14) | hashed
 }
 
+/// `sampling.TraceIDToRandomness`: the trace id's last 56 bits.
+fn trace_id_randomness(tid: &[u8]) -> Option<u64> {
+    let last: [u8; 8] = tid.get(8..16)?.try_into().ok()?;
+    Some(u64::from_be_bytes(last) & (MAX - 1))
+}
+
 /// The `ot` member of a W3C tracestate, parsed, and the other members.
 #[derive(Default)]
 struct TraceState {
@@ -382,11 +388,7 @@ impl ProbabilisticSampler {
                 Ok(ts) => {
                     let rnd = match &ts.rv {
                         Some((_, r)) => Some(*r),
-                        None if !tid_empty && tid.len() == 16 => {
-                            let mut b = [0u8; 8];
-                            b.copy_from_slice(&tid[8..]);
-                            Some(u64::from_be_bytes(b) & (MAX - 1))
-                        }
+                        None if !tid_empty => trace_id_randomness(tid),
                         None => None,
                     };
                     (rnd, Some(ts), false)
@@ -528,11 +530,7 @@ impl ProbabilisticSampler {
                 } else {
                     let rnd = match carrier.rv {
                         Some(r) => Some(r),
-                        None if !tid_empty && tid.len() == 16 => {
-                            let mut b = [0u8; 8];
-                            b.copy_from_slice(&tid[8..]);
-                            Some(u64::from_be_bytes(b) & (MAX - 1))
-                        }
+                        None if !tid_empty => trace_id_randomness(tid),
                         None => None,
                     };
                     (rnd, Some(carrier), false)
