@@ -410,13 +410,6 @@ fn with_map(t: &mut Target, p: &PathRef, f: impl FnOnce(&mut Vec<KeyValue>)) -> 
     Ok(())
 }
 
-/// pdata's `Map.Remove`: the last entry takes the removed one's place.
-pub fn remove_key(m: &mut Vec<KeyValue>, key: &str) {
-    if let Some(i) = m.iter().position(|kv| kv.key == key) {
-        m.swap_remove(i);
-    }
-}
-
 fn build_delete_key(mut a: Vec<ArgV>) -> Result<Edit, String> {
     let target = path(&mut a, 0);
     let key = getter(&mut a, 1);
@@ -434,7 +427,7 @@ fn build_delete_key(mut a: Vec<ArgV>) -> Result<Edit, String> {
         if target.keys.is_empty() && t.delete_item_attr(target.f, &k) {
             return Ok(());
         }
-        with_map(t, &target, |m| remove_key(m, &k))
+        with_map(t, &target, |m| crate::slot::remove(m, &k))
     }))
 }
 

@@ -127,7 +127,7 @@ fn put(attrs: &mut Vec<KeyValue>, key: &str, v: AnyValue) {
 }
 
 /// pdata's `Map.Remove`: the last entry takes the removed one's place.
-fn remove(attrs: &mut Vec<KeyValue>, key: &str) {
+pub(crate) fn remove(attrs: &mut Vec<KeyValue>, key: &str) {
     if let Some(i) = attrs.iter().position(|kv| kv.key == key) {
         attrs.swap_remove(i);
     }
