@@ -236,6 +236,19 @@ CASES = {
                           {"context": "scope", "statements": ['set(version, "9.9")', 'set(attributes["s"], name)']}],
         log_statements=['set(resource.attributes["owner"], resource.attributes["team"])'],
         metric_statements=['set(resource.attributes["owner"], "x") where resource.attributes["team"] == "platform"'])]),
+    # Copies between an item's own attributes stay encoded in Sightline (ADR 15): a copy of a
+    # missing key, of a deleted one, and of a copy.
+    "tx_copy_attributes": (["traces", "logs"], [transform(
+        trace_statements=['set(span.attributes["route.copy"], span.attributes["http.route"])',
+                          'set(span.attributes["missing.copy"], span.attributes["nope"])',
+                          'delete_key(span.attributes, "http.route")',
+                          'set(span.attributes["route.again"], span.attributes["http.route"])',
+                          'set(span.attributes["copy.copy"], span.attributes["route.copy"])',
+                          'set(span.attributes["kind.copy"], span.attributes["http.request.method"]) where span.kind == SPAN_KIND_SERVER'],
+        log_statements=['set(log.attributes["src.copy"], log.attributes["log.source"])',
+                        'delete_key(log.attributes, "log.source")',
+                        'set(log.attributes["src.again"], log.attributes["log.source"])',
+                        'set(log.attributes["copy.copy"], log.attributes["src.copy"])'])]),
     "tx_delete_keep": (T, [transform(trace_statements=[
         'delete_key(span.attributes, "user.email")', 'delete_matching_keys(span.attributes, "^tmp\\\\.")',
         'keep_keys(span.attributes, ["http.route", "http.request.method", "long"]) where span.kind == SPAN_KIND_CLIENT',

@@ -58,6 +58,8 @@ pub enum ArgV {
 
 pub struct Binder {
     pub ctx: Ctx,
+    /// Set when a path reads or writes the resource or the scope.
+    pub heads: std::cell::Cell<bool>,
 }
 
 fn suggest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
@@ -107,6 +109,10 @@ pub fn field_type(f: F) -> St {
 }
 
 impl Binder {
+    pub fn new(ctx: Ctx) -> Binder {
+        Binder { ctx, heads: std::cell::Cell::new(false) }
+    }
+
     pub fn path(&self, p: &ast::Path) -> Result<PathRef, Error> {
         let text = p.to_string();
         let mut fs = &p.fields[..];
@@ -162,6 +168,9 @@ impl Binder {
         }
         if f == F::SpanTraceState && !last.keys.is_empty() {
             return Err(Error::at(p.pos, format!("path {text:?}: trace_state keys are not supported by Sightline")));
+        }
+        if matches!(ctx, Ctx::Resource | Ctx::Scope) {
+            self.heads.set(true);
         }
         Ok(PathRef { f, keys: self.keys(&last.keys)?, text })
     }

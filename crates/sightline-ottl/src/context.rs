@@ -363,6 +363,22 @@ impl Target<'_> {
         true
     }
 
+    /// `set(attributes["key"], attributes["from"])` on the item's own attributes without
+    /// decoding the value; false when the fast path does not apply.
+    pub fn copy_item_attr(
+        &mut self,
+        f: F,
+        key: &std::sync::Arc<str>,
+        from: &str,
+        nil: &std::sync::Arc<AnyValue>,
+    ) -> bool {
+        match (&mut self.item, f) {
+            (Item::Span(s), F::SpanAttrs) | (Item::Event(s, _), F::SpanAttrs) => s.copy_attr(key, from, nil),
+            (Item::Log(l), F::LogAttrs) => l.copy_attr(key, from, nil),
+            _ => false,
+        }
+    }
+
     /// [`Target::delete_item_attr`] with a key shared with the statement.
     pub fn delete_item_attr_shared(&mut self, f: F, key: &std::sync::Arc<str>) -> bool {
         match (&mut self.item, f) {
@@ -406,6 +422,9 @@ impl Target<'_> {
 
     fn get_item(&self, f: F) -> Option<Val<'_>> {
         if let Some(slot) = self.span() {
+            if f == F::SpanKind {
+                return Some(Val::Int(slot.kind().into()));
+            }
             let s = slot.view();
             let v = match f {
                 F::SpanTraceId => id_val(s.trace_id),

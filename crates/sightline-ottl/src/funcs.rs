@@ -379,9 +379,23 @@ fn build_set(mut a: Vec<ArgV>) -> Result<Edit, String> {
         Getter::Lit(v) => v.to_any().map(Arc::new),
         _ => None,
     };
+    // A copy of another attribute of the same item: the value stays encoded.
+    let copy_from: Option<(crate::context::F, String)> = match &value {
+        Getter::Path(p) if shared_key.is_some() => match &p.keys[..] {
+            [crate::compile::KeyG::Str(k)] if p.f == target.f => Some((p.f, k.clone())),
+            _ => None,
+        },
+        _ => None,
+    };
+    let nil = Arc::new(AnyValue { value: None });
     Ok(Box::new(move |t| {
         if let (Some(k), Some(v)) = (&shared_key, &shared_value)
             && t.set_item_attr_shared(target.f, k, v)
+        {
+            return Ok(());
+        }
+        if let (Some(k), Some((f, from))) = (&shared_key, &copy_from)
+            && t.copy_item_attr(*f, k, from, &nil)
         {
             return Ok(());
         }

@@ -59,6 +59,7 @@ pub struct Statement {
     pub ast: ast::Statement,
     edit: funcs::Edit,
     cond: Option<Cond>,
+    heads: bool,
 }
 
 impl std::fmt::Debug for Statement {
@@ -70,10 +71,16 @@ impl std::fmt::Debug for Statement {
 impl Statement {
     pub fn parse(src: &str, ctx: Ctx) -> Result<Statement, Error> {
         let ast = parser::parse_statement(src)?;
-        let b = Binder { ctx };
+        let b = Binder::new(ctx);
         let cond = ast.condition.as_ref().map(|c| b.condition(c)).transpose()?;
         let edit = b.editor(&ast.editor)?;
-        Ok(Statement { text: src.to_string(), ast, edit, cond })
+        Ok(Statement { text: src.to_string(), ast, edit, cond, heads: b.heads.get() })
+    }
+
+    /// Whether the statement reads or writes a resource or scope field (the processors
+    /// decode those only when a statement does).
+    pub fn needs_heads(&self) -> bool {
+        self.heads
     }
 
     /// Runs the statement if its condition holds; `Ok(false)` when it did not.
@@ -93,6 +100,7 @@ pub struct Condition {
     pub text: String,
     pub ast: ast::BoolExpr,
     cond: Cond,
+    heads: bool,
 }
 
 impl std::fmt::Debug for Condition {
@@ -104,8 +112,14 @@ impl std::fmt::Debug for Condition {
 impl Condition {
     pub fn parse(src: &str, ctx: Ctx) -> Result<Condition, Error> {
         let ast = parser::parse_condition(src)?;
-        let cond = Binder { ctx }.condition(&ast)?;
-        Ok(Condition { text: src.to_string(), ast, cond })
+        let b = Binder::new(ctx);
+        let cond = b.condition(&ast)?;
+        Ok(Condition { text: src.to_string(), ast, cond, heads: b.heads.get() })
+    }
+
+    /// See [`Statement::needs_heads`].
+    pub fn needs_heads(&self) -> bool {
+        self.heads
     }
 
     pub fn eval(&self, t: &Target) -> Result<bool, String> {

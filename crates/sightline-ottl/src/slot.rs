@@ -1,11 +1,14 @@
 //! Items read on the wire and decoded only when a statement needs the whole item (ADR 15).
 //!
-//! A [`Slot`] holds one span's or log record's encoded bytes. Conditions read its fields
-//! straight from the bytes ([`SpanView`], [`LogView`], [`Slot::attr`]): no allocation. Setting
-//! or deleting one attribute records an edit; encoding then copies every other field through
-//! and writes the attribute list with the edits applied (pdata's order: a set key keeps its
-//! place or goes last, a deleted key takes the last one's place). Anything else (a whole-map
-//! editor, a nested key, another field) decodes the item once with prost, the edits applied.
+//! A [`Slot`] holds one span's or log record's encoded bytes. The first read scans the item once
+//! ([`Scan`]: the offsets of its attributes and of its scalar fields, kept inline in the slot);
+//! conditions then read fields and attributes from the bytes ([`SpanView`], [`LogView`],
+//! [`Slot::attr`]) with no allocation. Setting or deleting one attribute records an edit (a
+//! literal shared with the statement, or a value copied from the item's own bytes); encoding
+//! copies every other field through and writes the attribute list with the edits applied
+//! (pdata's order: a set key keeps its place or goes last, a deleted key takes the last one's
+//! place). Anything else (a whole-map editor, a nested key, another field) decodes the item once
+//! with prost, the edits applied.
 
 use crate::value::Val;
 use bytes::Bytes;
@@ -13,57 +16,198 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
-use sightline_core::wire::{self, Fields, Value as W, WireType};
+use sightline_core::wire::{self, WireType};
+use smallvec::SmallVec;
 use std::borrow::Cow;
-use std::cell::OnceCell;
+use std::cell::{Cell, OnceCell};
 use std::sync::Arc;
 
-/// An item type with its attributes field.
+/// A byte range of the slot's bytes.
+type R = (u32, u32);
+
+/// An item type: its attributes field and the scalar fields its view reads.
 pub trait Lazy: Message + Default {
     /// The field number of `attributes`.
     const ATTRS: u32;
+    /// The offsets and values of the scalar fields, filled by the scan.
+    type Head: Default;
+    /// Records one top-level field other than the attributes.
+    fn note(head: &mut Self::Head, raw: &[u8], number: u32, value: V);
     fn attrs(&self) -> &Vec<KeyValue>;
     fn attrs_mut(&mut self) -> &mut Vec<KeyValue>;
 }
 
-impl Lazy for Span {
-    const ATTRS: u32 = 9;
-    fn attrs(&self) -> &Vec<KeyValue> {
-        &self.attributes
+/// One field's value, as offsets into the item's bytes for length-delimited ones.
+#[derive(Clone, Copy)]
+pub enum V {
+    Varint(u64),
+    I64(u64),
+    Len(R),
+    I32(u32),
+}
+
+#[inline(always)]
+fn varint(b: &[u8], pos: &mut usize) -> Option<u64> {
+    let first = *b.get(*pos)?;
+    if first < 0x80 {
+        *pos += 1;
+        return Some(u64::from(first));
     }
-    fn attrs_mut(&mut self) -> &mut Vec<KeyValue> {
-        &mut self.attributes
+    let (mut p, mut r, mut shift) = (*pos, 0u64, 0u32);
+    loop {
+        let c = *b.get(p)?;
+        p += 1;
+        r |= u64::from(c & 0x7f) << shift;
+        if c < 0x80 {
+            *pos = p;
+            return Some(r);
+        }
+        shift += 7;
+        if shift > 63 {
+            return None;
+        }
     }
 }
 
-impl Lazy for LogRecord {
-    const ATTRS: u32 = 6;
-    fn attrs(&self) -> &Vec<KeyValue> {
-        &self.attributes
+/// The next field of `b` at `pos` (offsets in `b`, plus `base`); `None` at the end or at
+/// malformed bytes (a scan stops there: the receiver checked the item's own framing).
+#[inline(always)]
+fn next_field(b: &[u8], pos: &mut usize, base: u32) -> Option<(u32, V)> {
+    if *pos >= b.len() {
+        return None;
     }
-    fn attrs_mut(&mut self) -> &mut Vec<KeyValue> {
-        &mut self.attributes
+    let key = varint(b, pos)?;
+    let number = u32::try_from(key >> 3).ok().filter(|&n| n != 0)?;
+    let v = match key & 7 {
+        0 => V::Varint(varint(b, pos)?),
+        1 => {
+            let x: [u8; 8] = b.get(*pos..*pos + 8)?.try_into().ok()?;
+            *pos += 8;
+            V::I64(u64::from_le_bytes(x))
+        }
+        2 => {
+            let len = usize::try_from(varint(b, pos)?).ok()?;
+            let start = *pos;
+            let end = start.checked_add(len).filter(|&e| e <= b.len())?;
+            *pos = end;
+            V::Len((base + start as u32, base + end as u32))
+        }
+        5 => {
+            let x: [u8; 4] = b.get(*pos..*pos + 4)?.try_into().ok()?;
+            *pos += 4;
+            V::I32(u32::from_le_bytes(x))
+        }
+        _ => return None,
+    };
+    Some((number, v))
+}
+
+/// One attribute of the encoded item: offsets of its key, its `AnyValue` and the whole field.
+#[derive(Clone, Copy)]
+struct AttrAt {
+    key: R,
+    value: R,
+    field: R,
+}
+
+/// What one pass over an item's bytes finds.
+struct Scan<H> {
+    head: H,
+    attrs: SmallVec<[AttrAt; 8]>,
+    /// The attributes are one run of fields (the usual layout): encoding copies around it.
+    contiguous: bool,
+}
+
+fn scan<T: Lazy>(raw: &[u8]) -> Scan<T::Head> {
+    let mut s = Scan { head: T::Head::default(), attrs: SmallVec::new(), contiguous: true };
+    let (mut pos, mut after_run) = (0, false);
+    loop {
+        let start = pos as u32;
+        let Some((number, v)) = next_field(raw, &mut pos, 0) else { break };
+        if number != T::ATTRS {
+            after_run |= !s.attrs.is_empty();
+            T::note(&mut s.head, raw, number, v);
+            continue;
+        }
+        let V::Len(kv) = v else { continue };
+        if after_run {
+            s.contiguous = false;
+        }
+        let (mut key, mut value) = ((kv.0, kv.0), (kv.0, kv.0));
+        let (body, mut p) = (&raw[kv.0 as usize..kv.1 as usize], 0);
+        while let Some((n, x)) = next_field(body, &mut p, kv.0) {
+            match (n, x) {
+                (1, V::Len(r)) => key = r,
+                (2, V::Len(r)) => value = r,
+                _ => {}
+            }
+        }
+        s.attrs.push(AttrAt { key, value, field: (start, pos as u32) });
     }
+    s
+}
+
+/// The encoded value of the last attribute `key` of an item, found without [`scan`]: only the
+/// attributes' keys are read.
+fn lookup<T: Lazy>(raw: &[u8], key: &[u8]) -> Option<R> {
+    let (mut pos, mut found) = (0, None);
+    while let Some((number, v)) = next_field(raw, &mut pos, 0) {
+        let (true, V::Len(kv)) = (number == T::ATTRS, v) else { continue };
+        let (body, mut p) = (&raw[kv.0 as usize..kv.1 as usize], 0);
+        let (mut matched, mut value) = (false, (kv.0, kv.0));
+        while let Some((n, x)) = next_field(body, &mut p, kv.0) {
+            match (n, x) {
+                (1, V::Len(r)) => {
+                    matched = &raw[r.0 as usize..r.1 as usize] == key;
+                    if !matched {
+                        break;
+                    }
+                }
+                (2, V::Len(r)) => value = r,
+                _ => {}
+            }
+        }
+        if matched {
+            found = Some(value);
+        }
+    }
+    found
 }
 
 /// An attribute edit; key and value shared with the statement when they are literals.
 #[derive(Debug)]
 enum Edit {
     Set(Arc<str>, Arc<AnyValue>),
+    /// Set to an encoded `AnyValue` of the item's own bytes (a copy of another attribute).
+    SetRaw(Arc<str>, R),
     Delete(Arc<str>),
+}
+
+impl Edit {
+    fn key(&self) -> &str {
+        match self {
+            Edit::Set(k, _) | Edit::SetRaw(k, _) | Edit::Delete(k) => k,
+        }
+    }
+}
+
+/// The value of an edit or of the item's bytes for one key, before the encoded attributes.
+enum Found<'a> {
+    Value(&'a AnyValue),
+    Raw(R),
+    Deleted,
 }
 
 pub struct Slot<T: Lazy> {
     raw: Bytes,
-    /// Where the attributes sit in `raw` (built on first use).
-    index: OnceCell<Vec<AttrAt>>,
-    /// The final attribute list of an edited item (built when it is encoded).
-    order: OnceCell<Vec<Src>>,
-    decoded: OnceCell<T>,
+    scan: OnceCell<Scan<T::Head>>,
+    decoded: OnceCell<Box<T>>,
     /// The bytes did not decode (a malformed nested value the receiver's checks do not reach):
     /// the processor refuses the request rather than send an emptied item.
-    undecodable: std::cell::Cell<bool>,
-    edits: Vec<Edit>,
+    undecodable: Cell<bool>,
+    /// Attribute lookups made without the scan (see [`Slot::find`]).
+    lookups: Cell<u8>,
+    edits: SmallVec<[Edit; 2]>,
     /// Dropped by a filter: not encoded.
     pub dropped: bool,
 }
@@ -84,40 +228,6 @@ pub fn wire_val(v: wire::AnyValue<'_>) -> Val<'_> {
     }
 }
 
-/// One attribute of the encoded item: offsets of its key, its `AnyValue` and the whole field.
-#[derive(Clone, Copy)]
-struct AttrAt {
-    key: (u32, u32),
-    value: (u32, u32),
-    field: (u32, u32),
-}
-
-/// The attributes (field `field`) of an encoded item, found in one pass.
-fn index_attrs(msg: &[u8], field: u32) -> Vec<AttrAt> {
-    let base = msg.as_ptr() as usize;
-    let at = |s: &[u8]| {
-        let o = (s.as_ptr() as usize - base) as u32;
-        (o, o + s.len() as u32)
-    };
-    let mut out = Vec::new();
-    for f in Fields::new(msg).flatten() {
-        if f.number != field {
-            continue;
-        }
-        let W::Len(kv) = f.value else { continue };
-        let (mut key, mut value) = (&kv[..0], &kv[..0]);
-        for g in Fields::new(kv).flatten() {
-            match (g.number, g.value) {
-                (1, W::Len(b)) => key = b,
-                (2, W::Len(b)) => value = b,
-                _ => {}
-            }
-        }
-        out.push(AttrAt { key: at(key), value: at(value), field: at(f.raw) });
-    }
-    out
-}
-
 /// pdata's `PutEmpty`-then-set: an existing key keeps its place, a new one goes last.
 fn put(attrs: &mut Vec<KeyValue>, key: &str, v: AnyValue) {
     match attrs.iter_mut().find(|kv| kv.key == key) {
@@ -133,51 +243,39 @@ pub(crate) fn remove(attrs: &mut Vec<KeyValue>, key: &str) {
     }
 }
 
-/// One attribute of the final list of an edited item: the item's own (an index entry) or an
-/// edit's value.
+/// One attribute of the final list of an edited item: the item's own (an index into the
+/// scan) or an edit's value.
 #[derive(Clone, Copy)]
 enum Src {
-    Raw(usize),
-    Edit(usize),
+    Raw(u32),
+    Edit(u32),
 }
 
-/// One attribute of the final list of an edited item.
-enum Out<'a> {
-    Raw(&'a [u8]),
-    Owned(&'a str, &'a AnyValue),
-}
+/// The final attribute list of an edited item, on the stack for up to 16 attributes.
+type Order = SmallVec<[Src; 16]>;
 
-impl Out<'_> {
-    fn size(&self, field: u32) -> usize {
-        match self {
-            Out::Raw(raw) => raw.len(),
-            Out::Owned(k, v) => wire::len_field_size(field, kv_len(k, v)),
-        }
-    }
-}
-
-fn kv_len(k: &str, v: &AnyValue) -> usize {
-    wire::len_field_size(1, k.len()) + wire::len_field_size(2, v.encoded_len())
+fn kv_len(k: &str, value_len: usize) -> usize {
+    wire::len_field_size(1, k.len()) + wire::len_field_size(2, value_len)
 }
 
 impl<T: Lazy> Slot<T> {
     pub fn new(raw: Bytes) -> Slot<T> {
         Slot {
             raw,
-            index: OnceCell::new(),
-            order: OnceCell::new(),
+            scan: OnceCell::new(),
             decoded: OnceCell::new(),
-            undecodable: std::cell::Cell::new(false),
-            edits: Vec::new(),
+            undecodable: Cell::new(false),
+            lookups: Cell::new(0),
+            edits: SmallVec::new(),
             dropped: false,
         }
     }
 
-    fn index(&self) -> &[AttrAt] {
-        self.index.get_or_init(|| index_attrs(&self.raw, T::ATTRS))
+    fn scanned(&self) -> &Scan<T::Head> {
+        self.scan.get_or_init(|| scan::<T>(&self.raw))
     }
 
-    fn bytes(&self, r: (u32, u32)) -> &[u8] {
+    fn bytes(&self, r: R) -> &[u8] {
         &self.raw[r.0 as usize..r.1 as usize]
     }
 
@@ -196,10 +294,17 @@ impl<T: Lazy> Slot<T> {
             for e in &self.edits {
                 match e {
                     Edit::Set(k, v) => put(t.attrs_mut(), k, AnyValue::clone(v)),
+                    Edit::SetRaw(k, r) => {
+                        let v = AnyValue::decode(self.bytes(*r)).unwrap_or_else(|_| {
+                            self.undecodable.set(true);
+                            AnyValue::default()
+                        });
+                        put(t.attrs_mut(), k, v)
+                    }
                     Edit::Delete(k) => remove(t.attrs_mut(), k),
                 }
             }
-            t
+            Box::new(t)
         })
     }
 
@@ -209,39 +314,46 @@ impl<T: Lazy> Slot<T> {
         self.decoded.get_mut().expect("decoded above")
     }
 
+    /// The latest edit of `key`, else its last occurrence in the bytes (as a decoder's map
+    /// would keep); `None` when the item does not have it.
+    fn find(&self, key: &str) -> Option<Found<'_>> {
+        if let Some(e) = self.edits.iter().rev().find(|e| e.key() == key) {
+            return Some(match e {
+                Edit::Set(_, v) => Found::Value(v),
+                Edit::SetRaw(_, r) => Found::Raw(*r),
+                Edit::Delete(_) => Found::Deleted,
+            });
+        }
+        if self.scan.get().is_none() && self.lookups.get() == 0 {
+            // A first lookup (often the only one, e.g. a filter's condition) reads the
+            // attributes' keys without scanning the whole item.
+            self.lookups.set(1);
+            return lookup::<T>(&self.raw, key.as_bytes()).map(Found::Raw);
+        }
+        let a = self.scanned().attrs.iter().rev().find(|a| self.bytes(a.key) == key.as_bytes())?;
+        Some(Found::Raw(a.value))
+    }
+
     /// One attribute, from the decoded item, the edits or the bytes.
     pub fn attr(&self, key: &str) -> Val<'_> {
         if let Some(t) = self.decoded.get() {
             return t.attrs().iter().find(|kv| kv.key == key).map_or(Val::Nil, |kv| Val::from_any(kv.value.as_ref()));
         }
-        for e in self.edits.iter().rev() {
-            match e {
-                Edit::Set(k, v) if &**k == key => return Val::from_any(Some(v)),
-                Edit::Delete(k) if &**k == key => return Val::Nil,
-                _ => {}
-            }
+        match self.find(key) {
+            Some(Found::Value(v)) => Val::from_any(Some(v)),
+            Some(Found::Raw(r)) => wire::AnyValue::parse(self.bytes(r)).map_or(Val::Nil, wire_val),
+            Some(Found::Deleted) | None => Val::Nil,
         }
-        // The last occurrence wins, as a decoder's map would.
-        let found = self.index().iter().rev().find(|a| self.bytes(a.key) == key.as_bytes());
-        found.map_or(Val::Nil, |a| wire::AnyValue::parse(self.bytes(a.value)).map_or(Val::Nil, wire_val))
     }
 
     pub fn has_attr(&self, key: &str) -> bool {
         if let Some(t) = self.decoded.get() {
             return t.attrs().iter().any(|kv| kv.key == key);
         }
-        for e in self.edits.iter().rev() {
-            match e {
-                Edit::Set(k, _) if &**k == key => return true,
-                Edit::Delete(k) if &**k == key => return false,
-                _ => {}
-            }
-        }
-        self.index().iter().any(|a| self.bytes(a.key) == key.as_bytes())
+        matches!(self.find(key), Some(Found::Value(_) | Found::Raw(_)))
     }
 
     pub fn set_attr(&mut self, key: &str, v: AnyValue) {
-        self.order.take();
         match self.decoded.get_mut() {
             Some(t) => put(t.attrs_mut(), key, v),
             None => self.edits.push(Edit::Set(Arc::from(key), Arc::new(v))),
@@ -250,16 +362,37 @@ impl<T: Lazy> Slot<T> {
 
     /// [`Slot::set_attr`] with a key and value shared with the statement (no allocation).
     pub fn set_attr_shared(&mut self, key: &Arc<str>, v: &Arc<AnyValue>) {
-        self.order.take();
         match self.decoded.get_mut() {
             Some(t) => put(t.attrs_mut(), key, AnyValue::clone(v)),
             None => self.edits.push(Edit::Set(key.clone(), v.clone())),
         }
     }
 
+    /// Sets `key` to a copy of attribute `from` (an empty value when there is none, as `set`
+    /// passes nil on); the value is not decoded. False once the item is decoded (the caller
+    /// takes the general path).
+    pub fn copy_attr(&mut self, key: &Arc<str>, from: &str, nil: &Arc<AnyValue>) -> bool {
+        if self.decoded.get().is_some() {
+            return false;
+        }
+        let e = match self.find(from) {
+            // The value of an earlier edit: shared.
+            Some(Found::Value(_)) => {
+                let v = self.edits.iter().rev().find_map(|e| match e {
+                    Edit::Set(k, x) if &**k == from => Some(x.clone()),
+                    _ => None,
+                });
+                Edit::Set(key.clone(), v.unwrap_or_else(|| nil.clone()))
+            }
+            Some(Found::Raw(r)) => Edit::SetRaw(key.clone(), r),
+            Some(Found::Deleted) | None => Edit::Set(key.clone(), nil.clone()),
+        };
+        self.edits.push(e);
+        true
+    }
+
     /// [`Slot::delete_attr`] with a key shared with the statement.
     pub fn delete_attr_shared(&mut self, key: &Arc<str>) {
-        self.order.take();
         match self.decoded.get_mut() {
             Some(t) => remove(t.attrs_mut(), key),
             None => {
@@ -271,7 +404,6 @@ impl<T: Lazy> Slot<T> {
     }
 
     pub fn delete_attr(&mut self, key: &str) {
-        self.order.take();
         match self.decoded.get_mut() {
             Some(t) => remove(t.attrs_mut(), key),
             None => {
@@ -282,45 +414,68 @@ impl<T: Lazy> Slot<T> {
         }
     }
 
-    /// The attribute list with the edits applied (computed once per encoding).
-    fn order(&self) -> &[Src] {
-        self.order.get_or_init(|| {
-            let index = self.index();
-            let key_of = |s: &Src| match *s {
-                Src::Raw(i) => self.bytes(index[i].key),
-                Src::Edit(i) => match &self.edits[i] {
-                    Edit::Set(k, _) | Edit::Delete(k) => k.as_bytes(),
-                },
-            };
-            let mut out: Vec<Src> = (0..index.len()).map(Src::Raw).collect();
-            for (ei, e) in self.edits.iter().enumerate() {
-                let k = match e {
-                    Edit::Set(k, _) | Edit::Delete(k) => k.as_bytes(),
-                };
-                let at = out.iter().position(|o| key_of(o) == k);
-                match (e, at) {
-                    (Edit::Set(..), Some(i)) => out[i] = Src::Edit(ei),
-                    (Edit::Set(..), None) => out.push(Src::Edit(ei)),
-                    (Edit::Delete(_), Some(i)) => {
-                        out.swap_remove(i);
-                    }
-                    (Edit::Delete(_), None) => {}
+    /// The attribute list with the edits applied.
+    fn order(&self) -> Order {
+        let attrs = &self.scanned().attrs;
+        let key_of = |s: &Src| match *s {
+            Src::Raw(i) => self.bytes(attrs[i as usize].key),
+            Src::Edit(i) => self.edits[i as usize].key().as_bytes(),
+        };
+        let mut out: Order = (0..attrs.len() as u32).map(Src::Raw).collect();
+        for (ei, e) in self.edits.iter().enumerate() {
+            let at = out.iter().position(|o| key_of(o) == e.key().as_bytes());
+            match (e, at) {
+                (Edit::Delete(_), Some(i)) => {
+                    out.swap_remove(i);
                 }
+                (Edit::Delete(_), None) => {}
+                (_, Some(i)) => out[i] = Src::Edit(ei as u32),
+                (_, None) => out.push(Src::Edit(ei as u32)),
             }
-            out
-        })
+        }
+        out
     }
 
-    fn out(&self, s: Src) -> Out<'_> {
+    /// The encoded size of one attribute of the final list, as field `T::ATTRS`.
+    fn out_size(&self, s: Src) -> usize {
         match s {
             Src::Raw(i) => {
-                let a = self.index()[i];
-                Out::Raw(self.bytes(a.field))
+                let f = self.scanned().attrs[i as usize].field;
+                (f.1 - f.0) as usize
             }
-            Src::Edit(i) => match &self.edits[i] {
-                Edit::Set(k, v) => Out::Owned(k, v),
-                Edit::Delete(_) => unreachable!("a delete is never in the final list"),
+            Src::Edit(i) => match &self.edits[i as usize] {
+                Edit::Set(k, v) => wire::len_field_size(T::ATTRS, kv_len(k, v.encoded_len())),
+                Edit::SetRaw(k, r) => wire::len_field_size(T::ATTRS, kv_len(k, (r.1 - r.0) as usize)),
+                Edit::Delete(_) => 0,
             },
+        }
+    }
+
+    fn write_attr(&self, s: Src, out: &mut Vec<u8>) {
+        let (k, len, value): (&str, usize, Option<&AnyValue>) = match s {
+            Src::Raw(i) => {
+                out.extend_from_slice(self.bytes(self.scanned().attrs[i as usize].field));
+                return;
+            }
+            Src::Edit(i) => match &self.edits[i as usize] {
+                Edit::Set(k, v) => (k, v.encoded_len(), Some(v)),
+                Edit::SetRaw(k, r) => (k, (r.1 - r.0) as usize, None),
+                Edit::Delete(_) => return,
+            },
+        };
+        wire::put_tag(out, T::ATTRS, WireType::Len);
+        wire::put_varint(out, kv_len(k, len) as u64);
+        wire::put_len_field(out, 1, k.as_bytes());
+        wire::put_tag(out, 2, WireType::Len);
+        wire::put_varint(out, len as u64);
+        match (value, s) {
+            (Some(v), _) => v.encode(out).expect("a Vec grows"),
+            (None, Src::Edit(i)) => {
+                if let Edit::SetRaw(_, r) = &self.edits[i as usize] {
+                    out.extend_from_slice(self.bytes(*r));
+                }
+            }
+            (None, Src::Raw(_)) => {}
         }
     }
 
@@ -332,8 +487,9 @@ impl<T: Lazy> Slot<T> {
         if self.edits.is_empty() {
             return self.raw.len();
         }
-        let others = self.raw.len() - self.index().iter().map(|a| (a.field.1 - a.field.0) as usize).sum::<usize>();
-        others + self.order().iter().map(|o| self.out(*o).size(T::ATTRS)).sum::<usize>()
+        let attrs = &self.scanned().attrs;
+        let own: usize = attrs.iter().map(|a| (a.field.1 - a.field.0) as usize).sum();
+        self.raw.len() - own + self.order().iter().map(|o| self.out_size(*o)).sum::<usize>()
     }
 
     /// Appends the item as field `field` of its parent (tag, length, message).
@@ -354,52 +510,103 @@ impl<T: Lazy> Slot<T> {
             return;
         }
         let order = self.order();
-        let mut written = false;
-        let write_attrs = |out: &mut Vec<u8>| {
-            for o in order {
-                match self.out(*o) {
-                    Out::Raw(raw) => out.extend_from_slice(raw),
-                    Out::Owned(k, v) => {
-                        wire::put_tag(out, T::ATTRS, WireType::Len);
-                        wire::put_varint(out, kv_len(k, v) as u64);
-                        wire::put_len_field(out, 1, k.as_bytes());
-                        wire::put_tag(out, 2, WireType::Len);
-                        wire::put_varint(out, v.encoded_len() as u64);
-                        v.encode(out).expect("a Vec grows");
+        let s = self.scanned();
+        let write_attrs = |out: &mut Vec<u8>| order.iter().for_each(|o| self.write_attr(*o, out));
+        // The attributes are usually one run of fields: copy around it.
+        match (s.attrs.first(), s.attrs.last()) {
+            (Some(first), Some(last)) if s.contiguous => {
+                out.extend_from_slice(&self.raw[..first.field.0 as usize]);
+                write_attrs(out);
+                out.extend_from_slice(&self.raw[last.field.1 as usize..]);
+            }
+            _ => {
+                // No attributes, or several runs: the other fields in order, the attributes
+                // where the first one was (or before the first later field).
+                let (mut pos, mut written) = (0, false);
+                loop {
+                    let start = pos;
+                    let Some((number, _)) = next_field(&self.raw, &mut pos, 0) else { break };
+                    if !written && number >= T::ATTRS {
+                        write_attrs(out);
+                        written = true;
+                    }
+                    if number != T::ATTRS {
+                        out.extend_from_slice(&self.raw[start..pos]);
                     }
                 }
-            }
-        };
-        // The attributes are usually one run of fields: copy around it without scanning.
-        let index = self.index();
-        if let (Some(first), Some(last)) = (index.first(), index.last())
-            && index.windows(2).all(|w| w[0].field.1 == w[1].field.0)
-        {
-            out.extend_from_slice(&self.raw[..first.field.0 as usize]);
-            write_attrs(out);
-            out.extend_from_slice(&self.raw[last.field.1 as usize..]);
-            return;
-        }
-        for f in Fields::new(&self.raw).flatten() {
-            if f.number == T::ATTRS || (f.number > T::ATTRS && !written) {
                 if !written {
                     write_attrs(out);
-                    written = true;
-                }
-                if f.number == T::ATTRS {
-                    continue;
                 }
             }
-            out.extend_from_slice(f.raw);
-        }
-        if !written {
-            write_attrs(out);
         }
     }
 }
 
-fn str_of(b: &[u8]) -> &str {
-    std::str::from_utf8(b).unwrap_or("")
+fn str_of(raw: &[u8], r: R) -> &str {
+    std::str::from_utf8(&raw[r.0 as usize..r.1 as usize]).unwrap_or("")
+}
+
+fn range(raw: &[u8], r: R) -> &[u8] {
+    &raw[r.0 as usize..r.1 as usize]
+}
+
+/// A span's scalar fields as the scan finds them.
+#[derive(Default)]
+pub struct SpanHead {
+    trace_id: R,
+    span_id: R,
+    trace_state: R,
+    parent_span_id: R,
+    name: R,
+    kind: i32,
+    start: u64,
+    end: u64,
+    dropped_attributes_count: u32,
+    dropped_events_count: u32,
+    dropped_links_count: u32,
+    flags: u32,
+    status_code: i32,
+    status_message: R,
+    has_events: bool,
+}
+
+impl Lazy for Span {
+    const ATTRS: u32 = 9;
+    type Head = SpanHead;
+    fn note(h: &mut SpanHead, raw: &[u8], number: u32, v: V) {
+        match (number, v) {
+            (1, V::Len(r)) => h.trace_id = r,
+            (2, V::Len(r)) => h.span_id = r,
+            (3, V::Len(r)) => h.trace_state = r,
+            (4, V::Len(r)) => h.parent_span_id = r,
+            (5, V::Len(r)) => h.name = r,
+            (6, V::Varint(k)) => h.kind = k as i32,
+            (7, V::I64(t)) => h.start = t,
+            (8, V::I64(t)) => h.end = t,
+            (10, V::Varint(n)) => h.dropped_attributes_count = n as u32,
+            (11, V::Len(_)) => h.has_events = true,
+            (12, V::Varint(n)) => h.dropped_events_count = n as u32,
+            (14, V::Varint(n)) => h.dropped_links_count = n as u32,
+            (15, V::Len(r)) => {
+                let (body, mut p) = (range(raw, r), 0);
+                while let Some((n, x)) = next_field(body, &mut p, r.0) {
+                    match (n, x) {
+                        (2, V::Len(m)) => h.status_message = m,
+                        (3, V::Varint(c)) => h.status_code = c as i32,
+                        _ => {}
+                    }
+                }
+            }
+            (16, V::I32(x)) => h.flags = x,
+            _ => {}
+        }
+    }
+    fn attrs(&self) -> &Vec<KeyValue> {
+        &self.attributes
+    }
+    fn attrs_mut(&mut self) -> &mut Vec<KeyValue> {
+        &mut self.attributes
+    }
 }
 
 /// A span's scalar fields, read from the bytes or the decoded span.
@@ -441,42 +648,80 @@ impl Slot<Span> {
                 status_message: s.status.as_ref().map_or("", |x| &x.message),
             };
         }
-        let mut v = SpanView::default();
-        for f in Fields::new(&self.raw).flatten() {
-            match (f.number, f.value) {
-                (1, W::Len(b)) => v.trace_id = b,
-                (2, W::Len(b)) => v.span_id = b,
-                (3, W::Len(b)) => v.trace_state = str_of(b),
-                (4, W::Len(b)) => v.parent_span_id = b,
-                (5, W::Len(b)) => v.name = str_of(b),
-                (6, W::Varint(k)) => v.kind = k as i32,
-                (7, W::I64(t)) => v.start = t,
-                (8, W::I64(t)) => v.end = t,
-                (10, W::Varint(n)) => v.dropped_attributes_count = n as u32,
-                (12, W::Varint(n)) => v.dropped_events_count = n as u32,
-                (14, W::Varint(n)) => v.dropped_links_count = n as u32,
-                (15, W::Len(b)) => {
-                    for g in Fields::new(b).flatten() {
-                        match (g.number, g.value) {
-                            (2, W::Len(m)) => v.status_message = str_of(m),
-                            (3, W::Varint(c)) => v.status_code = c as i32,
-                            _ => {}
-                        }
-                    }
-                }
-                (16, W::I32(x)) => v.flags = x,
-                _ => {}
-            }
+        let (h, raw) = (&self.scanned().head, &self.raw[..]);
+        SpanView {
+            trace_id: range(raw, h.trace_id),
+            span_id: range(raw, h.span_id),
+            parent_span_id: range(raw, h.parent_span_id),
+            trace_state: str_of(raw, h.trace_state),
+            name: str_of(raw, h.name),
+            kind: h.kind,
+            start: h.start,
+            end: h.end,
+            dropped_attributes_count: h.dropped_attributes_count,
+            dropped_events_count: h.dropped_events_count,
+            dropped_links_count: h.dropped_links_count,
+            flags: h.flags,
+            status_code: h.status_code,
+            status_message: str_of(raw, h.status_message),
         }
-        v
+    }
+
+    /// The span's kind (without the view's other fields).
+    pub fn kind(&self) -> i32 {
+        match self.decoded.get() {
+            Some(s) => s.kind,
+            None => self.scanned().head.kind,
+        }
     }
 
     /// Whether the span has events (without decoding it).
     pub fn has_events(&self) -> bool {
         match self.decoded.get() {
             Some(s) => !s.events.is_empty(),
-            None => Fields::new(&self.raw).flatten().any(|f| f.number == 11),
+            None => self.scanned().head.has_events,
         }
+    }
+}
+
+/// A log record's scalar fields as the scan finds them.
+#[derive(Default)]
+pub struct LogHead {
+    time: u64,
+    observed: u64,
+    severity_number: i32,
+    severity_text: R,
+    body: Option<R>,
+    dropped_attributes_count: u32,
+    flags: u32,
+    trace_id: R,
+    span_id: R,
+    event_name: R,
+}
+
+impl Lazy for LogRecord {
+    const ATTRS: u32 = 6;
+    type Head = LogHead;
+    fn note(h: &mut LogHead, _raw: &[u8], number: u32, v: V) {
+        match (number, v) {
+            (1, V::I64(t)) => h.time = t,
+            (11, V::I64(t)) => h.observed = t,
+            (2, V::Varint(n)) => h.severity_number = n as i32,
+            (3, V::Len(r)) => h.severity_text = r,
+            (5, V::Len(r)) => h.body = Some(r),
+            (7, V::Varint(n)) => h.dropped_attributes_count = n as u32,
+            (8, V::I32(x)) => h.flags = x,
+            (9, V::Len(r)) => h.trace_id = r,
+            (10, V::Len(r)) => h.span_id = r,
+            (12, V::Len(r)) => h.event_name = r,
+            _ => {}
+        }
+    }
+    fn attrs(&self) -> &Vec<KeyValue> {
+        &self.attributes
+    }
+    fn attrs_mut(&mut self) -> &mut Vec<KeyValue> {
+        &mut self.attributes
     }
 }
 
@@ -511,22 +756,114 @@ impl Slot<LogRecord> {
                 event_name: &l.event_name,
             };
         }
-        let mut v = LogView::default();
-        for f in Fields::new(&self.raw).flatten() {
-            match (f.number, f.value) {
-                (1, W::I64(t)) => v.time = t,
-                (11, W::I64(t)) => v.observed = t,
-                (2, W::Varint(n)) => v.severity_number = n as i32,
-                (3, W::Len(b)) => v.severity_text = str_of(b),
-                (5, W::Len(b)) => v.body = Some(wire::AnyValue::parse(b).map_or(Val::Nil, wire_val)),
-                (7, W::Varint(n)) => v.dropped_attributes_count = n as u32,
-                (8, W::I32(x)) => v.flags = x,
-                (9, W::Len(b)) => v.trace_id = b,
-                (10, W::Len(b)) => v.span_id = b,
-                (12, W::Len(b)) => v.event_name = str_of(b),
-                _ => {}
-            }
+        let (h, raw) = (&self.scanned().head, &self.raw[..]);
+        LogView {
+            time: h.time,
+            observed: h.observed,
+            severity_number: h.severity_number,
+            severity_text: str_of(raw, h.severity_text),
+            body: h.body.map(|r| wire::AnyValue::parse(range(raw, r)).map_or(Val::Nil, wire_val)),
+            dropped_attributes_count: h.dropped_attributes_count,
+            flags: h.flags,
+            trace_id: range(raw, h.trace_id),
+            span_id: range(raw, h.span_id),
+            event_name: str_of(raw, h.event_name),
         }
-        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::common::v1::any_value::Value as Pv;
+
+    fn kv(k: &str, v: &str) -> KeyValue {
+        KeyValue {
+            key: k.into(),
+            value: Some(AnyValue { value: Some(Pv::StringValue(v.into())) }),
+            ..Default::default()
+        }
+    }
+
+    fn encoded(slot: &Slot<Span>) -> Span {
+        let mut out = Vec::new();
+        slot.encode_field(1, &mut out);
+        assert_eq!(out.len(), wire::len_field_size(1, slot.encoded_len()));
+        Span::decode_length_delimited(&out[1..]).expect("the slot encodes a span")
+    }
+
+    fn keys(s: &Span) -> Vec<(String, String)> {
+        s.attributes
+            .iter()
+            .map(|kv| {
+                let v = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                    Some(Pv::StringValue(s)) => s.clone(),
+                    None => "<empty>".into(),
+                    Some(o) => format!("{o:?}"),
+                };
+                (kv.key.clone(), v)
+            })
+            .collect()
+    }
+
+    fn edit(slot: &mut Slot<Span>) {
+        let nil = Arc::new(AnyValue { value: None });
+        assert!(slot.copy_attr(&Arc::from("x"), "b", &nil));
+        assert!(slot.copy_attr(&Arc::from("a"), "c", &nil));
+        slot.delete_attr("b");
+        assert!(slot.copy_attr(&Arc::from("y"), "b", &nil), "b is deleted: y gets an empty value");
+        assert!(slot.copy_attr(&Arc::from("z"), "x", &nil), "a copy of a copy");
+    }
+
+    #[test]
+    fn copies_stay_encoded_and_agree_with_the_decoded_path() {
+        let span = Span {
+            name: "n".into(),
+            kind: 2,
+            attributes: vec![kv("a", "1"), kv("b", "2"), kv("c", "3")],
+            ..Default::default()
+        };
+        let mut slot = Slot::<Span>::new(Bytes::from(span.encode_to_vec()));
+        edit(&mut slot);
+        // pdata: [a b c] -> x=b: [a b c x] -> a=c: [a(3) b c x] -> remove b: [a x c] -> y, z last.
+        let want = [("a", "3"), ("x", "2"), ("c", "3"), ("y", "<empty>"), ("z", "2")];
+        let want: Vec<(String, String)> = want.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let got = encoded(&slot);
+        assert_eq!(keys(&got), want);
+        assert_eq!((got.name.as_str(), got.kind), ("n", 2));
+        // The same edits, then the item decoded: the same attributes.
+        assert_eq!(keys(slot.decoded()), want);
+        assert_eq!(keys(&encoded(&slot)), want);
+    }
+
+    #[test]
+    fn attributes_split_by_other_fields_are_written_in_one_run() {
+        // name, attribute a, kind, attribute b: not one run.
+        let mut raw = Vec::new();
+        wire::put_len_field(&mut raw, 5, b"n");
+        wire::put_len_field(&mut raw, 9, &kv("a", "1").encode_to_vec());
+        wire::put_tag(&mut raw, 6, WireType::Varint);
+        wire::put_varint(&mut raw, 3);
+        wire::put_len_field(&mut raw, 9, &kv("b", "2").encode_to_vec());
+        let mut slot = Slot::<Span>::new(Bytes::from(raw));
+        assert_eq!(slot.kind(), 3);
+        slot.set_attr("c", AnyValue { value: Some(Pv::StringValue("9".into())) });
+        slot.delete_attr("a");
+        let got = encoded(&slot);
+        // [a b] -> [a b c] -> removing a moves the last entry (c) to its place.
+        assert_eq!(keys(&got), [("c".to_string(), "9".to_string()), ("b".into(), "2".into())]);
+        assert_eq!((got.name.as_str(), got.kind), ("n", 3));
+    }
+
+    #[test]
+    fn the_last_of_a_duplicated_key_wins_with_or_without_the_scan() {
+        let span = Span { attributes: vec![kv("k", "first"), kv("o", "x"), kv("k", "last")], ..Default::default() };
+        let slot = Slot::<Span>::new(Bytes::from(span.encode_to_vec()));
+        assert!(slot.scan.get().is_none());
+        assert_eq!(slot.attr("k"), Val::str("last"), "the first lookup reads the keys only");
+        assert!(slot.scan.get().is_none());
+        assert_eq!(slot.attr("k"), Val::str("last"), "the second one scans");
+        assert!(slot.scan.get().is_some());
+        assert_eq!(slot.attr("missing"), Val::Nil);
     }
 }

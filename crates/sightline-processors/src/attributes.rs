@@ -7,6 +7,7 @@
 
 use crate::attraction::{ActionConfig, Actions};
 use crate::items::Request;
+use crate::lazy::Heads;
 use crate::matching::{MatchProperties, Scope, Skip};
 use opentelemetry_proto::tonic::metrics::v1::metric;
 use serde::Deserialize;
@@ -116,7 +117,9 @@ impl AttributesProcessor {
 
 impl Processor for AttributesProcessor {
     fn process(&self, payload: Payload) -> Result<Payload, ProcessError> {
-        let mut req = Request::decode(payload.signal(), payload.bytes())?;
+        // include/exclude read resources (services, resources) and scopes (libraries).
+        let heads = if self.skip.is_empty() { Heads::Keep } else { Heads::Decode };
+        let mut req = Request::decode(payload.signal(), payload.bytes(), heads)?;
         self.edit(&mut req);
         req.into_payload(payload, false)
     }

@@ -9,6 +9,7 @@
 //! forms are refused with a message naming the OTTL form to use.
 
 use crate::items::{Request, point_count};
+use crate::lazy::Heads;
 use crate::ottl_run::{self, ErrorMode};
 use opentelemetry_proto::tonic::metrics::v1::{Metric, metric};
 use serde::Deserialize;
@@ -96,6 +97,14 @@ struct Compiled {
     resource: Vec<Condition>,
     item: Vec<Condition>,
     sub: Vec<Condition>,
+}
+
+impl Compiled {
+    /// Whether a condition reads resources or scopes (else they stay encoded).
+    fn heads(&self) -> Heads {
+        let all = || self.resource.iter().chain(&self.item).chain(&self.sub);
+        if all().any(Condition::needs_heads) { Heads::Decode } else { Heads::Keep }
+    }
 }
 
 impl FilterConfig {
@@ -392,7 +401,7 @@ impl Processor for FilterProcessor {
         if self.c.resource.is_empty() && self.c.item.is_empty() && self.c.sub.is_empty() {
             return Ok(payload);
         }
-        let mut req = Request::decode(payload.signal(), payload.bytes())?;
+        let mut req = Request::decode(payload.signal(), payload.bytes(), self.c.heads())?;
         let before = payload.items();
         self.filter(&mut req).map_err(|message| ProcessError::Refused { message })?;
         let out = req.into_payload(payload, true)?;

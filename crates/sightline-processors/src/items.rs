@@ -3,7 +3,7 @@
 //! encoded until needed, metrics decoded; edited in place and encoded once; the item count is
 //! recomputed when items were dropped.
 
-use crate::lazy::LazyRequest;
+use crate::lazy::{Heads, LazyRequest};
 use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
@@ -21,12 +21,14 @@ pub enum Request {
 }
 
 impl Request {
-    pub fn decode(signal: Signal, bytes: &Bytes) -> Result<Request, ProcessError> {
+    /// `heads`: whether the processor reads resources and scopes (traces and logs; metrics are
+    /// always decoded).
+    pub fn decode(signal: Signal, bytes: &Bytes, heads: Heads) -> Result<Request, ProcessError> {
         let bad = |e: prost::DecodeError| ProcessError::Invalid(format!("cannot decode the request: {e}"));
         Ok(match signal {
-            Signal::Traces => Request::Traces(LazyRequest::parse(bytes)?),
+            Signal::Traces => Request::Traces(LazyRequest::parse(bytes, heads)?),
             Signal::Metrics => Request::Metrics(ExportMetricsServiceRequest::decode(&bytes[..]).map_err(bad)?),
-            Signal::Logs => Request::Logs(LazyRequest::parse(bytes)?),
+            Signal::Logs => Request::Logs(LazyRequest::parse(bytes, heads)?),
         })
     }
 

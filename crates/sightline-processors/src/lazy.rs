@@ -1,7 +1,8 @@
 //! Trace and log requests as a tree whose spans and log records stay encoded
 //! ([`Slot`](sightline_ottl::slot::Slot)) until a processor needs one decoded (ADR 15).
-//! Resources and scopes are decoded (a few per request); items untouched by the processors
-//! are copied through as bytes when the request is encoded again.
+//! Resources and scopes are decoded (a few per request) when the processor reads them
+//! ([`Heads::Decode`]), else copied through as bytes, as are the items untouched by the
+//! processors when the request is encoded again.
 
 use bytes::Bytes;
 use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
@@ -11,8 +12,18 @@ use sightline_core::pipeline::ProcessError;
 use sightline_core::wire::{self, Fields, Value as W, WireType};
 use sightline_ottl::slot::{Lazy, Slot};
 
+/// Whether a processor reads resources and scopes (decoded) or not (kept as bytes; their
+/// `resource` and `scope` are then `None`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Heads {
+    Decode,
+    Keep,
+}
+
 pub struct LazyScope<T: Lazy> {
     pub scope: Option<InstrumentationScope>,
+    /// The scope field as received, when not decoded.
+    raw: Option<Bytes>,
     pub items: Vec<Slot<T>>,
     /// Other fields (`schema_url`), copied through.
     other: Vec<Bytes>,
@@ -20,6 +31,7 @@ pub struct LazyScope<T: Lazy> {
 
 pub struct LazyResource<T: Lazy> {
     pub resource: Option<Resource>,
+    raw: Option<Bytes>,
     pub scopes: Vec<LazyScope<T>>,
     other: Vec<Bytes>,
 }
@@ -42,7 +54,7 @@ fn len<'a>(f: &wire::Field<'a>) -> Result<&'a [u8], ProcessError> {
 impl<T: Lazy> LazyRequest<T> {
     /// Resource list field 1, scope list field 2, items field 2 (the same numbers for
     /// `ResourceSpans`/`ScopeSpans` and `ResourceLogs`/`ScopeLogs`).
-    pub fn parse(buf: &Bytes) -> Result<LazyRequest<T>, ProcessError> {
+    pub fn parse(buf: &Bytes, heads: Heads) -> Result<LazyRequest<T>, ProcessError> {
         let mut resources = Vec::new();
         for f in Fields::new(buf) {
             let f = f.map_err(bad)?;
@@ -50,17 +62,24 @@ impl<T: Lazy> LazyRequest<T> {
                 continue;
             }
             let rbuf = len(&f)?;
-            let mut r = LazyResource { resource: None, scopes: Vec::new(), other: Vec::new() };
+            let mut r = LazyResource { resource: None, raw: None, scopes: Vec::new(), other: Vec::new() };
             for g in Fields::new(rbuf) {
                 let g = g.map_err(bad)?;
                 match g.number {
+                    1 if heads == Heads::Keep && r.raw.is_none() => r.raw = Some(buf.slice_ref(g.raw)),
+                    1 if heads == Heads::Keep => r.other.push(buf.slice_ref(g.raw)),
                     1 => r.resource = Some(Resource::decode(len(&g)?).map_err(bad)?),
                     2 => {
                         let sbuf = len(&g)?;
-                        let mut s = LazyScope { scope: None, items: Vec::new(), other: Vec::new() };
+                        // Slots are a few hundred bytes (the scan is inline): sized once.
+                        let n = Fields::new(sbuf).filter(|h| h.as_ref().is_ok_and(|h| h.number == 2)).count();
+                        let mut s =
+                            LazyScope { scope: None, raw: None, items: Vec::with_capacity(n), other: Vec::new() };
                         for h in Fields::new(sbuf) {
                             let h = h.map_err(bad)?;
                             match h.number {
+                                1 if heads == Heads::Keep && s.raw.is_none() => s.raw = Some(buf.slice_ref(h.raw)),
+                                1 if heads == Heads::Keep => s.other.push(buf.slice_ref(h.raw)),
                                 1 => s.scope = Some(InstrumentationScope::decode(len(&h)?).map_err(bad)?),
                                 2 => s.items.push(Slot::new(buf.slice_ref(len(&h)?))),
                                 _ => s.other.push(buf.slice_ref(h.raw)),
@@ -112,9 +131,11 @@ impl<T: Lazy> LazyRequest<T> {
         let mut resource_lens = Vec::with_capacity(self.resources.len());
         for r in &self.resources {
             let mut rlen = r.resource.as_ref().map_or(0, |x| wire::len_field_size(1, x.encoded_len()))
+                + r.raw.as_ref().map_or(0, Bytes::len)
                 + r.other.iter().map(Bytes::len).sum::<usize>();
             for s in &r.scopes {
                 let mut slen = s.scope.as_ref().map_or(0, |x| wire::len_field_size(1, x.encoded_len()))
+                    + s.raw.as_ref().map_or(0, Bytes::len)
                     + s.other.iter().map(Bytes::len).sum::<usize>();
                 for i in s.items.iter().filter(|i| !i.dropped) {
                     let n = i.encoded_len();
@@ -137,6 +158,9 @@ impl<T: Lazy> LazyRequest<T> {
                 wire::put_varint(&mut out, res.encoded_len() as u64);
                 res.encode(&mut out).expect("a Vec grows");
             }
+            if let Some(raw) = &r.raw {
+                out.extend_from_slice(raw);
+            }
             for s in &r.scopes {
                 wire::put_tag(&mut out, 2, WireType::Len);
                 wire::put_varint(&mut out, scope_lens[si] as u64);
@@ -145,6 +169,9 @@ impl<T: Lazy> LazyRequest<T> {
                     wire::put_tag(&mut out, 1, WireType::Len);
                     wire::put_varint(&mut out, sc.encoded_len() as u64);
                     sc.encode(&mut out).expect("a Vec grows");
+                }
+                if let Some(raw) = &s.raw {
+                    out.extend_from_slice(raw);
                 }
                 for i in s.items.iter().filter(|i| !i.dropped) {
                     i.encode_field_len(2, item_lens[ii], &mut out);
@@ -173,7 +200,11 @@ mod tests {
         let req = ExportTraceServiceRequest {
             resource_spans: vec![ResourceSpans {
                 resource: Some(Resource::default()),
-                scope_spans: vec![ScopeSpans { spans, schema_url: "s".into(), ..Default::default() }],
+                scope_spans: vec![ScopeSpans {
+                    scope: Some(InstrumentationScope { name: "lib".into(), ..Default::default() }),
+                    spans,
+                    schema_url: "s".into(),
+                }],
                 schema_url: "r".into(),
             }],
         };
@@ -185,7 +216,11 @@ mod tests {
         let spans: Vec<Span> =
             (0..3u8).map(|i| Span { name: format!("s{i}"), span_id: vec![i; 8], ..Default::default() }).collect();
         let bytes = request(spans.clone());
-        let mut req: LazyRequest<Span> = LazyRequest::parse(&bytes).unwrap();
+        let kept: LazyRequest<Span> = LazyRequest::parse(&bytes, Heads::Keep).unwrap();
+        assert!(kept.resources[0].resource.is_none() && kept.resources[0].scopes[0].scope.is_none());
+        assert_eq!(kept.encode(), bytes[..], "resources and scopes kept as bytes: the same request");
+        let mut req: LazyRequest<Span> = LazyRequest::parse(&bytes, Heads::Decode).unwrap();
+        assert!(req.resources[0].resource.is_some());
         let back = ExportTraceServiceRequest::decode(&req.encode()[..]).unwrap();
         assert_eq!(back, ExportTraceServiceRequest::decode(&bytes[..]).unwrap());
         req.resources[0].scopes[0].items[1].dropped = true;
@@ -218,7 +253,7 @@ mod tests {
             wire::put_len_field(&mut out, 1, &rs);
             Bytes::from(out)
         };
-        let mut lazy: LazyRequest<Span> = LazyRequest::parse(&req).unwrap();
+        let mut lazy: LazyRequest<Span> = LazyRequest::parse(&req, Heads::Decode).unwrap();
         assert!(lazy.check().is_ok(), "nothing decoded yet");
         let _ = lazy.resources[0].scopes[0].items[0].get_mut();
         assert!(lazy.check().is_err());

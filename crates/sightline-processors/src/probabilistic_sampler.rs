@@ -15,7 +15,7 @@
 //! `th` already present in `hash_seed` mode) is dropped when `fail_closed` (default) and kept
 //! otherwise; `sampling.priority` (0: drop; > 0: keep) overrides the decision.
 
-use crate::lazy::LazyRequest;
+use crate::lazy::{Heads, LazyRequest};
 use bytes::Bytes;
 use opentelemetry_proto::tonic::common::v1::AnyValue;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as Pv;
@@ -603,7 +603,7 @@ impl ProbabilisticSampler {
         payload: Payload,
         decide: impl Fn(&Self, &mut Slot<T>) -> bool,
     ) -> Result<Payload, ProcessError> {
-        let mut req: LazyRequest<T> = LazyRequest::parse(payload.bytes())?;
+        let mut req: LazyRequest<T> = LazyRequest::parse(payload.bytes(), Heads::Keep)?;
         let (mut kept, mut dropped) = (0u64, 0u64);
         for slot in req.resources.iter_mut().flat_map(|r| &mut r.scopes).flat_map(|s| &mut s.items) {
             if decide(self, slot) {

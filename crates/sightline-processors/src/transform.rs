@@ -5,6 +5,7 @@
 //! and gate every statement of the group.
 
 use crate::items::Request;
+use crate::lazy::Heads;
 use crate::ottl_run::{self, ErrorMode};
 use serde::Deserialize;
 use sightline_core::pipeline::{ProcessError, Processor};
@@ -192,13 +193,19 @@ impl TransformConfig {
 pub struct TransformProcessor {
     id: String,
     groups: Vec<Group>,
+    /// Whether a statement or condition reads resources or scopes (else they stay encoded).
+    heads: Heads,
 }
 
 impl TransformProcessor {
     pub fn new(id: &str, cfg: &TransformConfig, signal: Signal) -> Result<TransformProcessor, String> {
         let (key, entries, _) = cfg.signals().into_iter().find(|(_, _, s)| *s == signal).expect("three signals");
         let groups = compile(key, entries, signal, cfg.error_mode).map_err(|e| format!("{e:?}"))?;
-        Ok(TransformProcessor { id: id.to_string(), groups })
+        let heads = groups.iter().any(|g| {
+            g.statements.iter().any(Statement::needs_heads) || g.conditions.iter().any(Condition::needs_heads)
+        });
+        let heads = if heads { Heads::Decode } else { Heads::Keep };
+        Ok(TransformProcessor { id: id.to_string(), groups, heads })
     }
 
     fn run_group(&self, g: &Group, t: &mut Target) -> Result<(), String> {
@@ -232,7 +239,7 @@ impl Processor for TransformProcessor {
         if self.groups.is_empty() {
             return Ok(payload);
         }
-        let mut req = Request::decode(payload.signal(), payload.bytes())?;
+        let mut req = Request::decode(payload.signal(), payload.bytes(), self.heads)?;
         for g in &self.groups {
             let mut visit = |t: &mut Target| self.run_group(g, t);
             let r = match &mut req {
