@@ -198,6 +198,21 @@ CASES = {
         [{"key": "matched", "value": "metric", "action": "insert"}],
         include={"match_type": "regexp", "metric_names": ["^http\\."]},
         exclude={"match_type": "strict", "metric_names": ["http.server.duration"]})]),
+    # from_context: request headers (include_metadata) and the client address, with the
+    # fall-through to default_value; after `batch` only its metadata_keys survive, and no address.
+    "attr_from_context": (ALL, [attributes([
+        {"key": "tenant", "from_context": "metadata.x-tenant", "action": "upsert"},
+        {"key": "peer", "from_context": "client.address", "action": "insert"},
+        {"key": "dflt", "from_context": "metadata.nope", "default_value": "none", "action": "insert"}])]),
+    "resource_from_context": (ALL, [("resource", {"attributes": [
+        {"key": "tenant", "from_context": "X-Tenant", "action": "upsert"},
+        {"key": "peer", "from_context": "client.address", "action": "upsert"}]})]),
+    "from_context_after_batch_keys": (T, [("batch", {"metadata_keys": ["X-Tenant"], "timeout": "50ms"}), attributes([
+        {"key": "tenant", "from_context": "metadata.x-tenant", "action": "upsert"},
+        {"key": "peer", "from_context": "client.address", "action": "upsert"}])]),
+    "from_context_after_plain_batch": (L, [("batch", {"timeout": "50ms"}), attributes([
+        {"key": "tenant", "from_context": "metadata.x-tenant", "action": "upsert"},
+        {"key": "peer", "from_context": "client.address", "action": "upsert"}])]),
     # --- filter processor ---
     "filter_span_route": (T, [filt(traces={"span": ['attributes["http.route"] == "/healthz"']})]),
     "filter_span_or_not": (T, [filt(traces={"span": [
@@ -362,7 +377,9 @@ def build_config(ports, capture_port, admin, cases=None):
     receivers, processors, exporters, pipelines = {}, {}, {}, {}
     for i, name in enumerate(sorted(cases)):
         signals, procs = cases[name]
-        receivers[f"otlp/c{i}"] = {"protocols": {"http": {"endpoint": f"127.0.0.1:{ports[name]}"}}}
+        # include_metadata: the request's headers reach `from_context` (post() sends X-Tenant).
+        receivers[f"otlp/c{i}"] = {"protocols": {"http": {"endpoint": f"127.0.0.1:{ports[name]}",
+                                                          "include_metadata": True}}}
         ids = []
         for j, (kind, cfg) in enumerate(procs):
             pid = f"{kind}/c{i}_{j}"
@@ -408,7 +425,7 @@ def normalise(v, key=None):
 
 def post(port, signal, body):
     req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/{signal}", data=json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json"}, method="POST")
+                                 headers={"Content-Type": "application/json", "X-Tenant": "acme"}, method="POST")
     try:
         with urllib.request.urlopen(req, timeout=10) as r:
             return r.status
@@ -437,18 +454,20 @@ def run_system(name, tmp_path, cases=None, corpus_fn=None):
     args = [binary, "--config", str(cfg)] if name == "otelcol" else [binary, "run", "--config", str(cfg)]
     proc = subprocess.Popen(args, stdout=log, stderr=log)
     try:
-        last = max(ports.values(), key=lambda p: p)
-
-        def up():
-            if proc.poll() is not None:
-                raise AssertionError(f"{name} exited:\n" + log_path.read_text()[-4000:])
+        def listening(port):
             try:
-                urllib.request.urlopen(f"http://127.0.0.1:{last}/v1/traces", timeout=1)
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/traces", timeout=1)
             except urllib.error.HTTPError:
                 return True
             except OSError:
                 return False
             return True
+
+        def up():
+            # Every receiver: they start one after another.
+            if proc.poll() is not None:
+                raise AssertionError(f"{name} exited:\n" + log_path.read_text()[-4000:])
+            return all(listening(p) for p in ports.values())
         assert wait_until(up, 60), log_path.read_text()[-3000:]
         statuses = {}
         for case, (signals, _) in cases.items():

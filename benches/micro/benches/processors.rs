@@ -43,8 +43,11 @@ trace_statements:
     );
     vec![
         ("ownership", Box::new(catalog.processor(Signal::Traces, registry))),
-        ("resource", Box::new(ResourceProcessor::new(&resource).expect("resource"))),
-        ("attributes", Box::new(AttributesProcessor::new(&attributes, Signal::Traces).expect("attributes"))),
+        ("resource", Box::new(ResourceProcessor::new(&resource, Default::default()).expect("resource"))),
+        (
+            "attributes",
+            Box::new(AttributesProcessor::new(&attributes, Signal::Traces, Default::default()).expect("attributes")),
+        ),
         ("filter", Box::new(FilterProcessor::new("filter", &filter, Signal::Traces, registry).expect("filter"))),
         ("transform", Box::new(TransformProcessor::new("transform", &transform, Signal::Traces).expect("transform"))),
     ]

@@ -20,6 +20,8 @@ struct Inner {
     items: u64,
     permit: Option<MemoryPermit>,
     bound_team: Option<BoundTeam>,
+    /// Who sent the request (the collector's `client.Info`), for `from_context`.
+    client: Option<Arc<ClientInfo>>,
     /// Encodings of batches that start with this payload (see [`Batch::encode_shared`]).
     shared: Mutex<Vec<SharedEncoding>>,
 }
@@ -66,32 +68,70 @@ pub enum TeamMismatch {
     Reattribute,
 }
 
+/// Who sent a request, as the receiver saw it (the collector's `client.Info`): the peer's
+/// address, and the request's headers (HTTP) or metadata (gRPC) when the receiver's protocol
+/// has `include_metadata: true`.
+#[derive(Debug, Default, Clone)]
+pub struct ClientInfo {
+    pub addr: Option<std::net::IpAddr>,
+    /// Header names lowercased, in the order received; a name may repeat.
+    pub metadata: Vec<(String, String)>,
+}
+
+impl ClientInfo {
+    /// The values of one metadata key (case-insensitive), in order.
+    pub fn metadata<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.metadata.iter().filter(move |(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v.as_str())
+    }
+}
+
 impl Payload {
     pub fn new(signal: Signal, bytes: Bytes, items: u64, permit: Option<MemoryPermit>) -> Self {
         Payload {
-            inner: Arc::new(Inner { signal, bytes, items, permit, bound_team: None, shared: Mutex::new(Vec::new()) }),
+            inner: Arc::new(Inner {
+                signal,
+                bytes,
+                items,
+                permit,
+                bound_team: None,
+                client: None,
+                shared: Mutex::new(Vec::new()),
+            }),
         }
     }
 
-    /// The same payload bound to an authenticated team (see [`BoundTeam`]). Call before the
-    /// payload is shared; a shared payload is copied (reference counts only).
-    pub fn with_bound_team(self, bound: Option<BoundTeam>) -> Payload {
-        match Arc::try_unwrap(self.inner) {
-            Ok(mut inner) => {
-                inner.bound_team = bound;
-                Payload { inner: Arc::new(inner) }
-            }
-            Err(shared) => Payload {
-                inner: Arc::new(Inner {
-                    signal: shared.signal,
-                    bytes: shared.bytes.clone(),
-                    items: shared.items,
-                    permit: None,
-                    bound_team: bound,
-                    shared: Mutex::new(Vec::new()),
-                }),
+    /// The payload with `edit` applied to its request context. Call before the payload is
+    /// shared; a shared payload is copied (reference counts only).
+    fn with_context(self, edit: impl FnOnce(&mut Inner)) -> Payload {
+        let mut inner = match Arc::try_unwrap(self.inner) {
+            Ok(inner) => inner,
+            Err(shared) => Inner {
+                signal: shared.signal,
+                bytes: shared.bytes.clone(),
+                items: shared.items,
+                permit: None,
+                bound_team: shared.bound_team.clone(),
+                client: shared.client.clone(),
+                shared: Mutex::new(Vec::new()),
             },
-        }
+        };
+        edit(&mut inner);
+        Payload { inner: Arc::new(inner) }
+    }
+
+    /// The same payload bound to an authenticated team (see [`BoundTeam`]).
+    pub fn with_bound_team(self, bound: Option<BoundTeam>) -> Payload {
+        self.with_context(|i| i.bound_team = bound)
+    }
+
+    /// The same payload with who sent it (see [`ClientInfo`]).
+    pub fn with_client(self, client: Option<Arc<ClientInfo>>) -> Payload {
+        self.with_context(|i| i.client = client)
+    }
+
+    /// Who sent the request, when the receiver recorded it.
+    pub fn client(&self) -> Option<&ClientInfo> {
+        self.inner.client.as_deref()
     }
 
     /// The team the request was authenticated as, when the receiver binds ownership to it.
@@ -126,11 +166,15 @@ impl Payload {
     /// before the fan-out, so the payload is not shared yet and nothing is copied.
     pub fn with_bytes(self, bytes: Bytes, items: u64) -> Payload {
         let signal = self.signal();
-        let (permit, bound_team) = match Arc::try_unwrap(self.inner) {
-            Ok(mut inner) => (inner.permit.take(), inner.bound_team.take()),
+        let (permit, bound_team, client) = match Arc::try_unwrap(self.inner) {
+            Ok(mut inner) => (inner.permit.take(), inner.bound_team.take(), inner.client.take()),
             // Shared (the receiver feeds several pipelines): the original keeps its permit
             // until the receiver lets go of it, so the new bytes need their own.
-            Err(shared) => (shared.permit.as_ref().and_then(|p| p.try_sibling(bytes.len())), shared.bound_team.clone()),
+            Err(shared) => (
+                shared.permit.as_ref().and_then(|p| p.try_sibling(bytes.len())),
+                shared.bound_team.clone(),
+                shared.client.clone(),
+            ),
         };
         let permit = permit.map(|mut p| {
             let held = p.bytes();
@@ -143,7 +187,9 @@ impl Payload {
             }
             p
         });
-        Payload { inner: Arc::new(Inner { signal, bytes, items, permit, bound_team, shared: Mutex::new(Vec::new()) }) }
+        Payload {
+            inner: Arc::new(Inner { signal, bytes, items, permit, bound_team, client, shared: Mutex::new(Vec::new()) }),
+        }
     }
 }
 

@@ -85,6 +85,9 @@ pub struct GrpcConfig {
     pub tls: Option<ServerTlsConfig>,
     /// Require a bearer token from a tokens file (default: none, no authentication).
     pub auth: Option<AuthConfig>,
+    /// Pass the request's gRPC metadata on to processors (`from_context: metadata.<key>`), as
+    /// the collector's option of the same name (default false).
+    pub include_metadata: bool,
 }
 
 impl Default for GrpcConfig {
@@ -95,6 +98,7 @@ impl Default for GrpcConfig {
             max_concurrent_streams: 100,
             tls: None,
             auth: None,
+            include_metadata: false,
         }
     }
 }
@@ -119,6 +123,9 @@ pub struct HttpConfig {
     pub tls: Option<ServerTlsConfig>,
     /// Require a bearer token from a tokens file (default: none, no authentication).
     pub auth: Option<AuthConfig>,
+    /// Pass the request's headers on to processors (`from_context: metadata.<key>`), as the
+    /// collector's option of the same name (default false).
+    pub include_metadata: bool,
 }
 
 impl Default for HttpConfig {
@@ -131,6 +138,7 @@ impl Default for HttpConfig {
             logs_url_path: "/v1/logs".into(),
             tls: None,
             auth: None,
+            include_metadata: false,
         }
     }
 }

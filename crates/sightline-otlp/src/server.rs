@@ -20,7 +20,8 @@ use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use sightline_core::wire;
 use sightline_core::{
-    BoundTeam, Counter, Delivered, MemoryBudget, MemoryPermit, Payload, Pipeline, ProcessError, Registry, Signal,
+    BoundTeam, ClientInfo, Counter, Delivered, MemoryBudget, MemoryPermit, Payload, Pipeline, ProcessError, Registry,
+    Signal,
 };
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -80,7 +81,14 @@ struct Shared {
     /// Bearer-token authentication, per transport.
     grpc_auth: Option<Authenticator>,
     http_auth: Option<Authenticator>,
+    /// `include_metadata`, per transport.
+    grpc_metadata: bool,
+    http_metadata: bool,
 }
+
+/// The peer address of a connection, in each of its requests' extensions.
+#[derive(Clone, Copy)]
+struct Peer(std::net::IpAddr);
 
 const OVERLOAD_RETRY: Duration = Duration::from_secs(1);
 
@@ -162,6 +170,8 @@ pub async fn start(
         http_limit: http_cfg.map_or(0, |h| h.max_request_body_size),
         grpc_auth: authenticator("grpc", grpc_cfg.and_then(|g| g.auth.as_ref()))?,
         http_auth: authenticator("http", http_cfg.and_then(|h| h.auth.as_ref()))?,
+        grpc_metadata: grpc_cfg.is_some_and(|g| g.include_metadata),
+        http_metadata: http_cfg.is_some_and(|h| h.include_metadata),
     });
     let tls_listener = |t: &'static str,
                         tls: Option<&crate::ServerTlsConfig>|
@@ -236,7 +246,7 @@ async fn serve(
     loop {
         tokio::select! {
             r = listener.accept() => {
-                let (stream, _peer) = match r {
+                let (stream, peer) = match r {
                     Ok(x) => x,
                     Err(e) => {
                         tracing::warn!(error = %e, "accept failed");
@@ -245,7 +255,7 @@ async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let svc = TowerToHyperService::new(router.clone());
+                let svc = TowerToHyperService::new(router.clone().layer(axum::Extension(Peer(peer.ip()))));
                 match &tls {
                     None => {
                         let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
@@ -266,12 +276,12 @@ async fn serve(
                                 Ok(Ok(s)) => s,
                                 Ok(Err(e)) => {
                                     failed.inc();
-                                    tracing::debug!(peer = %_peer, error = %e, "TLS handshake failed");
+                                    tracing::debug!(peer = %peer, error = %e, "TLS handshake failed");
                                     return;
                                 }
                                 Err(_) => {
                                     failed.inc();
-                                    tracing::debug!(peer = %_peer, "TLS handshake timed out");
+                                    tracing::debug!(peer = %peer, "TLS handshake timed out");
                                     return;
                                 }
                             };
@@ -315,6 +325,21 @@ impl Shared {
 
     /// Authenticates a request (before its body is read): the ownership binding, or the
     /// refusal. Without `auth` every request passes, unbound.
+    /// Who sent a request: the peer's address, and its headers with `include_metadata`.
+    fn client(&self, t: Transport, parts: &http::request::Parts) -> Arc<ClientInfo> {
+        let include = match t {
+            Transport::Grpc => self.grpc_metadata,
+            Transport::Http => self.http_metadata,
+        };
+        let metadata = if include {
+            let text = |v: &HeaderValue| String::from_utf8_lossy(v.as_bytes()).into_owned();
+            parts.headers.iter().map(|(k, v)| (k.as_str().to_string(), text(v))).collect()
+        } else {
+            Vec::new()
+        };
+        Arc::new(ClientInfo { addr: parts.extensions.get::<Peer>().map(|p| p.0), metadata })
+    }
+
     fn authenticate(&self, t: Transport, headers: &HeaderMap) -> Result<Option<BoundTeam>, (AuthFailure, Refusal)> {
         match self.auth(t) {
             Some(a) => a.check(headers),
@@ -329,7 +354,8 @@ impl Shared {
         data: Bytes,
         mut permit: MemoryPermit,
         format: Format,
-        bound: Option<BoundTeam>,
+        // Who sent it: the team it authenticated as, and the client (for `from_context`).
+        (bound, client): (Option<BoundTeam>, Arc<ClientInfo>),
     ) -> Result<Accepted, Refusal> {
         let m = &self.metrics[signal as usize][transport as usize];
         let proto = match format {
@@ -374,7 +400,7 @@ impl Shared {
         };
         permit.shrink_to(proto.len());
         let pipelines = self.consumers.get(signal);
-        let payload = Payload::new(signal, proto, items, Some(permit)).with_bound_team(bound);
+        let payload = Payload::new(signal, proto, items, Some(permit)).with_bound_team(bound).with_client(Some(client));
         let (queued, dropped) = match dispatch(pipelines, payload).await {
             Ok(d) => (d.queued, d.dropped),
             Err(e) => {
@@ -631,7 +657,9 @@ async fn http_answer(
             drop(body);
             Bytes::from(out)
         };
-        shared.ingest(signal, Transport::Http, data, permit, format, bound).await
+        shared
+            .ingest(signal, Transport::Http, data, permit, format, (bound, shared.client(Transport::Http, parts)))
+            .await
     }
     .await;
     match result {
@@ -727,7 +755,16 @@ async fn grpc_export(shared: Arc<Shared>, signal: Signal, req: Request) -> Respo
             1 => return Err(Refusal::invalid("compressed gRPC message without a grpc-encoding")),
             f => return Err(Refusal::invalid(format!("invalid gRPC compressed flag {f}"))),
         };
-        shared.ingest(signal, Transport::Grpc, data, permit, Format::Proto, bound).await
+        shared
+            .ingest(
+                signal,
+                Transport::Grpc,
+                data,
+                permit,
+                Format::Proto,
+                (bound, shared.client(Transport::Grpc, &parts)),
+            )
+            .await
     }
     .await;
     match result {

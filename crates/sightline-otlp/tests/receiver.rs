@@ -344,3 +344,64 @@ async fn a_refusal_in_one_pipeline_queues_nothing_in_another() {
     assert_eq!(second.0.lock().unwrap().len(), 1);
     stop.cancel();
 }
+
+/// A processor that records who sent each request.
+#[derive(Default)]
+struct Clients(Mutex<Vec<Option<sightline_core::ClientInfo>>>);
+impl sightline_core::Processor for Clients {
+    fn process(&self, p: sightline_core::Payload) -> Result<sightline_core::Payload, sightline_core::ProcessError> {
+        self.0.lock().unwrap().push(p.client().cloned());
+        Ok(p)
+    }
+}
+
+/// `include_metadata` (here on gRPC, not on HTTP): processors see the request's metadata; both
+/// transports record the client's address.
+#[tokio::test]
+async fn include_metadata_hands_the_request_metadata_to_processors() {
+    let registry = Registry::new();
+    let mut dcfg =
+        DriverConfig { queue: Default::default(), retry: Default::default(), timeout: Duration::from_secs(5) };
+    dcfg.queue.batch.enabled = false;
+    let capture = Arc::new(Capture::default());
+    let d = sightline_core::driver::spawn("capture", Signal::Traces, dcfg, capture.clone(), &registry);
+    let clients = Arc::new(Clients::default());
+    let consumers = Consumers {
+        traces: vec![Arc::new(Pipeline {
+            id: "traces".into(),
+            signal: Signal::Traces,
+            processors: vec![clients.clone()],
+            exporters: vec![d.handle.clone()],
+        })],
+        ..Default::default()
+    };
+    let yaml = "protocols:\n  grpc:\n    endpoint: 127.0.0.1:0\n    include_metadata: true\n  http:\n    endpoint: 127.0.0.1:0\n";
+    let cfg: OtlpReceiverConfig = serde_yaml_ng::from_str(yaml).unwrap();
+    let stop = CancellationToken::new();
+    let running = sightline_otlp::start("otlp", &cfg, consumers, MemoryBudget::new(64 << 20), &registry, stop.clone())
+        .await
+        .unwrap();
+    let addr = |t| running.addrs.iter().find(|(n, _)| *n == t).unwrap().1;
+    let mut client = TraceServiceClient::connect(format!("http://{}", addr("grpc"))).await.unwrap();
+    let mut req = tonic::Request::new(traces(1));
+    req.metadata_mut().insert("x-tenant", "acme".parse().unwrap());
+    req.metadata_mut().append("x-tenant", "beta".parse().unwrap());
+    client.export(req).await.expect("accepted");
+    let http = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let post = http::Request::post(format!("http://{}/v1/traces", addr("http")))
+        .header("content-type", "application/x-protobuf")
+        .header("x-tenant", "acme")
+        .body(Full::new(Bytes::from(traces(1).encode_to_vec())))
+        .unwrap();
+    assert_eq!(http.request(post).await.unwrap().status(), 200);
+    let seen = clients.0.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2);
+    let grpc = seen[0].as_ref().expect("the gRPC request's client");
+    let local: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+    assert_eq!(grpc.addr.map(|a| a.to_canonical()), Some(local));
+    assert_eq!(grpc.metadata("X-Tenant").collect::<Vec<_>>(), ["acme", "beta"], "{grpc:?}");
+    let h = seen[1].as_ref().expect("the HTTP request's client");
+    assert_eq!(h.addr.map(|a| a.to_canonical()), Some(local));
+    assert!(h.metadata.is_empty(), "include_metadata is off for HTTP: {h:?}");
+    stop.cancel();
+}

@@ -414,14 +414,15 @@ impl<T: Lazy> Slot<T> {
         }
     }
 
-    /// The attribute list with the edits applied.
-    fn order(&self) -> Order {
+    /// The attribute list with the edits applied, into `out` (on the caller's stack).
+    fn order(&self, out: &mut Order) {
         let attrs = &self.scanned().attrs;
         let key_of = |s: &Src| match *s {
             Src::Raw(i) => self.bytes(attrs[i as usize].key),
             Src::Edit(i) => self.edits[i as usize].key().as_bytes(),
         };
-        let mut out: Order = (0..attrs.len() as u32).map(Src::Raw).collect();
+        out.clear();
+        out.extend((0..attrs.len() as u32).map(Src::Raw));
         for (ei, e) in self.edits.iter().enumerate() {
             let at = out.iter().position(|o| key_of(o) == e.key().as_bytes());
             match (e, at) {
@@ -433,7 +434,6 @@ impl<T: Lazy> Slot<T> {
                 (_, None) => out.push(Src::Edit(ei as u32)),
             }
         }
-        out
     }
 
     /// The encoded size of one attribute of the final list, as field `T::ATTRS`.
@@ -489,7 +489,9 @@ impl<T: Lazy> Slot<T> {
         }
         let attrs = &self.scanned().attrs;
         let own: usize = attrs.iter().map(|a| (a.field.1 - a.field.0) as usize).sum();
-        self.raw.len() - own + self.order().iter().map(|o| self.out_size(*o)).sum::<usize>()
+        let mut order = Order::new();
+        self.order(&mut order);
+        self.raw.len() - own + order.iter().map(|o| self.out_size(*o)).sum::<usize>()
     }
 
     /// Appends the item as field `field` of its parent (tag, length, message).
@@ -509,15 +511,40 @@ impl<T: Lazy> Slot<T> {
             out.extend_from_slice(&self.raw);
             return;
         }
-        let order = self.order();
+        let mut order = Order::new();
+        self.order(&mut order);
         let s = self.scanned();
-        let write_attrs = |out: &mut Vec<u8>| order.iter().for_each(|o| self.write_attr(*o, out));
-        // The attributes are usually one run of fields: copy around it.
+        // The attributes are usually one run of fields: the bytes around it and the item's own
+        // attributes still in their place are copied as few ranges as possible.
         match (s.attrs.first(), s.attrs.last()) {
             (Some(first), Some(last)) if s.contiguous => {
-                out.extend_from_slice(&self.raw[..first.field.0 as usize]);
-                write_attrs(out);
-                out.extend_from_slice(&self.raw[last.field.1 as usize..]);
+                let flush = |out: &mut Vec<u8>, r: R| out.extend_from_slice(self.bytes(r));
+                let mut pending: R = (0, first.field.0);
+                for o in &order {
+                    match *o {
+                        Src::Raw(i) => {
+                            let f = s.attrs[i as usize].field;
+                            if f.0 == pending.1 {
+                                pending.1 = f.1;
+                            } else {
+                                flush(out, pending);
+                                pending = f;
+                            }
+                        }
+                        Src::Edit(_) => {
+                            flush(out, pending);
+                            pending = (pending.1, pending.1);
+                            self.write_attr(*o, out);
+                        }
+                    }
+                }
+                let rest: R = (last.field.1, self.raw.len() as u32);
+                if rest.0 == pending.1 {
+                    flush(out, (pending.0, rest.1));
+                } else {
+                    flush(out, pending);
+                    flush(out, rest);
+                }
             }
             _ => {
                 // No attributes, or several runs: the other fields in order, the attributes
@@ -527,7 +554,7 @@ impl<T: Lazy> Slot<T> {
                     let start = pos;
                     let Some((number, _)) = next_field(&self.raw, &mut pos, 0) else { break };
                     if !written && number >= T::ATTRS {
-                        write_attrs(out);
+                        order.iter().for_each(|o| self.write_attr(*o, out));
                         written = true;
                     }
                     if number != T::ATTRS {
@@ -535,7 +562,7 @@ impl<T: Lazy> Slot<T> {
                     }
                 }
                 if !written {
-                    write_attrs(out);
+                    order.iter().for_each(|o| self.write_attr(*o, out));
                 }
             }
         }

@@ -1,13 +1,14 @@
 //! Attribute actions, as the collector contrib's `attraction` package (shared by its
 //! `resource` and `attributes` processors): `insert`, `update`, `upsert`, `delete`, `hash`,
-//! `extract` and `convert`, with `value`, `default_value`, `from_attribute`, `pattern` and
-//! `converted_type`, checked when the configuration is validated and applied in order to one
-//! attribute list.
+//! `extract` and `convert`, with `value`, `default_value`, `from_attribute`, `from_context`,
+//! `pattern` and `converted_type`, checked when the configuration is validated and applied in
+//! order to one attribute list.
 
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, KeyValue, KeyValueList};
 use regex::Regex;
 use serde::Deserialize;
+use sightline_core::ClientInfo;
 use sightline_ottl::slot::{Lazy, Slot};
 
 /// One entry of `attributes` (resource processor) or `actions` (attributes processor).
@@ -47,7 +48,76 @@ enum Op {
 struct Source {
     value: Option<Value>,
     from_attribute: String,
+    from_context: Option<ContextKey>,
     default: Option<Value>,
+}
+
+/// What `from_context` reads from the request's `client.Info`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum ContextKey {
+    /// `client.address`: the peer's IP address.
+    Address,
+    /// `metadata.<key>`, or a key without a prefix: a request header (gRPC metadata), with
+    /// `include_metadata: true` on the receiver's protocol.
+    Metadata(String),
+}
+
+/// Where a processor sits in its pipeline, for `from_context`: the collector's `batch`
+/// processor hands on only the metadata named in its `metadata_keys`, and no client address.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Placement {
+    #[default]
+    BeforeBatch,
+    AfterBatch {
+        metadata_keys: Vec<String>,
+    },
+}
+
+impl Placement {
+    /// The placement after one more `batch` processor with `keys`.
+    pub fn then_batch(self, keys: &[String]) -> Placement {
+        let keep = |k: &String| keys.iter().any(|x| x.eq_ignore_ascii_case(k));
+        match self {
+            Placement::BeforeBatch => Placement::AfterBatch { metadata_keys: keys.to_vec() },
+            Placement::AfterBatch { metadata_keys } => {
+                Placement::AfterBatch { metadata_keys: metadata_keys.into_iter().filter(keep).collect() }
+            }
+        }
+    }
+}
+
+/// The request context an action sees: who sent the request, as the processor's place in the
+/// pipeline lets it see.
+#[derive(Clone, Copy)]
+pub struct Request<'a> {
+    pub client: Option<&'a ClientInfo>,
+    pub placement: &'a Placement,
+}
+
+impl Request<'_> {
+    /// No request context (a processor applied outside a pipeline, e.g. in tests).
+    pub const NONE: Request<'static> = Request { client: None, placement: &Placement::BeforeBatch };
+
+    /// The collector's `getAttributeValueFromContext`: values joined with `;`, `None` when
+    /// there is none. Without a client address (after `batch`) `client.address` is empty.
+    fn lookup(&self, key: &ContextKey) -> Option<String> {
+        let client = self.client;
+        match (key, self.placement) {
+            (ContextKey::Address, Placement::AfterBatch { .. }) => Some(String::new()),
+            (ContextKey::Address, Placement::BeforeBatch) => {
+                Some(client.and_then(|c| c.addr).map(|a| a.to_canonical().to_string()).unwrap_or_default())
+            }
+            (ContextKey::Metadata(k), placement) => {
+                if let Placement::AfterBatch { metadata_keys } = placement
+                    && !metadata_keys.iter().any(|m| m.eq_ignore_ascii_case(k))
+                {
+                    return None;
+                }
+                let vals: Vec<&str> = client?.metadata(k).collect();
+                if vals.is_empty() { None } else { Some(vals.join(";")) }
+            }
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -92,8 +162,8 @@ impl Actions {
     /// inserts, updates and upserts of a literal value are recorded as attribute edits (no
     /// decoding); any other action decodes the item first; an item none of whose keys an
     /// action needs is left as it is.
-    pub fn apply_slot<T: Lazy>(&self, slot: &mut Slot<T>) {
-        let literal = |src: &Source| src.from_attribute.is_empty() && src.value.is_some();
+    pub fn apply_slot<T: Lazy>(&self, slot: &mut Slot<T>, req: Request) {
+        let literal = |src: &Source| src.value.is_some();
         let simple = self.actions.iter().all(|a| match &a.op {
             Op::Delete(None) => true,
             Op::Insert(s) | Op::Update(s) | Op::Upsert(s) => literal(s),
@@ -121,15 +191,24 @@ impl Actions {
             _ => true,
         });
         if may_change {
-            self.apply(slot.get_mut().attrs_mut());
+            self.apply(slot.get_mut().attrs_mut(), req);
         }
     }
 
     /// Applies the actions, in order, to `attrs`.
-    pub fn apply(&self, attrs: &mut Vec<KeyValue>) {
+    pub fn apply(&self, attrs: &mut Vec<KeyValue>, req: Request) {
         for a in &self.actions {
-            a.apply(attrs);
+            a.apply(attrs, req);
         }
+    }
+
+    /// Whether an action reads the request context (its result is not a function of the
+    /// attributes alone).
+    pub fn uses_context(&self) -> bool {
+        self.actions.iter().any(|a| match &a.op {
+            Op::Insert(s) | Op::Update(s) | Op::Upsert(s) => s.from_context.is_some(),
+            _ => false,
+        })
     }
 }
 
@@ -190,14 +269,20 @@ impl Action {
                 }
                 no_pattern()?;
                 no_conversion()?;
-                if !a.from_context.is_empty() {
-                    return Err((
-                        "from_context".into(),
-                        "is not supported yet (request metadata and client.address do not reach processors); \
-                         use value or from_attribute"
-                            .into(),
-                    ));
-                }
+                let from_context = match a.from_context.as_str() {
+                    "" => None,
+                    "client.address" => Some(ContextKey::Address),
+                    k if k.starts_with("auth.") => {
+                        return Err((
+                            "from_context".into(),
+                            format!(
+                                "{k:?}: auth.* is not supported by Sightline (its bearer-token authentication \
+                                 has no attributes); use client.address or metadata.<key>"
+                            ),
+                        ));
+                    }
+                    k => Some(ContextKey::Metadata(k.strip_prefix("metadata.").unwrap_or(k).to_string())),
+                };
                 let value =
                     a.value.as_ref().map(|v| yaml_value(v).map_err(|m| ("value".to_string(), m))).transpose()?;
                 let default = a
@@ -205,7 +290,7 @@ impl Action {
                     .as_ref()
                     .map(|v| yaml_value(v).map_err(|m| ("default_value".to_string(), m)))
                     .transpose()?;
-                let src = Source { value, from_attribute: a.from_attribute.clone(), default };
+                let src = Source { value, from_attribute: a.from_attribute.clone(), from_context, default };
                 match action.as_str() {
                     "insert" => Op::Insert(src),
                     "update" => Op::Update(src),
@@ -271,7 +356,7 @@ impl Action {
         Ok(Action { key, op })
     }
 
-    fn apply(&self, attrs: &mut Vec<KeyValue>) {
+    fn apply(&self, attrs: &mut Vec<KeyValue>, req: Request) {
         let key = self.key.as_str();
         match &self.op {
             Op::Delete(re) => {
@@ -287,20 +372,20 @@ impl Action {
             }
             Op::Insert(src) => {
                 if find(attrs, key).is_none()
-                    && let Some(v) = src.get(attrs)
+                    && let Some(v) = src.get(attrs, req)
                 {
                     put(attrs, key, v);
                 }
             }
             Op::Update(src) => {
                 if let Some(i) = find(attrs, key)
-                    && let Some(v) = src.get(attrs)
+                    && let Some(v) = src.get(attrs, req)
                 {
                     attrs[i].value = Some(AnyValue { value: Some(v) });
                 }
             }
             Op::Upsert(src) => {
-                if let Some(v) = src.get(attrs) {
+                if let Some(v) = src.get(attrs, req) {
                     put(attrs, key, v);
                 }
             }
@@ -336,9 +421,14 @@ impl Action {
 }
 
 impl Source {
-    fn get(&self, attrs: &[KeyValue]) -> Option<Value> {
+    /// The collector's `getSourceAttributeValue`: the value, else the context's, else the
+    /// attribute's, else the default.
+    fn get(&self, attrs: &[KeyValue], req: Request) -> Option<Value> {
         if let Some(v) = &self.value {
             return Some(v.clone());
+        }
+        if let Some(v) = self.from_context.as_ref().and_then(|k| req.lookup(k)) {
+            return Some(Value::StringValue(v));
         }
         if !self.from_attribute.is_empty()
             && let Some(v) = find(attrs, &self.from_attribute).map(|i| value_of(&attrs[i]).cloned())
@@ -545,7 +635,7 @@ mod tests {
 "#,
         );
         let mut attrs = vec![kv("a", s("old")), kv("x", s("gone")), kv("tmp.1", s("")), kv("tmp.2", s(""))];
-        a.apply(&mut attrs);
+        a.apply(&mut attrs, Request::NONE);
         let got: Vec<(String, Option<Value>)> =
             attrs.iter().map(|kv| (kv.key.clone(), value_of(kv).cloned())).collect();
         assert_eq!(
@@ -559,6 +649,50 @@ mod tests {
                 ("f".into(), Some(s("dflt"))),
             ]
         );
+    }
+
+    #[test]
+    fn from_context_reads_the_request_as_the_collector_does() {
+        let a = actions(
+            r#"
+- { key: tenant, from_context: metadata.x-tenant, action: upsert }
+- { key: bare, from_context: X-Tenant, action: upsert }
+- { key: addr, from_context: client.address, action: insert }
+- { key: dflt, from_context: metadata.nope, default_value: d, action: insert }
+"#,
+        );
+        let client = ClientInfo {
+            addr: Some("::ffff:127.0.0.1".parse().expect("an address")),
+            metadata: vec![
+                ("x-tenant".into(), "a".into()),
+                ("other".into(), "o".into()),
+                ("x-tenant".into(), "b".into()),
+            ],
+        };
+        let run = |placement: &Placement| {
+            let mut attrs = vec![kv("src", s("from-attr"))];
+            a.apply(&mut attrs, Request { client: Some(&client), placement });
+            attrs.iter().map(|kv| (kv.key.clone(), value_of(kv).cloned())).collect::<Vec<_>>()
+        };
+        let before = run(&Placement::BeforeBatch);
+        assert_eq!(
+            before,
+            vec![
+                ("src".into(), Some(s("from-attr"))),
+                ("tenant".into(), Some(s("a;b"))),
+                ("bare".into(), Some(s("a;b"))),
+                ("addr".into(), Some(s("127.0.0.1"))),
+                ("dflt".into(), Some(s("d"))),
+            ]
+        );
+        // After `batch` with metadata_keys [X-Tenant]: that key survives, the address does not.
+        let after = run(&Placement::BeforeBatch.then_batch(&["X-Tenant".into()]));
+        assert_eq!(after[1], ("tenant".into(), Some(s("a;b"))));
+        assert_eq!(after[3], ("addr".into(), Some(s(""))), "no address after batch");
+        // After a plain `batch`: no metadata either.
+        let after = run(&Placement::BeforeBatch.then_batch(&[]));
+        assert_eq!(after.iter().find(|(k, _)| k == "tenant"), None);
+        assert_eq!(after.iter().find(|(k, _)| k == "addr").map(|x| x.1.clone()), Some(Some(s(""))));
     }
 
     #[test]
@@ -583,7 +717,7 @@ mod tests {
             kv("big", Value::DoubleValue(1e21)),
             kv("bad", s("12a")),
         ];
-        a.apply(&mut attrs);
+        a.apply(&mut attrs, Request::NONE);
         let get = |k: &str| value_of(&attrs[find(&attrs, k).expect(k)]).cloned();
         // sha256("alice")
         assert_eq!(get("user"), Some(s("2bd806c97f0e00af1a1fc3328fa763a9269723c8db8fac4f93af71db186d6e90")));
@@ -628,7 +762,10 @@ mod tests {
         assert!(e[0].1.contains("unsupported action"), "{e:?}");
         let e = errors("- { key: a, action: extract, pattern: '(?P<a.b>\\w+)' }");
         assert!(e[0].1.contains("group name"), "{e:?}");
-        let e = errors("- { key: a, from_context: metadata.x, action: insert }");
+        let e = errors("- { key: a, from_context: auth.subject, action: insert }");
         assert_eq!(e[0].0, "0.from_context");
+        actions("- { key: a, from_context: metadata.x, action: insert }");
+        let e = errors("- { key: a, from_context: metadata.x, from_attribute: b, action: insert }");
+        assert!(e[0].1.contains("only one"), "one value source, as the collector: {e:?}");
     }
 }

@@ -5,7 +5,7 @@
 //! The request is decoded to its items ([`items`](crate::items)), edited in place and
 //! encoded once. The cost per item is measured in `benches/micro` and discussed in ADR 15.
 
-use crate::attraction::{ActionConfig, Actions};
+use crate::attraction::{ActionConfig, Actions, Placement, Request as Context};
 use crate::items::Request;
 use crate::lazy::Heads;
 use crate::matching::{MatchProperties, Scope, Skip};
@@ -49,17 +49,19 @@ impl AttributesConfig {
 pub struct AttributesProcessor {
     actions: Actions,
     skip: Skip,
+    placement: Placement,
 }
 
 impl AttributesProcessor {
-    pub fn new(cfg: &AttributesConfig, signal: Signal) -> Result<AttributesProcessor, String> {
+    /// `placement`: after a `batch` processor or not, for `from_context`.
+    pub fn new(cfg: &AttributesConfig, signal: Signal, placement: Placement) -> Result<AttributesProcessor, String> {
         let actions = Actions::new(&cfg.actions).map_err(|e| format!("{e:?}"))?;
         let skip =
             Skip::new(cfg.include.as_ref(), cfg.exclude.as_ref(), signal).map_err(|(k, m)| format!("{k}: {m}"))?;
-        Ok(AttributesProcessor { actions, skip })
+        Ok(AttributesProcessor { actions, skip, placement })
     }
 
-    fn edit(&self, req: &mut Request) {
+    fn edit(&self, req: &mut Request, cx: Context) {
         let a = &self.actions;
         match req {
             Request::Traces(r) => {
@@ -70,7 +72,7 @@ impl AttributesProcessor {
                             if !self.skip.is_empty() && self.skip.span(rs.resource.as_ref(), &scope, slot.decoded()) {
                                 continue;
                             }
-                            a.apply_slot(slot);
+                            a.apply_slot(slot, cx);
                         }
                     }
                 }
@@ -83,7 +85,7 @@ impl AttributesProcessor {
                             if !self.skip.is_empty() && self.skip.log(rl.resource.as_ref(), &scope, slot.decoded()) {
                                 continue;
                             }
-                            a.apply_slot(slot);
+                            a.apply_slot(slot, cx);
                         }
                     }
                 }
@@ -95,17 +97,19 @@ impl AttributesProcessor {
                     }
                     match &mut m.data {
                         Some(metric::Data::Gauge(g)) => {
-                            g.data_points.iter_mut().for_each(|p| a.apply(&mut p.attributes))
+                            g.data_points.iter_mut().for_each(|p| a.apply(&mut p.attributes, cx))
                         }
-                        Some(metric::Data::Sum(s)) => s.data_points.iter_mut().for_each(|p| a.apply(&mut p.attributes)),
+                        Some(metric::Data::Sum(s)) => {
+                            s.data_points.iter_mut().for_each(|p| a.apply(&mut p.attributes, cx))
+                        }
                         Some(metric::Data::Histogram(h)) => {
-                            h.data_points.iter_mut().for_each(|p| a.apply(&mut p.attributes))
+                            h.data_points.iter_mut().for_each(|p| a.apply(&mut p.attributes, cx))
                         }
                         Some(metric::Data::ExponentialHistogram(h)) => {
-                            h.data_points.iter_mut().for_each(|p| a.apply(&mut p.attributes))
+                            h.data_points.iter_mut().for_each(|p| a.apply(&mut p.attributes, cx))
                         }
                         Some(metric::Data::Summary(s)) => {
-                            s.data_points.iter_mut().for_each(|p| a.apply(&mut p.attributes))
+                            s.data_points.iter_mut().for_each(|p| a.apply(&mut p.attributes, cx))
                         }
                         None => {}
                     }
@@ -120,7 +124,7 @@ impl Processor for AttributesProcessor {
         // include/exclude read resources (services, resources) and scopes (libraries).
         let heads = if self.skip.is_empty() { Heads::Keep } else { Heads::Decode };
         let mut req = Request::decode(payload.signal(), payload.bytes(), heads)?;
-        self.edit(&mut req);
+        self.edit(&mut req, Context { client: payload.client(), placement: &self.placement });
         req.into_payload(payload, false)
     }
 }

@@ -6,7 +6,7 @@
 //! request's resources are usually few and repeat across requests, so the rewritten bytes are
 //! kept per thread, keyed by the original resource's bytes (bounded).
 
-use crate::attraction::{ActionConfig, Actions};
+use crate::attraction::{ActionConfig, Actions, Placement, Request};
 use bytes::Bytes;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message as _;
@@ -46,27 +46,32 @@ const CACHE_ENTRIES: usize = 4096;
 
 pub struct ResourceProcessor {
     actions: Actions,
+    placement: Placement,
     cache: ThreadLocal<RefCell<Rewritten>>,
 }
 
 impl ResourceProcessor {
     /// `cfg` has passed [`ResourceConfig::validate`].
-    pub fn new(cfg: &ResourceConfig) -> Result<ResourceProcessor, String> {
+    /// `placement`: after a `batch` processor or not, for `from_context`.
+    pub fn new(cfg: &ResourceConfig, placement: Placement) -> Result<ResourceProcessor, String> {
         let actions = Actions::new(&cfg.attributes).map_err(|e| format!("{e:?}"))?;
-        Ok(ResourceProcessor { actions, cache: ThreadLocal::new() })
+        Ok(ResourceProcessor { actions, placement, cache: ThreadLocal::new() })
     }
 }
 
 struct Editor<'a> {
     actions: &'a Actions,
+    req: Request<'a>,
+    /// Rewritten resources by their bytes; not used when an action reads the request context.
     cache: &'a mut Rewritten,
+    uses_context: bool,
     scratch: Vec<u8>,
     error: Option<String>,
 }
 
 impl wire::ResourceEditor for Editor<'_> {
     fn edit(&mut self, resource: &[u8], _entry_len: usize) -> &[u8] {
-        if self.cache.contains_key(resource) {
+        if !self.uses_context && self.cache.contains_key(resource) {
             return &self.cache[resource];
         }
         let mut r = match Resource::decode(resource) {
@@ -78,7 +83,11 @@ impl wire::ResourceEditor for Editor<'_> {
                 return &self.scratch;
             }
         };
-        self.actions.apply(&mut r.attributes);
+        self.actions.apply(&mut r.attributes, self.req);
+        if self.uses_context {
+            self.scratch = r.encode_to_vec();
+            return &self.scratch;
+        }
         let out = r.encode_to_vec().into_boxed_slice();
         if self.cache.len() >= CACHE_ENTRIES {
             self.cache.clear();
@@ -92,7 +101,15 @@ impl Processor for ResourceProcessor {
     fn process(&self, payload: Payload) -> Result<Payload, ProcessError> {
         let cell = self.cache.get_or_default();
         let mut cache = cell.borrow_mut();
-        let mut editor = Editor { actions: &self.actions, cache: &mut cache, scratch: Vec::new(), error: None };
+        let req = Request { client: payload.client(), placement: &self.placement };
+        let mut editor = Editor {
+            actions: &self.actions,
+            req,
+            cache: &mut cache,
+            uses_context: self.actions.uses_context(),
+            scratch: Vec::new(),
+            error: None,
+        };
         let mut out = Vec::new();
         wire::rewrite_resources(payload.bytes(), &mut out, &mut editor)
             .map_err(|e| ProcessError::Invalid(e.to_string()))?;

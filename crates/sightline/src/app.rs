@@ -325,6 +325,7 @@ pub async fn run(v: Validated) -> anyhow::Result<()> {
     for (pid, p) in &v.config.service.pipelines {
         let signal = pipeline_signal(pid)?;
         let mut procs: Vec<Arc<dyn Processor>> = Vec::new();
+        let mut placement = sightline_processors::attraction::Placement::BeforeBatch;
         for name in &p.processors {
             match &v.processors[name] {
                 ProcessorCfg::Ownership(cfg) => {
@@ -338,12 +339,12 @@ pub async fn run(v: Validated) -> anyhow::Result<()> {
                     procs.push(q.clone());
                 }
                 ProcessorCfg::Resource(cfg) => {
-                    let r = sightline_processors::resource::ResourceProcessor::new(cfg)
+                    let r = sightline_processors::resource::ResourceProcessor::new(cfg, placement.clone())
                         .map_err(|e| anyhow::anyhow!("processors.{name}: {e}"))?;
                     procs.push(Arc::new(r));
                 }
                 ProcessorCfg::Attributes(cfg) => {
-                    let a = sightline_processors::attributes::AttributesProcessor::new(cfg, signal)
+                    let a = sightline_processors::attributes::AttributesProcessor::new(cfg, signal, placement.clone())
                         .map_err(|e| anyhow::anyhow!("processors.{name}: {e}"))?;
                     procs.push(Arc::new(a));
                 }
@@ -362,7 +363,8 @@ pub async fn run(v: Validated) -> anyhow::Result<()> {
                         name, cfg, signal, &registry,
                     )));
                 }
-                ProcessorCfg::MemoryLimiter(_) | ProcessorCfg::Batch => {}
+                ProcessorCfg::Batch { metadata_keys } => placement = placement.then_batch(metadata_keys),
+                ProcessorCfg::MemoryLimiter(_) => {}
             }
         }
         let exporters = p.exporters.iter().map(|e| handles[&(e.clone(), signal)].clone()).collect();

@@ -45,8 +45,11 @@ pub enum ProcessorCfg {
     ProbabilisticSampler(Box<sightline_processors::probabilistic_sampler::ProbabilisticSamplerConfig>),
     /// The collector's `batch` processor, accepted so collector configs load unchanged:
     /// Sightline batches in each exporter (`sending_queue.batch`), so in a pipeline it does
-    /// nothing.
-    Batch,
+    /// nothing to the data. As in the collector, the processors after it see only the request
+    /// metadata named in its `metadata_keys` (for `from_context`).
+    Batch {
+        metadata_keys: Vec<String>,
+    },
 }
 
 pub enum ExporterCfg {
@@ -106,7 +109,8 @@ pub fn processor(cfg: &Config, s: &Section) -> Result<ProcessorCfg, Vec<ConfigEr
         "ownership" => decode(cfg, s, OwnershipConfig::validate).map(|c| ProcessorCfg::Ownership(Box::new(c))),
         "quota" => decode(cfg, s, QuotaConfig::validate).map(|c| ProcessorCfg::Quota(Box::new(c))),
         "memory_limiter" => decode(cfg, s, MemoryLimiterConfig::validate).map(ProcessorCfg::MemoryLimiter),
-        "batch" => decode(cfg, s, |_: &BatchProcessorConfig| Vec::new()).map(|_| ProcessorCfg::Batch),
+        "batch" => decode(cfg, s, |_: &BatchProcessorConfig| Vec::new())
+            .map(|b| ProcessorCfg::Batch { metadata_keys: b.metadata_keys.unwrap_or_default() }),
         "resource" => decode(cfg, s, sightline_processors::resource::ResourceConfig::validate)
             .map(|c| ProcessorCfg::Resource(Box::new(c))),
         "attributes" => decode(cfg, s, sightline_processors::attributes::AttributesConfig::validate)
