@@ -233,6 +233,20 @@ CASES = {
         'Int(attributes["bad.num"]) > 1', 'name == "internal-work"']})]),
     "filter_error_mode_silent_logs": (L, [filt(error_mode="silent", logs={"log_record": [
         'Double(attributes["json"]) > 0', 'severity_text == "ERROR"']})]),
+    # The newer *_conditions form (v0.161): flat conditions with inferred contexts, groups with
+    # their own context and error_mode run one after the other, the scope context.
+    "filter_conditions_flat": (ALL, [filt(
+        trace_conditions=['span.attributes["http.route"] == "/healthz"', 'resource.attributes["service.name"] == "healthsvc"',
+                          'spanevent.name == "log"'],
+        log_conditions=['log.severity_number >= SEVERITY_NUMBER_WARN'],
+        metric_conditions=['datapoint.attributes["state"] == "idle"', 'metric.name == "http.server.duration"'])]),
+    "filter_conditions_groups_scope": (ALL, [filt(
+        trace_conditions=[{"context": "scope", "conditions": ['name == "custom.lib"']},
+                          {"context": "span", "conditions": ['Int(attributes["bad.num"]) > 1', 'kind == SPAN_KIND_CLIENT'],
+                           "error_mode": "ignore"}],
+        log_conditions=[{"context": "scope", "conditions": ['name == "custom.lib"']}],
+        metric_conditions=[{"context": "resource", "conditions": ['attributes["service.name"] == "healthsvc"']},
+                           {"context": "datapoint", "conditions": ['attributes["http.route"] == "/healthz"']}])]),
     # --- transform processor ---
     "tx_set_literals_and_types": (T, [transform(trace_statements=[
         'set(span.attributes["s"], "v")', 'set(span.attributes["i"], 7)', 'set(span.attributes["d"], 1.5)',
@@ -561,6 +575,12 @@ INVALID = {
     "filter_unknown_path": ("traces", "filter", {"traces": {"span": ['atributes["a"] == "b"']}}),
     "filter_unknown_function": ("logs", "filter", {"logs": {"log_record": ['IsMatches(body, "x")']}}),
     "filter_bad_error_mode": ("traces", "filter", {"error_mode": "loud", "traces": {"span": ['name == "x"']}}),
+    "filter_conditions_mixed_styles": ("traces", "filter", {"trace_conditions": [
+        'span.name == "x"', {"context": "span", "conditions": ['name == "y"']}]}),
+    "filter_conditions_with_context_keys": ("traces", "filter", {
+        "trace_conditions": ['span.name == "x"'], "traces": {"span": ['name == "y"']}}),
+    "filter_conditions_bad_context": ("logs", "filter", {"log_conditions": [
+        {"context": "span", "conditions": ['name == "y"']}]}),
     "transform_unknown_editor": ("traces", "transform", {"trace_statements": [
         {"context": "span", "statements": ['ste(attributes["a"], "b")']}]}),
     "transform_bad_context": ("traces", "transform", {"trace_statements": [
