@@ -26,6 +26,7 @@ pub mod matching;
 pub mod memory_limiter;
 pub mod ottl_run;
 pub mod ownership;
+pub mod policy;
 pub mod probabilistic_sampler;
 pub mod quota;
 pub mod resource;

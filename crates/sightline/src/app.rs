@@ -145,18 +145,22 @@ pub fn validate(path: &str) -> Result<Validated, Vec<ConfigError>> {
             }
         }
     }
-    // A quota reads the team the ownership processor wrote: it must come after one.
+    // A quota or a policy reads the team the ownership processor wrote: it must come after one.
     for (pid, p) in &config.service.pipelines {
         for (i, name) in p.processors.iter().enumerate() {
-            if let Some(ProcessorCfg::Quota(q)) = processors.get(name) {
+            let team_attribute = match processors.get(name) {
+                Some(ProcessorCfg::Quota(q)) => Some(&q.team_attribute),
+                Some(ProcessorCfg::Policy(c)) => Some(&c.team_attribute),
+                _ => None,
+            };
+            if let Some(team_attribute) = team_attribute {
                 let owned_before =
                     p.processors[..i].iter().any(|n| matches!(processors.get(n), Some(ProcessorCfg::Ownership(_))));
                 if !owned_before {
                     errors.push(config.error(
                         &format!("service.pipelines.{pid}.processors"),
                         format!(
-                            "{name:?} reads the team from {:?}, which an ownership processor must set first: list an ownership processor before it",
-                            q.team_attribute
+                            "{name:?} reads the team from {team_attribute:?}, which an ownership processor must set first: list an ownership processor before it"
                         ),
                     ));
                 }
@@ -362,6 +366,11 @@ pub async fn run(v: Validated) -> anyhow::Result<()> {
                     procs.push(Arc::new(sightline_processors::probabilistic_sampler::ProbabilisticSampler::new(
                         name, cfg, signal, &registry,
                     )));
+                }
+                ProcessorCfg::Policy(cfg) => {
+                    let p = sightline_processors::policy::PolicyProcessor::new(name, signal, cfg, &registry)
+                        .map_err(|e| anyhow::anyhow!("processors.{name}: {e}"))?;
+                    procs.push(Arc::new(p));
                 }
                 ProcessorCfg::Batch { metadata_keys } => placement = placement.then_batch(metadata_keys),
                 ProcessorCfg::MemoryLimiter(_) => {}

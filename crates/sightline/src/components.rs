@@ -22,6 +22,7 @@ pub const PROCESSORS: &[&str] = &[
     "filter",
     "transform",
     "probabilistic_sampler",
+    "policy",
 ];
 pub const EXPORTERS: &[&str] = &["otlp", "otlphttp", "file", "debug", "prometheusremotewrite", "loki"];
 pub const EXTENSIONS: &[&str] = &["health_check"];
@@ -43,6 +44,7 @@ pub enum ProcessorCfg {
     Filter(Box<sightline_processors::filter::FilterConfig>),
     Transform(Box<sightline_processors::transform::TransformConfig>),
     ProbabilisticSampler(Box<sightline_processors::probabilistic_sampler::ProbabilisticSamplerConfig>),
+    Policy(Box<sightline_processors::policy::PolicyConfig>),
     /// The collector's `batch` processor, accepted so collector configs load unchanged:
     /// Sightline batches in each exporter (`sending_queue.batch`), so in a pipeline it does
     /// nothing to the data. As in the collector, the processors after it see only the request
@@ -123,6 +125,8 @@ pub fn processor(cfg: &Config, s: &Section) -> Result<ProcessorCfg, Vec<ConfigEr
             decode(cfg, s, sightline_processors::probabilistic_sampler::ProbabilisticSamplerConfig::validate)
                 .map(|c| ProcessorCfg::ProbabilisticSampler(Box::new(c)))
         }
+        "policy" => decode(cfg, s, sightline_processors::policy::PolicyConfig::validate)
+            .map(|c| ProcessorCfg::Policy(Box::new(c))),
         _ => Err(unknown(cfg, Kind::Processor, s, PROCESSORS)),
     }
 }

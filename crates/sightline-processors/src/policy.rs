@@ -1,0 +1,446 @@
+//! The `policy` processor (issue 12): the platform's guardrails as automated defaults, per team.
+//! This version runs the redaction policy (`sightline_policy::redact`): validated detectors and
+//! blocked keys over every string of the data, in `observe` (count what enforcing would do,
+//! change nothing) or `enforce` (mask, hash or drop) mode, with a per-team override of the
+//! mode, so a team can move to enforce alone.
+//!
+//! It reads the team attribute (`owner.team` by default) that the `ownership` processor wrote,
+//! so it comes after `ownership` in a pipeline (checked by `validate`). Findings are counted in
+//! `sightline_policy_findings_total{policy,rule,team,signal,action}` (`action`: `observed`,
+//! `masked`, `hashed`, `dropped`); they never hold the sensitive value. Team labels are bounded
+//! by `max_teams` (the rest are `other`).
+//!
+//! The other policies of issue 12 (required attributes, attribute limits, naming, series
+//! limits) are refused by `validate` as not implemented yet, rather than silently ignored.
+
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use prost::Message;
+use serde::Deserialize;
+use sightline_core::{Payload, ProcessError, Processor, Registry, Signal};
+use sightline_policy::Kind;
+use sightline_policy::redact::{Action, Apply, Findings, Redactor};
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::sync::RwLock;
+
+/// `observe` counts findings and changes nothing; `enforce` applies the action.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Observe,
+    Enforce,
+}
+
+/// `processors.policy`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// The mode of every team without an override (default `observe`).
+    #[serde(default)]
+    pub mode: Mode,
+    /// The resource attribute that names the team (default `owner.team`).
+    #[serde(default = "default_team_attribute")]
+    pub team_attribute: String,
+    #[serde(default)]
+    pub redaction: RedactionConfig,
+    /// Per-team overrides, by team name.
+    #[serde(default)]
+    pub teams: BTreeMap<String, TeamConfig>,
+    /// Teams with their own metric label; beyond this many, the rest are labelled `other`
+    /// (default 1000).
+    #[serde(default = "default_max_teams")]
+    pub max_teams: usize,
+    // Policies of issue 12 not implemented yet: refused by `validate`.
+    #[serde(default)]
+    pub required_resource_attributes: Option<serde_yaml_ng::Value>,
+    #[serde(default)]
+    pub attribute_limits: Option<serde_yaml_ng::Value>,
+    #[serde(default)]
+    pub naming: Option<serde_yaml_ng::Value>,
+    #[serde(default)]
+    pub cardinality: Option<serde_yaml_ng::Value>,
+}
+
+fn default_team_attribute() -> String {
+    "owner.team".into()
+}
+
+fn default_max_teams() -> usize {
+    1000
+}
+
+/// `redaction`: on by default with every detector, the common secret key names, `mask`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedactionConfig {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Detector names (default all): credit_card, email, jwt, aws_access_key, bearer_token,
+    /// private_key.
+    #[serde(default = "all_detectors")]
+    pub detectors: Vec<String>,
+    /// Key patterns (RE2, unanchored) whose whole value is sensitive.
+    #[serde(default = "default_blocked_keys")]
+    pub blocked_keys: Vec<String>,
+    /// Key patterns never touched.
+    #[serde(default)]
+    pub allowed_keys: Vec<String>,
+    /// `mask` (default), `hash` (HMAC-SHA256 under `hash_key_file`) or `drop`.
+    #[serde(default = "default_action")]
+    pub action: String,
+    /// The key for `hash`: the file's bytes (trailing whitespace trimmed), at least 16.
+    #[serde(default)]
+    pub hash_key_file: Option<PathBuf>,
+}
+
+impl Default for RedactionConfig {
+    fn default() -> Self {
+        RedactionConfig {
+            enabled: true,
+            detectors: all_detectors(),
+            blocked_keys: default_blocked_keys(),
+            allowed_keys: Vec::new(),
+            action: default_action(),
+            hash_key_file: None,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn all_detectors() -> Vec<String> {
+    Kind::ALL.iter().map(|k| k.name().to_string()).collect()
+}
+
+fn default_blocked_keys() -> Vec<String> {
+    vec![r"(?i)^(password|passwd|secret|api[_.-]?key|authorization)$".into()]
+}
+
+fn default_action() -> String {
+    "mask".into()
+}
+
+/// One team's override.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeamConfig {
+    #[serde(default)]
+    pub mode: Option<Mode>,
+    #[serde(default)]
+    pub redaction: Option<serde_yaml_ng::Value>,
+    #[serde(default)]
+    pub cardinality: Option<serde_yaml_ng::Value>,
+}
+
+impl PolicyConfig {
+    /// Checks serde cannot express: (key path relative to the processor, message).
+    pub fn validate(&self) -> Vec<(String, String)> {
+        let mut errs = Vec::new();
+        let later = "is not implemented yet in Sightline (the policy processor runs redaction, with observe/enforce per team); remove it";
+        for (k, v) in [
+            ("required_resource_attributes", &self.required_resource_attributes),
+            ("attribute_limits", &self.attribute_limits),
+            ("naming", &self.naming),
+            ("cardinality", &self.cardinality),
+        ] {
+            if v.is_some() {
+                errs.push((k.into(), later.into()));
+            }
+        }
+        for (team, t) in &self.teams {
+            for (k, v) in [("redaction", &t.redaction), ("cardinality", &t.cardinality)] {
+                if v.is_some() {
+                    errs.push((
+                        format!("teams.{team}.{k}"),
+                        "per-team overrides other than mode are not implemented yet in Sightline".into(),
+                    ));
+                }
+            }
+        }
+        if let Err((k, m)) = self.redactor() {
+            errs.push((k, m));
+        }
+        errs
+    }
+
+    /// The compiled redaction policy, or the key and message of what is wrong.
+    fn redactor(&self) -> Result<Option<Redactor>, (String, String)> {
+        let r = &self.redaction;
+        if !r.enabled {
+            return Ok(None);
+        }
+        let mut kinds = Vec::new();
+        for (i, d) in r.detectors.iter().enumerate() {
+            match Kind::parse(d) {
+                Some(k) => kinds.push(k),
+                None => {
+                    let known: Vec<&str> = Kind::ALL.iter().map(|k| k.name()).collect();
+                    return Err((
+                        format!("redaction.detectors.{i}"),
+                        format!("unknown detector {d:?}; known: {}", known.join(", ")),
+                    ));
+                }
+            }
+        }
+        let action = match r.action.as_str() {
+            "mask" => Action::Mask,
+            "drop" => Action::Drop,
+            "hash" => {
+                let Some(path) = &r.hash_key_file else {
+                    return Err(("redaction.hash_key_file".into(), "is required with action hash".into()));
+                };
+                let key = std::fs::read(path).map_err(|e| {
+                    ("redaction.hash_key_file".to_string(), format!("cannot read {}: {e}", path.display()))
+                })?;
+                let key = key.trim_ascii_end();
+                if key.len() < 16 {
+                    return Err((
+                        "redaction.hash_key_file".into(),
+                        format!("{} holds {} bytes: a key needs at least 16", path.display(), key.len()),
+                    ));
+                }
+                Action::Hash(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key))
+            }
+            other => return Err(("redaction.action".into(), format!("{other:?}: use mask, hash or drop"))),
+        };
+        Redactor::new(&kinds, &r.blocked_keys, &r.allowed_keys, action).map(Some).map_err(|m| {
+            let key = m.split(':').next().unwrap_or("").to_string();
+            (format!("redaction.{key}"), m)
+        })
+    }
+}
+
+pub struct PolicyProcessor {
+    id: String,
+    signal: Signal,
+    cfg: PolicyConfig,
+    redactor: Option<Redactor>,
+    /// The label of enforced findings: `masked`, `hashed` or `dropped`.
+    enforced: &'static str,
+    registry: Registry,
+    teams: RwLock<HashSet<String>>,
+}
+
+impl PolicyProcessor {
+    /// `cfg` has passed [`PolicyConfig::validate`].
+    pub fn new(id: &str, signal: Signal, cfg: &PolicyConfig, registry: &Registry) -> Result<PolicyProcessor, String> {
+        let redactor = cfg.redactor().map_err(|(k, m)| format!("{k}: {m}"))?;
+        let enforced = match cfg.redaction.action.as_str() {
+            "hash" => "hashed",
+            "drop" => "dropped",
+            _ => "masked",
+        };
+        Ok(PolicyProcessor {
+            id: id.into(),
+            signal,
+            cfg: cfg.clone(),
+            redactor,
+            enforced,
+            registry: registry.clone(),
+            teams: RwLock::new(HashSet::new()),
+        })
+    }
+
+    fn team<'a>(&self, resource: Option<&'a Resource>) -> &'a str {
+        let attrs = resource.map_or(&[][..], |r| &r.attributes);
+        let v = attrs.iter().rev().find(|kv| kv.key == self.cfg.team_attribute).and_then(|kv| kv.value.as_ref());
+        match v.and_then(|v| v.value.as_ref()) {
+            Some(Value::StringValue(s)) => s,
+            _ => "",
+        }
+    }
+
+    fn mode(&self, resource: Option<&Resource>) -> Apply {
+        let team = self.team(resource);
+        match self.cfg.teams.get(team).and_then(|t| t.mode).unwrap_or(self.cfg.mode) {
+            Mode::Observe => Apply::Observe,
+            Mode::Enforce => Apply::Enforce,
+        }
+    }
+
+    /// The team's metric label: its name while fewer than `max_teams` are known, else `other`.
+    fn team_label(&self, team: &str) -> String {
+        if self.teams.read().unwrap_or_else(|e| e.into_inner()).contains(team) {
+            return team.to_string();
+        }
+        let mut known = self.teams.write().unwrap_or_else(|e| e.into_inner());
+        if known.len() < self.cfg.max_teams || known.contains(team) {
+            known.insert(team.to_string());
+            return team.to_string();
+        }
+        "other".into()
+    }
+
+    fn record(&self, resource: Option<&Resource>, f: &Findings) {
+        if f.total() == 0 {
+            return;
+        }
+        let action = match self.mode(resource) {
+            Apply::Observe => "observed",
+            Apply::Enforce => self.enforced,
+        };
+        let team = self.team_label(self.team(resource));
+        for (rule, n) in f.iter() {
+            let labels = [
+                ("policy", self.id.as_str()),
+                ("rule", rule.name()),
+                ("team", team.as_str()),
+                ("signal", self.signal.as_str()),
+                ("action", action),
+            ];
+            self.registry
+                .counter(
+                    "sightline_policy_findings_total",
+                    "Sensitive values found by the policy processor, by rule, team and what was done (observed in observe mode).",
+                    &labels,
+                )
+                .add(n);
+        }
+    }
+}
+
+fn bad(e: prost::DecodeError) -> ProcessError {
+    ProcessError::Invalid(format!("cannot decode the request: {e}"))
+}
+
+impl Processor for PolicyProcessor {
+    fn process(&self, payload: Payload) -> Result<Payload, ProcessError> {
+        let Some(r) = &self.redactor else { return Ok(payload) };
+        let mode = |res: Option<&Resource>| self.mode(res);
+        let mut record = |res: Option<&Resource>, f: &Findings| self.record(res, f);
+        let bytes = payload.bytes();
+        let out = match payload.signal() {
+            Signal::Traces => {
+                let mut req = ExportTraceServiceRequest::decode(&bytes[..]).map_err(bad)?;
+                r.traces(&mut req, &mode, &mut record).then(|| req.encode_to_vec())
+            }
+            Signal::Logs => {
+                let mut req = ExportLogsServiceRequest::decode(&bytes[..]).map_err(bad)?;
+                r.logs(&mut req, &mode, &mut record).then(|| req.encode_to_vec())
+            }
+            Signal::Metrics => {
+                let mut req = ExportMetricsServiceRequest::decode(&bytes[..]).map_err(bad)?;
+                r.metrics(&mut req, &mode, &mut record).then(|| req.encode_to_vec())
+            }
+        };
+        Ok(match out {
+            Some(b) => {
+                // `drop` may remove attributes, never items: the count stays.
+                let items = payload.items();
+                payload.with_bytes(bytes::Bytes::from(b), items)
+            }
+            None => payload,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+
+    fn kv(k: &str, v: &str) -> KeyValue {
+        KeyValue {
+            key: k.into(),
+            value: Some(AnyValue { value: Some(Value::StringValue(v.into())) }),
+            ..Default::default()
+        }
+    }
+
+    fn cfg(yaml: &str) -> PolicyConfig {
+        serde_yaml_ng::from_str(yaml).expect("a policy config")
+    }
+
+    fn request(teams: &[&str]) -> Payload {
+        let req = ExportTraceServiceRequest {
+            resource_spans: teams
+                .iter()
+                .map(|t| ResourceSpans {
+                    resource: Some(Resource { attributes: vec![kv("owner.team", t)], ..Default::default() }),
+                    scope_spans: vec![ScopeSpans {
+                        spans: vec![Span {
+                            name: "pay".into(),
+                            attributes: vec![kv("card", "4111 1111 1111 1111"), kv("api_key", "k-123")],
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                })
+                .collect(),
+        };
+        Payload::new(Signal::Traces, bytes::Bytes::from(req.encode_to_vec()), teams.len() as u64, None)
+    }
+
+    fn card_of(p: &Payload, i: usize) -> String {
+        let req = ExportTraceServiceRequest::decode(&p.bytes()[..]).expect("decodes");
+        let span = &req.resource_spans[i].scope_spans[0].spans[0];
+        match span.attributes.iter().find(|kv| kv.key == "card").and_then(|kv| kv.value.clone()).and_then(|v| v.value) {
+            Some(Value::StringValue(s)) => s,
+            other => format!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn one_team_enforces_next_to_one_that_observes() {
+        let registry = Registry::new();
+        let c = cfg("teams: { payments: { mode: enforce } }");
+        assert!(c.validate().is_empty(), "{:?}", c.validate());
+        let p = PolicyProcessor::new("policy", Signal::Traces, &c, &registry).expect("built");
+        let out = p.process(request(&["payments", "search"])).expect("processed");
+        assert_eq!(card_of(&out, 0), "*".repeat(19));
+        assert_eq!(card_of(&out, 1), "4111 1111 1111 1111", "observe changes nothing");
+        let n = |team: &str, rule: &str, action: &str| {
+            registry.value(
+                "sightline_policy_findings_total",
+                &[("policy", "policy"), ("rule", rule), ("team", team), ("signal", "traces"), ("action", action)],
+            )
+        };
+        assert_eq!(n("payments", "credit_card", "masked"), Some(1));
+        assert_eq!(n("payments", "blocked_key", "masked"), Some(1));
+        assert_eq!(n("search", "credit_card", "observed"), Some(1));
+        assert_eq!(n("search", "blocked_key", "observed"), Some(1));
+        assert_eq!(n("search", "credit_card", "masked"), None);
+    }
+
+    #[test]
+    fn nothing_found_passes_the_same_bytes() {
+        let registry = Registry::new();
+        let p = PolicyProcessor::new(
+            "policy",
+            Signal::Traces,
+            &cfg("mode: enforce\nredaction: { blocked_keys: [] }"),
+            &registry,
+        )
+        .expect("built");
+        let req = ExportTraceServiceRequest::default().encode_to_vec();
+        let payload = Payload::new(Signal::Traces, bytes::Bytes::from(req), 0, None);
+        let before = payload.bytes().clone();
+        let out = p.process(payload).expect("processed");
+        assert_eq!(out.bytes().as_ptr(), before.as_ptr(), "not re-encoded");
+    }
+
+    #[test]
+    fn invalid_configs_name_the_key() {
+        let errs = |y: &str| cfg(y).validate();
+        assert_eq!(errs("redaction: { detectors: [ssn] }")[0].0, "redaction.detectors.0");
+        assert_eq!(errs("redaction: { action: shred }")[0].0, "redaction.action");
+        assert_eq!(errs("redaction: { action: hash }")[0].0, "redaction.hash_key_file");
+        assert_eq!(errs("redaction: { blocked_keys: ['('] }")[0].0, "redaction.blocked_keys");
+        assert_eq!(errs("cardinality: { max_series_per_metric: 10 }")[0].0, "cardinality");
+        assert_eq!(errs("teams: { a: { cardinality: {} } }")[0].0, "teams.a.cardinality");
+        let dir = tempfile::tempdir().expect("tmp");
+        let short = dir.path().join("k");
+        std::fs::write(&short, "short\n").expect("write");
+        let e = errs(&format!("redaction: {{ action: hash, hash_key_file: {} }}", short.display()));
+        assert!(e[0].1.contains("at least 16"), "{e:?}");
+    }
+}
