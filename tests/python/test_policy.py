@@ -44,7 +44,7 @@ def stars(s):
 
 
 class Run:
-    def __init__(self, tmp):
+    def __init__(self, tmp, policy_extra=""):
         self.tmp = tmp
         self.grpc, self.http, self.admin = free_port(), free_port(), free_port()
         (tmp / "catalog").mkdir()
@@ -70,7 +70,7 @@ processors:
     mode: observe
     teams:
       payments: {{ mode: enforce }}
-exporters:{files}
+{policy_extra}exporters:{files}
 service:
   telemetry: {{ metrics: {{ address: "127.0.0.1:{self.admin}" }} }}
   pipelines:{pipelines}
@@ -257,3 +257,32 @@ def test_validate_refuses_policy_before_ownership_and_unbuilt_policies(tmp_path)
     assert "processors.policy.cardinality" in unbuilt.stderr and "not implemented yet" in unbuilt.stderr, unbuilt.stderr
     bad = validate(tmp_path, "  policy: { redaction: { detectors: [ssn] } }", "[ownership, policy]")
     assert "processors.policy.redaction.detectors.0" in bad.stderr and "unknown detector" in bad.stderr, bad.stderr
+
+
+def test_attribute_limits_with_the_sdk_semantics(tmp_path):
+    run = Run(tmp_path, "    attribute_limits: { max_count: 3, max_value_length: 8 }\n")
+    try:
+        for service in ("checkout", "search-api"):
+            tp = TracerProvider(resource=Resource.create({"service.name": service}))
+            tp.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=f"127.0.0.1:{run.grpc}", insecure=True)))
+            with tp.get_tracer("limits").start_as_current_span("op") as span:
+                span.set_attribute("a.long", "0123456789abcdef")
+                span.set_attribute("b.tags", ["short", "much-too-long"])
+                span.set_attribute("c.n", 1234567890123)
+                span.set_attribute("d.extra", "x")
+                span.set_attribute("e.extra", "y")
+            assert tp.force_flush(10_000)
+            tp.shutdown()
+        path = tmp_path / "traces.jsonl"
+        assert wait_until(lambda: len(by_service(path)) == 2, 20)
+        spans = {svc: rs[0]["scopeSpans"][0]["spans"][0] for svc, rs in by_service(path).items()}
+        pay = spans["checkout"]
+        assert attrs(pay["attributes"]) == {"a.long": "01234567", "b.tags": ["short", "much-too"], "c.n": "1234567890123"}
+        assert pay.get("droppedAttributesCount") == 2
+        assert len(spans["search-api"]["attributes"]) == 5, "observe changes nothing"
+        found = findings(run.metrics())
+        got = {(k["team"], k["rule"], k["action"]): v for k, v in found if k["signal"] == "traces"}
+        assert got == {("payments", "attribute_count", "dropped"): 2, ("payments", "attribute_value_length", "truncated"): 2,
+                       ("search", "attribute_count", "observed"): 2, ("search", "attribute_value_length", "observed"): 2}, got
+    finally:
+        run.stop()

@@ -3,6 +3,7 @@
 //! string of an OTLP request ([`redact`]).
 
 pub mod detect;
+pub mod limits;
 pub mod redact;
 
 pub use detect::{Detectors, Kind, Match};

@@ -1,17 +1,18 @@
 //! The `policy` processor (issue 12): the platform's guardrails as automated defaults, per team.
-//! This version runs the redaction policy (`sightline_policy::redact`): validated detectors and
-//! blocked keys over every string of the data, in `observe` (count what enforcing would do,
-//! change nothing) or `enforce` (mask, hash or drop) mode, with a per-team override of the
-//! mode, so a team can move to enforce alone.
+//! This version runs the redaction policy (`sightline_policy::redact`: validated detectors and
+//! blocked keys over every string of the data; mask, hash or drop) and the attribute limits
+//! (`sightline_policy::limits`: the SDK specification's count and value length limits), in
+//! `observe` (count what enforcing would do, change nothing) or `enforce` mode, with a
+//! per-team override of the mode, so a team can move to enforce alone.
 //!
 //! It reads the team attribute (`owner.team` by default) that the `ownership` processor wrote,
 //! so it comes after `ownership` in a pipeline (checked by `validate`). Findings are counted in
 //! `sightline_policy_findings_total{policy,rule,team,signal,action}` (`action`: `observed`,
-//! `masked`, `hashed`, `dropped`); they never hold the sensitive value. Team labels are bounded
-//! by `max_teams` (the rest are `other`).
+//! `masked`, `hashed`, `dropped`, `truncated`); they never hold the sensitive value. Team labels
+//! are bounded by `max_teams` (the rest are `other`).
 //!
-//! The other policies of issue 12 (required attributes, attribute limits, naming, series
-//! limits) are refused by `validate` as not implemented yet, rather than silently ignored.
+//! The other policies of issue 12 (required attributes, naming, series limits) are refused by
+//! `validate` as not implemented yet, rather than silently ignored.
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
@@ -22,6 +23,7 @@ use prost::Message;
 use serde::Deserialize;
 use sightline_core::{Payload, ProcessError, Processor, Registry, Signal};
 use sightline_policy::Kind;
+use sightline_policy::limits::{Limits, Over};
 use sightline_policy::redact::{Action, Apply, Findings, Redactor};
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
@@ -59,7 +61,7 @@ pub struct PolicyConfig {
     #[serde(default)]
     pub required_resource_attributes: Option<serde_yaml_ng::Value>,
     #[serde(default)]
-    pub attribute_limits: Option<serde_yaml_ng::Value>,
+    pub attribute_limits: Option<AttributeLimitsConfig>,
     #[serde(default)]
     pub naming: Option<serde_yaml_ng::Value>,
     #[serde(default)]
@@ -127,6 +129,24 @@ fn default_action() -> String {
     "mask".into()
 }
 
+/// `attribute_limits`: the SDK specification's limits, applied by the gateway.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttributeLimitsConfig {
+    /// Attributes kept per list (span, event, link, log record); the rest discarded.
+    #[serde(default)]
+    pub max_count: Option<usize>,
+    /// Characters kept per string value (each string of an array too).
+    #[serde(default)]
+    pub max_value_length: Option<usize>,
+    /// Also limit resource attributes (default false, as the SDK).
+    #[serde(default)]
+    pub resources: bool,
+    /// Also limit metric data point attributes (default false, as the SDK).
+    #[serde(default)]
+    pub data_points: bool,
+}
+
 /// One team's override.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -143,10 +163,18 @@ impl PolicyConfig {
     /// Checks serde cannot express: (key path relative to the processor, message).
     pub fn validate(&self) -> Vec<(String, String)> {
         let mut errs = Vec::new();
-        let later = "is not implemented yet in Sightline (the policy processor runs redaction, with observe/enforce per team); remove it";
+        let later = "is not implemented yet in Sightline (the policy processor runs redaction and attribute_limits, with observe/enforce per team); remove it";
+        if let Some(l) = &self.attribute_limits
+            && l.max_count.is_none()
+            && l.max_value_length.is_none()
+        {
+            errs.push(("attribute_limits".into(), "set max_count, max_value_length or both".into()));
+        }
+        if self.attribute_limits.as_ref().is_some_and(|l| l.max_value_length == Some(0)) {
+            errs.push(("attribute_limits.max_value_length".into(), "must be at least 1".into()));
+        }
         for (k, v) in [
             ("required_resource_attributes", &self.required_resource_attributes),
-            ("attribute_limits", &self.attribute_limits),
             ("naming", &self.naming),
             ("cardinality", &self.cardinality),
         ] {
@@ -222,6 +250,7 @@ pub struct PolicyProcessor {
     signal: Signal,
     cfg: PolicyConfig,
     redactor: Option<Redactor>,
+    limits: Option<Limits>,
     /// The label of enforced findings: `masked`, `hashed` or `dropped`.
     enforced: &'static str,
     registry: Registry,
@@ -242,6 +271,12 @@ impl PolicyProcessor {
             signal,
             cfg: cfg.clone(),
             redactor,
+            limits: cfg.attribute_limits.as_ref().map(|l| Limits {
+                max_count: l.max_count,
+                max_value_length: l.max_value_length,
+                resources: l.resources,
+                data_points: l.data_points,
+            }),
             enforced,
             registry: registry.clone(),
             teams: RwLock::new(HashSet::new()),
@@ -278,31 +313,41 @@ impl PolicyProcessor {
         "other".into()
     }
 
-    fn record(&self, resource: Option<&Resource>, f: &Findings) {
-        if f.total() == 0 {
+    /// Counts findings of a resource: (rule, the action when enforced, count).
+    fn count(&self, resource: Option<&Resource>, found: &[(&str, &'static str, u64)]) {
+        if found.iter().all(|f| f.2 == 0) {
             return;
         }
-        let action = match self.mode(resource) {
-            Apply::Observe => "observed",
-            Apply::Enforce => self.enforced,
-        };
+        let enforce = self.mode(resource) == Apply::Enforce;
         let team = self.team_label(self.team(resource));
-        for (rule, n) in f.iter() {
+        for &(rule, enforced, n) in found.iter().filter(|f| f.2 > 0) {
             let labels = [
                 ("policy", self.id.as_str()),
-                ("rule", rule.name()),
+                ("rule", rule),
                 ("team", team.as_str()),
                 ("signal", self.signal.as_str()),
-                ("action", action),
+                ("action", if enforce { enforced } else { "observed" }),
             ];
             self.registry
                 .counter(
                     "sightline_policy_findings_total",
-                    "Sensitive values found by the policy processor, by rule, team and what was done (observed in observe mode).",
+                    "Policy findings (sensitive values, attributes over the limits), by rule, team and what was done (observed in observe mode).",
                     &labels,
                 )
                 .add(n);
         }
+    }
+
+    fn record(&self, resource: Option<&Resource>, f: &Findings) {
+        let found: Vec<(&str, &'static str, u64)> = f.iter().map(|(r, n)| (r.name(), self.enforced, n)).collect();
+        self.count(resource, &found);
+    }
+
+    fn record_over(&self, resource: Option<&Resource>, o: &Over) {
+        self.count(
+            resource,
+            &[("attribute_count", "dropped", o.dropped), ("attribute_value_length", "truncated", o.truncated)],
+        );
     }
 }
 
@@ -312,23 +357,31 @@ fn bad(e: prost::DecodeError) -> ProcessError {
 
 impl Processor for PolicyProcessor {
     fn process(&self, payload: Payload) -> Result<Payload, ProcessError> {
-        let Some(r) = &self.redactor else { return Ok(payload) };
+        if self.redactor.is_none() && self.limits.is_none() {
+            return Ok(payload);
+        }
         let mode = |res: Option<&Resource>| self.mode(res);
         let mut record = |res: Option<&Resource>, f: &Findings| self.record(res, f);
+        let mut record_over = |res: Option<&Resource>, o: &Over| self.record_over(res, o);
         let bytes = payload.bytes();
+        // Redaction first: a limit must not cut a secret into a fragment detectors miss.
+        macro_rules! run {
+            ($t:ty, $walk:ident) => {{
+                let mut req = <$t>::decode(&bytes[..]).map_err(bad)?;
+                let mut changed = false;
+                if let Some(r) = &self.redactor {
+                    changed |= r.$walk(&mut req, &mode, &mut record);
+                }
+                if let Some(l) = &self.limits {
+                    changed |= l.$walk(&mut req, &mode, &mut record_over);
+                }
+                changed.then(|| req.encode_to_vec())
+            }};
+        }
         let out = match payload.signal() {
-            Signal::Traces => {
-                let mut req = ExportTraceServiceRequest::decode(&bytes[..]).map_err(bad)?;
-                r.traces(&mut req, &mode, &mut record).then(|| req.encode_to_vec())
-            }
-            Signal::Logs => {
-                let mut req = ExportLogsServiceRequest::decode(&bytes[..]).map_err(bad)?;
-                r.logs(&mut req, &mode, &mut record).then(|| req.encode_to_vec())
-            }
-            Signal::Metrics => {
-                let mut req = ExportMetricsServiceRequest::decode(&bytes[..]).map_err(bad)?;
-                r.metrics(&mut req, &mode, &mut record).then(|| req.encode_to_vec())
-            }
+            Signal::Traces => run!(ExportTraceServiceRequest, traces),
+            Signal::Logs => run!(ExportLogsServiceRequest, logs),
+            Signal::Metrics => run!(ExportMetricsServiceRequest, metrics),
         };
         Ok(match out {
             Some(b) => {
@@ -412,6 +465,33 @@ mod tests {
     }
 
     #[test]
+    fn attribute_limits_are_counted_and_enforced_per_team() {
+        let registry = Registry::new();
+        let c = cfg(
+            "redaction: { enabled: false }\nattribute_limits: { max_count: 1, max_value_length: 4 }\nteams: { payments: { mode: enforce } }",
+        );
+        assert!(c.validate().is_empty(), "{:?}", c.validate());
+        let p = PolicyProcessor::new("policy", Signal::Traces, &c, &registry).expect("built");
+        let out = p.process(request(&["payments", "search"])).expect("processed");
+        assert_eq!(card_of(&out, 0), "4111", "truncated to 4 characters");
+        assert_eq!(card_of(&out, 1), "4111 1111 1111 1111");
+        let req = ExportTraceServiceRequest::decode(&out.bytes()[..]).expect("decodes");
+        let span = &req.resource_spans[0].scope_spans[0].spans[0];
+        assert_eq!((span.attributes.len(), span.dropped_attributes_count), (1, 1));
+        let n = |team: &str, rule: &str, action: &str| {
+            registry.value(
+                "sightline_policy_findings_total",
+                &[("policy", "policy"), ("rule", rule), ("team", team), ("signal", "traces"), ("action", action)],
+            )
+        };
+        assert_eq!(n("payments", "attribute_count", "dropped"), Some(1));
+        assert_eq!(n("payments", "attribute_value_length", "truncated"), Some(1));
+        assert_eq!(n("search", "attribute_count", "observed"), Some(1));
+        assert_eq!(n("search", "attribute_value_length", "observed"), Some(1));
+        assert!(cfg("attribute_limits: {}").validate()[0].1.contains("max_count"));
+    }
+
+    #[test]
     fn nothing_found_passes_the_same_bytes() {
         let registry = Registry::new();
         let p = PolicyProcessor::new(
@@ -436,6 +516,7 @@ mod tests {
         assert_eq!(errs("redaction: { action: hash }")[0].0, "redaction.hash_key_file");
         assert_eq!(errs("redaction: { blocked_keys: ['('] }")[0].0, "redaction.blocked_keys");
         assert_eq!(errs("cardinality: { max_series_per_metric: 10 }")[0].0, "cardinality");
+        assert_eq!(errs("attribute_limits: { max_value_length: 0 }")[0].0, "attribute_limits.max_value_length");
         assert_eq!(errs("teams: { a: { cardinality: {} } }")[0].0, "teams.a.cardinality");
         let dir = tempfile::tempdir().expect("tmp");
         let short = dir.path().join("k");
