@@ -286,3 +286,33 @@ def test_attribute_limits_with_the_sdk_semantics(tmp_path):
                        ("search", "attribute_count", "observed"): 2, ("search", "attribute_value_length", "observed"): 2}, got
     finally:
         run.stop()
+
+
+def test_required_attributes_refuse_as_a_partial_success(tmp_path):
+    run = Run(tmp_path, "    redaction: { enabled: false }\n"
+                        "    required_resource_attributes: [deployment.environment.name]\n")
+    try:
+        def resource(service, spans):
+            return {"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": service}}]},
+                    "scopeSpans": [{"spans": [{"traceId": "5b8efff798038103d269b633813fc60c", "spanId": f"eee19b7ec3c1b17{i}",
+                                               "name": "op", "startTimeUnixNano": "1", "endTimeUnixNano": "2"}
+                                              for i in range(spans)]}]}
+        body = {"resourceSpans": [resource("checkout", 3), resource("search-api", 2)]}
+        req = urllib.request.Request(f"http://127.0.0.1:{run.http}/v1/traces", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+        with urllib.request.urlopen(req, timeout=10) as r:
+            assert r.status == 200
+            answer = json.loads(r.read())
+        partial = answer["partialSuccess"]
+        assert int(partial["rejectedSpans"]) == 3, answer
+        assert "deployment.environment.name" in partial["errorMessage"] and "payments" in partial["errorMessage"], answer
+        path = tmp_path / "traces.jsonl"
+        assert wait_until(lambda: "search-api" in by_service(path), 20)
+        assert set(by_service(path)) == {"search-api"}, "the refused team's spans are not exported"
+        m = run.metrics()
+        assert 'otelcol_receiver_refused_spans{receiver="otlp",transport="http"} 3' in m
+        assert 'otelcol_receiver_accepted_spans{receiver="otlp",transport="http"} 2' in m
+        got = {(k["team"], k["action"]): v for k, v in findings(m) if k["rule"] == "required_attribute"}
+        assert got == {("payments", "refused"): 1, ("search", "observed"): 1}, got
+    finally:
+        run.stop()

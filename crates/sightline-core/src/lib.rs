@@ -30,7 +30,7 @@ pub use driver::{
     BatchConfig, Driver, DriverConfig, Durability, Enqueued, ExporterHandle, FsyncPolicy, OnFull, QueueConfig,
     RetryConfig, SendError, SendFuture, Sender, StartError, Storage,
 };
-pub use payload::{Batch, BoundTeam, ClientInfo, EncodingKey, Payload, TeamMismatch};
+pub use payload::{Batch, BoundTeam, ClientInfo, EncodingKey, Payload, Rejected, TeamMismatch};
 pub use pipeline::{Delivered, Pipeline, ProcessError, Processor};
 pub use signal::Signal;
 pub use telemetry::{Counter, Gauge, Registry};

@@ -22,6 +22,8 @@ struct Inner {
     bound_team: Option<BoundTeam>,
     /// Who sent the request (the collector's `client.Info`), for `from_context`.
     client: Option<Arc<ClientInfo>>,
+    /// Items a processor removed and refused (a partial success for the client).
+    rejected: Option<Rejected>,
     /// Encodings of batches that start with this payload (see [`Batch::encode_shared`]).
     shared: Mutex<Vec<SharedEncoding>>,
 }
@@ -68,6 +70,14 @@ pub enum TeamMismatch {
     Reattribute,
 }
 
+/// Items of a request a processor refused while accepting the rest: the receiver answers
+/// with a partial success (`rejected_spans` ... and the message).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    pub items: u64,
+    pub message: String,
+}
+
 /// Who sent a request, as the receiver saw it (the collector's `client.Info`): the peer's
 /// address, and the request's headers (HTTP) or metadata (gRPC) when the receiver's protocol
 /// has `include_metadata: true`.
@@ -95,6 +105,7 @@ impl Payload {
                 permit,
                 bound_team: None,
                 client: None,
+                rejected: None,
                 shared: Mutex::new(Vec::new()),
             }),
         }
@@ -112,6 +123,7 @@ impl Payload {
                 permit: None,
                 bound_team: shared.bound_team.clone(),
                 client: shared.client.clone(),
+                rejected: shared.rejected.clone(),
                 shared: Mutex::new(Vec::new()),
             },
         };
@@ -132,6 +144,24 @@ impl Payload {
     /// Who sent the request, when the receiver recorded it.
     pub fn client(&self) -> Option<&ClientInfo> {
         self.inner.client.as_deref()
+    }
+
+    /// The same payload with `items` more refused (a processor removed them), and why.
+    pub fn with_rejected(self, items: u64, message: String) -> Payload {
+        self.with_context(|i| {
+            let r = i.rejected.get_or_insert_with(Rejected::default);
+            r.items += items;
+            if r.message.is_empty() {
+                r.message = message;
+            } else {
+                r.message = format!("{}; {message}", r.message);
+            }
+        })
+    }
+
+    /// What processors refused of this request, if anything.
+    pub fn rejected(&self) -> Option<&Rejected> {
+        self.inner.rejected.as_ref()
     }
 
     /// The team the request was authenticated as, when the receiver binds ownership to it.
@@ -166,14 +196,15 @@ impl Payload {
     /// before the fan-out, so the payload is not shared yet and nothing is copied.
     pub fn with_bytes(self, bytes: Bytes, items: u64) -> Payload {
         let signal = self.signal();
-        let (permit, bound_team, client) = match Arc::try_unwrap(self.inner) {
-            Ok(mut inner) => (inner.permit.take(), inner.bound_team.take(), inner.client.take()),
+        let (permit, bound_team, client, rejected) = match Arc::try_unwrap(self.inner) {
+            Ok(mut inner) => (inner.permit.take(), inner.bound_team.take(), inner.client.take(), inner.rejected.take()),
             // Shared (the receiver feeds several pipelines): the original keeps its permit
             // until the receiver lets go of it, so the new bytes need their own.
             Err(shared) => (
                 shared.permit.as_ref().and_then(|p| p.try_sibling(bytes.len())),
                 shared.bound_team.clone(),
                 shared.client.clone(),
+                shared.rejected.clone(),
             ),
         };
         let permit = permit.map(|mut p| {
@@ -188,7 +219,16 @@ impl Payload {
             p
         });
         Payload {
-            inner: Arc::new(Inner { signal, bytes, items, permit, bound_team, client, shared: Mutex::new(Vec::new()) }),
+            inner: Arc::new(Inner {
+                signal,
+                bytes,
+                items,
+                permit,
+                bound_team,
+                client,
+                rejected,
+                shared: Mutex::new(Vec::new()),
+            }),
         }
     }
 }

@@ -46,6 +46,9 @@ pub struct Pipeline {
 pub struct Delivered {
     pub queued: usize,
     pub dropped: usize,
+    /// Items the processors refused (a partial success), and why.
+    pub rejected: u64,
+    pub message: String,
 }
 
 impl Pipeline {
@@ -69,6 +72,10 @@ impl Pipeline {
     /// The second phase: hands the processed payload to every exporter.
     pub async fn deliver(&self, payload: Payload) -> Result<Delivered, ProcessError> {
         let mut d = Delivered::default();
+        if let Some(r) = payload.rejected() {
+            d.rejected = r.items;
+            d.message = r.message.clone();
+        }
         // Nothing left (a filter dropped every item): nothing to export, as the collector's
         // processors skip the rest of the pipeline.
         if payload.is_empty() {

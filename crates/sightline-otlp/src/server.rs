@@ -401,8 +401,8 @@ impl Shared {
         permit.shrink_to(proto.len());
         let pipelines = self.consumers.get(signal);
         let payload = Payload::new(signal, proto, items, Some(permit)).with_bound_team(bound).with_client(Some(client));
-        let (queued, dropped) = match dispatch(pipelines, payload).await {
-            Ok(d) => (d.queued, d.dropped),
+        let (queued, dropped, refused, why) = match dispatch(pipelines, payload).await {
+            Ok(d) => (d.queued, d.dropped, d.rejected.min(items), d.message),
             Err(e) => {
                 m.refused.add(items);
                 return Err(match e {
@@ -427,8 +427,14 @@ impl Shared {
             m.refused.add(items);
             return Err(Refusal::unavailable("all exporter queues are full; retry later", OVERLOAD_RETRY));
         }
-        m.accepted.add(items);
-        Ok(Accepted { rejected, message })
+        m.accepted.add(items - refused);
+        m.refused.add(refused);
+        let message = match (message.is_empty(), why.is_empty()) {
+            (_, true) => message,
+            (true, false) => why,
+            (false, false) => format!("{message}; {why}"),
+        };
+        Ok(Accepted { rejected: rejected + refused, message })
     }
 
     /// Reads a request body with a size limit, holding its bytes against the budget before
@@ -891,6 +897,10 @@ async fn dispatch(pipelines: &[Arc<Pipeline>], payload: Payload) -> Result<Deliv
                 let d = p.deliver(payload).await?;
                 total.queued += d.queued;
                 total.dropped += d.dropped;
+                // The same items refused by several pipelines are refused once.
+                if d.rejected > total.rejected {
+                    (total.rejected, total.message) = (d.rejected, d.message);
+                }
             }
             Ok(total)
         }

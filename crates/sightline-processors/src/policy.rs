@@ -1,6 +1,8 @@
 //! The `policy` processor (issue 12): the platform's guardrails as automated defaults, per team.
-//! This version runs the redaction policy (`sightline_policy::redact`: validated detectors and
-//! blocked keys over every string of the data; mask, hash or drop) and the attribute limits
+//! This version runs the required resource attributes (filled with a default, or the
+//! resource's items refused as a partial success), the redaction policy
+//! (`sightline_policy::redact`: validated detectors and blocked keys over every string of the
+//! data; mask, hash or drop) and the attribute limits
 //! (`sightline_policy::limits`: the SDK specification's count and value length limits), in
 //! `observe` (count what enforcing would do, change nothing) or `enforce` mode, with a
 //! per-team override of the mode, so a team can move to enforce alone.
@@ -11,8 +13,8 @@
 //! `masked`, `hashed`, `dropped`, `truncated`); they never hold the sensitive value. Team labels
 //! are bounded by `max_teams` (the rest are `other`).
 //!
-//! The other policies of issue 12 (required attributes, naming, series limits) are refused by
-//! `validate` as not implemented yet, rather than silently ignored.
+//! The other policies of issue 12 (naming, series limits) are refused by `validate` as not
+//! implemented yet, rather than silently ignored.
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
@@ -59,7 +61,7 @@ pub struct PolicyConfig {
     pub max_teams: usize,
     // Policies of issue 12 not implemented yet: refused by `validate`.
     #[serde(default)]
-    pub required_resource_attributes: Option<serde_yaml_ng::Value>,
+    pub required_resource_attributes: Vec<Required>,
     #[serde(default)]
     pub attribute_limits: Option<AttributeLimitsConfig>,
     #[serde(default)]
@@ -129,6 +131,33 @@ fn default_action() -> String {
     "mask".into()
 }
 
+/// One `required_resource_attributes` entry: a key, or a key and the value to fill in.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Required {
+    Key(String),
+    Filled {
+        key: String,
+        #[serde(default)]
+        default: Option<String>,
+    },
+}
+
+impl Required {
+    fn key(&self) -> &str {
+        match self {
+            Required::Key(k) | Required::Filled { key: k, .. } => k,
+        }
+    }
+
+    fn default(&self) -> Option<&str> {
+        match self {
+            Required::Key(_) => None,
+            Required::Filled { default, .. } => default.as_deref(),
+        }
+    }
+}
+
 /// `attribute_limits`: the SDK specification's limits, applied by the gateway.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -163,7 +192,7 @@ impl PolicyConfig {
     /// Checks serde cannot express: (key path relative to the processor, message).
     pub fn validate(&self) -> Vec<(String, String)> {
         let mut errs = Vec::new();
-        let later = "is not implemented yet in Sightline (the policy processor runs redaction and attribute_limits, with observe/enforce per team); remove it";
+        let later = "is not implemented yet in Sightline (the policy processor runs required_resource_attributes, redaction and attribute_limits, with observe/enforce per team); remove it";
         if let Some(l) = &self.attribute_limits
             && l.max_count.is_none()
             && l.max_value_length.is_none()
@@ -173,11 +202,12 @@ impl PolicyConfig {
         if self.attribute_limits.as_ref().is_some_and(|l| l.max_value_length == Some(0)) {
             errs.push(("attribute_limits.max_value_length".into(), "must be at least 1".into()));
         }
-        for (k, v) in [
-            ("required_resource_attributes", &self.required_resource_attributes),
-            ("naming", &self.naming),
-            ("cardinality", &self.cardinality),
-        ] {
+        for (i, r) in self.required_resource_attributes.iter().enumerate() {
+            if r.key().is_empty() {
+                errs.push((format!("required_resource_attributes.{i}"), "a key is required".into()));
+            }
+        }
+        for (k, v) in [("naming", &self.naming), ("cardinality", &self.cardinality)] {
             if v.is_some() {
                 errs.push((k.into(), later.into()));
             }
@@ -284,12 +314,7 @@ impl PolicyProcessor {
     }
 
     fn team<'a>(&self, resource: Option<&'a Resource>) -> &'a str {
-        let attrs = resource.map_or(&[][..], |r| &r.attributes);
-        let v = attrs.iter().rev().find(|kv| kv.key == self.cfg.team_attribute).and_then(|kv| kv.value.as_ref());
-        match v.and_then(|v| v.value.as_ref()) {
-            Some(Value::StringValue(s)) => s,
-            _ => "",
-        }
+        attr_str(resource, &self.cfg.team_attribute).unwrap_or("")
     }
 
     fn mode(&self, resource: Option<&Resource>) -> Apply {
@@ -343,11 +368,100 @@ impl PolicyProcessor {
         self.count(resource, &found);
     }
 
+    /// `required_resource_attributes` on a request's resources (`items` counts a resource's
+    /// items): observed, filled with the default, or the resource removed and its items
+    /// refused. Returns whether anything changed, and the refused items with the reason.
+    fn required<R>(
+        &self,
+        list: &mut Vec<R>,
+        resource: impl Fn(&R) -> Option<&Resource>,
+        resource_mut: impl Fn(&mut R) -> &mut Option<Resource>,
+        items: impl Fn(&R) -> u64,
+    ) -> (bool, u64, String) {
+        let (mut changed, mut refused, mut why) = (false, 0u64, String::new());
+        list.retain_mut(|r| {
+            let res = resource(r);
+            let missing: Vec<&Required> = self
+                .cfg
+                .required_resource_attributes
+                .iter()
+                .filter(|q| {
+                    let attrs = res.map_or(&[][..], |x| &x.attributes);
+                    // Present: with a value other than the empty string.
+                    !attrs.iter().any(|kv| {
+                        kv.key == q.key()
+                            && match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                                None => false,
+                                Some(Value::StringValue(s)) => !s.is_empty(),
+                                Some(_) => true,
+                            }
+                    })
+                })
+                .collect();
+            if missing.is_empty() {
+                return true;
+            }
+            let before = res.cloned();
+            let enforce = self.mode(before.as_ref()) == Apply::Enforce;
+            let unfilled: Vec<&str> = missing.iter().filter(|q| q.default().is_none()).map(|q| q.key()).collect();
+            let filled = missing.len() - unfilled.len();
+            self.count(before.as_ref(), &[
+                ("required_attribute", "filled", filled as u64),
+                ("required_attribute", "refused", unfilled.len() as u64),
+            ]);
+            if !enforce {
+                return true;
+            }
+            if !unfilled.is_empty() {
+                let n = items(r);
+                refused += n;
+                if why.is_empty() {
+                    let service = attr_str(before.as_ref(), "service.name").unwrap_or("unknown");
+                    why = format!(
+                        "policy {}: {n} items of service {service:?} (team {:?}) refused: the resource lacks the required attribute{} {}",
+                        self.id,
+                        self.team(before.as_ref()),
+                        if unfilled.len() > 1 { "s" } else { "" },
+                        unfilled.join(", ")
+                    );
+                }
+                changed = true;
+                return false;
+            }
+            let res = resource_mut(r).get_or_insert_with(Resource::default);
+            for q in &missing {
+                let v = Some(opentelemetry_proto::tonic::common::v1::AnyValue {
+                    value: Some(Value::StringValue(q.default().unwrap_or_default().to_string())),
+                });
+                match res.attributes.iter_mut().find(|kv| kv.key == q.key()) {
+                    Some(kv) => kv.value = v,
+                    None => res.attributes.push(opentelemetry_proto::tonic::common::v1::KeyValue {
+                        key: q.key().to_string(),
+                        value: v,
+                        ..Default::default()
+                    }),
+                }
+            }
+            changed = true;
+            true
+        });
+        (changed, refused, why)
+    }
+
     fn record_over(&self, resource: Option<&Resource>, o: &Over) {
         self.count(
             resource,
             &[("attribute_count", "dropped", o.dropped), ("attribute_value_length", "truncated", o.truncated)],
         );
+    }
+}
+
+/// A resource's string attribute (the last occurrence, as a decoder's map keeps).
+fn attr_str<'a>(resource: Option<&'a Resource>, key: &str) -> Option<&'a str> {
+    let attrs = resource.map_or(&[][..], |r| &r.attributes);
+    match attrs.iter().rev().find(|kv| kv.key == key).and_then(|kv| kv.value.as_ref()).and_then(|v| v.value.as_ref()) {
+        Some(Value::StringValue(s)) => Some(s),
+        _ => None,
     }
 }
 
@@ -357,18 +471,26 @@ fn bad(e: prost::DecodeError) -> ProcessError {
 
 impl Processor for PolicyProcessor {
     fn process(&self, payload: Payload) -> Result<Payload, ProcessError> {
-        if self.redactor.is_none() && self.limits.is_none() {
+        if self.redactor.is_none() && self.limits.is_none() && self.cfg.required_resource_attributes.is_empty() {
             return Ok(payload);
         }
         let mode = |res: Option<&Resource>| self.mode(res);
         let mut record = |res: Option<&Resource>, f: &Findings| self.record(res, f);
         let mut record_over = |res: Option<&Resource>, o: &Over| self.record_over(res, o);
         let bytes = payload.bytes();
-        // Redaction first: a limit must not cut a secret into a fragment detectors miss.
+        // Required attributes first (a refused resource needs nothing else), then redaction:
+        // a limit must not cut a secret into a fragment detectors miss.
+        let mut refused = (0u64, String::new());
         macro_rules! run {
-            ($t:ty, $walk:ident) => {{
+            ($t:ty, $walk:ident, $list:ident, $items:expr) => {{
                 let mut req = <$t>::decode(&bytes[..]).map_err(bad)?;
                 let mut changed = false;
+                if !self.cfg.required_resource_attributes.is_empty() {
+                    let (c, n, why) =
+                        self.required(&mut req.$list, |r| r.resource.as_ref(), |r| &mut r.resource, $items);
+                    changed |= c;
+                    refused = (n, why);
+                }
                 if let Some(r) = &self.redactor {
                     changed |= r.$walk(&mut req, &mode, &mut record);
                 }
@@ -379,15 +501,29 @@ impl Processor for PolicyProcessor {
             }};
         }
         let out = match payload.signal() {
-            Signal::Traces => run!(ExportTraceServiceRequest, traces),
-            Signal::Logs => run!(ExportLogsServiceRequest, logs),
-            Signal::Metrics => run!(ExportMetricsServiceRequest, metrics),
+            Signal::Traces => run!(ExportTraceServiceRequest, traces, resource_spans, |r| r
+                .scope_spans
+                .iter()
+                .map(|s| s.spans.len() as u64)
+                .sum()),
+            Signal::Logs => run!(ExportLogsServiceRequest, logs, resource_logs, |r| r
+                .scope_logs
+                .iter()
+                .map(|s| s.log_records.len() as u64)
+                .sum()),
+            Signal::Metrics => run!(ExportMetricsServiceRequest, metrics, resource_metrics, |r| r
+                .scope_metrics
+                .iter()
+                .flat_map(|s| &s.metrics)
+                .map(crate::items::point_count)
+                .sum()),
         };
         Ok(match out {
             Some(b) => {
-                // `drop` may remove attributes, never items: the count stays.
-                let items = payload.items();
-                payload.with_bytes(bytes::Bytes::from(b), items)
+                // Redaction's `drop` removes attributes, never items; refused resources do.
+                let items = payload.items().saturating_sub(refused.0);
+                let p = payload.with_bytes(bytes::Bytes::from(b), items);
+                if refused.0 > 0 { p.with_rejected(refused.0, refused.1) } else { p }
             }
             None => payload,
         })
@@ -489,6 +625,47 @@ mod tests {
         assert_eq!(n("search", "attribute_count", "observed"), Some(1));
         assert_eq!(n("search", "attribute_value_length", "observed"), Some(1));
         assert!(cfg("attribute_limits: {}").validate()[0].1.contains("max_count"));
+    }
+
+    #[test]
+    fn required_attributes_refuse_fill_or_observe() {
+        let registry = Registry::new();
+        let c = cfg(
+            "redaction: { enabled: false }\nrequired_resource_attributes: [service.name, { key: env, default: unknown }]\nteams: { payments: { mode: enforce }, ops: { mode: enforce } }",
+        );
+        assert!(c.validate().is_empty(), "{:?}", c.validate());
+        let p = PolicyProcessor::new("policy", Signal::Traces, &c, &registry).expect("built");
+        let mut req =
+            ExportTraceServiceRequest::decode(&request(&["payments", "search", "ops"]).bytes()[..]).expect("decodes");
+        // ops has service.name: only env is missing, and it has a default.
+        req.resource_spans[2].resource.as_mut().expect("resource").attributes.push(kv("service.name", "billing"));
+        let payload = Payload::new(Signal::Traces, bytes::Bytes::from(req.encode_to_vec()), 3, None);
+        let out = p.process(payload).expect("processed");
+        let got = ExportTraceServiceRequest::decode(&out.bytes()[..]).expect("decodes");
+        let teams: Vec<&str> =
+            got.resource_spans.iter().map(|r| attr_str(r.resource.as_ref(), "owner.team").unwrap_or("")).collect();
+        assert_eq!(teams, ["search", "ops"], "payments' resource refused, search observed");
+        assert_eq!(attr_str(got.resource_spans[1].resource.as_ref(), "env"), Some("unknown"), "filled");
+        assert_eq!(attr_str(got.resource_spans[0].resource.as_ref(), "env"), None, "observe fills nothing");
+        assert_eq!(out.items(), 2);
+        let r = out.rejected().expect("a partial rejection");
+        assert_eq!(r.items, 1);
+        assert!(r.message.contains("team \"payments\"") && r.message.contains("service.name"), "{}", r.message);
+        let n = |team: &str, action: &str| {
+            registry.value(
+                "sightline_policy_findings_total",
+                &[
+                    ("policy", "policy"),
+                    ("rule", "required_attribute"),
+                    ("team", team),
+                    ("signal", "traces"),
+                    ("action", action),
+                ],
+            )
+        };
+        assert_eq!((n("payments", "refused"), n("payments", "filled")), (Some(1), Some(1)));
+        assert_eq!(n("search", "observed"), Some(2));
+        assert_eq!((n("ops", "filled"), n("ops", "refused")), (Some(1), None));
     }
 
     #[test]
