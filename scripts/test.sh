@@ -30,7 +30,7 @@ fi
 step "peers: OpenTelemetry Collector v0.165.0, built from its Go modules"
 (cd tests/peers/otelcol && go build -o "$root/.peers/otelcol" .)
 
-step "peers: OpenTelemetry Collector contrib v0.161.0 (attributes, filter, transform, probabilistic_sampler), built from its Go modules"
+step "peers: OpenTelemetry Collector contrib v0.161.0 (attributes, filter, transform, probabilistic_sampler, redaction), built from its Go modules"
 (cd tests/peers/otelcol161 && go build -o "$root/.peers/otelcol161" .)
 
 step "peers: VictoriaMetrics v1.151.0 and Jaeger v1.76.0, built from their Go modules"

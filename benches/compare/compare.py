@@ -35,6 +35,11 @@ conditions typical of production, the same text on both sides (ITEM_PROCESSORS b
 collector side is the contrib v0.161.0 peer. For example:
 
     python3 benches/compare/compare.py --signals traces --scenarios enrich,transform,filter --out /tmp/ottl.md
+
+redact (logs only, not in the default set): `enrich` plus redaction, Sightline's `policy`
+processor against the collector's `redaction` processor (REDACT below; the v0.161.0 peer):
+
+    python3 benches/compare/compare.py --signals logs --scenarios enrich,redact --out /tmp/redact.md
 """
 
 import argparse
@@ -350,6 +355,31 @@ ITEM_PROCESSORS = {
 }
 
 
+# Redaction (logs only, not in the default set): Sightline's `policy` processor (enforce, its
+# default redaction: the six validated detectors and the blocked key names, mask) against the
+# collector's contrib `redaction` processor (v0.161.0 peer) with the same key pattern and one
+# regex per detector (it has no validators), every key allowed, no summary attributes.
+REDACT = {
+    "sightline": """  policy:
+    mode: enforce
+""",
+    "otelcol": r"""  redaction:
+    allow_all_keys: true
+    blocked_key_patterns: ['(?i)^(password|passwd|secret|api[_.-]?key|authorization)$']
+    blocked_values:
+      - '\b(?:\d[ -]?){12,18}\d\b'
+      - '[A-Za-z0-9._%+-]+@(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,63}'
+      - 'eyJ[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*'
+      - '\b(?:AKIA|ASIA)[A-Z2-7]{16}\b'
+      - '(?i)\bbearer[ \t]+[A-Za-z0-9._~+/-]+=*'
+      - '-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----'
+    summary: silent
+""",
+}
+# The scenarios whose processors differ per system, and the one signal each runs on.
+SCENARIO_SIGNAL = {"transform": "traces", "filter": "traces", "redact": "logs"}
+
+
 def fanout(scenario):
     """OTLP exporters in the pipeline: fanout3 (uncompressed) and fanout3_gzip (each system's
     default compression, gzip) send the same data to three exporters."""
@@ -376,6 +406,8 @@ def sightline_config(tmp, sig, scenario, sink, ports, queue_dir=None):
     extra = ITEM_PROCESSORS.get(scenario, "")
     if extra:
         procs = f"[ownership, {scenario}]"
+    if scenario == "redact":
+        extra, procs = REDACT["sightline"], "[ownership, policy]"
     n_exp = fanout(scenario)
     exporters = "".join(
         f"""
@@ -414,6 +446,8 @@ def otelcol_config(tmp, sig, scenario, sink, ports, queue_dir=None):
     extra = ITEM_PROCESSORS.get(scenario, "")
     if extra:
         procs = f"[resource, {scenario}, batch]"
+    if scenario == "redact":
+        extra, procs = REDACT["otelcol"], "[resource, redaction, batch]"
     queue, extensions, service_ext = "", "", ""
     if scenario in DISK_QUEUE:
         # No batch processor (it would acknowledge before the persistent queue); the exporter
@@ -486,7 +520,7 @@ class SUT:
             ready = f"http://127.0.0.1:{self.ports['admin']}/readyz"
         else:
             cfg.write_text(otelcol_config(tmp, sig, scenario, sink, self.ports, self.queue_dir))
-            cmd = [bins["otelcol161" if scenario in ITEM_PROCESSORS else "otelcol"], "--config", str(cfg)]
+            cmd = [bins["otelcol161" if scenario in SCENARIO_SIGNAL else "otelcol"], "--config", str(cfg)]
             ready = f"http://127.0.0.1:{self.ports['admin']}/metrics"
         self.logf = open(tmp / f"{name}.log", "w")
         self.proc = subprocess.Popen(["taskset", "-c", SUT_CPU, *map(str, cmd)], stdout=self.logf, stderr=self.logf)
@@ -637,7 +671,7 @@ def validate_configs(bins, tmp, sig, scenario):
         try:
             cfg = tmp / f"{name}-{scenario}.yaml"
             cfg.write_text(cfg_fn(tmp, sig, scenario, FakeSink, ports, queue_dir))
-            binary = bins["otelcol161"] if name == "otelcol" and scenario in ITEM_PROCESSORS else bins[name]
+            binary = bins["otelcol161"] if name == "otelcol" and scenario in SCENARIO_SIGNAL else bins[name]
             r = subprocess.run([str(binary), "validate", "--config", str(cfg)], capture_output=True, text=True)
             if r.returncode != 0:
                 log(f"{name} refuses the {scenario} config:", r.stdout, r.stderr)
@@ -839,7 +873,7 @@ def main():
     ap.add_argument("--signals", default=None, help="default traces,logs,metrics (--quick: traces)")
     ap.add_argument("--scenarios", default=None,
                     help="default defaults,passthrough,enrich,zstd,client_gzip,fanout3 (--quick: enrich); also remote_write "
-                         "(metrics only) and disk_batch, disk_always, transform, filter (traces only), not in the default set")
+                         "(metrics only) and disk_batch, disk_always, transform, filter (traces only), redact (logs only), not in the default set")
     ap.add_argument("--span-size", default="small", choices=["small", "large"])
     ap.add_argument("--items-per-request", type=int, default=500)
     ap.add_argument("--connections", type=int, default=4)
@@ -893,7 +927,9 @@ def main():
             for scenario in args.scenarios.split(","):
                 if scenario == "remote_write" and sig != "metrics":
                     continue
-                if (scenario in DISK_QUEUE or scenario in ITEM_PROCESSORS) and sig != "traces":
+                if scenario in DISK_QUEUE and sig != "traces":
+                    continue
+                if scenario in SCENARIO_SIGNAL and sig != SCENARIO_SIGNAL[scenario]:
                     continue
                 case = f"{sig}/{scenario}"
                 results[case] = {}
@@ -969,7 +1005,7 @@ def main():
 
 def cases(results, args):
     """(signal, [scenarios]) in a stable order, for every case measured."""
-    order = ["defaults", "passthrough", "enrich", "zstd", "client_gzip", "fanout3", "fanout3_gzip", "transform", "filter", "disk_batch", "disk_always"]
+    order = ["defaults", "passthrough", "enrich", "zstd", "client_gzip", "fanout3", "fanout3_gzip", "transform", "filter", "redact", "disk_batch", "disk_always"]
     out = {}
     for case in results:
         sig, scen = case.split("/")
@@ -986,7 +1022,8 @@ def render(results, args):
         f"- Machine: {machine()}. Each system under test pinned to CPU {SUT_CPU}; load generator and sink pinned to CPU {LOAD_CPU}.",
         "- Sightline: this repository, profile `dist` (release, fat LTO). Collector: v0.165.0 built from its Go modules "
         "(tests/peers/otelcol): otlpreceiver -> resourceprocessor (upsert owner.team) -> batchprocessor -> otlpexporter; "
-        "in `transform` and `filter`, contrib v0.161.0 (tests/peers/otelcol161) with that processor after the resource processor.",
+        "in `transform` and `filter`, contrib v0.161.0 (tests/peers/otelcol161) with that processor after the resource processor; "
+        "in `redact`, that peer's `redaction` processor against Sightline's `policy` (REDACT in compare.py).",
         f"- Load: `loadgen` closed loop, {args.connections} gRPC connections x {args.inflight} in flight, "
         f"{args.items_per_request} items/request, {args.span_size} spans, {args.duration:g} s measured after {args.warmup:g} s warm-up; "
         f"{args.runs} run(s) per case, medians. Exporters send to the counting `sink`: `defaults` and `fanout3_gzip` with each system's default "

@@ -1,6 +1,6 @@
 // A second OpenTelemetry Collector distribution built from the collector's Go modules, for the
 // differential tests of the item-level processors: the contrib attributes, filter, transform,
-// resource and probabilistic_sampler processors, with OTLP in and OTLP (gRPC and HTTP) and debug out.
+// resource, probabilistic_sampler and redaction processors, with OTLP in and OTLP (gRPC and HTTP) and debug out.
 // Every collector module here is at one release (contrib v0.161.0, core v0.161.0 / v1.67.0):
 // the attributes, filter and transform processors do not resolve at a newer release on the
 // module proxy these machines use, and mixing releases in one build is not supported upstream.
@@ -27,6 +27,7 @@ import (
 	"github.com/open-telemetry/opentelemetry-collector-contrib/processor/attributesprocessor"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/processor/filterprocessor"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/processor/probabilisticsamplerprocessor"
+	"github.com/open-telemetry/opentelemetry-collector-contrib/processor/redactionprocessor"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/processor/resourceprocessor"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/processor/transformprocessor"
 )
@@ -40,7 +41,8 @@ func components() (otelcol.Factories, error) {
 	}
 	f.Processors, err = otelcol.MakeFactoryMap[processor.Factory](
 		batchprocessor.NewFactory(), resourceprocessor.NewFactory(), attributesprocessor.NewFactory(),
-		filterprocessor.NewFactory(), transformprocessor.NewFactory(), probabilisticsamplerprocessor.NewFactory())
+		filterprocessor.NewFactory(), transformprocessor.NewFactory(), probabilisticsamplerprocessor.NewFactory(),
+		redactionprocessor.NewFactory())
 	if err != nil {
 		return f, err
 	}
