@@ -985,7 +985,7 @@ def main():
                     Path(args.state).write_text(json.dumps(results, indent=2))
         rw_valid = validate_remote_write(bins, tmp) if args.smoke else True
         disk_valid = validate_disk_queue(bins, tmp) if args.smoke else True
-        ottl_valid = all([validate_configs(bins, tmp, "traces", s) for s in ITEM_PROCESSORS]) if args.smoke else True
+        ottl_valid = all([validate_configs(bins, tmp, SCENARIO_SIGNAL[s], s) for s in SCENARIO_SIGNAL]) if args.smoke else True
     if args.smoke:
         r = results["traces/enrich"]
         ok = all(r[n]["clean"] and r[n]["items_per_sec"] > 0 for n in ("otelcol", "sightline"))
@@ -993,7 +993,7 @@ def main():
         print("compare smoke:", "ok" if ok else "FAILED (refusals, loss or no throughput)")
         print("remote_write configs:", "valid" if rw_valid else "INVALID (see above)")
         print("disk queue configs:", "valid" if disk_valid else "INVALID (see above)")
-        print("transform/filter configs:", "valid" if ottl_valid else "INVALID (see above)")
+        print("transform/filter/redact configs:", "valid" if ottl_valid else "INVALID (see above)")
         ok = ok and rw_valid and disk_valid and ottl_valid
         sys.exit(0 if ok else 1)
     if args.json:
