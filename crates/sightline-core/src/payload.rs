@@ -136,9 +136,13 @@ impl Payload {
         self.with_context(|i| i.bound_team = bound)
     }
 
-    /// The same payload with who sent it (see [`ClientInfo`]).
-    pub fn with_client(self, client: Option<Arc<ClientInfo>>) -> Payload {
-        self.with_context(|i| i.client = client)
+    /// The same payload with who sent it: the authenticated team (see
+    /// [`Payload::with_bound_team`]) and the client (see [`ClientInfo`]); the receiver's call.
+    pub fn with_sender(self, bound: Option<BoundTeam>, client: Option<Arc<ClientInfo>>) -> Payload {
+        self.with_context(|i| {
+            i.bound_team = bound;
+            i.client = client;
+        })
     }
 
     /// Who sent the request, when the receiver recorded it.

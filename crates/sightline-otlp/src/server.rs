@@ -400,7 +400,7 @@ impl Shared {
         };
         permit.shrink_to(proto.len());
         let pipelines = self.consumers.get(signal);
-        let payload = Payload::new(signal, proto, items, Some(permit)).with_bound_team(bound).with_client(Some(client));
+        let payload = Payload::new(signal, proto, items, Some(permit)).with_sender(bound, Some(client));
         let (queued, dropped, refused, why) = match dispatch(pipelines, payload).await {
             Ok(d) => (d.queued, d.dropped, d.rejected.min(items), d.message),
             Err(e) => {
