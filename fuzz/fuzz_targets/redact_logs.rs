@@ -24,11 +24,23 @@ fuzz_target!(|data: &[u8]| {
         .expect("valid patterns");
     let mut observed = original.clone();
     let mut seen = 0u64;
-    assert!(!r.logs(&mut observed, &|_| Apply::Observe, &mut |_, f| seen += f.total()));
+    assert!(!sightline_policy::each(
+        &mut observed.resource_logs,
+        |x| x.resource.as_ref(),
+        |_| Apply::Observe,
+        |rl, a| r.resource_logs(rl, a),
+        |_, f| seen += f.total()
+    ));
     assert_eq!(observed, original);
     let mut enforced = original.clone();
     let mut again = 0u64;
-    r.logs(&mut enforced, &|_| Apply::Enforce, &mut |_, f| again += f.total());
+    sightline_policy::each(
+        &mut enforced.resource_logs,
+        |x| x.resource.as_ref(),
+        |_| Apply::Enforce,
+        |rl, a| r.resource_logs(rl, a),
+        |_, f| again += f.total(),
+    );
     assert_eq!(seen, again, "observe and enforce count the same findings");
     let bytes = enforced.encode_to_vec();
     let back = ExportLogsServiceRequest::decode(&bytes[..]).expect("the output is OTLP");
@@ -36,9 +48,15 @@ fuzz_target!(|data: &[u8]| {
     if masking {
         let mut second = enforced.clone();
         let mut detected = 0u64;
-        r.logs(&mut second, &|_| Apply::Observe, &mut |_, f| {
-            detected += f.total() - f.get(Rule::BlockedKey);
-        });
+        sightline_policy::each(
+            &mut second.resource_logs,
+            |x| x.resource.as_ref(),
+            |_| Apply::Observe,
+            |rl, a| r.resource_logs(rl, a),
+            |_, f| {
+                detected += f.total() - f.get(Rule::BlockedKey);
+            },
+        );
         assert_eq!(detected, 0, "masked text holds nothing a detector finds");
     }
 });

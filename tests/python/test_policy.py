@@ -19,6 +19,7 @@ from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+from opentelemetry.sdk.metrics.view import View
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -246,15 +247,18 @@ service:
     return subprocess.run([os.environ["SIGHTLINE_BIN"], "validate", "--config", str(cfg)], capture_output=True, text=True)
 
 
-def test_validate_refuses_policy_before_ownership_and_unbuilt_policies(tmp_path):
+def test_validate_refuses_policy_before_ownership_and_bad_team_overrides(tmp_path):
     ok = validate(tmp_path, "  policy: {}", "[ownership, policy]")
     assert ok.returncode == 0, ok.stderr
     before = validate(tmp_path, "  policy: {}", "[policy, ownership]")
     assert before.returncode != 0
     assert "list an ownership processor before it" in before.stderr, before.stderr
-    unbuilt = validate(tmp_path, "  policy: { cardinality: { max_series_per_metric: 10 } }", "[ownership, policy]")
-    assert unbuilt.returncode != 0
-    assert "processors.policy.cardinality" in unbuilt.stderr and "not implemented yet" in unbuilt.stderr, unbuilt.stderr
+    window = validate(tmp_path, "  policy: { teams: { payments: { cardinality: { window: 1m } } } }",
+                      "[ownership, policy]")
+    assert window.returncode != 0
+    assert "processors.policy.teams.payments.cardinality.window" in window.stderr, window.stderr
+    typo = validate(tmp_path, "  policy: { teams: { payments: { moode: enforce } } }", "[ownership, policy]")
+    assert typo.returncode != 0 and "processors.policy.teams.payments" in typo.stderr and "moode" in typo.stderr, typo.stderr
     bad = validate(tmp_path, "  policy: { redaction: { detectors: [ssn] } }", "[ownership, policy]")
     assert "processors.policy.redaction.detectors.0" in bad.stderr and "unknown detector" in bad.stderr, bad.stderr
 
@@ -314,5 +318,73 @@ def test_required_attributes_refuse_as_a_partial_success(tmp_path):
         assert 'otelcol_receiver_accepted_spans{receiver="otlp",transport="http"} 2' in m
         got = {(k["team"], k["action"]): v for k, v in findings(m) if k["rule"] == "required_attribute"}
         assert got == {("payments", "refused"): 1, ("search", "observed"): 1}, got
+    finally:
+        run.stop()
+
+
+def series_gauges(exposition):
+    """{(team, metric): value} of sightline_policy_series."""
+    out = {}
+    for line in exposition.splitlines():
+        if line.startswith("sightline_policy_series{"):
+            labels, value = line[len("sightline_policy_series{"):].rsplit("} ", 1)
+            kv = {k: v.strip('"') for k, v in (part.split("=", 1) for part in labels.split(","))}
+            out[(kv["team"], kv["metric"])] = int(value)
+    return out
+
+
+def test_series_limit_per_team_with_the_python_sdk(tmp_path):
+    """5,000 distinct series of one counter from a payments service (enforce, limit 1,000): 1,000
+    pass, 4,000 are refused and counted, the sender is told which metric and team; a search
+    service (observe) sends 1,500 and all of them pass, the 500 over counted as observed."""
+    run = Run(tmp_path, "    redaction: { enabled: false }\n"
+                        "    cardinality: { max_series_per_metric: 1000, window: 1h }\n")
+    try:
+        for service, users in (("checkout", 5000), ("search-api", 1500)):
+            reader = PeriodicExportingMetricReader(
+                OTLPMetricExporter(endpoint=f"http://127.0.0.1:{run.http}/v1/metrics"), export_interval_millis=600_000)
+            # The SDK's own cardinality limit (2,000 by default) raised so that Sightline's is the one tested.
+            mp = MeterProvider(resource=Resource.create({"service.name": service}), metric_readers=[reader],
+                               views=[View(instrument_name="logins", aggregation_cardinality_limit=10_000)])
+            counter = mp.get_meter("series").create_counter("logins")
+            for u in range(users):
+                counter.add(1, {"user.id": f"u{u}", "plan": "pro"})
+            assert mp.force_flush(20_000)
+            mp.shutdown()
+        path = tmp_path / "metrics.jsonl"
+
+        def points():
+            out = {}
+            for svc, rms in by_service(path).items():
+                ids = set()
+                for r in rms:
+                    for sm in r["scopeMetrics"]:
+                        for m in sm["metrics"]:
+                            if m["name"] == "logins":
+                                ids |= {attrs(p["attributes"])["user.id"] for p in m["sum"]["dataPoints"]}
+                out[svc] = ids
+            return out
+
+        assert wait_until(lambda: len(points().get("search-api", ())) == 1500, 30), {k: len(v) for k, v in points().items()}
+        got = points()
+        assert len(got["checkout"]) == 1000, len(got["checkout"])
+        m = run.metrics()
+        f = {(k["team"], k["action"]): v for k, v in findings(m) if k["rule"] == "series_limit"}
+        # The SDK exports its cumulative points twice (flush, then shutdown): the same 4,000
+        # series are over the limit each time.
+        assert f[("payments", "dropped")] % 4000 == 0 and f[("payments", "dropped")] > 0, f
+        assert f[("search", "observed")] % 500 == 0 and f[("search", "observed")] > 0, f
+        assert ("payments", "observed") not in f and ("search", "dropped") not in f, f
+        refused = int(next(line.rsplit(" ", 1)[1] for line in m.splitlines()
+                           if line.startswith('otelcol_receiver_refused_metric_points{receiver="otlp",transport="http"}')))
+        assert refused == f[("payments", "dropped")], (refused, f)
+        # The top offenders: payments' logins at about 5,000 distinct series (estimated past the
+        # limit: within 4 standard errors), and the attribute key that makes them.
+        assert wait_until(lambda: ("payments", "logins") in series_gauges(run.metrics()), 10)
+        g = series_gauges(run.metrics())
+        assert 3500 <= g[("payments", "logins")] <= 6500, g
+        top = [line for line in run.metrics().splitlines()
+               if line.startswith("sightline_policy_series_top_attribute_values{") and 'team="payments"' in line]
+        assert len(top) == 1 and 'attribute="user.id"' in top[0], top
     finally:
         run.stop()

@@ -164,6 +164,17 @@ impl Registry {
         }
     }
 
+    /// Removes the series `name{labels}` (the labels exactly), e.g. a gauge of a bounded set
+    /// whose members change.
+    pub fn remove(&self, name: &str, labels: &[(&str, &str)]) {
+        let mut fams = self.families.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(f) = fams.iter_mut().find(|f| f.name == name) {
+            f.series.retain(|(l, _)| {
+                !(l.len() == labels.len() && l.iter().zip(labels).all(|((lk, lv), (k, v))| lk == k && lv == v))
+            });
+        }
+    }
+
     /// The value of one series, for tests and the status page.
     pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<i64> {
         let fams = self.families.lock().unwrap_or_else(|e| e.into_inner());

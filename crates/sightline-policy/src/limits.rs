@@ -6,13 +6,12 @@
 //! attributes; resources and metric data points are exempt unless configured, as in the SDK.
 
 use crate::redact::Apply;
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
-use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+use opentelemetry_proto::tonic::logs::v1::ResourceLogs;
+use opentelemetry_proto::tonic::metrics::v1::ResourceMetrics;
 use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 
 #[derive(Clone, Debug, Default)]
 pub struct Limits {
@@ -73,107 +72,59 @@ impl Limits {
         }
     }
 
-    /// Limits a traces request; `on_resource` gets each resource (as it was) with what was
-    /// over the limits. Returns whether anything changed.
-    pub fn traces(
-        &self,
-        req: &mut ExportTraceServiceRequest,
-        apply: &dyn Fn(Option<&Resource>) -> Apply,
-        on_resource: &mut dyn FnMut(Option<&Resource>, &Over),
-    ) -> bool {
-        let mut changed = false;
-        for rs in &mut req.resource_spans {
-            let (a, mut over) = (apply(rs.resource.as_ref()), Over::default());
-            let before = rs.resource.clone();
-            self.resource(rs.resource.as_mut(), a, &mut over);
-            let enforce = a == Apply::Enforce;
-            for span in rs.scope_spans.iter_mut().flat_map(|s| &mut s.spans) {
-                let n = self.list(&mut span.attributes, a, &mut over);
+    /// Limits one resource's spans (and the resource when configured); whether anything
+    /// changed, and what was over the limits.
+    pub fn resource_spans(&self, rs: &mut ResourceSpans, a: Apply) -> (bool, Over) {
+        let mut over = Over::default();
+        self.resource(rs.resource.as_mut(), a, &mut over);
+        let enforce = a == Apply::Enforce;
+        for span in rs.scope_spans.iter_mut().flat_map(|s| &mut s.spans) {
+            let n = self.list(&mut span.attributes, a, &mut over);
+            if enforce {
+                span.dropped_attributes_count = span.dropped_attributes_count.saturating_add(n);
+            }
+            for e in &mut span.events {
+                let n = self.list(&mut e.attributes, a, &mut over);
                 if enforce {
-                    span.dropped_attributes_count = span.dropped_attributes_count.saturating_add(n);
-                }
-                for e in &mut span.events {
-                    let n = self.list(&mut e.attributes, a, &mut over);
-                    if enforce {
-                        e.dropped_attributes_count = e.dropped_attributes_count.saturating_add(n);
-                    }
-                }
-                for l in &mut span.links {
-                    let n = self.list(&mut l.attributes, a, &mut over);
-                    if enforce {
-                        l.dropped_attributes_count = l.dropped_attributes_count.saturating_add(n);
-                    }
+                    e.dropped_attributes_count = e.dropped_attributes_count.saturating_add(n);
                 }
             }
-            changed |= enforce && over != Over::default();
-            on_resource(before.as_ref(), &over);
-        }
-        changed
-    }
-
-    /// [`Limits::traces`] for logs.
-    pub fn logs(
-        &self,
-        req: &mut ExportLogsServiceRequest,
-        apply: &dyn Fn(Option<&Resource>) -> Apply,
-        on_resource: &mut dyn FnMut(Option<&Resource>, &Over),
-    ) -> bool {
-        let mut changed = false;
-        for rl in &mut req.resource_logs {
-            let (a, mut over) = (apply(rl.resource.as_ref()), Over::default());
-            let before = rl.resource.clone();
-            self.resource(rl.resource.as_mut(), a, &mut over);
-            for l in rl.scope_logs.iter_mut().flat_map(|s| &mut s.log_records) {
+            for l in &mut span.links {
                 let n = self.list(&mut l.attributes, a, &mut over);
-                if a == Apply::Enforce {
+                if enforce {
                     l.dropped_attributes_count = l.dropped_attributes_count.saturating_add(n);
                 }
             }
-            changed |= a == Apply::Enforce && over != Over::default();
-            on_resource(before.as_ref(), &over);
         }
-        changed
+        (enforce && over != Over::default(), over)
     }
 
-    /// [`Limits::traces`] for metrics: resources and data points only when configured.
-    pub fn metrics(
-        &self,
-        req: &mut ExportMetricsServiceRequest,
-        apply: &dyn Fn(Option<&Resource>) -> Apply,
-        on_resource: &mut dyn FnMut(Option<&Resource>, &Over),
-    ) -> bool {
-        let mut changed = false;
-        for rm in &mut req.resource_metrics {
-            let (a, mut over) = (apply(rm.resource.as_ref()), Over::default());
-            let before = rm.resource.clone();
-            self.resource(rm.resource.as_mut(), a, &mut over);
-            if self.data_points {
-                for m in rm.scope_metrics.iter_mut().flat_map(|s| &mut s.metrics) {
-                    // Data points have no dropped-attributes count to raise.
-                    match &mut m.data {
-                        Some(Data::Gauge(g)) => g.data_points.iter_mut().for_each(|p| {
-                            self.list(&mut p.attributes, a, &mut over);
-                        }),
-                        Some(Data::Sum(s)) => s.data_points.iter_mut().for_each(|p| {
-                            self.list(&mut p.attributes, a, &mut over);
-                        }),
-                        Some(Data::Histogram(h)) => h.data_points.iter_mut().for_each(|p| {
-                            self.list(&mut p.attributes, a, &mut over);
-                        }),
-                        Some(Data::ExponentialHistogram(h)) => h.data_points.iter_mut().for_each(|p| {
-                            self.list(&mut p.attributes, a, &mut over);
-                        }),
-                        Some(Data::Summary(s)) => s.data_points.iter_mut().for_each(|p| {
-                            self.list(&mut p.attributes, a, &mut over);
-                        }),
-                        None => {}
-                    }
-                }
+    /// [`Limits::resource_spans`] for logs.
+    pub fn resource_logs(&self, rl: &mut ResourceLogs, a: Apply) -> (bool, Over) {
+        let mut over = Over::default();
+        self.resource(rl.resource.as_mut(), a, &mut over);
+        for l in rl.scope_logs.iter_mut().flat_map(|s| &mut s.log_records) {
+            let n = self.list(&mut l.attributes, a, &mut over);
+            if a == Apply::Enforce {
+                l.dropped_attributes_count = l.dropped_attributes_count.saturating_add(n);
             }
-            changed |= a == Apply::Enforce && over != Over::default();
-            on_resource(before.as_ref(), &over);
         }
-        changed
+        (a == Apply::Enforce && over != Over::default(), over)
+    }
+
+    /// [`Limits::resource_spans`] for metrics: resources and data points only when configured.
+    pub fn resource_metrics(&self, rm: &mut ResourceMetrics, a: Apply) -> (bool, Over) {
+        let mut over = Over::default();
+        self.resource(rm.resource.as_mut(), a, &mut over);
+        if self.data_points {
+            for m in rm.scope_metrics.iter_mut().flat_map(|s| &mut s.metrics) {
+                // Data points have no dropped-attributes count to raise.
+                crate::points::each_attrs(m, &mut |attrs| {
+                    self.list(attrs, a, &mut over);
+                });
+            }
+        }
+        (a == Apply::Enforce && over != Over::default(), over)
     }
 }
 
@@ -205,6 +156,8 @@ fn truncate(v: &mut Value, max: usize, enforce: bool) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue};
     use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
@@ -241,7 +194,13 @@ mod tests {
         let l = Limits { max_count: Some(3), max_value_length: Some(5), ..Default::default() };
         let mut req = span_request();
         let mut seen = Vec::new();
-        assert!(l.traces(&mut req, &|_| Apply::Enforce, &mut |_, o| seen.push(*o)));
+        assert!(crate::each(
+            &mut req.resource_spans,
+            |r| r.resource.as_ref(),
+            |_| Apply::Enforce,
+            |rs, a| l.resource_spans(rs, a),
+            |_, o| seen.push(*o)
+        ));
         let span = &req.resource_spans[0].scope_spans[0].spans[0];
         let got: Vec<(&str, Option<&Value>)> = span
             .attributes
@@ -268,7 +227,13 @@ mod tests {
         let mut req = span_request();
         let original = req.clone();
         let mut seen = Vec::new();
-        assert!(!l.traces(&mut req, &|_| Apply::Observe, &mut |_, o| seen.push(*o)));
+        assert!(!crate::each(
+            &mut req.resource_spans,
+            |r| r.resource.as_ref(),
+            |_| Apply::Observe,
+            |rs, a| l.resource_spans(rs, a),
+            |_, o| seen.push(*o)
+        ));
         assert_eq!(req, original);
         // The span and, configured here, the resource: each 1 over the count, 2 too long.
         assert_eq!(seen, [Over { dropped: 2, truncated: 4 }]);
@@ -289,7 +254,13 @@ mod tests {
                 ..Default::default()
             }],
         };
-        assert!(l.logs(&mut req, &|_| Apply::Enforce, &mut |_, _| {}));
+        assert!(crate::each(
+            &mut req.resource_logs,
+            |r| r.resource.as_ref(),
+            |_| Apply::Enforce,
+            |rl, a| l.resource_logs(rl, a),
+            |_, _| {}
+        ));
         let r = &req.resource_logs[0].scope_logs[0].log_records[0];
         assert_eq!((r.attributes.len(), r.dropped_attributes_count), (1, 1));
     }

@@ -12,13 +12,13 @@
 //! all the same. Findings are counts per rule: they never hold the sensitive value.
 
 use crate::detect::{self, Detectors, Kind, Match};
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
+use opentelemetry_proto::tonic::logs::v1::ResourceLogs;
+use opentelemetry_proto::tonic::metrics::v1::ResourceMetrics;
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use regex::RegexSet;
 
 /// What redaction does to a sensitive value.
@@ -137,44 +137,29 @@ impl Redactor {
         Walk { r: self, apply, findings: Findings::default(), changed: false, matches: Vec::new() }
     }
 
-    /// The resources of a request, each walked with its own mode and findings: its attributes,
-    /// then `rest` (scopes and items); `on_resource` gets the resource as it was.
-    fn resources<R>(
+    /// One resource entry: its resource's attributes, then `rest` (scopes and items), in one
+    /// mode. Returns whether anything changed and what was found.
+    fn one<R>(
         &self,
-        list: &mut [R],
-        resource: impl Fn(&mut R) -> &mut Option<Resource>,
-        apply: &dyn Fn(Option<&Resource>) -> Apply,
-        on_resource: &mut dyn FnMut(Option<&Resource>, &Findings),
-        mut rest: impl FnMut(&mut Walk, &mut R),
-    ) -> bool {
-        let mut changed = false;
-        for r in list {
-            let res = resource(r);
-            let mut w = self.walk(apply(res.as_ref()));
-            let before = res.clone();
-            if let Some(x) = res {
-                w.attrs(&mut x.attributes);
-            }
-            rest(&mut w, r);
-            on_resource(before.as_ref(), &w.findings);
-            changed |= w.changed;
+        r: &mut R,
+        resource: impl FnOnce(&mut R) -> &mut Option<Resource>,
+        apply: Apply,
+        rest: impl FnOnce(&mut Walk, &mut R),
+    ) -> (bool, Findings) {
+        let mut w = self.walk(apply);
+        if let Some(x) = resource(r) {
+            w.attrs(&mut x.attributes);
         }
-        changed
+        rest(&mut w, r);
+        (w.changed, w.findings)
     }
 
-    /// Redacts a traces request; `on_resource` gets each resource (as it was before) with its
-    /// findings, so the caller can attribute them to a team. Returns whether anything changed.
-    pub fn traces(
-        &self,
-        req: &mut ExportTraceServiceRequest,
-        apply: &dyn Fn(Option<&Resource>) -> Apply,
-        on_resource: &mut dyn FnMut(Option<&Resource>, &Findings),
-    ) -> bool {
-        self.resources(
-            &mut req.resource_spans,
+    /// Redacts one resource's spans (the resource, its scopes, spans, span events and links).
+    pub fn resource_spans(&self, rs: &mut ResourceSpans, apply: Apply) -> (bool, Findings) {
+        self.one(
+            rs,
             |r| &mut r.resource,
             apply,
-            on_resource,
             |w, rs| {
                 for ss in &mut rs.scope_spans {
                     w.scope(ss.scope.as_mut());
@@ -194,18 +179,12 @@ impl Redactor {
         )
     }
 
-    /// [`Redactor::traces`] for logs.
-    pub fn logs(
-        &self,
-        req: &mut ExportLogsServiceRequest,
-        apply: &dyn Fn(Option<&Resource>) -> Apply,
-        on_resource: &mut dyn FnMut(Option<&Resource>, &Findings),
-    ) -> bool {
-        self.resources(
-            &mut req.resource_logs,
+    /// Redacts one resource's logs: bodies (recursively) and attributes.
+    pub fn resource_logs(&self, rl: &mut ResourceLogs, apply: Apply) -> (bool, Findings) {
+        self.one(
+            rl,
             |r| &mut r.resource,
             apply,
-            on_resource,
             |w, rl| {
                 for sl in &mut rl.scope_logs {
                     w.scope(sl.scope.as_mut());
@@ -222,18 +201,12 @@ impl Redactor {
         )
     }
 
-    /// [`Redactor::traces`] for metrics: data point and exemplar attributes of every kind.
-    pub fn metrics(
-        &self,
-        req: &mut ExportMetricsServiceRequest,
-        apply: &dyn Fn(Option<&Resource>) -> Apply,
-        on_resource: &mut dyn FnMut(Option<&Resource>, &Findings),
-    ) -> bool {
-        self.resources(
-            &mut req.resource_metrics,
+    /// Redacts one resource's metrics: data point and exemplar attributes of every kind.
+    pub fn resource_metrics(&self, rm: &mut ResourceMetrics, apply: Apply) -> (bool, Findings) {
+        self.one(
+            rm,
             |r| &mut r.resource,
             apply,
-            on_resource,
             |w, rm| {
                 for sm in &mut rm.scope_metrics {
                     w.scope(sm.scope.as_mut());
@@ -402,6 +375,9 @@ fn hmac_hex(key: &ring::hmac::Key, text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::tonic::common::v1::{ArrayValue, InstrumentationScope, KeyValueList};
     use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
     use opentelemetry_proto::tonic::metrics::v1::{Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics};
@@ -481,7 +457,13 @@ mod tests {
         let r = redactor(Action::Mask);
         let mut req = traces();
         let mut seen = Vec::new();
-        let changed = r.traces(&mut req, &|_| Apply::Enforce, &mut |res, f| seen.push((res.cloned(), *f)));
+        let changed = crate::each(
+            &mut req.resource_spans,
+            |x| x.resource.as_ref(),
+            |_| Apply::Enforce,
+            |rs, a| r.resource_spans(rs, a),
+            |res, f| seen.push((res.cloned(), *f)),
+        );
         assert!(changed);
         let span = &req.resource_spans[0].scope_spans[0].spans[0];
         assert_eq!(span.name, format!("charge {}", "*".repeat(16)));
@@ -512,7 +494,13 @@ mod tests {
         let r = redactor(Action::Mask);
         let mut req = traces();
         let (mut total, original) = (0, req.clone());
-        let changed = r.traces(&mut req, &|_| Apply::Observe, &mut |_, f| total += f.total());
+        let changed = crate::each(
+            &mut req.resource_spans,
+            |x| x.resource.as_ref(),
+            |_| Apply::Observe,
+            |rs, a| r.resource_spans(rs, a),
+            |_, f| total += f.total(),
+        );
         assert!(!changed);
         assert_eq!(req, original);
         assert_eq!(total, 6);
@@ -523,14 +511,26 @@ mod tests {
         let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"k");
         let r = redactor(Action::Hash(key.clone()));
         let mut req = traces();
-        r.traces(&mut req, &|_| Apply::Enforce, &mut |_, _| {});
+        crate::each(
+            &mut req.resource_spans,
+            |x| x.resource.as_ref(),
+            |_| Apply::Enforce,
+            |rs, a| r.resource_spans(rs, a),
+            |_, _| {},
+        );
         let span = &req.resource_spans[0].scope_spans[0].spans[0];
         assert_eq!(text(attr(&span.attributes, "card")), format!("card {} ok", hmac_hex(&key, CARD)));
         assert_eq!(text(attr(&span.attributes, "password")), hmac_hex(&key, "hunter2"));
 
         let r = redactor(Action::Drop);
         let mut req = traces();
-        r.traces(&mut req, &|_| Apply::Enforce, &mut |_, _| {});
+        crate::each(
+            &mut req.resource_spans,
+            |x| x.resource.as_ref(),
+            |_| Apply::Enforce,
+            |rs, a| r.resource_spans(rs, a),
+            |_, _| {},
+        );
         let span = &req.resource_spans[0].scope_spans[0].spans[0];
         let keys: Vec<&str> = span.attributes.iter().map(|kv| kv.key.as_str()).collect();
         assert_eq!(keys, ["lookalike", "safe.card", "nested"], "the order of the rest kept");
@@ -580,7 +580,13 @@ mod tests {
             if t.as_deref() == Some("payments") { Apply::Enforce } else { Apply::Observe }
         };
         let mut per_team = Vec::new();
-        assert!(r.logs(&mut req, &mode, &mut |_, f| per_team.push(f.total())));
+        assert!(crate::each(
+            &mut req.resource_logs,
+            |x| x.resource.as_ref(),
+            mode,
+            |rl, a| r.resource_logs(rl, a),
+            |_, f| per_team.push(f.total())
+        ));
         assert_eq!(per_team, [4, 4], "card in the map, the blocked key, the nested e-mail, the string body's card");
         let enforced = &req.resource_logs[0].scope_logs[0].log_records;
         let Some(Value::KvlistValue(m)) = enforced[0].body.clone().and_then(|b| b.value) else { panic!("a map body") };
@@ -608,7 +614,13 @@ mod tests {
             }],
         };
         let r = redactor(Action::Drop);
-        assert!(r.metrics(&mut req, &|_| Apply::Enforce, &mut |_, _| {}));
+        assert!(crate::each(
+            &mut req.resource_metrics,
+            |x| x.resource.as_ref(),
+            |_| Apply::Enforce,
+            |rm, a| r.resource_metrics(rm, a),
+            |_, _| {}
+        ));
         let Some(Data::Gauge(g)) = &req.resource_metrics[0].scope_metrics[0].metrics[0].data else { panic!("gauge") };
         assert!(g.data_points[0].attributes.is_empty());
     }
