@@ -63,7 +63,7 @@ pub(crate) enum Matcher {
 }
 
 impl Matcher {
-    fn matches(&self, value: &str) -> bool {
+    pub(crate) fn matches(&self, value: &str) -> bool {
         match self {
             Matcher::Exact(s) => **s == *value,
             Matcher::Glob(g) => g.is_match(value),

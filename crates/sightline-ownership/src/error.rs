@@ -125,6 +125,51 @@ pub enum ErrorKind {
     /// Any other invalid value (empty name, Backstage component without an owner, ...).
     #[error("{0}")]
     Invalid(String),
+    /// Lint warning: a team without a contact or on-call entry.
+    #[error("team \"{team}\" has no {missing} (who do people ask about its telemetry?)")]
+    MissingTeamField {
+        team: String,
+        /// `contact` or `oncall`.
+        missing: &'static str,
+    },
+    /// Lint warning: a rule that can never apply, because an earlier rule or a service entry
+    /// always wins for what it matches.
+    #[error("{entity} never applies: everything it matches is matched first by {by} at {at}")]
+    ShadowedRule {
+        entity: String,
+        /// `rule 2`, `service "checkout"`.
+        by: String,
+        at: Location,
+    },
+    /// Lint warning: a rule whose `service.name` pattern matches none of the known services.
+    #[error("{entity}: `service.name` pattern {pattern:?} matches none of the {known} known services")]
+    RuleMatchesNothing { entity: String, pattern: String, known: usize },
+    /// Lint warning: a Backstage component owned by a group the catalog does not define.
+    #[error("component \"{component}\": owner \"{owner}\" is not a team or group of the catalog")]
+    UnknownOwner { component: String, owner: String },
+}
+
+impl ErrorKind {
+    /// A short, stable name of the kind, for machine-readable output.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ErrorKind::Io(_) => "io",
+            ErrorKind::Syntax(_) => "syntax",
+            ErrorKind::Schema(_) => "schema",
+            ErrorKind::UnknownTeam { .. } => "unknown-team",
+            ErrorKind::DuplicateService { .. } => "duplicate-service",
+            ErrorKind::DuplicateTeam { .. } => "duplicate-team",
+            ErrorKind::BadGlob { .. } => "bad-glob",
+            ErrorKind::BadRegex { .. } => "bad-regex",
+            ErrorKind::EmptyMatch { .. } => "empty-match",
+            ErrorKind::Invalid(_) => "invalid",
+            ErrorKind::MissingTeamField { missing: "contact", .. } => "team-without-contact",
+            ErrorKind::MissingTeamField { .. } => "team-without-oncall",
+            ErrorKind::ShadowedRule { .. } => "shadowed-rule",
+            ErrorKind::RuleMatchesNothing { .. } => "rule-matches-nothing",
+            ErrorKind::UnknownOwner { .. } => "unknown-owner",
+        }
+    }
 }
 
 fn did_you_mean(suggestion: &Option<String>) -> String {

@@ -39,6 +39,33 @@ impl Default for CatalogConfig {
 ///
 /// Every problem found is returned (not just the first), sorted by file and line.
 pub fn load(cfg: &CatalogConfig) -> Result<Catalog, Vec<CatalogError>> {
+    load_inner(cfg, &mut Vec::new(), &[])
+}
+
+/// What `sightline catalog lint` reports: the errors [`load`] refuses the catalog for, and
+/// warnings (teams without contact or on-call, rules that never apply or match no known
+/// service, Backstage owners that are not teams), each sorted by file and line.
+#[derive(Debug, Default)]
+pub struct Lint {
+    pub errors: Vec<CatalogError>,
+    pub warnings: Vec<CatalogError>,
+}
+
+/// Lints the catalog described by `cfg`. `known_services` (e.g. the services the platform
+/// has seen) are what a rule's `service.name` pattern is checked against, with the catalog's
+/// own service entries; when empty, that check is skipped.
+pub fn lint(cfg: &CatalogConfig, known_services: &[String]) -> Lint {
+    let mut warnings = Vec::new();
+    let errors = load_inner(cfg, &mut warnings, known_services).err().unwrap_or_default();
+    warnings.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+    Lint { errors, warnings }
+}
+
+fn load_inner(
+    cfg: &CatalogConfig,
+    warnings: &mut Vec<CatalogError>,
+    known_services: &[String],
+) -> Result<Catalog, Vec<CatalogError>> {
     let mut errors = Vec::new();
     let mut hasher = DefaultHasher::new();
     cfg.default_team.hash(&mut hasher);
@@ -86,7 +113,9 @@ pub fn load(cfg: &CatalogConfig) -> Result<Catalog, Vec<CatalogError>> {
                 continue;
             }
             team_locs.insert(team.name.clone(), loc.clone());
-            builder.add_team(team.to_team());
+            let t = team.to_team();
+            missing_fields(&t, loc, warnings);
+            builder.add_team(t);
         }
     }
     let mut group_locs: HashMap<String, Location> = HashMap::new();
@@ -104,7 +133,9 @@ pub fn load(cfg: &CatalogConfig) -> Result<Catalog, Vec<CatalogError>> {
             tracing::debug!(team = %group.name, at = %loc, "native team entry wins over Backstage group");
             continue;
         }
-        builder.add_team(group.to_team());
+        let t = group.to_team();
+        missing_fields(&t, loc, warnings);
+        builder.add_team(t);
     }
 
     // Unknown teams are only checked when the catalog defines teams at all, and only when
@@ -163,11 +194,16 @@ pub fn load(cfg: &CatalogConfig) -> Result<Catalog, Vec<CatalogError>> {
                 at = %comp.loc,
                 "Backstage component owner is not a known team or group"
             );
+            warnings.push(CatalogError::at(
+                &comp.loc,
+                ErrorKind::UnknownOwner { component: comp.service.clone(), owner: comp.owner.clone() },
+            ));
         }
         builder.add_service(&comp.service, &comp.assignment(), &backstage_source);
     }
 
-    // Rules, in order.
+    // Rules, in order; each compiled rule kept for the lint's checks.
+    let mut compiled: Vec<Compiled> = Vec::new();
     let mut index = 0usize;
     for file in &native {
         for rule in &file.rules {
@@ -186,10 +222,24 @@ pub fn load(cfg: &CatalogConfig) -> Result<Catalog, Vec<CatalogError>> {
                 }
             }
             if matchers.len() == rule.def.matchers.0.len() {
+                let kept = rule
+                    .def
+                    .matchers
+                    .0
+                    .iter()
+                    .zip(&matchers)
+                    .map(|((k, p), (_, m))| (k.as_str(), p.as_str(), m.clone()));
+                compiled.push((entity, &rule.match_loc, kept.collect()));
                 builder.add_rule(matchers, &rule.def.assignment());
             }
         }
     }
+    let services: Vec<(&str, &Location)> = service_locs
+        .iter()
+        .chain(component_locs.iter().filter(|(name, _)| !service_locs.contains_key(*name)))
+        .map(|(name, loc)| (name.as_str(), loc))
+        .collect();
+    lint_rules(&compiled, &services, known_services, warnings);
 
     if !errors.is_empty() {
         errors.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
@@ -200,6 +250,62 @@ pub fn load(cfg: &CatalogConfig) -> Result<Catalog, Vec<CatalogError>> {
     catalog.files = files;
     catalog.fingerprint = hasher.finish();
     Ok(catalog)
+}
+
+/// Lint: a team without a contact or on-call entry.
+fn missing_fields(t: &Team, loc: &Location, warnings: &mut Vec<CatalogError>) {
+    for (missing, v) in [("contact", &t.contact), ("oncall", &t.oncall)] {
+        if v.is_none() {
+            warnings.push(CatalogError::at(loc, ErrorKind::MissingTeamField { team: t.name.to_string(), missing }));
+        }
+    }
+}
+
+/// A rule as the lint checks it: its name, where its `match` is, and each key with its
+/// pattern as written and compiled.
+type Compiled<'a> = (String, &'a Location, Vec<(&'a str, &'a str, Matcher)>);
+
+/// A pattern that is compared as written (no `regex:`, no glob syntax).
+fn is_exact(pattern: &str) -> bool {
+    !pattern.starts_with("regex:") && !pattern.contains(['*', '?', '[', '{', '\\'])
+}
+
+/// Whether the matcher of `pattern` matches every value `other` matches. Sound, not complete:
+/// true only when that is certain (the same pattern, a match-anything pattern, or `other`
+/// an exact value the matcher matches).
+fn covers(pattern: &str, m: &Matcher, other: &str) -> bool {
+    pattern == other || matches!(pattern, "*" | "**" | "regex:.*") || (is_exact(other) && m.matches(other))
+}
+
+/// Lint: rules that never apply (an earlier rule covers them, or their exact `service.name`
+/// has its own entry), and rules whose `service.name` pattern matches no known service.
+fn lint_rules(rules: &[Compiled], services: &[(&str, &Location)], known: &[String], warnings: &mut Vec<CatalogError>) {
+    for (j, (entity, loc, mj)) in rules.iter().enumerate() {
+        let by_rule = rules[..j]
+            .iter()
+            .find(|(_, _, mi)| mi.iter().all(|(ki, pi, m)| mj.iter().any(|(kj, pj, _)| ki == kj && covers(pi, m, pj))));
+        let service = mj.iter().find(|(k, _, _)| *k == crate::catalog::SERVICE_NAME).map(|(_, p, m)| (*p, m));
+        let by_service =
+            service.filter(|(p, _)| is_exact(p)).and_then(|(p, _)| services.iter().find(|(name, _)| *name == p));
+        let shadow = match (by_rule, by_service) {
+            (Some((e, at, _)), _) => Some((e.clone(), (*at).clone())),
+            (None, Some((name, at))) => Some((format!("service \"{name}\""), (*at).clone())),
+            (None, None) => None,
+        };
+        if let Some((by, at)) = shadow {
+            warnings.push(CatalogError::at(loc, ErrorKind::ShadowedRule { entity: entity.clone(), by, at }));
+            continue;
+        }
+        if let Some((p, m)) = service
+            && !known.is_empty()
+            && !known.iter().map(String::as_str).chain(services.iter().map(|(n, _)| *n)).any(|n| m.matches(n))
+        {
+            warnings.push(CatalogError::at(
+                loc,
+                ErrorKind::RuleMatchesNothing { entity: entity.clone(), pattern: p.to_string(), known: known.len() },
+            ));
+        }
+    }
 }
 
 /// Reads and parses one YAML file, hashing its path and content.

@@ -6,6 +6,7 @@ mod admin;
 mod app;
 mod components;
 mod health_check;
+mod lint;
 mod malloc;
 
 use clap::{Parser, Subcommand};
@@ -35,6 +36,35 @@ enum Command {
         #[arg(long, short, default_value = app::DEFAULT_CONFIG)]
         config: String,
     },
+    /// The ownership catalog's tools.
+    Catalog {
+        #[command(subcommand)]
+        command: CatalogCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum CatalogCommand {
+    /// Check catalog files (native YAML and Backstage) as the agent loads them: errors (exit 1)
+    /// and warnings (teams without contact or on-call, rules that never apply or match no
+    /// known service); exit 0 when there is no error, 2 on a usage error.
+    Lint {
+        /// Catalog files or directories (native YAML, Backstage descriptors by their
+        /// apiVersion, catalog-info.yaml files below a directory).
+        paths: Vec<std::path::PathBuf>,
+        /// Lint the catalogs of this configuration's ownership processors instead.
+        #[arg(long, short)]
+        config: Option<String>,
+        /// Service names known to exist, one per line: a rule whose service.name pattern
+        /// matches none of them (nor a catalog service) is a warning.
+        #[arg(long)]
+        services: Option<std::path::PathBuf>,
+        /// The default team of the ownership processor.
+        #[arg(long, default_value = "unowned")]
+        default_team: String,
+        #[arg(long, value_enum, default_value = "text")]
+        format: lint::Format,
+    },
 }
 
 fn main() -> ExitCode {
@@ -42,6 +72,9 @@ fn main() -> ExitCode {
     let malloc = malloc::tune();
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Run { config: app::DEFAULT_CONFIG.to_string() }) {
+        Command::Catalog { command: CatalogCommand::Lint { paths, config, services, default_team, format } } => {
+            lint::run(&paths, config.as_deref(), services.as_deref(), &default_team, format)
+        }
         Command::Validate { config } => match app::validate(&config) {
             Ok(_) => {
                 println!("{config}: valid");
