@@ -27,6 +27,12 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/python/requirements.txt
 
+step "peers: Chromium (Debian's package), for the status page test"
+if ! command -v chromium >/dev/null 2>&1; then
+  apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
+fi
+
 step "peers: OpenTelemetry Collector v0.165.0, built from its Go modules"
 (cd tests/peers/otelcol && go build -o "$root/.peers/otelcol" .)
 

@@ -1,7 +1,8 @@
 """The Grafana dashboards in deploy/grafana/dashboards run against real data: a real
 Prometheus is fed by sightline (remote write of the Python SDK's metrics, enriched with
 `owner_team`, plus a scrape of sightline's own /metrics), and every PromQL expression of both
-dashboards must return data. Grafana's variables are replaced by what a user selecting "All"
+dashboards must return data, the governance row's too (a policy processor in observe mode
+gives findings and series gauges, an unowned service the unowned gauges). Grafana's variables are replaced by what a user selecting "All"
 gets (`$team` -> `.+`) and `$__rate_interval` by 1m."""
 
 import json
@@ -33,6 +34,10 @@ processors:
   quota:
     # generous: nothing is refused, but the per-team series exist as they would in production
     teams: {{ payments: {{ items_per_second: 1000000 }}, search: {{ items_per_second: 1000000 }} }}
+  policy:
+    # observe: nothing changes, but the findings and the series limits' gauges exist
+    required_resource_attributes: [deployment.environment.name]
+    cardinality: {{ max_series_per_metric: 1 }}
 exporters:
   prometheusremotewrite:
     endpoint: "{write_url}"
@@ -44,16 +49,16 @@ exporters:
 service:
   telemetry: {{ metrics: {{ address: "127.0.0.1:{admin}" }} }}
   pipelines:
-    metrics: {{ receivers: [otlp], processors: [ownership, quota], exporters: [prometheusremotewrite] }}
-    traces: {{ receivers: [otlp], processors: [ownership, quota], exporters: [file/traces] }}
-    logs: {{ receivers: [otlp], processors: [ownership, quota], exporters: [file/logs] }}
+    metrics: {{ receivers: [otlp], processors: [ownership, quota, policy], exporters: [prometheusremotewrite] }}
+    traces: {{ receivers: [otlp], processors: [ownership, quota, policy], exporters: [file/traces] }}
+    logs: {{ receivers: [otlp], processors: [ownership, quota, policy], exporters: [file/logs] }}
 """
 
 
 def expressions(dashboard: dict) -> list[tuple[str, str]]:
     out = []
     for p in dashboard["panels"]:
-        if p["datasource"]["type"] != "prometheus":
+        if p.get("datasource", {}).get("type") != "prometheus":
             continue  # LogQL panels need Loki, which cannot run here (AGPL)
         for t in p["targets"]:
             out.append((f'{dashboard["title"]} / {p["title"]}', t["expr"]))

@@ -18,6 +18,7 @@
 pub mod budget;
 mod diskq;
 pub mod driver;
+pub mod governance;
 pub mod payload;
 pub mod pipeline;
 pub mod serde_util;
@@ -30,6 +31,7 @@ pub use driver::{
     BatchConfig, Driver, DriverConfig, Durability, Enqueued, ExporterHandle, FsyncPolicy, OnFull, QueueConfig,
     RetryConfig, SendError, SendFuture, Sender, StartError, Storage,
 };
+pub use governance::Governance;
 pub use payload::{Batch, BoundTeam, ClientInfo, EncodingKey, Payload, Rejected, TeamMismatch};
 pub use pipeline::{Delivered, Pipeline, ProcessError, Processor};
 pub use signal::Signal;

@@ -710,6 +710,40 @@ fn skim_item(signal: Signal, item: &[u8]) -> Option<u64> {
     }
 }
 
+/// The items (spans, metric data points, log records) of one `Resource*` entry whose framing
+/// [`inspect`] accepted: field headers are read, item bodies skipped (for metrics, each
+/// metric's data is read down to its points' headers). Malformed bytes end the count.
+pub fn count_items(signal: Signal, entry: &[u8]) -> u64 {
+    let mut n = 0u64;
+    let mut p = 0;
+    while let Some((f, wt, scope)) = skim_field(entry, &mut p) {
+        if f != 2 || wt != 2 {
+            continue;
+        }
+        let mut q = 0;
+        while let Some((g, w, item)) = skim_field(scope, &mut q) {
+            if g != 2 || w != 2 {
+                continue;
+            }
+            if signal != Signal::Metrics {
+                n += 1;
+                continue;
+            }
+            let mut r = 0;
+            while let Some((h, w2, data)) = skim_field(item, &mut r) {
+                if !matches!(h, 5 | 7 | 9 | 10 | 11) || w2 != 2 {
+                    continue;
+                }
+                let mut t = 0;
+                while let Some((k, _, _)) = skim_field(data, &mut t) {
+                    n += u64::from(k == 1);
+                }
+            }
+        }
+    }
+    n
+}
+
 #[cold]
 fn inspect_item_detailed(signal: Signal, item: &[u8]) -> Result<u64, WireError> {
     match signal {
@@ -761,9 +795,9 @@ fn inspect_item_detailed(signal: Signal, item: &[u8]) -> Result<u64, WireError> 
 /// Replaces resources while copying everything else through; see [`rewrite_resources`].
 pub trait ResourceEditor {
     /// Given the encoded `Resource` of one `Resource*` entry (empty when it has none) and the
-    /// encoded size of the whole entry (resource, scopes and items), returns the encoded
-    /// replacement resource.
-    fn edit(&mut self, resource: &[u8], entry_len: usize) -> &[u8];
+    /// whole encoded entry (resource, scopes and items; see [`count_items`]), returns the
+    /// encoded replacement resource.
+    fn edit(&mut self, resource: &[u8], entry: &[u8]) -> &[u8];
 }
 
 /// Writes `buf` (an OTLP export request of any signal) to `out` with every `Resource` replaced
@@ -805,7 +839,7 @@ pub fn rewrite_resources(buf: &[u8], out: &mut Vec<u8>, editor: &mut dyn Resourc
             }
         }
         let old = if resource_fields > 1 { &scratch[..] } else { old_resource };
-        let new_resource = editor.edit(old, rx.len());
+        let new_resource = editor.edit(old, rx);
         let new_len = rx.len() - old_resource_total + len_field_size(1, new_resource.len());
         put_tag(out, 1, WireType::Len);
         put_varint(out, new_len as u64);

@@ -55,7 +55,7 @@ fn traces(resources: usize, spans: usize) -> ExportTraceServiceRequest {
 /// Drops `owner.*` attributes and appends `owner.team = <service.name>-team`.
 struct Stamp(Vec<u8>);
 impl ResourceEditor for Stamp {
-    fn edit(&mut self, resource: &[u8], _entry_len: usize) -> &[u8] {
+    fn edit(&mut self, resource: &[u8], _entry: &[u8]) -> &[u8] {
         self.0.clear();
         let mut svc = String::new();
         for f in wire::Fields::new(resource) {
@@ -153,6 +153,12 @@ fn metrics_count_data_points() {
     };
     let s = wire::inspect(Signal::Metrics, &req.encode_to_vec()).unwrap();
     assert_eq!(s.items, 6);
+    // Per resource entry, as the ownership processor counts a team's items.
+    let entry = req.resource_metrics[0].encode_to_vec();
+    assert_eq!(wire::count_items(Signal::Metrics, &entry), 6);
+    let spans = traces(1, 4).resource_spans[0].encode_to_vec();
+    assert_eq!(wire::count_items(Signal::Traces, &spans), 4);
+    assert_eq!(wire::count_items(Signal::Traces, &spans[..spans.len() / 2]), 0, "malformed: the count stops");
 }
 
 #[test]

@@ -12,6 +12,7 @@
 
 use bytes::Bytes;
 use serde::Deserialize;
+use sightline_core::governance::{Governance, UnownedService};
 use sightline_core::wire::{self, ResourceEditor};
 use sightline_core::{BoundTeam, Counter, Payload, ProcessError, Processor, Registry, Signal, TeamMismatch};
 use sightline_ownership::{Catalog, CatalogHandle, Ownership};
@@ -149,6 +150,7 @@ type TeamKey = (Arc<str>, Arc<str>);
 struct TeamCounters {
     resources: Counter,
     bytes: Counter,
+    items: Counter,
     /// Set for the default team: resources that nothing in the catalog matched.
     unowned: Option<Counter>,
 }
@@ -191,6 +193,11 @@ impl TeamMetrics {
                         "Bytes of OTLP protobuf received per owning team (resource, scopes and items).",
                         &[("signal", self.signal.as_str()), ("team", team), ("source_kind", source_kind)],
                     ),
+                    items: self.registry.counter(
+                        "sightline_team_received_items_total",
+                        "Items received per owning team: spans, metric data points or log records.",
+                        &[("signal", self.signal.as_str()), ("team", team), ("source_kind", source_kind)],
+                    ),
                     unowned: o.is_default().then(|| {
                         self.registry.counter(
                             "sightline_ownership_unowned_resources_total",
@@ -211,6 +218,8 @@ struct Entry {
     counters: Arc<TeamCounters>,
     /// What the catalog decided.
     ownership: Arc<Ownership>,
+    /// The service's record in the governance view, when nothing owns it.
+    unowned: Option<Arc<UnownedService>>,
     /// The resource attributed to a token's team, for the last team it was bound to.
     bound: Option<BoundEntry>,
 }
@@ -239,6 +248,9 @@ pub struct OwnershipProcessor {
     metrics: TeamMetrics,
     /// Set for a metrics pipeline with `metrics_datapoint_attributes`.
     points: Option<PointTeam>,
+    signal: Signal,
+    /// Where unowned services are recorded for the governance view.
+    governance: Option<Arc<Governance>>,
 }
 
 /// What `metrics_datapoint_attributes` needs per processor.
@@ -275,7 +287,16 @@ impl OwnershipProcessor {
                 by_key: Mutex::new(HashMap::new()),
                 mismatches: Mutex::new(HashMap::new()),
             },
+            signal,
+            governance: None,
         }
+    }
+
+    /// Records the services nobody owns (by volume, first and last seen, SDK language) in
+    /// `g`, for the governance view.
+    pub fn with_governance(mut self, g: Arc<Governance>) -> Self {
+        self.governance = Some(g);
+        self
     }
 }
 
@@ -290,8 +311,13 @@ struct Editor<'a> {
     bound: Option<&'a BoundTeam>,
     /// Bound requests: why the request is refused (the first mismatching resource).
     refused: Option<String>,
-    /// Bound requests: counts held back until the request is known to be accepted.
-    deferred: Vec<(Arc<TeamCounters>, u64)>,
+    /// Bound requests: counts held back until the request is known to be accepted: (counters,
+    /// bytes, items).
+    deferred: Vec<(Arc<TeamCounters>, u64, u64)>,
+    signal: Signal,
+    governance: Option<&'a Governance>,
+    /// The time of the request, read once, when an unowned resource needs it.
+    now: Option<u64>,
 }
 
 /// `owner.source` of a resource attributed to the authenticated team.
@@ -335,11 +361,11 @@ impl Editor<'_> {
     }
 
     /// A request bound to `b`: the resource's catalog entry is at `key`.
-    fn edit_bound(&mut self, key: u64, resource: &[u8], entry_len: usize, b: &BoundTeam) -> &[u8] {
+    fn edit_bound(&mut self, key: u64, resource: &[u8], entry_len: usize, items: u64, b: &BoundTeam) -> &[u8] {
         let o = self.cache.map[&key].ownership.clone();
         if !o.is_default() && o.team == b.team {
             let e = &self.cache.map[&key];
-            self.deferred.push((e.counters.clone(), entry_len as u64));
+            self.deferred.push((e.counters.clone(), entry_len as u64, items));
             return &self.cache.map[&key].rewritten;
         }
         if !o.is_default() && b.on_mismatch == TeamMismatch::Reject {
@@ -366,7 +392,7 @@ impl Editor<'_> {
             }
         }
         let Some(be) = &self.cache.map[&key].bound else { return &self.cache.map[&key].rewritten };
-        self.deferred.push((be.counters.clone(), entry_len as u64));
+        self.deferred.push((be.counters.clone(), entry_len as u64, items));
         if let Some(m) = &be.mismatch {
             m.inc();
         }
@@ -422,16 +448,18 @@ fn service_name(resource: &[u8]) -> Option<&str> {
         .and_then(|a| a.value.as_str())
 }
 
-fn count(counters: &TeamCounters, entry_len: u64) {
+fn count(counters: &TeamCounters, entry_len: u64, items: u64) {
     counters.resources.inc();
     counters.bytes.add(entry_len);
+    counters.items.add(items);
     if let Some(u) = &counters.unowned {
         u.inc();
     }
 }
 
 impl ResourceEditor for Editor<'_> {
-    fn edit(&mut self, resource: &[u8], entry_len: usize) -> &[u8] {
+    fn edit(&mut self, resource: &[u8], entry: &[u8]) -> &[u8] {
+        let (entry_len, items) = (entry.len() as u64, wire::count_items(self.signal, entry));
         let key = xxhash_rust::xxh3::xxh3_64(resource);
         let hit =
             matches!(self.cache.map.get(&key), Some(e) if e.generation == self.generation && *e.original == *resource);
@@ -442,27 +470,21 @@ impl ResourceEditor for Editor<'_> {
                 let counters = self.metrics.get(&o);
                 self.insert(key, resource, out, counters, o);
             }
-            return self.edit_bound(key, resource, entry_len, b);
+            return self.edit_bound(key, resource, entry_len as usize, items, b);
         }
-        if hit {
-            let e = &self.cache.map[&key];
-            e.counters.resources.inc();
-            e.counters.bytes.add(entry_len as u64);
-            if let Some(u) = &e.counters.unowned {
-                u.inc();
-            }
-            return &e.rewritten;
+        if !hit {
+            let mut out = Vec::with_capacity(resource.len() + 160);
+            let o = self.build(resource, &mut out);
+            let counters = self.metrics.get(&o);
+            self.insert(key, resource, out, counters, o);
         }
-        let mut out = Vec::with_capacity(resource.len() + 160);
-        let o = self.build(resource, &mut out);
-        let counters = self.metrics.get(&o);
-        counters.resources.inc();
-        counters.bytes.add(entry_len as u64);
-        if let Some(u) = &counters.unowned {
-            u.inc();
+        let e = &self.cache.map[&key];
+        count(&e.counters, entry_len, items);
+        if let Some(u) = &e.unowned {
+            let now = *self.now.get_or_insert_with(sightline_core::governance::unix_now);
+            u.seen(items, entry_len, now);
         }
-        self.insert(key, resource, out, counters, o);
-        &self.cache.map[&key].rewritten
+        &e.rewritten
     }
 }
 
@@ -477,6 +499,19 @@ impl Editor<'_> {
                 self.cache.map.remove(&k);
             }
         }
+        let unowned = match self.governance {
+            Some(g) if o.is_default() => {
+                let attr = |k: &str| {
+                    wire::attributes(resource, 1)
+                        .filter_map(Result::ok)
+                        .find(|a| a.key == k)
+                        .and_then(|a| a.value.as_str().map(str::to_string))
+                };
+                let service = attr("service.name").unwrap_or_else(|| "(no service.name)".into());
+                Some(g.unowned(&service, &attr("telemetry.sdk.language").unwrap_or_default()))
+            }
+            _ => None,
+        };
         self.cache.map.insert(
             key,
             Entry {
@@ -485,6 +520,7 @@ impl Editor<'_> {
                 generation: self.generation,
                 counters,
                 ownership: o,
+                unowned,
                 bound: None,
             },
         );
@@ -507,6 +543,9 @@ impl Processor for OwnershipProcessor {
             bound: payload.bound_team(),
             refused: None,
             deferred: Vec::new(),
+            signal: self.signal,
+            governance: self.governance.as_deref(),
+            now: None,
         };
         let mut out = Vec::new();
         wire::rewrite_resources(payload.bytes(), &mut out, &mut editor)
@@ -514,8 +553,8 @@ impl Processor for OwnershipProcessor {
         if let Some(message) = editor.refused.take() {
             return Err(ProcessError::PermissionDenied { message });
         }
-        for (c, n) in editor.deferred.drain(..) {
-            count(&c, n);
+        for (c, n, items) in editor.deferred.drain(..) {
+            count(&c, n, items);
         }
         drop(editor);
         // The output is held (and budgeted) by its length until the last exporter is done:

@@ -46,6 +46,15 @@ pub enum Mode {
     Enforce,
 }
 
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Observe => "observe",
+            Mode::Enforce => "enforce",
+        }
+    }
+}
+
 /// `processors.policy`.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -313,6 +322,11 @@ impl PolicyConfig {
             errs.push(e);
         }
         errs
+    }
+
+    /// The mode of each team with an override (for the governance view).
+    pub fn team_modes(&self) -> Vec<(String, &'static str)> {
+        self.teams.keys().map(|t| (t.clone(), self.for_team(t).map_or(self.mode, |c| c.mode).as_str())).collect()
     }
 
     /// The settings of one team: its override deep-merged over the processor's.

@@ -70,7 +70,7 @@ struct Editor<'a> {
 }
 
 impl wire::ResourceEditor for Editor<'_> {
-    fn edit(&mut self, resource: &[u8], _entry_len: usize) -> &[u8] {
+    fn edit(&mut self, resource: &[u8], _entry: &[u8]) -> &[u8] {
         if !self.uses_context && self.cache.contains_key(resource) {
             return &self.cache[resource];
         }

@@ -253,3 +253,35 @@ fn metrics_datapoint_attributes_puts_the_team_on_every_point() {
     assert_eq!(off, vec![s("forged"), vec![], s("forged"), vec![]]);
     assert_eq!(n, 0);
 }
+
+#[test]
+fn items_per_team_and_unowned_services_for_the_governance_view() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("teams.yaml"), CATALOG).unwrap();
+    let cfg = serde_yaml_like(dir.path());
+    let handle = Arc::new(CatalogHandle::new(cfg.catalog_config()).unwrap());
+    let reg = Registry::new();
+    let g = Arc::new(sightline_core::Governance::new(10));
+    let p = OwnershipProcessor::new("ownership", Signal::Traces, &cfg, handle, &reg).with_governance(g.clone());
+    let mut req = traces();
+    // Three spans for the unowned service, with its SDK's language.
+    let r = &mut req.resource_spans[2];
+    r.resource.as_mut().unwrap().attributes.push(kv("telemetry.sdk.language", "python"));
+    let span = r.scope_spans[0].spans[0].clone();
+    r.scope_spans[0].spans.extend([span.clone(), span]);
+    for _ in 0..2 {
+        let payload = Payload::new(Signal::Traces, Bytes::from(req.encode_to_vec()), 5, None);
+        p.process(payload).unwrap();
+    }
+    let items = |team: &str, kind: &str| {
+        reg.value("sightline_team_received_items_total", &[("signal", "traces"), ("team", team), ("source_kind", kind)])
+    };
+    assert_eq!(
+        (items("payments", "service"), items("search", "rule"), items("unowned", "default")),
+        (Some(2), Some(2), Some(6))
+    );
+    let top = g.top_unowned(5);
+    assert_eq!(top.len(), 1);
+    assert_eq!((&*top[0].service, &*top[0].language, top[0].items()), ("mystery", "python", 6));
+    assert!(top[0].bytes() > 0 && top[0].last_seen() >= top[0].first_seen);
+}

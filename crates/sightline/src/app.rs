@@ -232,6 +232,7 @@ fn memory_limit(v: &Validated) -> anyhow::Result<sightline_processors::memory_li
 /// `service.shutdown_timeout`, and whatever could not be delivered is logged and counted.
 pub async fn run(v: Validated) -> anyhow::Result<()> {
     let registry = Registry::new();
+    let governance = Arc::new(sightline_core::Governance::default());
     let limiter = memory_limit(&v)?;
     let (limit_mib, spike_mib) = (limiter.limit_mib, limiter.spike_mib);
     // `limit_mib` bounds the process, as the collector's memory limiter does. Not available to
@@ -304,16 +305,30 @@ pub async fn run(v: Validated) -> anyhow::Result<()> {
         let current = handle.snapshot();
         services.set(current.service_count() as i64);
         rules.set(current.rule_count() as i64);
+        let health = |c: &sightline_ownership::Catalog| sightline_core::governance::CatalogHealth {
+            last_reload: sightline_core::governance::unix_now(),
+            ok: true,
+            errors: Vec::new(),
+            teams: c.teams().count(),
+            services: c.service_count(),
+            rules: c.rule_count(),
+        };
+        governance.set_catalog(id, health(&current));
         if cfg.watch {
             let pid = id.clone();
+            let (g, h) = (governance.clone(), handle.clone());
             let on_reload: sightline_ownership::OnReload = Arc::new(move |o: ReloadOutcome| match o {
                 ReloadOutcome::Reloaded { services: s, rules: r, generation, .. } => {
                     ok.inc();
                     services.set(s as i64);
                     rules.set(r as i64);
+                    g.set_catalog(&pid, health(&h.snapshot()));
                     tracing::info!(processor = %pid, generation, services = s, rules = r, "catalog reloaded");
                 }
-                ReloadOutcome::Failed { .. } => failed.inc(),
+                ReloadOutcome::Failed { errors, .. } => {
+                    failed.inc();
+                    g.catalog_failed(&pid, errors.iter().map(ToString::to_string).collect());
+                }
                 ReloadOutcome::Unchanged { .. } => {}
             });
             let w = sightline_ownership::spawn_watcher(handle.clone(), Default::default(), on_reload)
@@ -334,7 +349,10 @@ pub async fn run(v: Validated) -> anyhow::Result<()> {
             match &v.processors[name] {
                 ProcessorCfg::Ownership(cfg) => {
                     let handle = v.catalogs[name].clone();
-                    procs.push(Arc::new(OwnershipProcessor::new(name, signal, cfg, handle, &registry)));
+                    procs.push(Arc::new(
+                        OwnershipProcessor::new(name, signal, cfg, handle, &registry)
+                            .with_governance(governance.clone()),
+                    ));
                 }
                 ProcessorCfg::Quota(cfg) => {
                     let q = quotas
@@ -370,6 +388,12 @@ pub async fn run(v: Validated) -> anyhow::Result<()> {
                 ProcessorCfg::Policy(cfg) => {
                     let p = sightline_processors::policy::PolicyProcessor::new(name, signal, cfg, &registry)
                         .map_err(|e| anyhow::anyhow!("processors.{name}: {e}"))?;
+                    governance.add_policy(sightline_core::governance::PolicyModes {
+                        policy: name.clone(),
+                        signal: signal.as_str(),
+                        default: cfg.mode.as_str(),
+                        teams: cfg.team_modes(),
+                    });
                     procs.push(Arc::new(p));
                 }
                 ProcessorCfg::Batch { metadata_keys } => placement = placement.then_batch(metadata_keys),
@@ -387,8 +411,18 @@ pub async fn run(v: Validated) -> anyhow::Result<()> {
     let admin_task = if v.config.service.telemetry.metrics.level != "none" {
         let addr = v.config.service.telemetry.metrics.listen_address().map_err(|(k, m)| anyhow::anyhow!("{k}: {m}"))?;
         Some(
-            admin::start(&addr, registry.clone(), budget.clone(), send_budget.clone(), ready.clone(), shutdown.clone())
-                .await?,
+            admin::start(
+                &addr,
+                admin::Sources {
+                    registry: registry.clone(),
+                    budget: budget.clone(),
+                    send_budget: send_budget.clone(),
+                    ready: ready.clone(),
+                    governance: governance.clone(),
+                },
+                shutdown.clone(),
+            )
+            .await?,
         )
     } else {
         None
