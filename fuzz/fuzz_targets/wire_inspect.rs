@@ -28,7 +28,7 @@ fuzz_target!(|data: &[u8]| {
 struct Identity(Vec<u8>);
 
 impl ResourceEditor for Identity {
-    fn edit(&mut self, resource: &[u8], _entry_len: usize) -> &[u8] {
+    fn edit(&mut self, resource: &[u8], _entry: &[u8]) -> &[u8] {
         self.0.clear();
         self.0.extend_from_slice(resource);
         &self.0

@@ -8,6 +8,7 @@ pub mod limits;
 pub mod naming;
 pub mod points;
 pub mod redact;
+pub mod scan;
 pub mod series;
 
 pub use detect::{Detectors, Kind, Match};

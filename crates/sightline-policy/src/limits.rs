@@ -35,6 +35,33 @@ impl Limits {
         self.max_count.is_none() && self.max_value_length.is_none()
     }
 
+    /// Whether a value off the wire is longer than `max_value_length` (a string, or a string
+    /// of an array), as [`truncate`] would find.
+    pub(crate) fn over_length(
+        &self,
+        v: sightline_core::wire::AnyValue<'_>,
+    ) -> Result<bool, sightline_core::wire::WireError> {
+        use sightline_core::wire::{self, AnyValue};
+        let Some(max) = self.max_value_length else { return Ok(false) };
+        let long = |s: &str| s.char_indices().nth(max).is_some();
+        Ok(match v {
+            AnyValue::String(s) => long(s),
+            AnyValue::Array(b) => {
+                let mut any = false;
+                for g in wire::Fields::new(b) {
+                    let g = g?;
+                    if g.number == 1
+                        && let AnyValue::String(s) = AnyValue::parse(wire::expect_len(&g)?)?
+                    {
+                        any |= long(s);
+                    }
+                }
+                any
+            }
+            _ => false,
+        })
+    }
+
     /// One attribute list: the findings added to `over`; enforced, the list is limited and
     /// the number of attributes discarded returned (for the item's `dropped_attributes_count`).
     fn list(&self, attrs: &mut Vec<KeyValue>, apply: Apply, over: &mut Over) -> u32 {

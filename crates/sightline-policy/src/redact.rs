@@ -20,6 +20,7 @@ use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use regex::RegexSet;
+use sightline_core::wire;
 
 /// What redaction does to a sensitive value.
 #[derive(Clone)]
@@ -131,6 +132,59 @@ impl Redactor {
             allowed: set("allowed_keys", allowed_keys)?,
             action,
         })
+    }
+
+    /// Counts what one attribute (or map entry) holds, off the wire: the decoded walk's
+    /// findings for the same key and value.
+    pub(crate) fn scan_entry(
+        &self,
+        key: &str,
+        value: wire::AnyValue<'_>,
+        f: &mut Findings,
+    ) -> Result<(), wire::WireError> {
+        if self.allowed.is_match(key) {
+            return Ok(());
+        }
+        if self.blocked.is_match(key) {
+            f.add(Rule::BlockedKey);
+            return Ok(());
+        }
+        self.scan_value(value, f)
+    }
+
+    /// A value off the wire: strings scanned, lists and maps recursively.
+    pub(crate) fn scan_value(&self, v: wire::AnyValue<'_>, f: &mut Findings) -> Result<(), wire::WireError> {
+        match v {
+            wire::AnyValue::String(s) => self.scan_string(s, f),
+            wire::AnyValue::Array(b) => {
+                for g in wire::Fields::new(b) {
+                    let g = g?;
+                    if g.number == 1 {
+                        self.scan_value(wire::AnyValue::parse(wire::expect_len(&g)?)?, f)?;
+                    }
+                }
+            }
+            wire::AnyValue::KvList(b) => {
+                for a in wire::attributes(b, 1) {
+                    let a = a?;
+                    self.scan_entry(a.key, a.value, f)?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The detectors' matches in one string, counted.
+    pub(crate) fn scan_string(&self, s: &str, f: &mut Findings) {
+        if self.detectors.is_empty() {
+            return;
+        }
+        let mut matches = Vec::new();
+        self.detectors.find(s, &mut matches);
+        for m in &matches {
+            f.add(Rule::Detector(m.kind));
+        }
     }
 
     fn walk(&self, apply: Apply) -> Walk<'_> {

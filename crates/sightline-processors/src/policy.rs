@@ -26,11 +26,13 @@ use opentelemetry_proto::tonic::metrics::v1::ResourceMetrics;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 use serde::{Deserialize, Serialize};
+use sightline_core::wire;
 use sightline_core::{Payload, ProcessError, Processor, Registry, Signal};
 use sightline_policy::Kind;
 use sightline_policy::limits::{Limits, Over};
 use sightline_policy::naming::{Broken, Naming};
 use sightline_policy::redact::{Action, Apply, Findings, Redactor};
+use sightline_policy::scan::{self, Scanner, Seen};
 use sightline_policy::series::{Admit, SeriesLimiter, attrs_hash};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
@@ -107,8 +109,9 @@ pub struct RedactionConfig {
     /// Key patterns (RE2, unanchored) whose whole value is sensitive.
     #[serde(default = "default_blocked_keys")]
     pub blocked_keys: Vec<String>,
-    /// Key patterns never touched.
-    #[serde(default)]
+    /// Key patterns never touched (default: the ownership processor's own attributes, which
+    /// come from the catalog, e.g. a team's contact address).
+    #[serde(default = "default_allowed_keys")]
     pub allowed_keys: Vec<String>,
     /// `mask` (default), `hash` (HMAC-SHA256 under `hash_key_file`) or `drop`.
     #[serde(default = "default_action")]
@@ -124,7 +127,7 @@ impl Default for RedactionConfig {
             enabled: true,
             detectors: all_detectors(),
             blocked_keys: default_blocked_keys(),
-            allowed_keys: Vec::new(),
+            allowed_keys: default_allowed_keys(),
             action: default_action(),
             hash_key_file: None,
         }
@@ -141,6 +144,10 @@ fn all_detectors() -> Vec<String> {
 
 fn default_blocked_keys() -> Vec<String> {
     vec![r"(?i)^(password|passwd|secret|api[_.-]?key|authorization)$".into()]
+}
+
+fn default_allowed_keys() -> Vec<String> {
+    vec![r"^owner\.(team|contact|oncall|system|repository|source)$".into()]
 }
 
 fn default_action() -> String {
@@ -827,6 +834,76 @@ impl PolicyProcessor {
     }
 }
 
+/// What the wire pass found in one resource entry that needs no rewrite, counted once the
+/// whole request has been read.
+struct Pending<'a> {
+    team: String,
+    service: String,
+    p: &'a Policies,
+    seen: Seen,
+    /// Required attributes missing: with a default, without.
+    missing: (u64, u64),
+}
+
+impl PolicyProcessor {
+    /// The policies read off the wire (`sightline_policy::scan`): per resource entry, whether
+    /// enforcing changes it, and the findings of those it does not change. `None` when the
+    /// request takes the decoding path whole: metrics with series limits (admission decides
+    /// per point and is done once, by that path), or bytes the wire reader refuses.
+    fn wire_pass<'a>(&'a self, signal: Signal, bytes: &[u8]) -> Option<(Vec<bool>, Vec<Pending<'a>>)> {
+        if signal == Signal::Metrics && self.series.is_some() {
+            return None;
+        }
+        let (mut needs, mut pending) = (Vec::new(), Vec::new());
+        for f in wire::Fields::new(bytes) {
+            let f = f.ok()?;
+            if f.number != 1 {
+                continue;
+            }
+            let entry = wire::expect_len(&f).ok()?;
+            let attrs = scan::resource_attrs(entry).ok()?;
+            let last = |k: &str| attrs.iter().rev().find(|(key, _)| *key == k).and_then(|(_, v)| v.as_str());
+            let team = last(&self.team_attribute).unwrap_or("").to_string();
+            let p = self.policies(&team);
+            let missing = p.required.iter().filter(|q| scan::lacks(&attrs, q.key()));
+            let (mut filled, mut unfilled) = (0u64, 0u64);
+            for q in missing {
+                if q.default().is_some() { filled += 1 } else { unfilled += 1 }
+            }
+            let scanner =
+                Scanner { redactor: p.redactor.as_ref(), limits: p.limits.as_ref(), naming: p.naming.as_ref() };
+            let seen = match signal {
+                Signal::Traces => scanner.resource_spans(entry),
+                Signal::Logs => scanner.resource_logs(entry),
+                Signal::Metrics => scanner.resource_metrics(entry),
+            }
+            .ok()?;
+            let need = p.enforce() && (seen.changes() || filled + unfilled > 0);
+            needs.push(need);
+            if !need {
+                let service = last("service.name").unwrap_or("unknown").to_string();
+                pending.push(Pending { team, service, p, seen, missing: (filled, unfilled) });
+            }
+        }
+        Some((needs, pending))
+    }
+
+    /// Counts the findings of the entries the wire pass settled.
+    fn count_pending(&self, pending: &[Pending<'_>]) {
+        for x in pending {
+            let (team, p) = (x.team.as_str(), x.p);
+            self.count(
+                team,
+                p,
+                &[("required_attribute", "filled", x.missing.0), ("required_attribute", "refused", x.missing.1)],
+            );
+            self.naming(team, p, &x.seen.broken, &x.service, &mut Refused::default());
+            self.redaction(team, p, &x.seen.findings);
+            self.over(team, p, &x.seen.over);
+        }
+    }
+}
+
 /// A resource's string attribute (the last occurrence, as a decoder's map keeps).
 fn attr_str<'a>(resource: Option<&'a Resource>, key: &str) -> Option<&'a str> {
     let attrs = resource.map_or(&[][..], |r| &r.attributes);
@@ -846,9 +923,22 @@ impl Processor for PolicyProcessor {
             return Ok(payload);
         }
         let bytes = payload.bytes();
+        // Read off the wire first: a request that enforcing would not change (any request in
+        // observe mode, or with nothing found) goes on with its bytes, never decoded.
+        let needs = match self.wire_pass(payload.signal(), bytes) {
+            Some((needs, pending)) => {
+                self.count_pending(&pending);
+                if !needs.iter().any(|n| *n) {
+                    return Ok(payload);
+                }
+                Some(needs)
+            }
+            None => None,
+        };
         let now = Instant::now();
         let mut refused = Refused::default();
         let mut changed = false;
+        let mut index = 0usize;
         // Per resource: required attributes first (a refused resource needs nothing else),
         // naming, then redaction (a limit must not cut a secret into a fragment detectors
         // miss), the attribute limits, and last the series limits (which see the attributes as
@@ -857,6 +947,10 @@ impl Processor for PolicyProcessor {
             ($t:ty, $list:ident, $items:expr, $walk:ident, $extra:expr) => {{
                 let mut req = <$t>::decode(&bytes[..]).map_err(bad)?;
                 req.$list.retain_mut(|r| {
+                    index += 1;
+                    if needs.as_ref().is_some_and(|n| !n.get(index - 1).copied().unwrap_or(true)) {
+                        return true; // settled by the wire pass
+                    }
                     let team = self.team(r.resource.as_ref()).to_string();
                     let p = self.policies(&team);
                     if !p.required.is_empty() {
