@@ -180,6 +180,10 @@ mod tests {
         let top: Vec<(String, u64)> = g.top_unowned(5).iter().map(|u| (u.service.to_string(), u.items())).collect();
         assert_eq!(top, [("(other)".to_string(), 21), ("b".to_string(), 9), ("a".to_string(), 5)]);
         assert_eq!(&*g.unowned("a", "").language, "python", "the first language seen stays");
-        assert_eq!(g.unowned("b", "").last_seen(), 11);
+        let b = g.unowned("b", "");
+        assert!(b.last_seen() >= b.first_seen, "seen at start");
+        b.seen(0, 0, b.first_seen + 100);
+        b.seen(0, 0, b.first_seen + 50);
+        assert_eq!(b.last_seen(), b.first_seen + 100, "the latest time stays");
     }
 }
