@@ -33,6 +33,9 @@ if ! command -v chromium >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
 fi
 
+step "peers: Helm v3.22.0, built from its Go modules (the chart's lint and template tests)"
+(cd tests/peers/helm && go build -o "$root/.peers/helm" helm.sh/helm/v3/cmd/helm)
+
 step "peers: OpenTelemetry Collector v0.165.0, built from its Go modules"
 (cd tests/peers/otelcol && go build -o "$root/.peers/otelcol" .)
 
@@ -66,5 +69,5 @@ step "benchmark harness smoke run (seconds; the full comparison is benches/compa
 python3 benches/compare/compare.py --smoke
 
 step "end-to-end tests with the Python SDK and the OpenTelemetry Collector"
-SIGHTLINE_BIN="$root/target/release/sightline" OTELCOL_BIN="$root/.peers/otelcol" OTELCOL161_BIN="$root/.peers/otelcol161" PROMETHEUS_BIN="$root/.peers/prometheus" \
+SIGHTLINE_BIN="$root/target/release/sightline" OTELCOL_BIN="$root/.peers/otelcol" OTELCOL161_BIN="$root/.peers/otelcol161" PROMETHEUS_BIN="$root/.peers/prometheus" HELM_BIN="$root/.peers/helm" \
   "$venv/bin/python" -m pytest -q tests/python

@@ -36,6 +36,13 @@ enum Command {
         #[arg(long, short, default_value = app::DEFAULT_CONFIG)]
         config: String,
     },
+    /// Probe a health endpoint (for a container's HEALTHCHECK, where the image has no shell or
+    /// curl): exit 0 when `GET URL` answers 200, 1 otherwise.
+    Healthcheck {
+        /// An http:// URL (the health_check extension's endpoint and path).
+        #[arg(long, default_value = "http://127.0.0.1:13133/")]
+        url: String,
+    },
     /// The ownership catalog's tools.
     Catalog {
         #[command(subcommand)]
@@ -72,6 +79,13 @@ fn main() -> ExitCode {
     let malloc = malloc::tune();
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Run { config: app::DEFAULT_CONFIG.to_string() }) {
+        Command::Healthcheck { url } => match healthcheck(&url) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("healthcheck {url}: {e}");
+                ExitCode::from(1)
+            }
+        },
         Command::Catalog { command: CatalogCommand::Lint { paths, config, services, default_team, format } } => {
             lint::run(&paths, config.as_deref(), services.as_deref(), &default_team, format)
         }
@@ -129,4 +143,27 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// `GET url` over HTTP/1.0 with a 3 s timeout; Ok when the status is 200.
+fn healthcheck(url: &str) -> Result<(), String> {
+    use std::io::{Read, Write};
+    use std::net::ToSocketAddrs;
+    let rest = url.strip_prefix("http://").ok_or("only http:// URLs")?;
+    let (authority, path) = rest.split_once('/').map_or((rest, "/".to_string()), |(a, p)| (a, format!("/{p}")));
+    let timeout = std::time::Duration::from_secs(3);
+    let addr = authority
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {authority}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("cannot resolve {authority}"))?;
+    let mut conn = std::net::TcpStream::connect_timeout(&addr, timeout).map_err(|e| e.to_string())?;
+    conn.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    conn.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    write!(conn, "GET {path} HTTP/1.0\r\nHost: {authority}\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut head = [0u8; 64];
+    let n = conn.read(&mut head).map_err(|e| e.to_string())?;
+    let line = String::from_utf8_lossy(&head[..n]);
+    let status = line.split_whitespace().nth(1).unwrap_or("");
+    if status == "200" { Ok(()) } else { Err(format!("status {}", if status.is_empty() { "none" } else { status })) }
 }
