@@ -318,6 +318,9 @@ struct Editor<'a> {
     governance: Option<&'a Governance>,
     /// The time of the request, read once, when an unowned resource needs it.
     now: Option<u64>,
+    /// The items of the request when it has one resource entry (what SDKs send): that entry's
+    /// count, with no walk over its items.
+    single: Option<u64>,
 }
 
 /// `owner.source` of a resource attributed to the authenticated team.
@@ -440,6 +443,22 @@ impl Editor<'_> {
     }
 }
 
+/// Whether a request has exactly one `Resource*` entry (read from the entries' headers only).
+fn single_entry(buf: &[u8]) -> bool {
+    let mut n = 0;
+    for f in wire::Fields::new(buf) {
+        match f {
+            Ok(f) if f.number == 1 => n += 1,
+            Ok(_) => {}
+            Err(_) => return false,
+        }
+        if n > 1 {
+            return false;
+        }
+    }
+    n == 1
+}
+
 /// The resource's `service.name`, for messages.
 fn service_name(resource: &[u8]) -> Option<&str> {
     wire::attributes(resource, 1)
@@ -459,7 +478,8 @@ fn count(counters: &TeamCounters, entry_len: u64, items: u64) {
 
 impl ResourceEditor for Editor<'_> {
     fn edit(&mut self, resource: &[u8], entry: &[u8]) -> &[u8] {
-        let (entry_len, items) = (entry.len() as u64, wire::count_items(self.signal, entry));
+        let items = self.single.unwrap_or_else(|| wire::count_items(self.signal, entry));
+        let entry_len = entry.len() as u64;
         let key = xxhash_rust::xxh3::xxh3_64(resource);
         let hit =
             matches!(self.cache.map.get(&key), Some(e) if e.generation == self.generation && *e.original == *resource);
@@ -546,6 +566,7 @@ impl Processor for OwnershipProcessor {
             signal: self.signal,
             governance: self.governance.as_deref(),
             now: None,
+            single: single_entry(payload.bytes()).then(|| payload.items()),
         };
         let mut out = Vec::new();
         wire::rewrite_resources(payload.bytes(), &mut out, &mut editor)
