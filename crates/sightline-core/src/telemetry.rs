@@ -84,6 +84,11 @@ struct Family {
     series: Vec<(Vec<(String, String)>, Cell)>,
 }
 
+/// A label value escaped for the Prometheus text format (backslash, double quote, newline).
+pub fn escape_label_value(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
 /// The process's metrics.
 #[derive(Clone, Debug, Default)]
 pub struct Registry {
@@ -234,8 +239,7 @@ impl Registry {
                         if i > 0 {
                             out.push(',');
                         }
-                        let v = v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
-                        let _ = write!(out, "{k}=\"{v}\"");
+                        let _ = write!(out, "{k}=\"{}\"", escape_label_value(v));
                     }
                     out.push('}');
                 }

@@ -61,7 +61,7 @@ pub use backstage::{
 };
 pub use catalog::{Catalog, DEFAULT_TEAM, Ownership, SERVICE_NAME, Team};
 pub use error::{CatalogError, ErrorKind, Location};
-pub use load::{CatalogConfig, Lint, lint, load};
+pub use load::{CatalogConfig, Lint, is_yaml_file, lint, load};
 pub use reload::{
     CatalogHandle, CatalogWatcher, OnReload, ReloadOutcome, ReloadTrigger, WatchError, WatchOptions, spawn_watcher,
 };

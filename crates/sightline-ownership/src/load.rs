@@ -358,8 +358,9 @@ fn native_files(paths: &[PathBuf], errors: &mut Vec<CatalogError>) -> Vec<PathBu
     out
 }
 
-/// A visible regular file (or symlink to one) named `*.yaml` or `*.yml`.
-pub(crate) fn is_yaml_file(path: &Path) -> bool {
+/// A visible regular file (or symlink to one) named `*.yaml` or `*.yml`: what a catalog
+/// directory loads.
+pub fn is_yaml_file(path: &Path) -> bool {
     let visible = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| !n.starts_with('.'));
     let yaml = path
         .extension()

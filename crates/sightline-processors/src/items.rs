@@ -7,7 +7,6 @@ use crate::lazy::{Heads, LazyRequest};
 use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
-use opentelemetry_proto::tonic::metrics::v1::{Metric, metric};
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message as _;
 use sightline_core::pipeline::ProcessError;
@@ -65,13 +64,4 @@ impl Request {
 }
 
 /// The data points of a metric.
-pub fn point_count(m: &Metric) -> u64 {
-    (match &m.data {
-        Some(metric::Data::Gauge(g)) => g.data_points.len(),
-        Some(metric::Data::Sum(s)) => s.data_points.len(),
-        Some(metric::Data::Histogram(h)) => h.data_points.len(),
-        Some(metric::Data::ExponentialHistogram(h)) => h.data_points.len(),
-        Some(metric::Data::Summary(s)) => s.data_points.len(),
-        None => 0,
-    }) as u64
-}
+pub use sightline_policy::points::count as point_count;

@@ -11,6 +11,7 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use serde_json::{Value, json};
+use sightline_core::telemetry::escape_label_value;
 use sightline_core::{Governance, MemoryBudget, Registry};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -62,11 +63,6 @@ async fn readyz(State(s): State<Sources>) -> impl IntoResponse {
     }
 }
 
-/// Prometheus label value escaping.
-fn esc(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
-}
-
 async fn metrics(State(s): State<Sources>) -> impl IntoResponse {
     let mut text = s.registry.render();
     text.push_str(
@@ -99,8 +95,8 @@ async fn metrics(State(s): State<Sources>) -> impl IntoResponse {
             let _ = writeln!(
                 text,
                 "sightline_ownership_unowned_service_items{{service=\"{}\",language=\"{}\"}} {}",
-                esc(&u.service),
-                esc(&u.language),
+                escape_label_value(&u.service),
+                escape_label_value(&u.language),
                 u.items()
             );
         }

@@ -30,11 +30,6 @@ fn is_backstage(path: &Path) -> bool {
     })
 }
 
-fn is_yaml(path: &Path) -> bool {
-    let visible = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| !n.starts_with('.'));
-    visible && path.extension().and_then(|e| e.to_str()).is_some_and(|e| e == "yaml" || e == "yml")
-}
-
 fn is_catalog_info(path: &Path) -> bool {
     matches!(path.file_name().and_then(|n| n.to_str()), Some("catalog-info.yaml" | "catalog-info.yml"))
 }
@@ -58,7 +53,9 @@ pub fn catalog_of(paths: &[PathBuf], default_team: &str) -> CatalogConfig {
             continue;
         }
         let mut direct: Vec<PathBuf> = std::fs::read_dir(path)
-            .map(|d| d.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.is_file() && is_yaml(p)).collect())
+            .map(|d| {
+                d.filter_map(Result::ok).map(|e| e.path()).filter(|p| sightline_ownership::is_yaml_file(p)).collect()
+            })
             .unwrap_or_default();
         direct.sort();
         for p in direct {
