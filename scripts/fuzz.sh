@@ -4,7 +4,7 @@
 # which is what needs nightly), then runs each one for a fixed time on a copy of the seed
 # corpus in fuzz/corpus (the repository is never modified).
 #
-#   scripts/fuzz.sh                      # every target, FUZZ_SECONDS (default 15) each
+#   scripts/fuzz.sh                      # every target, FUZZ_SECONDS (default 10) each
 #   FUZZ_SECONDS=600 scripts/fuzz.sh wire_inspect
 #
 # The build goes to SIGHTLINE_FUZZ_TARGET_DIR (default ~/.cache/sightline/fuzz-target), outside
@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 
 cargo_fuzz_version=0.13.2
-seconds=${FUZZ_SECONDS:-15}
+seconds=${FUZZ_SECONDS:-10}
 target_dir=${SIGHTLINE_FUZZ_TARGET_DIR:-$HOME/.cache/sightline/fuzz-target}
 
 if ! cargo fuzz --version 2>/dev/null | grep -qF "$cargo_fuzz_version"; then

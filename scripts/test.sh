@@ -62,7 +62,7 @@ cargo build --release --locked -p sightline -p sightline-bench-tools
 step "Rust tests (unit, component and end-to-end with the Rust SDK)"
 cargo test --workspace --locked
 
-step "fuzzing: each decoder's fuzz target for 15 s on the seed corpus (see fuzz/README.md)"
+step "fuzzing: each decoder's fuzz target for 10 s on the seed corpus (see fuzz/README.md)"
 ./scripts/fuzz.sh
 
 step "benchmark harness smoke run (seconds; the full comparison is benches/compare/compare.py)"
