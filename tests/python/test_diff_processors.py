@@ -278,6 +278,16 @@ CASES = {
                         'delete_key(log.attributes, "log.source")',
                         'set(log.attributes["src.again"], log.attributes["log.source"])',
                         'set(log.attributes["copy.copy"], log.attributes["src.copy"])'])]),
+    # The forms Sightline runs as wire plans (ADR 21): the benchmark's statements, and a
+    # filter of log records on scalar fields and an attribute.
+    "tx_wire_plan": (T, [transform(error_mode="ignore", trace_statements=[
+        'set(span.attributes["deployment.environment.name"], "prod")',
+        'delete_key(span.attributes, "url.path")',
+        'set(span.attributes["http.server.route"], span.attributes["http.route"]) where span.kind == SPAN_KIND_SERVER',
+        'set(span.attributes["failed"], true) where span.status.code == STATUS_CODE_ERROR or span.name == "GET /healthz"'])]),
+    "filter_wire_plan_logs": (L, [filt(logs={"log_record": [
+        'severity_number < SEVERITY_NUMBER_WARN and attributes["log.source"] != nil',
+        'not (severity_text != "ERROR")']})]),
     "tx_delete_keep": (T, [transform(trace_statements=[
         'delete_key(span.attributes, "user.email")', 'delete_matching_keys(span.attributes, "^tmp\\\\.")',
         'keep_keys(span.attributes, ["http.route", "http.request.method", "long"]) where span.kind == SPAN_KIND_CLIENT',
@@ -540,6 +550,51 @@ def test_processors_match_the_collector(case, outputs):
         assert len(s) == len(c), f"{case}/{sig}: {len(s)} items from Sightline, {len(c)} from the collector"
         for i, (a, b) in enumerate(zip(s, c)):
             assert a == b, f"{case}/{sig} item {i}:\nsightline: {json.dumps(a, sort_keys=True)}\ncollector: {json.dumps(b, sort_keys=True)}"
+
+
+# Duplicate attribute keys (valid OTLP; pdata keeps both): pdata's Map.Get finds the first, a
+# set updates the first, a delete removes the first (the last entry takes its place). The wire
+# plans (ADR 21), the slots' edits and the decoded path must all agree with the collector.
+DUPLICATES = {
+    "dup_filter_plan": (T, [filt(traces={"span": ['attributes["k"] == "first"']})]),
+    "dup_transform_plan": (["traces", "logs"], [transform(
+        trace_statements=['set(span.attributes["seen"], span.attributes["k"])',
+                          'delete_key(span.attributes, "k")',
+                          'set(span.attributes["after"], span.attributes["k"])',
+                          'set(span.attributes["k"], "new")'],
+        log_statements=['set(log.attributes["k"], "new") where log.attributes["k"] == "last"',
+                        'delete_key(log.attributes, "k") where log.severity_text == "WARN"'])]),
+    "dup_transform_general": (T, [transform(trace_statements=[
+        'set(span.attributes["upper"], ToUpperCase(span.attributes["k"]))',
+        'delete_key(span.attributes, "k") where IsMatch(span.name, "^a")'])]),
+}
+
+
+def duplicate_corpus(sig):
+    def item(name, first, last):
+        attrs = [{"key": "k", "value": {"stringValue": first}}, {"key": "o", "value": {"intValue": "1"}},
+                 {"key": "k", "value": {"stringValue": last}}]
+        if sig == "traces":
+            return {"traceId": "01" * 16, "spanId": "02" * 8, "name": name, "kind": 2,
+                    "startTimeUnixNano": "1", "endTimeUnixNano": "2", "attributes": attrs}
+        return {"timeUnixNano": "1", "severityText": "WARN" if name == "b" else "INFO", "attributes": attrs}
+    items = [item("a", "first", "last"), item("b", "last", "first")]
+    resource = {"attributes": [{"key": "service.name", "value": {"stringValue": "dup"}}]}
+    if sig == "traces":
+        return {"resourceSpans": [{"resource": resource, "scopeSpans": [{"spans": items}]}]}
+    return {"resourceLogs": [{"resource": resource, "scopeLogs": [{"logRecords": items}]}]}
+
+
+def test_duplicate_keys_first_occurrence_wins(tmp_path):
+    (col, col_status) = run_system("otelcol", tmp_path, DUPLICATES, duplicate_corpus)
+    (sl, sl_status) = run_system("sightline", tmp_path, DUPLICATES, duplicate_corpus)
+    assert col_status == sl_status
+    for case, (signals, _) in DUPLICATES.items():
+        for sig in signals:
+            path = f"/{case}/v1/{sig}"
+            c, s = merged(col.get(path, [])), merged(sl.get(path, []))
+            assert c != merged([normalise(duplicate_corpus(sig))]), f"{case}/{sig}: the collector changed nothing"
+            assert s == c, f"{case}/{sig}:\nsightline: {json.dumps(s)}\ncollector: {json.dumps(c)}"
 
 
 def test_every_case_changed_or_dropped_something(outputs):

@@ -21,6 +21,7 @@ pub mod eval;
 pub mod funcs;
 pub mod lexer;
 pub mod parser;
+pub mod plan;
 pub mod slot;
 pub mod value;
 

@@ -23,7 +23,7 @@ use std::cell::{Cell, OnceCell};
 use std::sync::Arc;
 
 /// A byte range of the slot's bytes.
-type R = (u32, u32);
+pub(crate) type R = (u32, u32);
 
 /// An item type: its attributes field and the scalar fields its view reads.
 pub trait Lazy: Message + Default {
@@ -72,7 +72,7 @@ fn varint(b: &[u8], pos: &mut usize) -> Option<u64> {
 /// The next field of `b` at `pos` (offsets in `b`, plus `base`); `None` at the end or at
 /// malformed bytes (a scan stops there: the receiver checked the item's own framing).
 #[inline(always)]
-fn next_field(b: &[u8], pos: &mut usize, base: u32) -> Option<(u32, V)> {
+pub(crate) fn next_field(b: &[u8], pos: &mut usize, base: u32) -> Option<(u32, V)> {
     if *pos >= b.len() {
         return None;
     }
@@ -116,10 +116,27 @@ struct Scan<H> {
     attrs: SmallVec<[AttrAt; 8]>,
     /// The attributes are one run of fields (the usual layout): encoding copies around it.
     contiguous: bool,
+    /// A key occurs twice: edits (which assume one occurrence per key) decode the item first,
+    /// so that pdata's first-occurrence semantics hold.
+    dups: bool,
+}
+
+/// The key and value ranges of the `KeyValue` at `kv` (the last of each, empty when absent).
+pub(crate) fn key_value(raw: &[u8], kv: R) -> (R, R) {
+    let (mut key, mut value) = ((kv.0, kv.0), (kv.0, kv.0));
+    let (body, mut p) = (&raw[kv.0 as usize..kv.1 as usize], 0);
+    while let Some((n, x)) = next_field(body, &mut p, kv.0) {
+        match (n, x) {
+            (1, V::Len(r)) => key = r,
+            (2, V::Len(r)) => value = r,
+            _ => {}
+        }
+    }
+    (key, value)
 }
 
 fn scan<T: Lazy>(raw: &[u8]) -> Scan<T::Head> {
-    let mut s = Scan { head: T::Head::default(), attrs: SmallVec::new(), contiguous: true };
+    let mut s = Scan { head: T::Head::default(), attrs: SmallVec::new(), contiguous: true, dups: false };
     let (mut pos, mut after_run) = (0, false);
     loop {
         let start = pos as u32;
@@ -133,26 +150,25 @@ fn scan<T: Lazy>(raw: &[u8]) -> Scan<T::Head> {
         if after_run {
             s.contiguous = false;
         }
-        let (mut key, mut value) = ((kv.0, kv.0), (kv.0, kv.0));
-        let (body, mut p) = (&raw[kv.0 as usize..kv.1 as usize], 0);
-        while let Some((n, x)) = next_field(body, &mut p, kv.0) {
-            match (n, x) {
-                (1, V::Len(r)) => key = r,
-                (2, V::Len(r)) => value = r,
-                _ => {}
-            }
-        }
+        let (key, value) = key_value(raw, kv);
+        let k = &raw[key.0 as usize..key.1 as usize];
+        s.dups |= s.attrs.iter().any(|a| &raw[a.key.0 as usize..a.key.1 as usize] == k);
         s.attrs.push(AttrAt { key, value, field: (start, pos as u32) });
     }
     s
 }
 
-/// The encoded value of the last attribute `key` of an item, found without [`scan`]: only the
-/// attributes' keys are read.
+/// The encoded value of the first attribute `key` of an item (pdata's `Map.Get`), found
+/// without [`scan`]: only the attributes' keys are read.
 fn lookup<T: Lazy>(raw: &[u8], key: &[u8]) -> Option<R> {
-    let (mut pos, mut found) = (0, None);
+    lookup_in(raw, T::ATTRS, key)
+}
+
+/// [`lookup`] in attributes field `field`.
+pub(crate) fn lookup_in(raw: &[u8], field: u32, key: &[u8]) -> Option<R> {
+    let mut pos = 0;
     while let Some((number, v)) = next_field(raw, &mut pos, 0) {
-        let (true, V::Len(kv)) = (number == T::ATTRS, v) else { continue };
+        let (true, V::Len(kv)) = (number == field, v) else { continue };
         let (body, mut p) = (&raw[kv.0 as usize..kv.1 as usize], 0);
         let (mut matched, mut value) = (false, (kv.0, kv.0));
         while let Some((n, x)) = next_field(body, &mut p, kv.0) {
@@ -168,10 +184,10 @@ fn lookup<T: Lazy>(raw: &[u8], key: &[u8]) -> Option<R> {
             }
         }
         if matched {
-            found = Some(value);
+            return Some(value);
         }
     }
-    found
+    None
 }
 
 /// An attribute edit; key and value shared with the statement when they are literals.
@@ -314,8 +330,8 @@ impl<T: Lazy> Slot<T> {
         self.decoded.get_mut().expect("decoded above")
     }
 
-    /// The latest edit of `key`, else its last occurrence in the bytes (as a decoder's map
-    /// would keep); `None` when the item does not have it.
+    /// The latest edit of `key`, else its first occurrence in the bytes (pdata's `Map.Get`);
+    /// `None` when the item does not have it.
     fn find(&self, key: &str) -> Option<Found<'_>> {
         if let Some(e) = self.edits.iter().rev().find(|e| e.key() == key) {
             return Some(match e {
@@ -330,7 +346,7 @@ impl<T: Lazy> Slot<T> {
             self.lookups.set(1);
             return lookup::<T>(&self.raw, key.as_bytes()).map(Found::Raw);
         }
-        let a = self.scanned().attrs.iter().rev().find(|a| self.bytes(a.key) == key.as_bytes())?;
+        let a = self.scanned().attrs.iter().find(|a| self.bytes(a.key) == key.as_bytes())?;
         Some(Found::Raw(a.value))
     }
 
@@ -353,7 +369,15 @@ impl<T: Lazy> Slot<T> {
         matches!(self.find(key), Some(Found::Value(_) | Found::Raw(_)))
     }
 
+    /// Decodes the item before an edit when its bytes have a key twice (see [`Scan::dups`]).
+    fn settle(&mut self) {
+        if self.decoded.get().is_none() && self.scanned().dups {
+            self.get_mut();
+        }
+    }
+
     pub fn set_attr(&mut self, key: &str, v: AnyValue) {
+        self.settle();
         match self.decoded.get_mut() {
             Some(t) => put(t.attrs_mut(), key, v),
             None => self.edits.push(Edit::Set(Arc::from(key), Arc::new(v))),
@@ -362,6 +386,7 @@ impl<T: Lazy> Slot<T> {
 
     /// [`Slot::set_attr`] with a key and value shared with the statement (no allocation).
     pub fn set_attr_shared(&mut self, key: &Arc<str>, v: &Arc<AnyValue>) {
+        self.settle();
         match self.decoded.get_mut() {
             Some(t) => put(t.attrs_mut(), key, AnyValue::clone(v)),
             None => self.edits.push(Edit::Set(key.clone(), v.clone())),
@@ -372,6 +397,7 @@ impl<T: Lazy> Slot<T> {
     /// passes nil on); the value is not decoded. False once the item is decoded (the caller
     /// takes the general path).
     pub fn copy_attr(&mut self, key: &Arc<str>, from: &str, nil: &Arc<AnyValue>) -> bool {
+        self.settle();
         if self.decoded.get().is_some() {
             return false;
         }
@@ -393,6 +419,7 @@ impl<T: Lazy> Slot<T> {
 
     /// [`Slot::delete_attr`] with a key shared with the statement.
     pub fn delete_attr_shared(&mut self, key: &Arc<str>) {
+        self.settle();
         match self.decoded.get_mut() {
             Some(t) => remove(t.attrs_mut(), key),
             None => {
@@ -404,6 +431,7 @@ impl<T: Lazy> Slot<T> {
     }
 
     pub fn delete_attr(&mut self, key: &str) {
+        self.settle();
         match self.decoded.get_mut() {
             Some(t) => remove(t.attrs_mut(), key),
             None => {
@@ -883,13 +911,15 @@ mod tests {
     }
 
     #[test]
-    fn the_last_of_a_duplicated_key_wins_with_or_without_the_scan() {
+    fn the_first_of_a_duplicated_key_wins_with_or_without_the_scan() {
+        // pdata's Map.Get (the collector's filter and transform; test_diff_processors.py
+        // `test_duplicate_keys_first_occurrence_wins`).
         let span = Span { attributes: vec![kv("k", "first"), kv("o", "x"), kv("k", "last")], ..Default::default() };
         let slot = Slot::<Span>::new(Bytes::from(span.encode_to_vec()));
         assert!(slot.scan.get().is_none());
-        assert_eq!(slot.attr("k"), Val::str("last"), "the first lookup reads the keys only");
+        assert_eq!(slot.attr("k"), Val::str("first"), "the first lookup reads the keys only");
         assert!(slot.scan.get().is_none());
-        assert_eq!(slot.attr("k"), Val::str("last"), "the second one scans");
+        assert_eq!(slot.attr("k"), Val::str("first"), "the second one scans");
         assert!(slot.scan.get().is_some());
         assert_eq!(slot.attr("missing"), Val::Nil);
     }

@@ -14,12 +14,15 @@
 use crate::items::{Request, point_count};
 use crate::lazy::Heads;
 use crate::ottl_run::{self, ErrorMode};
+use crate::wire_plan::{self, Fate};
+use bytes::Bytes;
 use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
 use opentelemetry_proto::tonic::metrics::v1::{Metric, metric};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use serde::Deserialize;
 use sightline_core::pipeline::{ProcessError, Processor};
 use sightline_core::{Counter, Payload, Registry, Signal};
+use sightline_ottl::plan::Plan;
 use sightline_ottl::{Condition, Ctx, Item, Target};
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -347,6 +350,24 @@ pub struct FilterProcessor {
     passes: Vec<Compiled>,
     heads: Heads,
     filtered: Counter,
+    /// The passes as wire plans, when every condition has one (ADR 21).
+    plans: Option<Vec<Plan>>,
+}
+
+/// Wire plans for passes of span or log record conditions only.
+fn plans(passes: &[Compiled], signal: Signal) -> Option<Vec<Plan>> {
+    let ctx = match signal {
+        Signal::Traces => Ctx::Span,
+        Signal::Logs => Ctx::Log,
+        Signal::Metrics => return None,
+    };
+    passes
+        .iter()
+        .map(|c| {
+            let items_only = c.resource.is_empty() && c.scope.is_empty() && c.sub.is_empty();
+            if items_only { Plan::filter(ctx, &c.item) } else { None }
+        })
+        .collect()
 }
 
 impl FilterProcessor {
@@ -367,7 +388,8 @@ impl FilterProcessor {
         };
         let filtered = registry.counter(name, help, &[("processor", id)]);
         let heads = heads(&passes);
-        Ok(FilterProcessor { id: id.to_string(), passes, heads, filtered })
+        let plans = plans(&passes, signal);
+        Ok(FilterProcessor { id: id.to_string(), passes, heads, filtered, plans })
     }
 
     /// Whether any condition holds (errors per `error_mode`: false and go on, or fail).
@@ -597,8 +619,20 @@ impl Processor for FilterProcessor {
         if self.passes.is_empty() {
             return Ok(payload);
         }
-        let mut req = Request::decode(payload.signal(), payload.bytes(), self.heads)?;
         let before = payload.items();
+        if let Some(plans) = &self.plans {
+            let drop = &mut |item: &[u8], _: &mut Vec<u8>| {
+                if plans.iter().any(|p| p.drops(item)) { Fate::Drop } else { Fate::Keep }
+            };
+            return Ok(match wire_plan::rewrite(payload.bytes(), true, drop)? {
+                None => payload,
+                Some((out, kept)) => {
+                    self.filtered.add(before.saturating_sub(kept));
+                    payload.with_bytes(Bytes::from(out), kept)
+                }
+            });
+        }
+        let mut req = Request::decode(payload.signal(), payload.bytes(), self.heads)?;
         for c in &self.passes {
             self.filter(c, &mut req).map_err(|message| ProcessError::Refused { message })?;
         }

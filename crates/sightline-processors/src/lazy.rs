@@ -40,11 +40,11 @@ pub struct LazyRequest<T: Lazy> {
     pub resources: Vec<LazyResource<T>>,
 }
 
-fn bad(e: impl std::fmt::Display) -> ProcessError {
+pub(crate) fn bad(e: impl std::fmt::Display) -> ProcessError {
     ProcessError::Invalid(format!("cannot decode the request: {e}"))
 }
 
-fn len<'a>(f: &wire::Field<'a>) -> Result<&'a [u8], ProcessError> {
+pub(crate) fn len<'a>(f: &wire::Field<'a>) -> Result<&'a [u8], ProcessError> {
     match f.value {
         W::Len(b) => Ok(b),
         _ => Err(bad(format!("field {} is not length-delimited", f.number))),

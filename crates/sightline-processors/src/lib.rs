@@ -11,7 +11,8 @@
 //!   resource's attributes (each resource decoded alone; items copied as bytes).
 //! - [`attributes`], [`filter`], [`transform`]: the collector's item-level processors (OTTL
 //!   from `sightline-ottl`), on spans and log records kept encoded ([`lazy`]) and on decoded
-//!   metrics ([`items`]); ADR 15.
+//!   metrics ([`items`]); ADR 15. The common span and log forms run as wire plans
+//!   ([`wire_plan`]; ADR 21).
 //! - [`probabilistic_sampler`]: the collector's trace and log sampler, the same decision per item.
 //! - [`memory_limiter`]: the collector's `memory_limiter` config; in Sightline it sets the
 //!   global admission budget enforced by the receivers before a body is buffered.
@@ -31,3 +32,4 @@ pub mod probabilistic_sampler;
 pub mod quota;
 pub mod resource;
 pub mod transform;
+pub mod wire_plan;

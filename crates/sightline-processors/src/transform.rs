@@ -7,9 +7,12 @@
 use crate::items::Request;
 use crate::lazy::Heads;
 use crate::ottl_run::{self, ErrorMode};
+use crate::wire_plan::{self, Fate};
+use bytes::Bytes;
 use serde::Deserialize;
 use sightline_core::pipeline::{ProcessError, Processor};
 use sightline_core::{Payload, Signal};
+use sightline_ottl::plan::Plan;
 use sightline_ottl::{Condition, Ctx, Statement, Target};
 
 /// One entry of `trace_statements` / `metric_statements` / `log_statements`.
@@ -195,6 +198,24 @@ pub struct TransformProcessor {
     groups: Vec<Group>,
     /// Whether a statement or condition reads resources or scopes (else they stay encoded).
     heads: Heads,
+    /// The groups as one wire plan, when they are all of spans or of log records and every
+    /// statement and condition has one (ADR 21).
+    plan: Option<Plan>,
+}
+
+fn plan(groups: &[Group], signal: Signal) -> Option<Plan> {
+    let ctx = match signal {
+        Signal::Traces => Ctx::Span,
+        Signal::Logs => Ctx::Log,
+        Signal::Metrics => return None,
+    };
+    let mut plan = Plan::transform(ctx)?;
+    for g in groups {
+        if g.ctx != ctx || !plan.add_group(&g.conditions, &g.statements) {
+            return None;
+        }
+    }
+    Some(plan)
 }
 
 impl TransformProcessor {
@@ -205,7 +226,8 @@ impl TransformProcessor {
             g.statements.iter().any(Statement::needs_heads) || g.conditions.iter().any(Condition::needs_heads)
         });
         let heads = if heads { Heads::Decode } else { Heads::Keep };
-        Ok(TransformProcessor { id: id.to_string(), groups, heads })
+        let plan = plan(&groups, signal);
+        Ok(TransformProcessor { id: id.to_string(), groups, heads, plan })
     }
 
     fn run_group(&self, g: &Group, t: &mut Target) -> Result<(), String> {
@@ -238,6 +260,18 @@ impl Processor for TransformProcessor {
     fn process(&self, payload: Payload) -> Result<Payload, ProcessError> {
         if self.groups.is_empty() {
             return Ok(payload);
+        }
+        if let Some(plan) = &self.plan {
+            let run = &mut |item: &[u8], out: &mut Vec<u8>| {
+                if plan.transform_item(item, out) { Fate::Rewritten } else { Fate::Keep }
+            };
+            return Ok(match wire_plan::rewrite(payload.bytes(), false, run)? {
+                None => payload,
+                Some((out, _)) => {
+                    let items = payload.items();
+                    payload.with_bytes(Bytes::from(out), items)
+                }
+            });
         }
         let mut req = Request::decode(payload.signal(), payload.bytes(), self.heads)?;
         for g in &self.groups {
