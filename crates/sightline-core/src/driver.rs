@@ -37,17 +37,40 @@ pub struct SendError {
     pub retry_after: Option<Duration>,
     /// What the backend said, for the log.
     pub message: String,
+    /// The part of the batch still to send, when the sender delivered the rest (the
+    /// `loadbalancing` exporter, whose backends answer separately): a retry sends only this.
+    pub remaining: Option<Remaining>,
+}
+
+/// What is left of a batch after a partial delivery (see [`SendError::remaining`]).
+#[derive(Clone)]
+pub struct Remaining(pub Arc<Batch>);
+
+impl PartialEq for Remaining {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl std::fmt::Debug for Remaining {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Remaining({} items)", self.0.items)
+    }
 }
 
 impl SendError {
     pub fn retryable(message: impl Into<String>) -> Self {
-        SendError { retryable: true, retry_after: None, message: message.into() }
+        SendError { retryable: true, retry_after: None, message: message.into(), remaining: None }
     }
     pub fn permanent(message: impl Into<String>) -> Self {
-        SendError { retryable: false, retry_after: None, message: message.into() }
+        SendError { retryable: false, retry_after: None, message: message.into(), remaining: None }
     }
     pub fn with_retry_after(mut self, d: Option<Duration>) -> Self {
         self.retry_after = d;
+        self
+    }
+    pub fn with_remaining(mut self, rest: Batch) -> Self {
+        self.remaining = Some(Remaining(Arc::new(rest)));
         self
     }
 }
@@ -117,7 +140,7 @@ pub enum Durability {
 }
 
 /// `sending_queue`, as in the collector's exporterhelper.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct QueueConfig {
     /// Queue payloads and send them from background consumers (default true). When false, the
@@ -220,7 +243,7 @@ impl QueueConfig {
 /// `min_size` items does it wait for more, at most `flush_timeout`. With the default
 /// `min_size: 0` nothing waits: batches are as large as the backlog, so latency stays low
 /// when the backend keeps up and batches grow when it does not.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct BatchConfig {
     /// Batch at all (default true).
@@ -254,7 +277,7 @@ impl Default for BatchConfig {
 }
 
 /// `retry_on_failure`, as in the collector.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetryConfig {
     /// Retry retryable failures (default true).
@@ -738,6 +761,11 @@ async fn run(
                 None => None,
             };
             let res = send_with_retry(&*sender, &batch, &retry, timeout, give_up.clone()).await;
+            // A sender that delivered part of the batch names what is left.
+            let failed = match &res {
+                Err(e) => e.remaining.as_ref().map_or(items, |r| r.0.items),
+                Ok(()) => 0,
+            };
             // Release the batch's memory (read-ahead budget for a disk queue) before the
             // bookkeeping.
             drop(batch);
@@ -755,8 +783,9 @@ async fn run(
                     tracing::debug!(exporter = %id, items, error = %e.message, "send interrupted; kept on disk");
                 }
                 Err(e) => {
-                    metrics.send_failed.add(items);
-                    tracing::error!(exporter = %id, items, error = %e.message, "dropping data: export failed");
+                    metrics.sent.add(items - failed);
+                    metrics.send_failed.add(failed);
+                    tracing::error!(exporter = %id, items = failed, error = %e.message, "dropping data: export failed");
                     if let Some(q) = &queue {
                         for s in &seqs {
                             q.ack(*s);
@@ -790,15 +819,23 @@ pub async fn send_with_retry(
 ) -> Result<(), SendError> {
     let start = Instant::now();
     let mut interval = retry.initial_interval;
+    // After a partial delivery, only what is left.
+    let mut rest: Option<Arc<Batch>> = None;
     loop {
-        let res = match tokio::time::timeout(timeout, sender.send(batch)).await {
+        let current = rest.as_deref().unwrap_or(batch);
+        let res = match tokio::time::timeout(timeout, sender.send(current)).await {
             Ok(r) => r,
             Err(_) => Err(SendError::retryable(format!("timed out after {timeout:?}"))),
         };
-        let err = match res {
+        let mut err = match res {
             Ok(()) => return Ok(()),
             Err(e) => e,
         };
+        match &err.remaining {
+            Some(r) => rest = Some(r.0.clone()),
+            // This attempt sent only what an earlier one left: that is what is still to send.
+            None => err.remaining = rest.clone().map(Remaining),
+        }
         if !err.retryable || !retry.enabled || *abort.borrow() {
             return Err(err);
         }

@@ -3,7 +3,8 @@
 //! - [`otlp`]: OTLP/gRPC (tonic), the batch's protobuf bytes sent as they are;
 //! - [`otlphttp`]: OTLP/HTTP (hyper), protobuf or JSON, gzip/zstd;
 //! - [`file`](mod@file): one OTLP/JSON (or length-prefixed protobuf) request per batch, with size rotation;
-//! - [`debug`]: the batch logged through `tracing` at three verbosities.
+//! - [`debug`]: the batch logged through `tracing` at three verbosities;
+//! - [`loadbalancing`]: `otlp` to a pool of backends on the collector's consistent-hash ring.
 //!
 //! Each exporter is a config struct (serde, unknown keys rejected, every field documented with
 //! its default; see the crate's README for the full list) with a `validate()` for what serde
@@ -41,6 +42,7 @@ pub mod credentials;
 pub mod debug;
 pub mod file;
 pub mod http_exporter;
+pub mod loadbalancing;
 pub mod otlp;
 pub mod otlphttp;
 
@@ -52,6 +54,7 @@ pub use compress::{CompressionParams, Compressor};
 pub use credentials::ExporterAuth;
 pub use debug::{DebugConfig, Verbosity, build_debug};
 pub use file::{FileConfig, FileExporter, FileFormat, RotationConfig, build_file};
+pub use loadbalancing::{LoadBalancingConfig, LoadBalancingExporter};
 pub use otlp::{OtlpConfig, OtlpExporter, build_otlp};
 pub use otlphttp::{Encoding, OtlpHttpConfig, OtlpHttpExporter, build_otlphttp};
 pub use tls::TlsConfig;

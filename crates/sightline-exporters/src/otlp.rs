@@ -45,6 +45,7 @@ pub struct OtlpConfig {
     /// Where to send (required): `host:port` (TLS unless `tls.insecure: true`),
     /// `http://host[:port]` (plain text, port 80 by default) or `https://host[:port]` (TLS,
     /// port 443 by default). No path: the gRPC method path is the signal's service.
+    #[serde(default)]
     pub endpoint: String,
     /// TLS settings (default: TLS with the system's roots; see `tls.insecure`).
     #[serde(default)]

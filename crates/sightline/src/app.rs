@@ -144,6 +144,13 @@ pub fn validate(path: &str) -> Result<Validated, Vec<ConfigError>> {
                 errors.push(config.error(&path, format!("{msg} (in pipeline {pid:?})")));
             }
         }
+        for name in &p.exporters {
+            if let Some(cfg) = exporters.get(name)
+                && let Err((key, msg)) = components::exporter_signal_checks(cfg, signal)
+            {
+                errors.push(config.error(&format!("exporters.{name}.{key}"), format!("{msg} (in pipeline {pid:?})")));
+            }
+        }
     }
     // A quota or a policy reads the team the ownership processor wrote: it must come after one.
     for (pid, p) in &config.service.pipelines {

@@ -24,7 +24,7 @@ pub const PROCESSORS: &[&str] = &[
     "probabilistic_sampler",
     "policy",
 ];
-pub const EXPORTERS: &[&str] = &["otlp", "otlphttp", "file", "debug", "prometheusremotewrite", "loki"];
+pub const EXPORTERS: &[&str] = &["otlp", "otlphttp", "file", "debug", "prometheusremotewrite", "loki", "loadbalancing"];
 pub const EXTENSIONS: &[&str] = &["health_check"];
 
 pub enum ExtensionCfg {
@@ -61,6 +61,7 @@ pub enum ExporterCfg {
     Debug(Box<exp::DebugConfig>),
     PrometheusRemoteWrite(Box<sightline_prometheus::PrometheusRemoteWriteConfig>),
     Loki(Box<sightline_loki::LokiConfig>),
+    LoadBalancing(Box<exp::LoadBalancingConfig>),
 }
 
 /// The collector's `batch` processor options (accepted, documented as no-ops).
@@ -150,6 +151,9 @@ pub fn exporter(cfg: &Config, s: &Section) -> Result<ExporterCfg, Vec<ConfigErro
         "prometheusremotewrite" => decode(cfg, s, sightline_prometheus::PrometheusRemoteWriteConfig::validate)
             .map(|c| ExporterCfg::PrometheusRemoteWrite(Box::new(c))),
         "loki" => decode(cfg, s, sightline_loki::LokiConfig::validate).map(|c| ExporterCfg::Loki(Box::new(c))),
+        "loadbalancing" => {
+            decode(cfg, s, exp::LoadBalancingConfig::validate).map(|c| ExporterCfg::LoadBalancing(Box::new(c)))
+        }
         _ => Err(unknown(cfg, Kind::Exporter, s, EXPORTERS)),
     }
 }
@@ -159,6 +163,15 @@ pub fn extension(cfg: &Config, s: &Section) -> Result<ExtensionCfg, Vec<ConfigEr
         "health_check" => decode(cfg, s, crate::health_check::HealthCheckConfig::validate)
             .map(|c| ExtensionCfg::HealthCheck(Box::new(c))),
         _ => Err(unknown(cfg, Kind::Extension, s, EXTENSIONS)),
+    }
+}
+
+/// An exporter's checks that depend on the signal of a pipeline using it; errors are relative
+/// to the exporter's section.
+pub fn exporter_signal_checks(e: &ExporterCfg, signal: Signal) -> Result<(), (String, String)> {
+    match e {
+        ExporterCfg::LoadBalancing(c) => c.validate_for(signal),
+        _ => Ok(()),
     }
 }
 
@@ -179,6 +192,7 @@ pub enum BuiltExporter {
     Otlp(Box<exp::OtlpExporter>),
     OtlpHttp(Box<exp::OtlpHttpExporter>),
     File(Box<exp::FileExporter>),
+    LoadBalancing(Box<exp::LoadBalancingExporter>),
     /// Exporters with nothing to share between signals (one signal only, or stateless).
     PerSignal(SignalBuilder),
 }
@@ -192,6 +206,7 @@ impl BuiltExporter {
             BuiltExporter::Otlp(e) => Ok((e.sender(signal), e.driver_config())),
             BuiltExporter::OtlpHttp(e) => Ok((e.sender(signal)?, e.driver_config())),
             BuiltExporter::File(e) => Ok((e.sender(signal), e.driver_config())),
+            BuiltExporter::LoadBalancing(e) => Ok((e.sender(signal), e.driver_config())),
             BuiltExporter::PerSignal(f) => f(signal),
         }
     }
@@ -204,6 +219,9 @@ pub fn build_exporter(id: &str, cfg: &ExporterCfg, registry: &Registry) -> Resul
         ExporterCfg::Otlp(c) => BuiltExporter::Otlp(Box::new(exp::OtlpExporter::new(&id, c, &registry)?)),
         ExporterCfg::OtlpHttp(c) => BuiltExporter::OtlpHttp(Box::new(exp::OtlpHttpExporter::new(&id, c, &registry)?)),
         ExporterCfg::File(c) => BuiltExporter::File(Box::new(exp::FileExporter::open(&id, c)?)),
+        ExporterCfg::LoadBalancing(c) => {
+            BuiltExporter::LoadBalancing(Box::new(exp::LoadBalancingExporter::new(&id, c, &registry)?))
+        }
         ExporterCfg::Debug(c) => {
             let c = c.clone();
             BuiltExporter::PerSignal(Box::new(move |s| exp::build_debug(&id, s, &c)))
