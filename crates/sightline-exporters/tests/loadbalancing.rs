@@ -458,3 +458,53 @@ fn config_errors_name_the_option() {
             .expect("parse");
     assert!(a.validate().is_empty());
 }
+
+/// `routing_key: metric`: each metric goes to the owner of its name, with its resource and
+/// scope; the points counted for the driver are the points sent.
+#[tokio::test]
+async fn metrics_by_name() {
+    let backends: Vec<Backend> = (0..3).map(|_| Backend::default()).collect();
+    let mut names = Vec::new();
+    for b in &backends {
+        names.push(start(b).await.to_string());
+    }
+    backends[0].seen().fail_always = Some(Code::InvalidArgument);
+    let mut cfg = static_config(&names);
+    cfg.routing_key = Some(sightline_exporters::loadbalancing::RoutingKey::Metric);
+    let exporter = LoadBalancingExporter::new("loadbalancing", &cfg, &Registry::new()).expect("build");
+    let metrics = common::metrics("checkout");
+    let res = exporter.sender(Signal::Metrics).send(&batch([payload(Signal::Metrics, &metrics, 6)])).await;
+    let ring = Ring::new(&names);
+    let owner = |m: &str| ring.lookup(m.as_bytes()).expect("owner");
+    let mut delivered_points = 0u64;
+    for (i, b) in backends.iter().enumerate() {
+        for req in &b.seen().metrics {
+            for m in req.resource_metrics.iter().flat_map(|r| &r.scope_metrics).flat_map(|s| &s.metrics) {
+                assert_eq!(owner(&m.name), i, "{}", m.name);
+                delivered_points += match &m.data {
+                    Some(opentelemetry_proto::tonic::metrics::v1::metric::Data::Gauge(g)) => g.data_points.len() as u64,
+                    Some(opentelemetry_proto::tonic::metrics::v1::metric::Data::Sum(s)) => s.data_points.len() as u64,
+                    Some(opentelemetry_proto::tonic::metrics::v1::metric::Data::Histogram(h)) => {
+                        h.data_points.len() as u64
+                    }
+                    Some(opentelemetry_proto::tonic::metrics::v1::metric::Data::ExponentialHistogram(e)) => {
+                        e.data_points.len() as u64
+                    }
+                    Some(opentelemetry_proto::tonic::metrics::v1::metric::Data::Summary(s)) => {
+                        s.data_points.len() as u64
+                    }
+                    None => 0,
+                };
+            }
+        }
+    }
+    // Backend 0 refuses for good: whatever it owned is the refused part, counted in points.
+    let owned_by_0: Vec<&str> = ["g", "s", "h", "e", "q"].into_iter().filter(|m| owner(m) == 0).collect();
+    match res {
+        Ok(()) => assert!(owned_by_0.is_empty()),
+        Err(e) => {
+            let refused = e.remaining.expect("refused part").0.items;
+            assert_eq!(refused + delivered_points, 6, "owned by the refusing backend: {owned_by_0:?}");
+        }
+    }
+}

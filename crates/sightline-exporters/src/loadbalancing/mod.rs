@@ -559,6 +559,15 @@ fn find_bytes(msg: &[u8], field: u32) -> Option<&[u8]> {
     Fields::new(msg).map_while(Result::ok).find(|f| f.number == field).and_then(|f| wire::expect_len(&f).ok())
 }
 
+/// The ring position of a resource by service: the collector keys spans by the attribute
+/// routing form `service.name=<value>|`, logs and metrics by the bare value.
+fn service_position(signal: Signal, service: &[u8]) -> u32 {
+    match signal {
+        Signal::Traces => ring::position_of_parts(&[b"service.name=", service, b"|"]),
+        Signal::Metrics | Signal::Logs => ring::position(service),
+    }
+}
+
 /// The `service.name` of a resource entry (empty when it has none).
 fn service_name(entry: &[u8]) -> &[u8] {
     let Some(resource) = find_bytes(entry, 1) else { return &[] };
@@ -577,16 +586,14 @@ impl LbSender {
         let mut per: Vec<Batch> = (0..n).map(|_| Batch::new(self.signal)).collect();
         let (signal, key) = (self.signal, self.key);
         let dest = |pos: u32| state.ring.lookup_position_excluding(pos, excluded).unwrap_or(0);
-        let count = |item: &[u8]| -> u64 {
-            if signal == Signal::Metrics { wire::count_items(Signal::Metrics, &metric_as_entry(item)) } else { 1 }
-        };
+        let count = |item: &[u8]| -> u64 { if signal == Signal::Metrics { metric_points(item) } else { 1 } };
         for p in payloads {
             let res = match key {
-                RoutingKey::Service => {
-                    split::by_resource(p.bytes(), &mut |entry| dest(ring::position(service_name(entry))), &|entry| {
-                        wire::count_items(signal, entry)
-                    })
-                }
+                RoutingKey::Service => split::by_resource(
+                    p.bytes(),
+                    &mut |entry| dest(service_position(signal, service_name(entry))),
+                    &|entry| wire::count_items(signal, entry),
+                ),
                 _ => split::by_item(p.bytes(), &mut |item| dest(item_position(signal, key, item)), &count),
             };
             match res {
@@ -609,14 +616,15 @@ impl LbSender {
     }
 }
 
-/// A metric wrapped as a resource entry holding one scope holding it, for
-/// [`wire::count_items`] (which counts the points of a resource entry).
-fn metric_as_entry(metric: &[u8]) -> Vec<u8> {
-    let mut scope = Vec::with_capacity(metric.len() + 6);
-    wire::put_len_field(&mut scope, 2, metric);
-    let mut entry = Vec::with_capacity(scope.len() + 6);
-    wire::put_len_field(&mut entry, 2, &scope);
-    entry
+/// The data points of one `Metric` (fields 5, 7, 9, 10, 11 hold the data; field 1 of each is a
+/// point), read from the field headers.
+fn metric_points(metric: &[u8]) -> u64 {
+    Fields::new(metric)
+        .map_while(Result::ok)
+        .filter(|f| matches!(f.number, 5 | 7 | 9 | 10 | 11))
+        .filter_map(|f| wire::expect_len(&f).ok())
+        .map(|data| Fields::new(data).map_while(Result::ok).filter(|p| p.number == 1).count() as u64)
+        .sum()
 }
 
 impl Sender for LbSender {

@@ -29,6 +29,15 @@ pub fn position(key: &[u8]) -> u32 {
     crc32fast::hash(key) % POSITIONS
 }
 
+/// The ring position of the key made of `parts` one after the other (without building it).
+pub fn position_of_parts(parts: &[&[u8]]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    for p in parts {
+        h.update(p);
+    }
+    h.finalize() % POSITIONS
+}
+
 impl Ring {
     /// The ring of `endpoints` (names as the resolver gives them, e.g. `10.0.0.1:4317`);
     /// duplicates are ignored. Endpoints are sorted first, so the order given does not matter.
