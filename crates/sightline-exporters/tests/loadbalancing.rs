@@ -115,6 +115,16 @@ async fn start(backend: &Backend) -> SocketAddr {
     addr
 }
 
+/// `n` backends started, and their names (`127.0.0.1:port`) in start order.
+async fn pool(n: usize) -> (Vec<Backend>, Vec<String>) {
+    let backends: Vec<Backend> = (0..n).map(|_| Backend::default()).collect();
+    let mut names = Vec::new();
+    for b in &backends {
+        names.push(start(b).await.to_string());
+    }
+    (backends, names)
+}
+
 /// A port nothing listens on.
 fn closed_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -183,11 +193,7 @@ fn span_ids(spans: &[Span]) -> BTreeSet<Vec<u8>> {
 /// and scope (the span names carry both).
 #[tokio::test]
 async fn spans_go_to_the_owner_of_their_trace_id() {
-    let backends: Vec<Backend> = (0..3).map(|_| Backend::default()).collect();
-    let mut names = Vec::new();
-    for b in &backends {
-        names.push(start(b).await.to_string());
-    }
+    let (backends, names) = pool(3).await;
     let exporter =
         LoadBalancingExporter::new("loadbalancing", &static_config(&names), &Registry::new()).expect("build");
     let sender = exporter.sender(Signal::Traces);
@@ -214,11 +220,7 @@ async fn spans_go_to_the_owner_of_their_trace_id() {
 /// attempt; nothing is lost or sent twice.
 #[tokio::test]
 async fn a_failing_backends_share_goes_to_the_next_member() {
-    let backends: Vec<Backend> = (0..3).map(|_| Backend::default()).collect();
-    let mut names = Vec::new();
-    for b in &backends {
-        names.push(start(b).await.to_string());
-    }
+    let (backends, names) = pool(3).await;
     backends[1].seen().fail_always = Some(Code::Unavailable);
     let registry = Registry::new();
     let exporter = LoadBalancingExporter::new("loadbalancing", &static_config(&names), &registry).expect("build");
@@ -243,11 +245,7 @@ async fn a_failing_backends_share_goes_to_the_next_member() {
 /// not delivered; a backend that is down for good loses nothing either.
 #[tokio::test]
 async fn only_the_failed_part_is_retried() {
-    let backends: Vec<Backend> = (0..2).map(|_| Backend::default()).collect();
-    let mut names = Vec::new();
-    for b in &backends {
-        names.push(start(b).await.to_string());
-    }
+    let (backends, mut names) = pool(2).await;
     names.push(format!("127.0.0.1:{}", closed_port()));
     // Backend 0 refuses twice: its share fails over to backend 1 (or the closed port) in the
     // first attempt, and whatever is left is retried.
@@ -290,11 +288,7 @@ async fn only_the_failed_part_is_retried() {
 /// A permanent refusal is not sent to another backend, and is counted as failed.
 #[tokio::test]
 async fn a_permanent_refusal_is_not_failed_over() {
-    let backends: Vec<Backend> = (0..2).map(|_| Backend::default()).collect();
-    let mut names = Vec::new();
-    for b in &backends {
-        names.push(start(b).await.to_string());
-    }
+    let (backends, names) = pool(2).await;
     backends[0].seen().fail_always = Some(Code::InvalidArgument);
     let exporter =
         LoadBalancingExporter::new("loadbalancing", &static_config(&names), &Registry::new()).expect("build");
@@ -312,11 +306,7 @@ async fn a_permanent_refusal_is_not_failed_over() {
 /// `routing_key: service`: each resource goes whole to the owner of its `service.name`.
 #[tokio::test]
 async fn service_routing_keeps_resources_whole() {
-    let backends: Vec<Backend> = (0..4).map(|_| Backend::default()).collect();
-    let mut names = Vec::new();
-    for b in &backends {
-        names.push(start(b).await.to_string());
-    }
+    let (backends, names) = pool(4).await;
     let mut cfg = static_config(&names);
     cfg.routing_key = Some(sightline_exporters::loadbalancing::RoutingKey::Service);
     let exporter = LoadBalancingExporter::new("loadbalancing", &cfg, &Registry::new()).expect("build");
@@ -359,11 +349,7 @@ fn service(attrs: &[KeyValue]) -> String {
 /// Logs by trace id: the records of one trace reach one backend, keyed by the id's hex digits.
 #[tokio::test]
 async fn logs_by_trace_id() {
-    let backends: Vec<Backend> = (0..3).map(|_| Backend::default()).collect();
-    let mut names = Vec::new();
-    for b in &backends {
-        names.push(start(b).await.to_string());
-    }
+    let (backends, names) = pool(3).await;
     let mut cfg = static_config(&names);
     cfg.routing_key = Some(sightline_exporters::loadbalancing::RoutingKey::TraceId);
     let exporter = LoadBalancingExporter::new("loadbalancing", &cfg, &Registry::new()).expect("build");
@@ -463,11 +449,7 @@ fn config_errors_name_the_option() {
 /// scope; the points counted for the driver are the points sent.
 #[tokio::test]
 async fn metrics_by_name() {
-    let backends: Vec<Backend> = (0..3).map(|_| Backend::default()).collect();
-    let mut names = Vec::new();
-    for b in &backends {
-        names.push(start(b).await.to_string());
-    }
+    let (backends, names) = pool(3).await;
     backends[0].seen().fail_always = Some(Code::InvalidArgument);
     let mut cfg = static_config(&names);
     cfg.routing_key = Some(sightline_exporters::loadbalancing::RoutingKey::Metric);
