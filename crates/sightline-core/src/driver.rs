@@ -783,7 +783,7 @@ async fn run(
                     tracing::debug!(exporter = %id, items, error = %e.message, "send interrupted; kept on disk");
                 }
                 Err(e) => {
-                    metrics.sent.add(items - failed);
+                    metrics.sent.add(items.saturating_sub(failed));
                     metrics.send_failed.add(failed);
                     tracing::error!(exporter = %id, items = failed, error = %e.message, "dropping data: export failed");
                     if let Some(q) = &queue {

@@ -725,20 +725,25 @@ pub fn count_items(signal: Signal, entry: &[u8]) -> u64 {
             if g != 2 || w != 2 {
                 continue;
             }
-            if signal != Signal::Metrics {
-                n += 1;
-                continue;
-            }
-            let mut r = 0;
-            while let Some((h, w2, data)) = skim_field(item, &mut r) {
-                if !matches!(h, 5 | 7 | 9 | 10 | 11) || w2 != 2 {
-                    continue;
-                }
-                let mut t = 0;
-                while let Some((k, _, _)) = skim_field(data, &mut t) {
-                    n += u64::from(k == 1);
-                }
-            }
+            n += if signal == Signal::Metrics { metric_points(item) } else { 1 };
+        }
+    }
+    n
+}
+
+/// The data points of one encoded `Metric` (its data's `data_points` fields), read from the
+/// field headers. Malformed bytes end the count.
+pub fn metric_points(metric: &[u8]) -> u64 {
+    let mut n = 0u64;
+    let mut r = 0;
+    while let Some((h, w2, data)) = skim_field(metric, &mut r) {
+        // gauge = 5, sum = 7, histogram = 9, exponential_histogram = 10, summary = 11.
+        if !matches!(h, 5 | 7 | 9 | 10 | 11) || w2 != 2 {
+            continue;
+        }
+        let mut t = 0;
+        while let Some((k, _, _)) = skim_field(data, &mut t) {
+            n += u64::from(k == 1);
         }
     }
     n

@@ -491,3 +491,94 @@ async fn metrics_by_name() {
         }
     }
 }
+
+/// Through the driver, with one backend refusing for good, others failing for a while and a
+/// closed port in the ring: the driver's counts match what arrived, whichever path each part
+/// took (`sent` = spans the backends hold, `sent` + `send_failed` = spans sent in).
+#[tokio::test]
+async fn counts_match_what_arrived() {
+    let (backends, mut names) = pool(3).await;
+    names.push(format!("127.0.0.1:{}", closed_port()));
+    backends[0].seen().fail_always = Some(Code::InvalidArgument);
+    backends[1].seen().fail_next = 2;
+    backends[2].seen().fail_next = 1;
+    let mut cfg = static_config(&names);
+    cfg.retry_on_failure = Some(RetryConfig {
+        initial_interval: Duration::from_millis(20),
+        max_interval: Duration::from_millis(50),
+        max_elapsed_time: Duration::from_secs(20),
+        ..RetryConfig::default()
+    });
+    let registry = Registry::new();
+    let exporter = LoadBalancingExporter::new("loadbalancing", &cfg, &registry).expect("build");
+    let d = driver::spawn(
+        "loadbalancing",
+        Signal::Traces,
+        exporter.driver_config(),
+        exporter.sender(Signal::Traces),
+        &registry,
+    );
+    for seed in 10..14 {
+        let req = traces(40, 2, seed);
+        assert_eq!(d.handle.enqueue(payload(Signal::Traces, &req, 320)).await, driver::Enqueued::Queued);
+    }
+    drop(d.handle);
+    tokio::time::timeout(Duration::from_secs(20), d.task).await.expect("driver stops").expect("driver task");
+    let held: usize = backends.iter().map(|b| b.seen().spans.len()).sum();
+    let count = |name| registry.value(name, &[("exporter", "loadbalancing")]).unwrap_or(0);
+    let (sent, failed) = (count("otelcol_exporter_sent_spans"), count("otelcol_exporter_send_failed_spans"));
+    assert_eq!(sent as usize, held, "sent counts what the backends hold");
+    assert_eq!(sent + failed, 1280);
+    assert!(failed > 0, "backend 0 refuses its share for good");
+    assert!(backends[0].seen().spans.is_empty());
+}
+
+/// A batch where one part is refused for good while another is still to retry: the refused
+/// part stays in what is left (the next attempt is refused again and the driver then counts it
+/// as failed), so nothing refused is counted as sent. Trace ids are picked on the ring: owned
+/// by A (refuses for good) or B (down), with some of B's next member C (down, owning nothing).
+#[tokio::test]
+async fn a_refused_part_is_not_counted_as_sent() {
+    let (backends, names) = pool(3).await;
+    let ring = Ring::new(&names);
+    let idx = |name: &String| names.iter().position(|n| n == name).expect("known");
+    let owner = |tid: &[u8]| idx(&ring.endpoints()[ring.lookup(tid).expect("owner")]);
+    let (a, b, c) = (0, 1, 2);
+    backends[a].seen().fail_always = Some(Code::InvalidArgument);
+    backends[b].seen().fail_always = Some(Code::Unavailable);
+    backends[c].seen().fail_always = Some(Code::Unavailable);
+    let excluding_b = |tid: &[u8]| {
+        let mut ex = vec![false; 3];
+        ex[ring.endpoints().iter().position(|n| *n == names[b]).expect("b")] = true;
+        idx(&ring.endpoints()[ring
+            .lookup_position_excluding(sightline_exporters::loadbalancing::ring::position(tid), &ex)
+            .expect("next")])
+    };
+    let (mut spans, mut to_c) = (Vec::new(), 0);
+    for k in 0u64..100_000 {
+        let tid = [k.to_le_bytes(), (!k).to_le_bytes()].concat();
+        let o = owner(&tid);
+        let keep = o == a && spans.len() < 40 || o == b && (excluding_b(&tid) == c || spans.len() < 60);
+        if keep {
+            to_c += usize::from(o == b && excluding_b(&tid) == c);
+            spans.push(Span { trace_id: tid, span_id: (k + 1).to_be_bytes().to_vec(), ..Default::default() });
+        }
+        if spans.len() >= 80 && to_c > 0 {
+            break;
+        }
+    }
+    assert!(to_c > 0 && spans.iter().any(|s| owner(&s.trace_id) == a));
+    let n = spans.len() as u64;
+    let req = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
+            ..Default::default()
+        }],
+    };
+    let exporter =
+        LoadBalancingExporter::new("loadbalancing", &static_config(&names), &Registry::new()).expect("build");
+    let err =
+        exporter.sender(Signal::Traces).send(&batch([payload(Signal::Traces, &req, n)])).await.expect_err("all fail");
+    assert!(err.retryable, "part of it is worth retrying");
+    assert_eq!(err.remaining.expect("what is left").0.items, n, "the refused part is still left, not counted as sent");
+}

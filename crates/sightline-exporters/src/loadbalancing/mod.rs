@@ -230,6 +230,9 @@ impl LoadBalancingConfig {
                     .into(),
             ));
         }
+        if self.timeout.is_some_and(|t| t.is_zero()) {
+            out.push(("timeout".into(), "must be greater than 0".into()));
+        }
         if let Some(q) = &self.sending_queue {
             out.extend(q.validate());
         }
@@ -444,7 +447,7 @@ impl LoadBalancingExporter {
             ),
         });
         if let Some(s) = &cfg.resolver.static_ {
-            shared.update(s.hostnames.clone()).map_err(|e| prefix(e, "resolver.static.hostnames"))?;
+            shared.update(s.hostnames.clone()).map_err(under_protocol)?;
             shared.resolutions_ok.inc();
         }
         if let Some(d) = &cfg.resolver.dns {
@@ -470,9 +473,11 @@ impl LoadBalancingExporter {
     }
 }
 
-fn prefix(e: BuildError, key: &str) -> BuildError {
+/// A backend's `otlp` build error, named by its option under `protocol.otlp`.
+fn under_protocol(e: BuildError) -> BuildError {
     match e {
-        BuildError::Invalid { key: k, message } => BuildError::Invalid { key: format!("{key}: {k}"), message },
+        BuildError::Invalid { key, message } => BuildError::Invalid { key: format!("protocol.otlp.{key}"), message },
+        BuildError::Io { key, path, source } => BuildError::Io { key: format!("protocol.otlp.{key}"), path, source },
         other => other,
     }
 }
@@ -586,7 +591,7 @@ impl LbSender {
         let mut per: Vec<Batch> = (0..n).map(|_| Batch::new(self.signal)).collect();
         let (signal, key) = (self.signal, self.key);
         let dest = |pos: u32| state.ring.lookup_position_excluding(pos, excluded).unwrap_or(0);
-        let count = |item: &[u8]| -> u64 { if signal == Signal::Metrics { metric_points(item) } else { 1 } };
+        let count = |item: &[u8]| -> u64 { if signal == Signal::Metrics { wire::metric_points(item) } else { 1 } };
         for p in payloads {
             let res = match key {
                 RoutingKey::Service => split::by_resource(
@@ -614,17 +619,6 @@ impl LbSender {
         }
         per
     }
-}
-
-/// The data points of one `Metric` (fields 5, 7, 9, 10, 11 hold the data; field 1 of each is a
-/// point), read from the field headers.
-fn metric_points(metric: &[u8]) -> u64 {
-    Fields::new(metric)
-        .map_while(Result::ok)
-        .filter(|f| matches!(f.number, 5 | 7 | 9 | 10 | 11))
-        .filter_map(|f| wire::expect_len(&f).ok())
-        .map(|data| Fields::new(data).map_while(Result::ok).filter(|p| p.number == 1).count() as u64)
-        .sum()
 }
 
 impl Sender for LbSender {
@@ -688,11 +682,10 @@ impl Sender for LbSender {
             }
             let Some(last) = last else { return Ok(()) };
             if !pending.is_empty() {
-                let mut rest = Batch::new(self.signal);
+                // What a backend refused for good rides along: the next attempt sends it again,
+                // is refused again, and the driver then counts it as failed, exactly.
+                let mut rest = refused;
                 pending.into_iter().for_each(|p| rest.push(p));
-                if refused.items > 0 {
-                    tracing::error!(exporter = %self.shared.id, items = refused.items, "dropping data: a backend refused it");
-                }
                 return Err(SendError { retryable: true, ..last }.with_remaining(rest));
             }
             if refused.items > 0 {
