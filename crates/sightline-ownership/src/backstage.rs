@@ -26,6 +26,9 @@ const SLACK_CHANNEL: &str = "slack.com/channel";
 const PAGERDUTY_SERVICE: &str = "pagerduty.com/service-id";
 const GITHUB_SLUG: &str = "github.com/project-slug";
 const SOURCE_LOCATION: &str = "backstage.io/source-location";
+/// Annotation linking a component to the Kubernetes objects labelled with the same value
+/// (the Backstage Kubernetes plugin's; default: the component's name).
+pub const ANNOTATION_KUBERNETES_ID: &str = "backstage.io/kubernetes-id";
 
 /// A Backstage `Group`: one team.
 pub(crate) struct Group {
@@ -53,6 +56,8 @@ pub(crate) struct Component {
     system: Option<String>,
     repository: Option<String>,
     criticality: Option<String>,
+    /// `backstage.io/kubernetes-id` (default: `metadata.name`).
+    pub kubernetes_id: String,
     /// Where `metadata.name` is.
     pub loc: Location,
 }
@@ -168,6 +173,7 @@ pub(crate) fn parse(file: &Arc<Path>, docs: &[Node], out: &mut Entities, errors:
                     system: spec("system").map(|s| entity_ref_name(s).to_owned()),
                     repository,
                     criticality: annotation(ANNOTATION_CRITICALITY).map(str::to_owned),
+                    kubernetes_id: annotation(ANNOTATION_KUBERNETES_ID).unwrap_or(name).to_owned(),
                     loc: name_loc,
                 };
                 let owner = spec("owner").map(|o| entity_ref_name(o).to_owned());

@@ -92,6 +92,8 @@ impl Rule {
 /// answer is built at load time and handed out as an `Arc`.
 pub struct Catalog {
     pub(crate) services: HashMap<Box<str>, Arc<Ownership>>,
+    /// Backstage components by `backstage.io/kubernetes-id`.
+    pub(crate) kubernetes_ids: HashMap<Box<str>, Arc<Ownership>>,
     pub(crate) rules: Vec<Rule>,
     pub(crate) default: Arc<Ownership>,
     pub(crate) teams: BTreeMap<Arc<str>, Team>,
@@ -128,15 +130,47 @@ impl Catalog {
     /// Backstage component (`"backstage"`), the first matching rule (`"rule:<i>"`, 1-based),
     /// else the default team (`"default"`, every other field `None`).
     pub fn resolve<'a>(&self, attr: &dyn Fn(&str) -> Option<&'a str>) -> Arc<Ownership> {
-        if !self.services.is_empty()
-            && let Some(hit) = attr(SERVICE_NAME).and_then(|name| self.services.get(name))
-        {
-            return Arc::clone(hit);
+        self.resolve_service(attr).unwrap_or_else(|| self.resolve_rules(attr))
+    }
+
+    /// The exact service entry (native, then Backstage) for the resource's `service.name`:
+    /// the first step of [`Catalog::resolve`], which a caller with another source of owners
+    /// (Kubernetes) runs before its own.
+    pub fn resolve_service<'a>(&self, attr: &dyn Fn(&str) -> Option<&'a str>) -> Option<Arc<Ownership>> {
+        if self.services.is_empty() {
+            return None;
         }
+        attr(SERVICE_NAME).and_then(|name| self.services.get(name)).map(Arc::clone)
+    }
+
+    /// The rules, then the default team: the steps of [`Catalog::resolve`] after the service
+    /// entries.
+    pub fn resolve_rules<'a>(&self, attr: &dyn Fn(&str) -> Option<&'a str>) -> Arc<Ownership> {
         self.rules
             .iter()
             .find(|rule| rule.matches(attr))
             .map_or_else(|| Arc::clone(&self.default), |rule| Arc::clone(&rule.result))
+    }
+
+    /// The Backstage component whose `backstage.io/kubernetes-id` annotation (or name) is
+    /// `id`, as an owner with `source = "k8s:backstage"`.
+    pub fn kubernetes_id(&self, id: &str) -> Option<&Arc<Ownership>> {
+        self.kubernetes_ids.get(id)
+    }
+
+    /// `team` as an owner decided by `source`, with the team entry's contact and on-call when
+    /// the catalog defines the team.
+    pub fn team_owner(&self, team: &str, source: &str) -> Ownership {
+        let entry = self.teams.get(team);
+        Ownership {
+            team: entry.map_or_else(|| Arc::from(team), |t| Arc::clone(&t.name)),
+            contact: entry.and_then(|t| t.contact.clone()),
+            oncall: entry.and_then(|t| t.oncall.clone()),
+            system: None,
+            repository: None,
+            criticality: None,
+            source: Arc::from(source),
+        }
     }
 
     /// Every attribute key that resolution may read, `service.name` first. A caller that
@@ -209,6 +243,7 @@ impl Builder {
         Builder {
             catalog: Catalog {
                 services: HashMap::new(),
+                kubernetes_ids: HashMap::new(),
                 rules: Vec::new(),
                 default: Arc::new(Ownership {
                     team: Arc::from(default_team),
@@ -251,6 +286,11 @@ impl Builder {
     pub fn add_service(&mut self, name: &str, a: &Assignment<'_>, source: &Arc<str>) {
         let own = self.ownership(a, Arc::clone(source));
         self.catalog.services.insert(Box::from(name), own);
+    }
+
+    pub fn add_kubernetes_id(&mut self, id: &str, a: &Assignment<'_>, source: &Arc<str>) {
+        let own = self.ownership(a, Arc::clone(source));
+        self.catalog.kubernetes_ids.entry(Box::from(id)).or_insert(own);
     }
 
     pub fn add_rule(&mut self, matchers: Vec<(Box<str>, Matcher)>, a: &Assignment<'_>) {

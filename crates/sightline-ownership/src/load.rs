@@ -201,6 +201,11 @@ fn load_inner(
         }
         builder.add_service(&comp.service, &comp.assignment(), &backstage_source);
     }
+    // Every component, by its Kubernetes id (processors.ownership.kubernetes.backstage_kubernetes_id).
+    let k8s_source: Arc<str> = Arc::from("k8s:backstage");
+    for comp in &components {
+        builder.add_kubernetes_id(&comp.kubernetes_id, &comp.assignment(), &k8s_source);
+    }
 
     // Rules, in order; each compiled rule kept for the lint's checks.
     let mut compiled: Vec<Compiled> = Vec::new();

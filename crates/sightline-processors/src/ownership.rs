@@ -15,9 +15,11 @@ use serde::Deserialize;
 use sightline_core::governance::{Governance, UnownedService};
 use sightline_core::wire::{self, ResourceEditor};
 use sightline_core::{BoundTeam, Counter, Payload, ProcessError, Processor, Registry, Signal, TeamMismatch};
+use sightline_k8s::{Found, KubernetesConfig, Object, Store};
 use sightline_ownership::{Catalog, CatalogHandle, Ownership};
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use thread_local::ThreadLocal;
@@ -52,6 +54,10 @@ pub struct OwnershipConfig {
     /// false.
     #[serde(default)]
     pub metrics_datapoint_attributes: bool,
+    /// Kubernetes metadata as a source of owners (see `sightline_k8s`): after an exact
+    /// catalog service entry, before the catalog's rules. Default: disabled.
+    #[serde(default)]
+    pub kubernetes: KubernetesConfig,
 }
 
 fn default_team() -> String {
@@ -127,6 +133,7 @@ impl OwnershipConfig {
         if self.default_team.is_empty() {
             errs.push(("default_team".into(), "must not be empty".into()));
         }
+        errs.extend(self.kubernetes.validate().into_iter().map(|(path, m)| (format!("kubernetes.{path}"), m)));
         errs
     }
 }
@@ -213,8 +220,11 @@ impl TeamMetrics {
 
 struct Entry {
     original: Box<[u8]>,
+    /// The connection's address, when Kubernetes association may read it.
+    peer: Option<IpAddr>,
     rewritten: Box<[u8]>,
-    generation: u64,
+    /// (catalog, Kubernetes cache) generations it was built at.
+    generation: (u64, u64),
     counters: Arc<TeamCounters>,
     /// What the catalog decided.
     ownership: Arc<Ownership>,
@@ -251,7 +261,22 @@ pub struct OwnershipProcessor {
     signal: Signal,
     /// Where unowned services are recorded for the governance view.
     governance: Option<Arc<Governance>>,
+    /// Kubernetes metadata, when `kubernetes.enabled`.
+    k8s: Option<K8s>,
 }
+
+/// The Kubernetes source of one processor.
+struct K8s {
+    store: Arc<Store>,
+    cfg: KubernetesConfig,
+    /// Whether association may read the connection's address (the cache is then keyed by it).
+    connection: bool,
+}
+
+/// The resource attributes Kubernetes metadata adds (when the resource does not have them),
+/// as `k8sattributes` does.
+const K8S_ATTRIBUTES: [&str; 5] =
+    ["k8s.namespace.name", "k8s.pod.name", "k8s.pod.uid", "k8s.deployment.name", "k8s.node.name"];
 
 /// What `metrics_datapoint_attributes` needs per processor.
 struct PointTeam {
@@ -289,7 +314,15 @@ impl OwnershipProcessor {
             },
             signal,
             governance: None,
+            k8s: None,
         }
+    }
+
+    /// Takes owners and `k8s.*` attributes from Kubernetes metadata in `store` (the
+    /// processor's `kubernetes` block must be enabled).
+    pub fn with_kubernetes(mut self, cfg: &KubernetesConfig, store: Arc<Store>) -> Self {
+        self.k8s = Some(K8s { store, connection: cfg.uses_connection(), cfg: cfg.clone() });
+        self
     }
 
     /// Records the services nobody owns (by volume, first and last seen, SDK language) in
@@ -302,7 +335,10 @@ impl OwnershipProcessor {
 
 struct Editor<'a> {
     catalog: &'a Catalog,
-    generation: u64,
+    generation: (u64, u64),
+    k8s: Option<&'a K8s>,
+    /// The connection's address, when Kubernetes association reads it.
+    peer: Option<IpAddr>,
     names: &'a AttributeNames,
     cache: &'a mut Cache,
     cache_size: usize,
@@ -405,7 +441,13 @@ impl Editor<'_> {
     fn build(&self, resource: &[u8], out: &mut Vec<u8>) -> Arc<Ownership> {
         let keys = self.catalog.match_keys();
         let names = self.names.all();
-        // The attributes the catalog matches on, borrowed from the request.
+        // The attributes the catalog matches on (and Kubernetes association reads), borrowed
+        // from the request.
+        let wanted = |k: &str| {
+            keys.iter().any(|m| m == k)
+                || (self.k8s.is_some()
+                    && (sightline_k8s::ASSOCIATION_ATTRIBUTES.contains(&k) || K8S_ATTRIBUTES.contains(&k)))
+        };
         let mut found: Vec<(&str, &str)> = Vec::with_capacity(keys.len());
         for f in wire::Fields::new(resource) {
             let Ok(f) = f else { break };
@@ -416,15 +458,42 @@ impl Editor<'_> {
                     continue; // never trust a client's ownership attributes
                 }
                 if let Some(v) = a.value.as_str()
-                    && keys.iter().any(|k| k == a.key)
+                    && wanted(a.key)
                 {
                     found.push((a.key, v));
                 }
             }
             out.extend_from_slice(f.raw);
         }
+        // Kubernetes: the pod's attributes the resource does not have are added (and rules
+        // can match on them); its team comes after an exact service entry, before rules.
+        let pod: Option<Found> = self.k8s.and_then(|k| {
+            let lookup = |key: &str| found.iter().find(|(fk, _)| *fk == key).map(|(_, v)| *v);
+            k.store.find(&k.cfg.pod_association, &lookup, self.peer)
+        });
+        if let Some(p) = &pod {
+            let m = &p.pod;
+            for (key, value) in [
+                ("k8s.namespace.name", Some(&*m.namespace)),
+                ("k8s.pod.name", Some(&*m.name)),
+                ("k8s.pod.uid", Some(&*m.uid).filter(|u| !u.is_empty())),
+                ("k8s.deployment.name", m.deployment.as_deref()),
+                ("k8s.node.name", m.node.as_deref()),
+            ] {
+                if let Some(v) = value
+                    && !found.iter().any(|(k, _)| *k == key)
+                {
+                    wire::put_string_attribute(out, 1, key, v);
+                    found.push((key, v));
+                }
+            }
+        }
         let lookup = |k: &str| found.iter().find(|(fk, _)| *fk == k).map(|(_, v)| *v);
-        let o = self.catalog.resolve(&lookup);
+        let o = self
+            .catalog
+            .resolve_service(&lookup)
+            .or_else(|| pod.as_ref().and_then(|p| self.k8s.and_then(|k| k8s_owner(self.catalog, k, p))))
+            .unwrap_or_else(|| self.catalog.resolve_rules(&lookup));
         let n = self.names;
         wire::put_string_attribute(out, 1, &n.team, &o.team);
         for (key, val) in [
@@ -441,6 +510,29 @@ impl Editor<'_> {
         wire::put_string_attribute(out, 1, &n.source, &o.source);
         o
     }
+}
+
+/// The owner Kubernetes gives a pod: its Backstage component (`backstage_kubernetes_id`), then
+/// `team_from` in order.
+fn k8s_owner(catalog: &Catalog, k: &K8s, found: &Found) -> Option<Arc<Ownership>> {
+    let pod = &found.pod;
+    if k.cfg.backstage_kubernetes_id
+        && let Some(o) = pod.label(sightline_k8s::BACKSTAGE_KUBERNETES_ID).and_then(|id| catalog.kubernetes_id(id))
+    {
+        return Some(o.clone());
+    }
+    k.cfg.team_from.iter().find_map(|t| {
+        let ns = found.namespace.as_deref();
+        let v = match (t.from, &t.label, &t.annotation) {
+            (Object::Pod, Some(l), _) => pod.label(l),
+            (Object::Pod, None, Some(a)) => pod.annotation(a),
+            (Object::Namespace, Some(l), _) => ns.and_then(|n| n.label(l)),
+            (Object::Namespace, None, Some(a)) => ns.and_then(|n| n.annotation(a)),
+            _ => None,
+        }?;
+        let v = v.trim();
+        (!v.is_empty()).then(|| Arc::new(catalog.team_owner(v, t.source())))
+    })
 }
 
 /// Whether a request has exactly one `Resource*` entry (read from the entries' headers only).
@@ -480,9 +572,15 @@ impl ResourceEditor for Editor<'_> {
     fn edit(&mut self, resource: &[u8], entry: &[u8]) -> &[u8] {
         let items = self.single.unwrap_or_else(|| wire::count_items(self.signal, entry));
         let entry_len = entry.len() as u64;
-        let key = xxhash_rust::xxh3::xxh3_64(resource);
-        let hit =
-            matches!(self.cache.map.get(&key), Some(e) if e.generation == self.generation && *e.original == *resource);
+        let mut key = xxhash_rust::xxh3::xxh3_64(resource);
+        if let Some(peer) = self.peer {
+            key ^= xxhash_rust::xxh3::xxh3_64(&match peer {
+                IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
+                IpAddr::V6(a) => a.octets(),
+            });
+        }
+        let hit = matches!(self.cache.map.get(&key),
+            Some(e) if e.generation == self.generation && e.peer == self.peer && *e.original == *resource);
         if let Some(b) = self.bound {
             if !hit {
                 let mut out = Vec::with_capacity(resource.len() + 160);
@@ -536,6 +634,7 @@ impl Editor<'_> {
             key,
             Entry {
                 original: resource.into(),
+                peer: self.peer,
                 rewritten: out.into_boxed_slice(),
                 generation: self.generation,
                 counters,
@@ -550,12 +649,20 @@ impl Editor<'_> {
 impl Processor for OwnershipProcessor {
     fn process(&self, payload: Payload) -> Result<Payload, ProcessError> {
         let catalog = self.handle.current();
-        let generation = self.handle.generation();
+        let generation = (self.handle.generation(), self.k8s.as_ref().map_or(0, |k| k.store.generation()));
+        let peer = self
+            .k8s
+            .as_ref()
+            .filter(|k| k.connection)
+            .and_then(|_| payload.client().and_then(|c| c.addr))
+            .map(|a| a.to_canonical());
         let cell = self.cache.get_or_default();
         let mut cache = cell.borrow_mut();
         let mut editor = Editor {
             catalog: &catalog,
             generation,
+            k8s: self.k8s.as_ref(),
+            peer,
             names: &self.names,
             cache: &mut cache,
             cache_size: self.cache_size,

@@ -75,6 +75,7 @@ fn serde_yaml_like(dir: &std::path::Path) -> OwnershipConfig {
         watch: false,
         cache_size: 1024,
         metrics_datapoint_attributes: false,
+        kubernetes: Default::default(),
     }
 }
 

@@ -344,6 +344,36 @@ pub async fn run(v: Validated) -> anyhow::Result<()> {
         }
     }
 
+    // Kubernetes metadata, per ownership processor that enables it: one cache shared by the
+    // processor's pipelines of every signal.
+    let mut k8s_stores: HashMap<String, Arc<sightline_k8s::Store>> = HashMap::new();
+    let mut k8s_watches = Vec::new();
+    for id in v.catalogs.keys() {
+        let ProcessorCfg::Ownership(cfg) = &v.processors[id] else { continue };
+        let k = &cfg.kubernetes;
+        if !k.enabled {
+            continue;
+        }
+        let metrics = Some((&registry, id.as_str()));
+        let store = match k.mode {
+            sightline_k8s::Mode::Api => {
+                let store = Arc::new(sightline_k8s::Store::new(&k.kept_keys(), k.pod_delete_grace_period, metrics));
+                let w = sightline_k8s::watch::start(k, store.clone())
+                    .await
+                    .map_err(|e| anyhow::anyhow!("processors.{id}.kubernetes: {e}"))?;
+                k8s_watches.push(w);
+                store
+            }
+            sightline_k8s::Mode::DownwardApi => {
+                let pod = sightline_k8s::downward::load(&k.downward_api, &k.kept_keys(), &|v| std::env::var(v).ok())
+                    .map_err(|e| anyhow::anyhow!("processors.{id}.kubernetes: {e}"))?;
+                tracing::info!(processor = %id, pod = %pod.name, namespace = %pod.namespace, "ownership from the downward API (sidecar)");
+                Arc::new(sightline_k8s::Store::fixed(pod, metrics))
+            }
+        };
+        k8s_stores.insert(id.clone(), store);
+    }
+
     // Pipelines.
     let mut pipelines: HashMap<String, Arc<Pipeline>> = HashMap::new();
     // One quota processor per (id, signal): pipelines of a signal that list it share its buckets.
@@ -356,10 +386,12 @@ pub async fn run(v: Validated) -> anyhow::Result<()> {
             match &v.processors[name] {
                 ProcessorCfg::Ownership(cfg) => {
                     let handle = v.catalogs[name].clone();
-                    procs.push(Arc::new(
-                        OwnershipProcessor::new(name, signal, cfg, handle, &registry)
-                            .with_governance(governance.clone()),
-                    ));
+                    let mut o = OwnershipProcessor::new(name, signal, cfg, handle, &registry)
+                        .with_governance(governance.clone());
+                    if let Some(store) = k8s_stores.get(name) {
+                        o = o.with_kubernetes(&cfg.kubernetes, store.clone());
+                    }
+                    procs.push(Arc::new(o));
                 }
                 ProcessorCfg::Quota(cfg) => {
                     let q = quotas
@@ -492,6 +524,7 @@ pub async fn run(v: Validated) -> anyhow::Result<()> {
         let _ = t.await;
     }
     drop(watchers);
+    drop(k8s_watches);
     // Close every exporter queue: what is queued is sent now (batch timers are not waited
     // for); anything enqueued after this is refused and counted.
     for (_, _, d) in &drivers {
