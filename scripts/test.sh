@@ -52,6 +52,15 @@ step "peers: VictoriaLogs v1.52.1 (Loki push API, OTLP logs, LogsQL), built from
 step "peers: Prometheus 3.16 (module v0.316.0; remote write 1.0 and 2.0 receiver), built from its Go modules"
 (cd tests/peers/prometheus && go build -o "$root/.peers/prometheus" github.com/prometheus/prometheus/cmd/prometheus)
 
+step "peers: kube-apiserver v1.37.2 with an embedded etcd, built from the Kubernetes Go modules (the Kubernetes ownership tests)"
+# The biggest peer (about 10 min cold on 2 cores): rebuilt only when its module changes.
+kas="$root/.peers/kube-apiserver"
+if [ -x "$kas" ] && [ -z "$(find tests/peers/kube-apiserver -newer "$kas" -type f)" ]; then
+  echo "up to date: $kas"
+else
+  (cd tests/peers/kube-apiserver && go build -o "$kas.tmp" . && mv "$kas.tmp" "$kas")
+fi
+
 step "format and lint"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
@@ -69,5 +78,5 @@ step "benchmark harness smoke run (seconds; the full comparison is benches/compa
 python3 benches/compare/compare.py --smoke
 
 step "end-to-end tests with the Python SDK and the OpenTelemetry Collector"
-SIGHTLINE_BIN="$root/target/release/sightline" OTELCOL_BIN="$root/.peers/otelcol" OTELCOL161_BIN="$root/.peers/otelcol161" PROMETHEUS_BIN="$root/.peers/prometheus" HELM_BIN="$root/.peers/helm" \
+SIGHTLINE_BIN="$root/target/release/sightline" OTELCOL_BIN="$root/.peers/otelcol" OTELCOL161_BIN="$root/.peers/otelcol161" PROMETHEUS_BIN="$root/.peers/prometheus" HELM_BIN="$root/.peers/helm" KUBE_APISERVER_BIN="$kas" \
   "$venv/bin/python" -m pytest -q tests/python

@@ -41,6 +41,21 @@ def wait_until(pred, timeout=20.0):
     return pred()
 
 
+def admin_ready(port: int) -> bool:
+    """Whether Sightline's admin server on `port` answers /readyz with 200."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def admin_metrics(port: int) -> str:
+    """Sightline's /metrics text from its admin server on `port`."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        return r.read().decode()
+
+
 DEFAULT_EXPORTERS = """
   file/traces:
     path: "{tmp}/traces.jsonl"
@@ -110,15 +125,10 @@ service:
         assert self.ready(), (tmp / "stderr.log").read_text()
 
     def ready(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.admin}/readyz", timeout=2) as r:
-                return r.status == 200
-        except OSError:
-            return False
+        return admin_ready(self.admin)
 
     def metrics(self) -> str:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.admin}/metrics", timeout=5) as r:
-            return r.read().decode()
+        return admin_metrics(self.admin)
 
     def stop(self):
         self.proc.terminate()

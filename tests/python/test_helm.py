@@ -78,12 +78,14 @@ def test_lint_template_golden_and_schemas(case, tmp_path):
         kubernetes_validate.validate(d, K8S, strict=True)
 
     # The rendered config, with the rendered catalog, passes `sightline validate`.
-    cm = {c["metadata"]["name"]: c for c in by_kind(manifests)["ConfigMap"]}
-    config = cm["sightline"]["data"]["sightline.yaml"]
+    cms = by_kind(manifests)["ConfigMap"]
+    config = next(c for c in cms if "sightline.yaml" in (c.get("data") or {}))["data"]["sightline.yaml"]
     catalog = tmp_path / "catalog"
     catalog.mkdir()
-    for name, body in (cm.get("sightline-catalog", {}).get("data") or {}).items():
-        (catalog / name).write_text(body)
+    for c in cms:
+        if c["metadata"]["name"].endswith("-catalog"):
+            for name, body in (c.get("data") or {}).items():
+                (catalog / name).write_text(body)
     (tmp_path / "sightline.yaml").write_text(config.replace("/etc/sightline/catalog", str(catalog)))
     v = subprocess.run([os.environ["SIGHTLINE_BIN"], "validate", "--config", str(tmp_path / "sightline.yaml")],
                        capture_output=True, text=True)
@@ -176,3 +178,35 @@ def test_the_dockerfile_and_its_healthcheck(tmp_path):
         proc.terminate()
         proc.wait(timeout=30)
         log.close()
+
+
+def test_presets_add_what_they_need():
+    a = docs(render("agent-presets"))
+    kinds = by_kind(a)
+    config = yaml.safe_load(next(c for c in kinds["ConfigMap"] if "sightline.yaml" in c["data"])["data"]["sightline.yaml"])
+    k8s = config["processors"]["ownership"]["kubernetes"]
+    assert k8s["enabled"] and k8s["node_from_env_var"] == "K8S_NODE_NAME", "agents watch their node's pods"
+    assert k8s["backstage_kubernetes_id"] and k8s["wait_for_metadata"]
+    assert k8s["team_from"][1] == {"from": "namespace", "annotation": "owner.example.com/team"}
+    (role,) = kinds["ClusterRole"]
+    granted = {(g, r): set(rule["verbs"]) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]}
+    assert granted == {(g, r): {"get", "list", "watch"} for g, r in [("", "pods"), ("", "namespaces"), ("apps", "replicasets")]}
+    (binding,) = kinds["ClusterRoleBinding"]
+    (sa,) = kinds["ServiceAccount"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": "observability"}]
+    lb = config["exporters"]["loadbalancing"]
+    assert lb["resolver"]["dns"] == {"hostname": "sightline-gateway-headless.observability.svc.cluster.local", "port": 4317}
+    assert all(p["exporters"] == ["loadbalancing"] for p in config["service"]["pipelines"].values())
+
+    g = docs(render("gateway-presets"))
+    kinds = by_kind(g)
+    config = yaml.safe_load(next(c for c in kinds["ConfigMap"] if "sightline.yaml" in c["data"])["data"]["sightline.yaml"])
+    assert "node_from_env_var" not in config["processors"]["ownership"]["kubernetes"], "gateways watch every pod"
+    assert "loadbalancing" not in config["exporters"]
+    headless = [s for s in kinds["Service"] if s["spec"].get("clusterIP") == "None"]
+    assert [s["metadata"]["name"] for s in headless] == ["sightline-gateway-headless"]
+    assert headless[0]["spec"]["publishNotReadyAddresses"] is False, "agents route only to ready gateways"
+
+    # An agent without the gateways' hostname is refused with the reason.
+    out = helm("template", "sightline", str(CHART), "--set", "presets.gatewayLoadBalancing.enabled=true")
+    assert out.returncode != 0 and "presets.gatewayLoadBalancing.hostname" in out.stderr

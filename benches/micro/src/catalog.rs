@@ -215,6 +215,7 @@ impl CatalogFixture {
             watch: false,
             cache_size: 16384,
             metrics_datapoint_attributes: datapoints,
+            kubernetes: Default::default(),
         };
         OwnershipProcessor::new("ownership", signal, &cfg, self.handle.clone(), registry)
     }

@@ -43,3 +43,35 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "sightline.catalogConfigMap" -}}
 {{- default (printf "%s-catalog" (include "sightline.fullname" .)) .Values.catalog.existingConfigMap -}}
 {{- end -}}
+
+{{- /* The Sightline config: .Values.config with the presets applied. */ -}}
+{{- define "sightline.config" -}}
+{{- $config := deepCopy .Values.config -}}
+{{- $k := .Values.presets.kubernetesOwnership -}}
+{{- if $k.enabled -}}
+{{- $processors := get $config "processors" | default dict -}}
+{{- $own := get $processors "ownership" | default dict -}}
+{{- $k8s := dict "enabled" true "team_from" $k.teamFrom "backstage_kubernetes_id" $k.backstageKubernetesId "wait_for_metadata" $k.waitForMetadata -}}
+{{- if eq .Values.mode "daemonset" -}}
+{{- $_ := set $k8s "node_from_env_var" "K8S_NODE_NAME" -}}
+{{- end -}}
+{{- $_ := set $own "kubernetes" (mergeOverwrite $k8s (get $own "kubernetes" | default dict)) -}}
+{{- $_ := set $processors "ownership" $own -}}
+{{- $_ := set $config "processors" $processors -}}
+{{- end -}}
+{{- $lb := .Values.presets.gatewayLoadBalancing -}}
+{{- if and $lb.enabled (eq .Values.mode "daemonset") -}}
+{{- $hostname := required "presets.gatewayLoadBalancing.hostname: the gateways' headless Service (e.g. sightline-gateway-headless.observability.svc.cluster.local)" $lb.hostname -}}
+{{- $exp := dict "protocol" (dict "otlp" (dict "tls" (dict "insecure" true))) "resolver" (dict "dns" (dict "hostname" $hostname "port" $lb.port)) -}}
+{{- if $lb.routingKey -}}
+{{- $_ := set $exp "routing_key" $lb.routingKey -}}
+{{- end -}}
+{{- $exporters := get $config "exporters" | default dict -}}
+{{- $_ := set $exporters "loadbalancing" $exp -}}
+{{- $_ := set $config "exporters" $exporters -}}
+{{- range $name, $p := $config.service.pipelines -}}
+{{- $_ := set $p "exporters" (list "loadbalancing") -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml $config -}}
+{{- end -}}
