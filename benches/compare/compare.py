@@ -36,6 +36,11 @@ collector side is the contrib v0.161.0 peer. For example:
 
     python3 benches/compare/compare.py --signals traces --scenarios enrich,transform,filter --out /tmp/ottl.md
 
+loadbalancing (traces only, not in the default set): an agent spreading traces over three
+gateways by trace id (see loadbalancing_exporter below):
+
+    python3 benches/compare/compare.py --signals traces --scenarios enrich,loadbalancing --out /tmp/lb.md
+
 redact (logs only, not in the default set): `enrich` plus redaction, Sightline's `policy`
 processor against the collector's `redaction` processor (REDACT below; the v0.161.0 peer):
 
@@ -146,10 +151,13 @@ def proc_hwm_bytes(pid):
 class Sink:
     def __init__(self, bins, tmp):
         self.grpc, self.http, self.admin = free_port(), free_port(), free_port()
+        # Three OTLP ports counted together: the gateways of the loadbalancing scenario.
+        self.gateways = [self.grpc, self.http, free_port()]
         self.log = open(tmp / "sink.log", "w")
         self.proc = subprocess.Popen(
             ["taskset", "-c", LOAD_CPU, bins["sink"], "--grpc", f"127.0.0.1:{self.grpc}",
              "--http", f"127.0.0.1:{self.http}", "--admin", f"127.0.0.1:{self.admin}",
+             "--also-listen", f"127.0.0.1:{self.gateways[2]}",
              "--verify-ownership", "0.01"],
             stdout=self.log, stderr=self.log)
         if not wait_http(f"http://127.0.0.1:{self.admin}/stats", 30):
@@ -377,7 +385,26 @@ REDACT = {
 """,
 }
 # The scenarios whose processors differ per system, and the one signal each runs on.
-SCENARIO_SIGNAL = {"transform": "traces", "filter": "traces", "redact": "logs"}
+SCENARIO_SIGNAL = {"transform": "traces", "filter": "traces", "redact": "logs", "loadbalancing": "traces"}
+
+
+# loadbalancing (traces only, not in the default set): an agent that spreads traces over three
+# gateways by trace id, Sightline's `loadbalancing` exporter against the collector's
+# `loadbalancingexporter` (the v0.161.0 peer), both with the static resolver and the same three
+# endpoints (three ports of one sink, counted together), `enrich`'s processors and OTLP gRPC out
+# uncompressed. Each side's exporter defaults otherwise (the collector: one otlp exporter with its
+# own queue per endpoint; Sightline: one queue before routing).
+def loadbalancing_exporter(sink):
+    hosts = ", ".join(f'"127.0.0.1:{p}"' for p in sink.gateways)
+    return f"""
+  loadbalancing:
+    protocol:
+      otlp:
+        tls: {{ insecure: true }}
+        compression: none
+    resolver:
+      static: {{ hostnames: [{hosts}] }}
+"""
 
 
 def fanout(scenario):
@@ -416,6 +443,8 @@ def sightline_config(tmp, sig, scenario, sink, ports, queue_dir=None):
     tls: {{ insecure: true }}
 {compression_line(scenario)}{queue}""" for i in range(n_exp))
     names = ", ".join(f"otlp/sink{i}" for i in range(n_exp))
+    if scenario == "loadbalancing":
+        exporters, names = loadbalancing_exporter(sink), "loadbalancing"
     return f"""
 receivers:
   otlp:
@@ -472,6 +501,8 @@ def otelcol_config(tmp, sig, scenario, sink, ports, queue_dir=None):
     tls: {{ insecure: true }}
 {compression_line(scenario)}{queue}""" for i in range(n_exp))
     names = ", ".join(f"otlp/sink{i}" for i in range(n_exp))
+    if scenario == "loadbalancing":
+        exporters, names = loadbalancing_exporter(sink), "loadbalancing"
     return f"""{extensions}
 receivers:
   otlp:
@@ -662,6 +693,7 @@ def validate_configs(bins, tmp, sig, scenario):
     run before a disk queue scenario is measured."""
     class FakeSink:
         http = grpc = 9
+        gateways = [9, 10, 11]
 
     ports = {"grpc": 9, "admin": 9}
     ok = True
@@ -873,7 +905,7 @@ def main():
     ap.add_argument("--signals", default=None, help="default traces,logs,metrics (--quick: traces)")
     ap.add_argument("--scenarios", default=None,
                     help="default defaults,passthrough,enrich,zstd,client_gzip,fanout3 (--quick: enrich); also remote_write "
-                         "(metrics only) and disk_batch, disk_always, transform, filter (traces only), redact (logs only), not in the default set")
+                         "(metrics only) and disk_batch, disk_always, transform, filter, loadbalancing (traces only), redact (logs only), not in the default set")
     ap.add_argument("--span-size", default="small", choices=["small", "large"])
     ap.add_argument("--items-per-request", type=int, default=500)
     ap.add_argument("--connections", type=int, default=4)

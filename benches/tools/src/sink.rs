@@ -70,6 +70,11 @@ pub struct Args {
     #[arg(long, default_value = "127.0.0.1:4418")]
     pub http: String,
 
+    /// More OTLP listen addresses (repeatable), counted with the others: several backends in
+    /// one sink, e.g. the gateways a load-balancing exporter spreads over.
+    #[arg(long = "also-listen")]
+    pub also_listen: Vec<String>,
+
     /// Admin HTTP address for /stats and /reset (`off` to disable).
     #[arg(long, default_value = "127.0.0.1:4419")]
     pub admin: String,
@@ -108,6 +113,7 @@ impl Default for Args {
             grpc: "127.0.0.1:4417".into(),
             http: "127.0.0.1:4418".into(),
             admin: "127.0.0.1:4419".into(),
+            also_listen: Vec::new(),
             verify_ownership: 0.0,
             delay: Duration::ZERO,
             fail_rate: 0.0,
@@ -537,6 +543,10 @@ fn enabled(addr: &str) -> Option<&str> {
     (!a.is_empty() && a != "off" && a != "none").then_some(a)
 }
 
+async fn listen(a: &str) -> std::io::Result<TcpListener> {
+    TcpListener::bind(a).await.map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {a}: {e}")))
+}
+
 /// Binds the listeners and starts serving. Returns once the sockets are bound.
 pub async fn start(args: &Args) -> std::io::Result<Sink> {
     for (name, v) in [("--verify-ownership", args.verify_ownership), ("--fail-rate", args.fail_rate)] {
@@ -560,11 +570,14 @@ pub async fn start(args: &Args) -> std::io::Result<Sink> {
         (&args.admin, Port::Admin, &mut sink.admin_addr),
     ] {
         let Some(a) = enabled(addr) else { continue };
-        let l = TcpListener::bind(a)
-            .await
-            .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {a}: {e}")))?;
+        let l = listen(a).await?;
         *slot = Some(l.local_addr()?);
         sink.tasks.push(tokio::spawn(accept_loop(l, shared.clone(), port)));
+    }
+    for a in &args.also_listen {
+        let Some(a) = enabled(a) else { continue };
+        let l = listen(a).await?;
+        sink.tasks.push(tokio::spawn(accept_loop(l, shared.clone(), Port::Otlp)));
     }
     if !args.report_interval.is_zero() {
         let stats = sink.stats.clone();
