@@ -4,7 +4,7 @@ ring of four real gRPC backends (Python `grpcio` OTLP services on loopback), the
 log records and metrics through each system; every item must reach the same backend, so the
 agents and gateways of a mixed fleet agree on where each trace (or service) goes.
 
-Routing keys checked: traces by trace id (the default), traces by service, logs by trace id
+Routing keys checked: traces by trace id (the default; also with the Python SDK as the client), traces by service, logs by trace id
 (records without one go to a random backend in both systems and are only counted), logs by
 service (the logs default), metrics by service."""
 
@@ -22,6 +22,12 @@ import pytest
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.id_generator import IdGenerator
 
 from conftest import free_port, wait_until
 from peers import ROOT, peer_binary
@@ -175,8 +181,34 @@ def post(port, signal, body):
         return r.status
 
 
+SDK_TRACES = 60
 EXPECTED = sum(len(s["spans"]) for t in (TRACES_TID, TRACES_SVC) for r in t["resourceSpans"]
-               for s in r["scopeSpans"]) + 300 + 2 * len(SERVICES) + 5 * len(SERVICES)
+               for s in r["scopeSpans"]) + 300 + 2 * len(SERVICES) + 5 * len(SERVICES) + 2 * SDK_TRACES
+
+
+class SeededIds(IdGenerator):
+    """The same trace and span ids in both runs."""
+
+    def __init__(self):
+        self.rng = random.Random(23)
+
+    def generate_trace_id(self):
+        return self.rng.getrandbits(128)
+
+    def generate_span_id(self):
+        return self.rng.getrandbits(64)
+
+
+def send_with_sdk(port):
+    """SDK_TRACES traces of a parent and a child span, through the Python SDK over OTLP/HTTP."""
+    provider = TracerProvider(resource=Resource.create({"service.name": "checkout"}), id_generator=SeededIds())
+    provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=f"http://127.0.0.1:{port}/v1/traces")))
+    tracer = provider.get_tracer("lb")
+    for i in range(SDK_TRACES):
+        with tracer.start_as_current_span(f"sdk/{i}/parent"):
+            with tracer.start_as_current_span(f"sdk/{i}/child"):
+                pass
+    provider.shutdown()
 
 
 def run(name, backends, tmp_path):
@@ -213,6 +245,7 @@ def run(name, backends, tmp_path):
             assert post(ports["logs"], "logs", LOGS) == 200
             assert post(ports["metrics"], "metrics", METRICS) == 200
             assert post(ports["logsvc"], "logs", LOGS_SVC) == 200
+            send_with_sdk(ports["tid"])
             assert wait_until(lambda: sum(b.total() for b in backends) >= EXPECTED, 30), (
                 f"{name}: {sum(b.total() for b in backends)} of {EXPECTED} items arrived\n"
                 + log_path.read_text()[-3000:])
@@ -257,6 +290,15 @@ def test_spans_reach_the_same_backend(placements, prefix):
         str([(c[k], s.get(k)) for k in differ[:3]])
     # The pool is used: spans spread over every backend.
     assert {c[k][0] for k in keys} == set(range(BACKENDS)) or prefix == "svc"
+
+
+def test_python_sdk_traces_reach_one_backend_the_same_in_both(placements):
+    c, s = placements["otelcol"], placements["sightline"]
+    keys = [k for k in c if k[0] == "span" and k[1].startswith("sdk/")]
+    assert len(keys) == 2 * SDK_TRACES
+    assert all(c[k] == s.get(k) for k in keys), [(k, c[k], s.get(k)) for k in keys if c[k] != s.get(k)][:3]
+    for i in range(SDK_TRACES):
+        assert s[("span", f"sdk/{i}/parent")] == s[("span", f"sdk/{i}/child")], "a trace split over backends"
 
 
 def test_logs_with_a_trace_id_reach_the_same_backend(placements):
