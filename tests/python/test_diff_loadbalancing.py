@@ -6,7 +6,8 @@ agents and gateways of a mixed fleet agree on where each trace (or service) goes
 
 Routing keys checked: traces by trace id (the default; also with the Python SDK as the client), traces by service, logs by trace id
 (records without one go to a random backend in both systems and are only counted), logs by
-service (the logs default), metrics by service."""
+service (the logs default), metrics by service, logs and metrics by resource (the collector's
+resource identity over attributes of every value type)."""
 
 import json
 import random
@@ -64,7 +65,7 @@ class GrpcBackend:
             def Export(self, request, context):
                 with outer.lock:
                     for rm in request.resource_metrics:
-                        svc = next(a.value.string_value for a in rm.resource.attributes if a.key == "service.name")
+                        svc = next((a.value.string_value for a in rm.resource.attributes if a.key == "service.name"), "")
                         for sm in rm.scope_metrics:
                             outer.metrics.extend(f"{svc}/{m.name}" for m in sm.metrics)
                 return metrics_service_pb2.ExportMetricsServiceResponse()
@@ -138,8 +139,45 @@ def metrics():
     return {"resourceMetrics": resources}
 
 
+def varied_resources(n):
+    """Resources whose attributes take every value type, in varied orders (routing_key
+    resource hashes them all)."""
+    out = []
+    for i in range(n):
+        attrs = [
+            {"key": "service.name", "value": {"stringValue": f"svc-{i % 7}"}},
+            {"key": "replica", "value": {"intValue": str(i)}},
+            {"key": "canary", "value": {"boolValue": i % 2 == 0}},
+            {"key": "weight", "value": {"doubleValue": i / 3}},
+            {"key": "blob", "value": {"bytesValue": "AAEC"}},
+            {"key": "zones", "value": {"arrayValue": {"values": [{"stringValue": "a"}, {"intValue": str(i)}]}}},
+            {"key": "labels", "value": {"kvlistValue": {"values": [
+                {"key": "tier", "value": {"stringValue": "gold" if i % 3 else "silver"}},
+                {"key": "empty", "value": {}}]}}},
+        ]
+        if i % 4 == 0:
+            attrs.reverse()
+        out.append({"attributes": attrs[: 1 + i % len(attrs)] if i % 5 else attrs} if i else {})
+    return out
+
+
+def logs_by_resource():
+    return {"resourceLogs": [
+        {"resource": r, "scopeLogs": [{"scope": {"name": "lib"}, "logRecords": [
+            {"timeUnixNano": "1700000000000000000", "body": {"stringValue": f"lres/{i}/{j}"}} for j in range(3)]}]}
+        for i, r in enumerate(varied_resources(40))]}
+
+
+def metrics_by_resource():
+    points = [{"asDouble": 1.5, "timeUnixNano": "1700000000000000000"}]
+    return {"resourceMetrics": [
+        {"resource": r, "scopeMetrics": [{"scope": {"name": "lib"}, "metrics": [
+            {"name": f"mres/{i}/{j}", "gauge": {"dataPoints": points}} for j in range(2)]}]}
+        for i, r in enumerate(varied_resources(40))]}
+
+
 TRACES_TID, TRACES_SVC, LOGS, METRICS = traces("tid"), traces("svc"), logs(), metrics()
-LOGS_SVC = logs_by_service()
+LOGS_SVC, LOGS_RES, METRICS_RES = logs_by_service(), logs_by_resource(), metrics_by_resource()
 
 
 def config(ports, backends, admin):
@@ -159,6 +197,8 @@ def config(ports, backends, admin):
             "loadbalancing/metrics": lb(routing_key="service"),
             # No routing_key: the logs default (service, as in the collector).
             "loadbalancing/logsvc": lb(),
+            "loadbalancing/lres": lb(routing_key="resource"),
+            "loadbalancing/mres": lb(routing_key="resource"),
         },
         "service": {
             "telemetry": {"metrics": {"readers": [
@@ -169,6 +209,8 @@ def config(ports, backends, admin):
                 "logs": {"receivers": ["otlp/logs"], "exporters": ["loadbalancing/logs"]},
                 "metrics": {"receivers": ["otlp/metrics"], "exporters": ["loadbalancing/metrics"]},
                 "logs/svc": {"receivers": ["otlp/logsvc"], "exporters": ["loadbalancing/logsvc"]},
+                "logs/res": {"receivers": ["otlp/lres"], "exporters": ["loadbalancing/lres"]},
+                "metrics/res": {"receivers": ["otlp/mres"], "exporters": ["loadbalancing/mres"]},
             },
         },
     }
@@ -183,7 +225,8 @@ def post(port, signal, body):
 
 SDK_TRACES = 60
 EXPECTED = sum(len(s["spans"]) for t in (TRACES_TID, TRACES_SVC) for r in t["resourceSpans"]
-               for s in r["scopeSpans"]) + 300 + 2 * len(SERVICES) + 5 * len(SERVICES) + 2 * SDK_TRACES
+               for s in r["scopeSpans"]) + 300 + 2 * len(SERVICES) + 5 * len(SERVICES) + 2 * SDK_TRACES \
+    + 40 * 3 + 40 * 2
 
 
 class SeededIds(IdGenerator):
@@ -217,10 +260,10 @@ def run(name, backends, tmp_path):
     for b in backends:
         b.clear()
     picked = set()
-    while len(picked) < 6:
+    while len(picked) < 8:
         picked.add(free_port())
     picked = sorted(picked)
-    ports = dict(zip(["tid", "svc", "logs", "metrics", "logsvc"], picked))
+    ports = dict(zip(["tid", "svc", "logs", "metrics", "logsvc", "lres", "mres"], picked))
     cfg = tmp_path / f"{name}.yaml"
     cfg.write_text(json.dumps(config(ports, backends, picked[-1]), indent=1))
     log_path = tmp_path / f"{name}.log"
@@ -246,6 +289,8 @@ def run(name, backends, tmp_path):
             assert post(ports["metrics"], "metrics", METRICS) == 200
             assert post(ports["logsvc"], "logs", LOGS_SVC) == 200
             send_with_sdk(ports["tid"])
+            assert post(ports["lres"], "logs", LOGS_RES) == 200
+            assert post(ports["mres"], "metrics", METRICS_RES) == 200
             assert wait_until(lambda: sum(b.total() for b in backends) >= EXPECTED, 30), (
                 f"{name}: {sum(b.total() for b in backends)} of {EXPECTED} items arrived\n"
                 + log_path.read_text()[-3000:])
@@ -322,9 +367,19 @@ def test_logs_by_service_reach_the_same_backend(placements):
         assert len({c[("log", f"lsvc/{svc}/{i}")][0] for i in range(5)}) == 1
 
 
+@pytest.mark.parametrize("kind,prefix,per", [("log", "lres/", 3), ("metric", "/mres/", 2)])
+def test_logs_and_metrics_by_resource_reach_the_same_backend(placements, kind, prefix, per):
+    c, s = placements["otelcol"], placements["sightline"]
+    keys = [k for k in c if k[0] == kind and prefix in k[1]]
+    assert len(keys) == 40 * per
+    differ = [k for k in keys if c[k] != s.get(k)]
+    assert not differ, f"{len(differ)} of {len(keys)} items at another backend: {differ[:3]}"
+    assert len({c[k][0] for k in keys}) > 1, "the resources spread over the pool"
+
+
 def test_metrics_by_service_reach_the_same_backend(placements):
     c, s = placements["otelcol"], placements["sightline"]
-    keys = [k for k in c if k[0] == "metric"]
+    keys = [k for k in c if k[0] == "metric" and "/mres/" not in k[1]]
     assert len(keys) == 2 * len(SERVICES)
     differ = [k for k in keys if c[k] != s.get(k)]
     assert not differ, f"{len(differ)} of {len(keys)} metrics at another backend: {differ[:3]}"

@@ -15,6 +15,7 @@
 //!
 //! The ring is the collector's ([`ring`]), so a mixed fleet agrees on the owner of each key.
 
+pub mod identity;
 pub mod ring;
 pub mod split;
 
@@ -45,7 +46,7 @@ pub enum RoutingKey {
     /// Metrics by metric name.
     #[serde(rename = "metric")]
     Metric,
-    /// Accepted by the collector; refused here (not built yet).
+    /// Whole resources by the collector's resource identity (logs, metrics).
     #[serde(rename = "resource")]
     Resource,
     /// Accepted by the collector; refused here (not built yet).
@@ -80,8 +81,8 @@ impl RoutingKey {
     fn supported(signal: Signal) -> &'static [RoutingKey] {
         match signal {
             Signal::Traces => &[RoutingKey::TraceId, RoutingKey::Service],
-            Signal::Logs => &[RoutingKey::TraceId, RoutingKey::Service],
-            Signal::Metrics => &[RoutingKey::Service, RoutingKey::Metric],
+            Signal::Logs => &[RoutingKey::TraceId, RoutingKey::Service, RoutingKey::Resource],
+            Signal::Metrics => &[RoutingKey::Service, RoutingKey::Resource, RoutingKey::Metric],
         }
     }
 }
@@ -280,14 +281,15 @@ impl LoadBalancingConfig {
         if self.routing_attributes.is_some() {
             out.push((
                 "routing_attributes".into(),
-                "routing by attributes is not supported yet; use routing_key traceID, service or metric".into(),
+                "routing by attributes is not supported yet; use routing_key traceID, service, resource or metric"
+                    .into(),
             ));
         }
-        if let Some(k @ (RoutingKey::Resource | RoutingKey::StreamId | RoutingKey::Attributes)) = self.routing_key {
+        if let Some(k @ (RoutingKey::StreamId | RoutingKey::Attributes)) = self.routing_key {
             out.push((
                 "routing_key".into(),
                 format!(
-                    "{:?} is not supported yet; supported are traceID and service (traces, logs), service and metric (metrics)",
+                    "{:?} is not supported yet; supported are traceID and service (traces), traceID, service and resource (logs), service, resource and metric (metrics)",
                     k.name()
                 ),
             ));
@@ -298,7 +300,7 @@ impl LoadBalancingConfig {
     /// The checks that depend on the signal of a pipeline using the exporter.
     pub fn validate_for(&self, signal: Signal) -> Result<(), (String, String)> {
         let key = self.routing_key.unwrap_or(RoutingKey::default_for(signal));
-        if matches!(key, RoutingKey::Resource | RoutingKey::StreamId | RoutingKey::Attributes) {
+        if matches!(key, RoutingKey::StreamId | RoutingKey::Attributes) {
             return Ok(()); // reported by validate()
         }
         if RoutingKey::supported(signal).contains(&key) {
@@ -597,6 +599,14 @@ impl LbSender {
                 RoutingKey::Service => split::by_resource(
                     p.bytes(),
                     &mut |entry| dest(service_position(signal, service_name(entry))),
+                    &|entry| wire::count_items(signal, entry),
+                ),
+                RoutingKey::Resource => split::by_resource(
+                    p.bytes(),
+                    &mut |entry| {
+                        let key = identity::resource_key(find_bytes(entry, 1).unwrap_or_default());
+                        dest(ring::position(key.as_bytes()))
+                    },
                     &|entry| wire::count_items(signal, entry),
                 ),
                 _ => split::by_item(p.bytes(), &mut |item| dest(item_position(signal, key, item)), &count),
