@@ -3,7 +3,8 @@
 //! request.
 //!
 //! Oracles: nothing panics; every part is a request the receiver's check accepts; the parts
-//! hold the request's items exactly (the sum of their counts, by item and by resource); a part
+//! hold the request's items exactly (the sum of their counts, by item, by resource and, for
+//! metrics, by data point); a part
 //! that prost cannot decode comes only from a request prost cannot decode.
 #![no_main]
 
@@ -74,4 +75,12 @@ fn check(signal: Signal, buf: &[u8]) {
         },
         &|entry| wire::count_items(signal, entry),
     ));
+    if signal == Signal::Metrics {
+        // By data point (streamID): points of one metric to several destinations.
+        let mut k = 0usize;
+        verify(split::by_point(buf, &mut |_, _, _, point| {
+            k += 1;
+            (point.len() + k) % 3
+        }));
+    }
 }

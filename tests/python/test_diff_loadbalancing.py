@@ -7,7 +7,8 @@ agents and gateways of a mixed fleet agree on where each trace (or service) goes
 Routing keys checked: traces by trace id (the default; also with the Python SDK as the client), traces by service, logs by trace id
 (records without one go to a random backend in both systems and are only counted), logs by
 service (the logs default), metrics by service, logs and metrics by resource (the collector's
-resource identity over attributes of every value type)."""
+resource identity over attributes of every value type), metric data points by stream (every
+metric type; the points of one metric spread over backends)."""
 
 import json
 import random
@@ -67,7 +68,14 @@ class GrpcBackend:
                     for rm in request.resource_metrics:
                         svc = next((a.value.string_value for a in rm.resource.attributes if a.key == "service.name"), "")
                         for sm in rm.scope_metrics:
-                            outer.metrics.extend(f"{svc}/{m.name}" for m in sm.metrics)
+                            for m in sm.metrics:
+                                if m.name.startswith("sid/"):  # streamID: each point on its own
+                                    points = getattr(m, m.WhichOneof("data")).data_points
+                                    outer.metrics.extend(
+                                        f"{m.name}/" + next(a.value.string_value for a in pt.attributes if a.key == "p")
+                                        for pt in points)
+                                else:
+                                    outer.metrics.append(f"{svc}/{m.name}")
                 return metrics_service_pb2.ExportMetricsServiceResponse()
 
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
@@ -176,7 +184,48 @@ def metrics_by_resource():
         for i, r in enumerate(varied_resources(40))]}
 
 
+def metrics_by_stream():
+    """Metrics of every type with 12 points each (attribute p, and others on some), two
+    resources and scopes with versions and attributes: routing_key streamID sends points of one
+    metric to several backends."""
+    def pts(kind, name):
+        out = []
+        for p in range(12):
+            attrs = [{"key": "p", "value": {"stringValue": f"{p}"}}]
+            if p % 3 == 0:
+                attrs.append({"key": "code", "value": {"intValue": str(200 + p)}})
+            pt = {"attributes": attrs, "timeUnixNano": "1700000000000000000", "startTimeUnixNano": "1690000000000000000"}
+            if kind in ("gauge", "sum"):
+                pt["asDouble"] = p / 2
+            elif kind == "histogram":
+                pt.update(count="2", sum=3.0, bucketCounts=["1", "1"], explicitBounds=[1.0])
+            elif kind == "exponentialHistogram":
+                pt.update(count="1", scale=2, zeroCount="0", positive={"offset": 1, "bucketCounts": ["1"]})
+            else:
+                pt.update(count="1", sum=2.0, quantileValues=[{"quantile": 0.5, "value": 2.0}])
+            out.append(pt)
+        return {"dataPoints": out}
+
+    def metrics_of(r):
+        return [
+            {"name": f"sid/{r}/gauge", "unit": "1", "gauge": pts("gauge", "g")},
+            {"name": f"sid/{r}/mono", "unit": "By", "sum": {**pts("sum", "s"), "aggregationTemporality": 2, "isMonotonic": True}},
+            {"name": f"sid/{r}/delta", "sum": {**pts("sum", "d"), "aggregationTemporality": 1}},
+            {"name": f"sid/{r}/hist", "unit": "ms", "histogram": {**pts("histogram", "h"), "aggregationTemporality": 2}},
+            {"name": f"sid/{r}/exp", "exponentialHistogram": {**pts("exponentialHistogram", "e"), "aggregationTemporality": 1}},
+            {"name": f"sid/{r}/summary", "summary": pts("summary", "q")},
+        ]
+    return {"resourceMetrics": [
+        {"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": f"svc-{r}"}},
+                                     {"key": "host.id", "value": {"intValue": str(r)}}]},
+         "scopeMetrics": [{"scope": {"name": "lib", "version": f"1.{r}",
+                                     "attributes": [{"key": "k", "value": {"boolValue": r == 0}}]},
+                           "metrics": metrics_of(r)}]}
+        for r in range(2)]}
+
+
 TRACES_TID, TRACES_SVC, LOGS, METRICS = traces("tid"), traces("svc"), logs(), metrics()
+METRICS_SID = metrics_by_stream()
 LOGS_SVC, LOGS_RES, METRICS_RES = logs_by_service(), logs_by_resource(), metrics_by_resource()
 
 
@@ -199,6 +248,7 @@ def config(ports, backends, admin):
             "loadbalancing/logsvc": lb(),
             "loadbalancing/lres": lb(routing_key="resource"),
             "loadbalancing/mres": lb(routing_key="resource"),
+            "loadbalancing/sid": lb(routing_key="streamID"),
         },
         "service": {
             "telemetry": {"metrics": {"readers": [
@@ -211,6 +261,7 @@ def config(ports, backends, admin):
                 "logs/svc": {"receivers": ["otlp/logsvc"], "exporters": ["loadbalancing/logsvc"]},
                 "logs/res": {"receivers": ["otlp/lres"], "exporters": ["loadbalancing/lres"]},
                 "metrics/res": {"receivers": ["otlp/mres"], "exporters": ["loadbalancing/mres"]},
+                "metrics/sid": {"receivers": ["otlp/sid"], "exporters": ["loadbalancing/sid"]},
             },
         },
     }
@@ -226,7 +277,7 @@ def post(port, signal, body):
 SDK_TRACES = 60
 EXPECTED = sum(len(s["spans"]) for t in (TRACES_TID, TRACES_SVC) for r in t["resourceSpans"]
                for s in r["scopeSpans"]) + 300 + 2 * len(SERVICES) + 5 * len(SERVICES) + 2 * SDK_TRACES \
-    + 40 * 3 + 40 * 2
+    + 40 * 3 + 40 * 2 + 2 * 6 * 12
 
 
 class SeededIds(IdGenerator):
@@ -260,10 +311,10 @@ def run(name, backends, tmp_path):
     for b in backends:
         b.clear()
     picked = set()
-    while len(picked) < 8:
+    while len(picked) < 9:
         picked.add(free_port())
     picked = sorted(picked)
-    ports = dict(zip(["tid", "svc", "logs", "metrics", "logsvc", "lres", "mres"], picked))
+    ports = dict(zip(["tid", "svc", "logs", "metrics", "logsvc", "lres", "mres", "sid"], picked))
     cfg = tmp_path / f"{name}.yaml"
     cfg.write_text(json.dumps(config(ports, backends, picked[-1]), indent=1))
     log_path = tmp_path / f"{name}.log"
@@ -291,6 +342,7 @@ def run(name, backends, tmp_path):
             send_with_sdk(ports["tid"])
             assert post(ports["lres"], "logs", LOGS_RES) == 200
             assert post(ports["mres"], "metrics", METRICS_RES) == 200
+            assert post(ports["sid"], "metrics", METRICS_SID) == 200
             assert wait_until(lambda: sum(b.total() for b in backends) >= EXPECTED, 30), (
                 f"{name}: {sum(b.total() for b in backends)} of {EXPECTED} items arrived\n"
                 + log_path.read_text()[-3000:])
@@ -377,9 +429,19 @@ def test_logs_and_metrics_by_resource_reach_the_same_backend(placements, kind, p
     assert len({c[k][0] for k in keys}) > 1, "the resources spread over the pool"
 
 
+def test_metric_points_by_stream_reach_the_same_backend(placements):
+    c, s = placements["otelcol"], placements["sightline"]
+    keys = [k for k in c if k[0] == "metric" and k[1].startswith("sid/")]
+    assert len(keys) == 2 * 6 * 12
+    differ = [k for k in keys if c[k] != s.get(k)]
+    assert not differ, f"{len(differ)} of {len(keys)} points at another backend: {differ[:3]}"
+    # The points of one metric do spread over backends.
+    assert len({c[("metric", f"sid/0/gauge/{p}")][0] for p in range(12)}) > 1
+
+
 def test_metrics_by_service_reach_the_same_backend(placements):
     c, s = placements["otelcol"], placements["sightline"]
-    keys = [k for k in c if k[0] == "metric" and "/mres/" not in k[1]]
+    keys = [k for k in c if k[0] == "metric" and "/mres/" not in k[1] and not k[1].startswith("sid/")]
     assert len(keys) == 2 * len(SERVICES)
     differ = [k for k in keys if c[k] != s.get(k)]
     assert not differ, f"{len(differ)} of {len(keys)} metrics at another backend: {differ[:3]}"

@@ -1,8 +1,14 @@
-//! The collector's resource identity, the key of `routing_key: resource`: the string
-//! `resource/<hex>`, where `<hex>` is FNV-1a 64 of the 16-byte hash of the resource's
-//! attributes (`pdatautil.MapHash`: keys sorted, each written as `0xf4 key` then its value
-//! tagged by type, hashed with xxHash64 twice: the bytes, then the bytes and `0xf3`; an empty
-//! map hashes to 16 zero bytes). Read from the wire, so no resource is decoded.
+//! The collector's identities of resources and metric streams, the keys of `routing_key:
+//! resource` and `streamID`:
+//! - `resource/<hex>`: `<hex>` is FNV-1a 64 of the 16-byte hash of the resource's attributes
+//!   (`pdatautil.MapHash`: keys sorted, each written as `0xf4 key` then its value tagged by
+//!   type, hashed with xxHash64 twice: the bytes, then the bytes and `0xf3`; an empty map
+//!   hashes to 16 zero bytes).
+//! - `stream/<hex>`: FNV-1a 64 continued over the resource's 16 bytes, the scope's name,
+//!   version and attributes' 16 bytes, the metric's name, unit, type, monotonicity and
+//!   temporality, and the data point's attributes' 16 bytes.
+//!
+//! Read from the wire, so nothing is decoded.
 
 use sightline_core::wire::{self, AnyValue};
 
@@ -26,14 +32,14 @@ const MAX_DEPTH: usize = 64;
 /// The routing key of a resource (`Resource` message bytes; empty when the entry has none).
 pub fn resource_key(resource: &[u8]) -> String {
     let mut buf = Vec::with_capacity(256);
-    let h = map_hash(resource, &mut buf);
+    let h = map_hash(resource, 1, &mut buf);
     format!("resource/{:x}", fnv1a64(&h))
 }
 
-/// `pdatautil.MapHash` of the `KeyValue`s in field 1 of `msg`.
-fn map_hash(msg: &[u8], buf: &mut Vec<u8>) -> [u8; 16] {
+/// `pdatautil.MapHash` of the `KeyValue`s in field `field` of `msg`; `buf` is scratch.
+pub fn map_hash(msg: &[u8], field: u32, buf: &mut Vec<u8>) -> [u8; 16] {
     buf.clear();
-    if !write_map(msg, buf, 0) {
+    if !write_map(msg, field, buf, 0) {
         return [0; 16];
     }
     let mut out = [0u8; 16];
@@ -45,9 +51,9 @@ fn map_hash(msg: &[u8], buf: &mut Vec<u8>) -> [u8; 16] {
 
 /// Writes the map's entries with their keys sorted; false when it has none. A key that appears
 /// twice is written twice with its first value (as pdata's `Map.All` and `Map.Get` do).
-fn write_map(msg: &[u8], buf: &mut Vec<u8>, depth: usize) -> bool {
+fn write_map(msg: &[u8], field: u32, buf: &mut Vec<u8>, depth: usize) -> bool {
     let entries: Vec<(&str, AnyValue<'_>)> =
-        wire::attributes(msg, 1).map_while(Result::ok).map(|a| (a.key, a.value)).collect();
+        wire::attributes(msg, field).map_while(Result::ok).map(|a| (a.key, a.value)).collect();
     if entries.is_empty() {
         return false;
     }
@@ -84,7 +90,7 @@ fn write_value(v: AnyValue<'_>, buf: &mut Vec<u8>, depth: usize) {
         AnyValue::KvList(list) => {
             buf.push(MAP);
             if depth < MAX_DEPTH {
-                write_map(list, buf, depth + 1);
+                write_map(list, 1, buf, depth + 1);
             }
             buf.push(MAP_END);
         }
@@ -105,12 +111,105 @@ fn write_value(v: AnyValue<'_>, buf: &mut Vec<u8>, depth: usize) {
 
 /// FNV-1a, 64 bits (Go's `hash/fnv` `New64a`).
 fn fnv1a64(data: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in data {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    Fnv::new().write(data).0
+}
+
+/// FNV-1a 64 as a running state, fed piece by piece as Go's `hash.Hash64` is.
+#[derive(Clone, Copy)]
+pub struct Fnv(u64);
+
+impl Fnv {
+    pub fn new() -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
     }
-    h
+    pub fn write(mut self, data: &[u8]) -> Fnv {
+        for &b in data {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        self
+    }
+    pub fn sum(self) -> u64 {
+        self.0
+    }
+}
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv::new()
+    }
+}
+
+/// A metric's stream identity up to its data points: the resource, scope and metric parts.
+/// `resource` and `scope` are the `Resource` and `InstrumentationScope` messages (empty when
+/// absent), `metric` the `Metric`.
+pub fn metric_identity(resource: &[u8], scope: &[u8], metric: &[u8], buf: &mut Vec<u8>) -> Fnv {
+    let mut h = Fnv::new().write(&map_hash(resource, 1, buf));
+    h = h.write(text(scope, 1)).write(text(scope, 2)).write(&map_hash(scope, 3, buf));
+    h = h.write(text(metric, 1)).write(text(metric, 3));
+    let (ty, mono, temporality) = metric_kind(metric);
+    h.write(&[ty, mono, temporality])
+}
+
+/// pdata's metric type (gauge 1, sum 2, histogram 3, exponential histogram 4, summary 5),
+/// monotonicity (histograms are monotonic) and aggregation temporality.
+fn metric_kind(metric: &[u8]) -> (u8, u8, u8) {
+    let mut kind = (0, 0, 0);
+    for f in wire::Fields::new(metric).map_while(Result::ok) {
+        let (ty, data) = match (f.number, f.value) {
+            (5, wire::Value::Len(d)) => (1, d),
+            (7, wire::Value::Len(d)) => (2, d),
+            (9, wire::Value::Len(d)) => (3, d),
+            (10, wire::Value::Len(d)) => (4, d),
+            (11, wire::Value::Len(d)) => (5, d),
+            _ => continue,
+        };
+        let (mut mono, mut temporality) = (u8::from(ty == 3 || ty == 4), 0u8);
+        if matches!(ty, 2..=4) {
+            for g in wire::Fields::new(data).map_while(Result::ok) {
+                match (g.number, g.value) {
+                    (2, wire::Value::Varint(t)) => temporality = t as u8,
+                    (3, wire::Value::Varint(m)) if ty == 2 => mono = u8::from(m != 0),
+                    _ => {}
+                }
+            }
+        }
+        kind = (ty, mono, temporality);
+    }
+    kind
+}
+
+/// The field of a data point's attributes in a metric of pdata type `ty`.
+pub fn point_attributes_field(ty: u8) -> u32 {
+    match ty {
+        3 => 9, // HistogramDataPoint
+        4 => 1, // ExponentialHistogramDataPoint
+        _ => 7, // NumberDataPoint, SummaryDataPoint
+    }
+}
+
+/// The bytes of the last length-delimited field `n` of `msg` (a string), or empty.
+fn text(msg: &[u8], n: u32) -> &[u8] {
+    wire::Fields::new(msg)
+        .map_while(Result::ok)
+        .filter(|f| f.number == n)
+        .last()
+        .and_then(|f| match f.value {
+            wire::Value::Len(b) => Some(b),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+/// The routing key of one data point: `stream/<hex>`.
+pub fn stream_key(metric: Fnv, ty: u8, point: &[u8], buf: &mut Vec<u8>) -> String {
+    let h = metric.write(&map_hash(point, point_attributes_field(ty), buf));
+    format!("stream/{:x}", h.sum())
+}
+
+/// The pdata type of a metric (0 when it has no data).
+pub fn metric_type(metric: &[u8]) -> u8 {
+    metric_kind(metric).0
 }
 
 #[cfg(test)]

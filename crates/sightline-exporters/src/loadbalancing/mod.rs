@@ -49,7 +49,7 @@ pub enum RoutingKey {
     /// Whole resources by the collector's resource identity (logs, metrics).
     #[serde(rename = "resource")]
     Resource,
-    /// Accepted by the collector; refused here (not built yet).
+    /// Metric data points by the collector's stream identity (metrics).
     #[serde(rename = "streamID")]
     StreamId,
     /// Accepted by the collector; refused here (not built yet).
@@ -82,7 +82,7 @@ impl RoutingKey {
         match signal {
             Signal::Traces => &[RoutingKey::TraceId, RoutingKey::Service],
             Signal::Logs => &[RoutingKey::TraceId, RoutingKey::Service, RoutingKey::Resource],
-            Signal::Metrics => &[RoutingKey::Service, RoutingKey::Resource, RoutingKey::Metric],
+            Signal::Metrics => &[RoutingKey::Service, RoutingKey::Resource, RoutingKey::Metric, RoutingKey::StreamId],
         }
     }
 }
@@ -285,11 +285,11 @@ impl LoadBalancingConfig {
                     .into(),
             ));
         }
-        if let Some(k @ (RoutingKey::StreamId | RoutingKey::Attributes)) = self.routing_key {
+        if let Some(k @ RoutingKey::Attributes) = self.routing_key {
             out.push((
                 "routing_key".into(),
                 format!(
-                    "{:?} is not supported yet; supported are traceID and service (traces), traceID, service and resource (logs), service, resource and metric (metrics)",
+                    "{:?} is not supported yet; supported are traceID and service (traces), traceID, service and resource (logs), service, resource, metric and streamID (metrics)",
                     k.name()
                 ),
             ));
@@ -300,7 +300,7 @@ impl LoadBalancingConfig {
     /// The checks that depend on the signal of a pipeline using the exporter.
     pub fn validate_for(&self, signal: Signal) -> Result<(), (String, String)> {
         let key = self.routing_key.unwrap_or(RoutingKey::default_for(signal));
-        if matches!(key, RoutingKey::StreamId | RoutingKey::Attributes) {
+        if key == RoutingKey::Attributes {
             return Ok(()); // reported by validate()
         }
         if RoutingKey::supported(signal).contains(&key) {
@@ -609,6 +609,23 @@ impl LbSender {
                     },
                     &|entry| wire::count_items(signal, entry),
                 ),
+                RoutingKey::StreamId => {
+                    let mut scratch = Vec::new();
+                    // The metric's part of the identity, computed once per metric.
+                    let mut last: Option<(usize, identity::Fnv, u8)> = None;
+                    split::by_point(p.bytes(), &mut |resource, scope, metric, point| {
+                        let (h, ty) = match last {
+                            Some((at, h, ty)) if at == metric.as_ptr() as usize => (h, ty),
+                            _ => {
+                                let h = identity::metric_identity(resource, scope, metric, &mut scratch);
+                                let ty = identity::metric_type(metric);
+                                last = Some((metric.as_ptr() as usize, h, ty));
+                                (h, ty)
+                            }
+                        };
+                        dest(ring::position(identity::stream_key(h, ty, point, &mut scratch).as_bytes()))
+                    })
+                }
                 _ => split::by_item(p.bytes(), &mut |item| dest(item_position(signal, key, item)), &count),
             };
             match res {

@@ -235,6 +235,202 @@ pub fn by_item(
     Ok(Split::Many(parts))
 }
 
+/// The data fields of a `Metric` (gauge, sum, histogram, exponential histogram, summary).
+fn is_metric_data(n: u32) -> bool {
+    matches!(n, 5 | 7 | 9 | 10 | 11)
+}
+
+/// Calls `each` with every data point of `metric` (field 1 of its data field), in order.
+fn for_each_point<'a>(metric: &'a [u8], each: &mut dyn FnMut(&'a [u8])) -> Result<(), WireError> {
+    for f in Fields::new(metric) {
+        let f = f?;
+        if !is_metric_data(f.number) {
+            continue;
+        }
+        for g in Fields::new(len_of(&f)?) {
+            let g = g?;
+            if g.number == 1 {
+                each(len_of(&g)?);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes `metric` (the message, no tag) with only the points `keep` says, by index.
+fn write_metric_subset(metric: &[u8], keep: &dyn Fn(usize) -> bool, out: &mut Vec<u8>) -> Result<(), WireError> {
+    let mut index = 0usize;
+    for f in Fields::new(metric) {
+        let f = f?;
+        if !is_metric_data(f.number) {
+            out.extend_from_slice(f.raw);
+            continue;
+        }
+        let mut inner = Vec::new();
+        for g in Fields::new(len_of(&f)?) {
+            let g = g?;
+            if g.number == 1 {
+                if keep(index) {
+                    inner.extend_from_slice(g.raw);
+                }
+                index += 1;
+            } else {
+                inner.extend_from_slice(g.raw);
+            }
+        }
+        wire::put_tag(out, f.number, wire::WireType::Len);
+        wire::put_varint(out, inner.len() as u64);
+        out.extend_from_slice(&inner);
+    }
+    Ok(())
+}
+
+fn put_len_field(out: &mut Vec<u8>, n: u32, body: &[u8]) {
+    wire::put_tag(out, n, wire::WireType::Len);
+    wire::put_varint(out, body.len() as u64);
+    out.extend_from_slice(body);
+}
+
+/// The message in field `n` of `msg` (the last one), or empty.
+fn message(msg: &[u8], n: u32) -> Result<&[u8], WireError> {
+    let mut found: &[u8] = &[];
+    for f in Fields::new(msg) {
+        let f = f?;
+        if f.number == n {
+            found = len_of(&f)?;
+        }
+    }
+    Ok(found)
+}
+
+/// A data point's destination, from its resource, scope, metric and point messages.
+pub type PointRoute<'a> = dyn FnMut(&[u8], &[u8], &[u8], &[u8]) -> usize + 'a;
+
+/// Splits a metrics request by data point (`routing_key: streamID`): `route` sees each point
+/// with its resource, scope and metric messages. A metric whose points all go to one
+/// destination is copied as it is; one whose points go to several is written once per
+/// destination with that destination's points (its other fields copied).
+pub fn by_point(buf: &[u8], route: &mut PointRoute<'_>) -> Result<Split, WireError> {
+    // The destination of every point, per metric, in request order.
+    let mut per_metric: Vec<Vec<usize>> = Vec::new();
+    let mut mixed = false;
+    for f in Fields::new(buf) {
+        let f = f?;
+        if f.number != 1 {
+            continue;
+        }
+        let entry = len_of(&f)?;
+        let resource = message(entry, 1)?;
+        for g in Fields::new(entry) {
+            let g = g?;
+            if g.number != 2 {
+                continue;
+            }
+            let scope_entry = len_of(&g)?;
+            let scope = message(scope_entry, 1)?;
+            for h in Fields::new(scope_entry) {
+                let h = h?;
+                if h.number != 2 {
+                    continue;
+                }
+                let metric = len_of(&h)?;
+                let mut dests = Vec::new();
+                for_each_point(metric, &mut |p| dests.push(route(resource, scope, metric, p)))?;
+                mixed |= dests.windows(2).any(|w| w[0] != w[1]);
+                per_metric.push(dests);
+            }
+        }
+    }
+    // by_item visits the metrics in the same order: each takes its destination from here.
+    let metric_points = |item: &[u8]| wire::metric_points(item);
+    if !mixed {
+        let mut it = per_metric.into_iter();
+        let mut last = 0;
+        return by_item(
+            buf,
+            &mut |_| {
+                last = it.next().and_then(|d| d.first().copied()).unwrap_or(last);
+                last
+            },
+            &metric_points,
+        );
+    }
+    // Some metric is shared: write the request again with such metrics once per destination.
+    let mut out = Vec::with_capacity(buf.len() + buf.len() / 8);
+    let mut item_dests: Vec<usize> = Vec::new();
+    let mut m = 0usize;
+    for f in Fields::new(buf) {
+        let f = f?;
+        if f.number != 1 {
+            out.extend_from_slice(f.raw);
+            continue;
+        }
+        let mut entry_out = Vec::new();
+        for g in Fields::new(len_of(&f)?) {
+            let g = g?;
+            if g.number != 2 {
+                entry_out.extend_from_slice(g.raw);
+                continue;
+            }
+            let mut scope_out = Vec::new();
+            for h in Fields::new(len_of(&g)?) {
+                let h = h?;
+                if h.number != 2 {
+                    scope_out.extend_from_slice(h.raw);
+                    continue;
+                }
+                let dests = &per_metric[m];
+                m += 1;
+                let mut distinct: Vec<usize> = Vec::new();
+                for &d in dests {
+                    if !distinct.contains(&d) {
+                        distinct.push(d);
+                    }
+                }
+                if distinct.len() <= 1 {
+                    scope_out.extend_from_slice(h.raw);
+                    item_dests.push(distinct.first().copied().unwrap_or(usize::MAX));
+                    continue;
+                }
+                let metric = len_of(&h)?;
+                for d in distinct {
+                    let mut one = Vec::with_capacity(metric.len());
+                    write_metric_subset(metric, &|i| dests[i] == d, &mut one)?;
+                    put_len_field(&mut scope_out, 2, &one);
+                    item_dests.push(d);
+                }
+            }
+            put_len_field(&mut entry_out, 2, &scope_out);
+        }
+        put_len_field(&mut out, 1, &entry_out);
+    }
+    let mut it = item_dests.into_iter();
+    let mut last = 0;
+    let split = by_item(
+        &out,
+        &mut |_| {
+            last = it.next().filter(|&d| d != usize::MAX).unwrap_or(last);
+            last
+        },
+        &metric_points,
+    )?;
+    Ok(match split {
+        // Every point went to one destination after all (cannot happen when mixed; kept whole).
+        Split::One(d) => Split::Many(vec![Part { dest: d, items: request_points(&out), bytes: out }]),
+        other => other,
+    })
+}
+
+/// The data points of a metrics request.
+fn request_points(req: &[u8]) -> u64 {
+    Fields::new(req)
+        .map_while(Result::ok)
+        .filter(|f| f.number == 1)
+        .filter_map(|f| wire::expect_len(&f).ok())
+        .map(|e| wire::count_items(sightline_core::Signal::Metrics, e))
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -359,5 +555,97 @@ mod tests {
             let _ = by_item(&buf[..cut], &mut |_| 0, &|_| 1);
             let _ = by_resource(&buf[..cut], &mut |_| 0, &|_| 1);
         }
+    }
+
+    #[test]
+    fn points_of_one_metric_are_split_between_destinations() {
+        use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+        use opentelemetry_proto::tonic::metrics::v1::{
+            Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, metric::Data, number_data_point,
+        };
+        let point = |i: i64| NumberDataPoint {
+            attributes: vec![kv("i", &i.to_string())],
+            value: Some(number_data_point::Value::AsInt(i)),
+            ..Default::default()
+        };
+        let req = ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                resource: Some(Resource { attributes: vec![kv("service.name", "a")], ..Default::default() }),
+                scope_metrics: vec![ScopeMetrics {
+                    scope: Some(InstrumentationScope { name: "lib".into(), ..Default::default() }),
+                    metrics: vec![
+                        Metric {
+                            name: "shared".into(),
+                            unit: "1".into(),
+                            data: Some(Data::Sum(Sum {
+                                data_points: (0..6).map(point).collect(),
+                                aggregation_temporality: 2,
+                                is_monotonic: true,
+                            })),
+                            ..Default::default()
+                        },
+                        Metric {
+                            name: "alone".into(),
+                            data: Some(Data::Gauge(Gauge { data_points: vec![point(4)] })),
+                            ..Default::default()
+                        },
+                    ],
+                    schema_url: String::new(),
+                }],
+                schema_url: String::new(),
+            }],
+        };
+        let buf = req.encode_to_vec();
+        // A point's destination: its value modulo 3, read back with prost.
+        let mut route = |_: &[u8], _: &[u8], _: &[u8], p: &[u8]| match NumberDataPoint::decode(p).unwrap().value {
+            Some(number_data_point::Value::AsInt(i)) => i as usize % 3,
+            _ => 0,
+        };
+        let Split::Many(parts) = by_point(&buf, &mut route).unwrap() else { panic!("split expected") };
+        assert_eq!(parts.iter().map(|p| p.dest).collect::<Vec<_>>(), vec![0, 1, 2]);
+        assert_eq!(parts.iter().map(|p| p.items).sum::<u64>(), 7);
+        for part in &parts {
+            let got = ExportMetricsServiceRequest::decode(&part.bytes[..]).unwrap();
+            let ms = &got.resource_metrics[0].scope_metrics[0].metrics;
+            for m in ms {
+                let points: Vec<i64> = match &m.data {
+                    Some(Data::Sum(s)) => {
+                        assert!(s.is_monotonic && s.aggregation_temporality == 2 && m.unit == "1");
+                        s.data_points
+                            .iter()
+                            .map(|p| {
+                                p.attributes[0].value.clone().map(|_| 0).unwrap_or(0)
+                                    + match p.value {
+                                        Some(number_data_point::Value::AsInt(i)) => i,
+                                        _ => -1,
+                                    }
+                            })
+                            .collect()
+                    }
+                    Some(Data::Gauge(g)) => g
+                        .data_points
+                        .iter()
+                        .map(|p| match p.value {
+                            Some(number_data_point::Value::AsInt(i)) => i,
+                            _ => -1,
+                        })
+                        .collect(),
+                    _ => panic!("no data"),
+                };
+                assert!(points.iter().all(|&i| i as usize % 3 == part.dest), "{points:?} at {}", part.dest);
+            }
+            assert_eq!(
+                part.items,
+                ms.iter()
+                    .map(|m| match &m.data {
+                        Some(Data::Sum(s)) => s.data_points.len() as u64,
+                        Some(Data::Gauge(g)) => g.data_points.len() as u64,
+                        _ => 0,
+                    })
+                    .sum::<u64>()
+            );
+        }
+        // One destination for everything: the request is not rewritten.
+        assert_eq!(by_point(&buf, &mut |_, _, _, _| 1).unwrap(), Split::One(1));
     }
 }
