@@ -67,6 +67,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 PEERS = ROOT / ".peers"
+# Where cargo builds (scripts/test.sh sets CARGO_TARGET_DIR in CI).
+TARGET = Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target").resolve()
 SUT_CPU = "0"
 LOAD_CPU = "1"
 
@@ -91,9 +93,9 @@ def build(args):
         # CI: the binaries scripts/test.sh already built (release profile) and the collector.
         run(["cargo", "build", "--release", "--locked", "-p", "sightline", "-p", "sightline-bench-tools"], cwd=ROOT)
         return {
-            "sightline": ROOT / "target/release/sightline",
-            "loadgen": ROOT / "target/release/loadgen",
-            "sink": ROOT / "target/release/sink",
+            "sightline": TARGET / "release/sightline",
+            "loadgen": TARGET / "release/loadgen",
+            "sink": TARGET / "release/sink",
             "otelcol": PEERS / "otelcol",
             "otelcol161": PEERS / "otelcol161",
             "rotel": ROTEL_BIN,
@@ -105,9 +107,9 @@ def build(args):
         run(["go", "build", "-o", str(PEERS / "otelcol"), "."], cwd=ROOT / "tests/peers/otelcol")
         run(["go", "build", "-o", str(PEERS / "otelcol161"), "."], cwd=ROOT / "tests/peers/otelcol161")
     return {
-        "sightline": Path(args.sightline_bin) if args.sightline_bin else ROOT / "target/dist/sightline",
-        "loadgen": ROOT / "target/release/loadgen",
-        "sink": ROOT / "target/release/sink",
+        "sightline": Path(args.sightline_bin) if args.sightline_bin else TARGET / "dist/sightline",
+        "loadgen": TARGET / "release/loadgen",
+        "sink": TARGET / "release/sink",
         "otelcol": PEERS / "otelcol",
         "otelcol161": PEERS / "otelcol161",
         "rotel": ROTEL_BIN,
