@@ -47,7 +47,8 @@ def binaries():
     root = Path(__file__).resolve().parents[2]
     out = {}
     for name, env in (("loadgen", "LOADGEN_BIN"), ("sink", "SINK_BIN"), ("sightline", "SIGHTLINE_BIN")):
-        path = os.environ.get(env) or str(root / "target" / "release" / name)
+        target = Path(os.environ.get("CARGO_TARGET_DIR") or root / "target")
+        path = os.environ.get(env) or str(target / "release" / name)
         if not Path(path).exists():
             pytest.fail(f"{name} not found at {path}: scripts/test.sh builds it (cargo build --release)")
         out[name] = path
