@@ -194,12 +194,12 @@ impl Store {
                 ),
                 hits: r.counter(
                     "sightline_k8s_lookups_total",
-                    "Resources looked up in the Kubernetes metadata cache, by result (hit: a pod was found).",
+                    "Lookups in the Kubernetes metadata cache (one per resource the ownership processor has not cached yet), by result (hit: a pod was found).",
                     &[("processor", id), ("result", "hit")],
                 ),
                 misses: r.counter(
                     "sightline_k8s_lookups_total",
-                    "Resources looked up in the Kubernetes metadata cache, by result (hit: a pod was found).",
+                    "Lookups in the Kubernetes metadata cache (one per resource the ownership processor has not cached yet), by result (hit: a pod was found).",
                     &[("processor", id), ("result", "miss")],
                 ),
             }),
