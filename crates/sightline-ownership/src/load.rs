@@ -314,6 +314,23 @@ fn lint_rules(rules: &[Compiled], services: &[(&str, &Location)], known: &[Strin
 }
 
 /// Reads and parses one YAML file, hashing its path and content.
+/// The fingerprint [`load`] would give the catalog, from the sources' paths and bytes alone
+/// (no parsing): a file event that changed no source is told apart without parsing again and
+/// without logging the load's warnings again. `None` when a source cannot be listed or read.
+pub(crate) fn source_fingerprint(cfg: &CatalogConfig) -> Option<u64> {
+    let mut errors = Vec::new();
+    let mut hasher = DefaultHasher::new();
+    cfg.default_team.hash(&mut hasher);
+    let files =
+        native_files(&cfg.catalog, &mut errors).into_iter().chain(backstage::files(&cfg.backstage, &mut errors));
+    for path in files.collect::<Vec<_>>() {
+        let text = std::fs::read_to_string(&path).ok()?;
+        path.hash(&mut hasher);
+        text.hash(&mut hasher);
+    }
+    errors.is_empty().then(|| hasher.finish())
+}
+
 fn read_yaml(path: &Path, hasher: &mut DefaultHasher, errors: &mut Vec<CatalogError>) -> Option<Vec<Node>> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
@@ -651,5 +668,38 @@ mod tests {
         assert!(err.to_string().contains("unclosed group"), "{err}");
         let err = compile_matcher("rule 1", "k", "[abc").unwrap_err();
         assert!(err.to_string().contains("bad glob"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod fingerprint_tests {
+    use super::*;
+
+    #[test]
+    fn the_source_fingerprint_is_the_loaded_catalogs() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("catalog")).unwrap();
+        std::fs::write(
+            dir.path().join("catalog/a.yaml"),
+            "teams: [{ name: payments }]\nservices: [{ name: checkout, team: payments }]\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("catalog-info.yaml"),
+            "apiVersion: backstage.io/v1alpha1\nkind: Component\nmetadata: { name: cart }\nspec: { owner: payments }\n",
+        )
+        .unwrap();
+        let cfg = CatalogConfig {
+            catalog: vec![dir.path().join("catalog")],
+            backstage: vec![dir.path().join("catalog-info.yaml").display().to_string()],
+            default_team: "unowned".into(),
+        };
+        let loaded = load(&cfg).unwrap();
+        assert_eq!(source_fingerprint(&cfg), Some(loaded.fingerprint()));
+        // Another file beside the sources changes nothing; a source's bytes do.
+        std::fs::write(dir.path().join("traces.jsonl"), "{}\n").unwrap();
+        assert_eq!(source_fingerprint(&cfg), Some(loaded.fingerprint()));
+        std::fs::write(dir.path().join("catalog/a.yaml"), "teams: [{ name: payments }]\n").unwrap();
+        assert_ne!(source_fingerprint(&cfg), Some(loaded.fingerprint()));
     }
 }

@@ -93,6 +93,9 @@ impl CatalogHandle {
 
     fn reload_inner(&self, force: bool) -> Result<bool, Vec<CatalogError>> {
         let _serial = self.reload_lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !force && crate::load::source_fingerprint(&self.config) == Some(self.current.load().fingerprint()) {
+            return Ok(false); // e.g. another file changed in a watched directory
+        }
         let catalog = load(&self.config)?;
         if !force && catalog.fingerprint() == self.current.load().fingerprint() {
             return Ok(false);
