@@ -429,9 +429,20 @@ fn config_errors_name_the_option() {
             .starts_with("resolver.k8s: the Kubernetes resolver is not supported")
     );
     assert!(
-        errs(&format!("{otlp}routing_key: streamID\nresolver: {{ static: {{ hostnames: [a] }} }}"))[0]
-            .starts_with("routing_key: \"streamID\" is not supported yet")
+        errs(&format!("{otlp}routing_key: attributes\nresolver: {{ static: {{ hostnames: [a] }} }}"))[0]
+            .starts_with("routing_key: \"attributes\" is not supported yet")
     );
+    // streamID and resource are metrics (and, for resource, logs) keys, as in the collector.
+    let sid: LoadBalancingConfig =
+        serde_yaml_ng::from_str(&format!("{otlp}routing_key: streamID\nresolver: {{ static: {{ hostnames: [a] }} }}"))
+            .expect("parse");
+    assert!(sid.validate().is_empty() && sid.validate_for(Signal::Metrics).is_ok());
+    assert!(sid.validate_for(Signal::Traces).expect_err("streamID for traces").1.contains("unsupported routing_key"));
+    let res: LoadBalancingConfig =
+        serde_yaml_ng::from_str(&format!("{otlp}routing_key: resource\nresolver: {{ static: {{ hostnames: [a] }} }}"))
+            .expect("parse");
+    assert!(res.validate_for(Signal::Logs).is_ok() && res.validate_for(Signal::Metrics).is_ok());
+    assert!(res.validate_for(Signal::Traces).is_err(), "the collector does not route spans by resource");
     let ok: LoadBalancingConfig =
         serde_yaml_ng::from_str(&format!("{otlp}routing_key: traceID\nresolver: {{ static: {{ hostnames: [a] }} }}"))
             .expect("parse");
