@@ -1027,7 +1027,7 @@ def main():
         print("compare smoke:", "ok" if ok else "FAILED (refusals, loss or no throughput)")
         print("remote_write configs:", "valid" if rw_valid else "INVALID (see above)")
         print("disk queue configs:", "valid" if disk_valid else "INVALID (see above)")
-        print("transform/filter/redact configs:", "valid" if ottl_valid else "INVALID (see above)")
+        print("transform/filter/redact/loadbalancing configs:", "valid" if ottl_valid else "INVALID (see above)")
         ok = ok and rw_valid and disk_valid and ottl_valid
         sys.exit(0 if ok else 1)
     if args.json:
