@@ -11,6 +11,8 @@
 //! Read from the wire, so nothing is decoded.
 
 use sightline_core::wire::{self, AnyValue};
+use smallvec::SmallVec;
+use std::hash::Hasher as _;
 
 const KEY: u8 = 0xf4;
 const EMPTY: u8 = 0xf5;
@@ -29,11 +31,26 @@ const EXTRA: u8 = 0xf3;
 /// How deep nested maps and arrays are followed (the receiver limits nesting far below).
 const MAX_DEPTH: usize = 64;
 
-/// The routing key of a resource (`Resource` message bytes; empty when the entry has none).
-pub fn resource_key(resource: &[u8]) -> String {
-    let mut buf = Vec::with_capacity(256);
-    let h = map_hash(resource, 1, &mut buf);
-    format!("resource/{:x}", fnv1a64(&h))
+/// The ring position of a resource's key (`Resource` message bytes; empty when the entry has
+/// none); `buf` is scratch.
+pub fn resource_position(resource: &[u8], buf: &mut Vec<u8>) -> u32 {
+    let h = Fnv::new().write(&map_hash(resource, 1, buf)).sum();
+    let mut key = [0u8; KEY_MAX];
+    super::ring::position(hex_key(b"resource/", h, &mut key))
+}
+
+/// The longest key: `resource/` and 16 hex digits.
+const KEY_MAX: usize = 9 + 16;
+
+/// `prefix` then `h` in lowercase hex without leading zeros (Go's `%x`), in `out`.
+fn hex_key<'a>(prefix: &[u8], h: u64, out: &'a mut [u8; KEY_MAX]) -> &'a [u8] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out[..prefix.len()].copy_from_slice(prefix);
+    let digits = (16 - h.leading_zeros() as usize / 4).max(1);
+    for i in 0..digits {
+        out[prefix.len() + i] = HEX[((h >> (4 * (digits - 1 - i))) & 15) as usize];
+    }
+    &out[..prefix.len() + digits]
 }
 
 /// `pdatautil.MapHash` of the `KeyValue`s in field `field` of `msg`; `buf` is scratch.
@@ -52,15 +69,21 @@ pub fn map_hash(msg: &[u8], field: u32, buf: &mut Vec<u8>) -> [u8; 16] {
 /// Writes the map's entries with their keys sorted; false when it has none. A key that appears
 /// twice is written twice with its first value (as pdata's `Map.All` and `Map.Get` do).
 fn write_map(msg: &[u8], field: u32, buf: &mut Vec<u8>, depth: usize) -> bool {
-    let entries: Vec<(&str, AnyValue<'_>)> =
+    // On the stack for up to 16 attributes: no allocation per data point.
+    let mut entries: SmallVec<[(&str, AnyValue<'_>); 16]> =
         wire::attributes(msg, field).map_while(Result::ok).map(|a| (a.key, a.value)).collect();
     if entries.is_empty() {
         return false;
     }
-    let mut keys: Vec<&str> = entries.iter().map(|(k, _)| *k).collect();
-    keys.sort_unstable();
-    for k in keys {
-        let v = entries.iter().find(|(key, _)| *key == k).map_or(AnyValue::Empty, |(_, v)| *v);
+    // Stable: a repeated key keeps its first value first, and is written with it each time.
+    entries.sort_by(|a, b| a.0.cmp(b.0));
+    let mut previous: Option<(&str, AnyValue<'_>)> = None;
+    for &(k, v) in &entries {
+        let v = match previous {
+            Some((pk, pv)) if pk == k => pv,
+            _ => v,
+        };
+        previous = Some((k, v));
         buf.push(KEY);
         buf.extend_from_slice(k.as_bytes());
         write_value(v, buf, depth);
@@ -109,25 +132,19 @@ fn write_value(v: AnyValue<'_>, buf: &mut Vec<u8>, depth: usize) {
     }
 }
 
-/// FNV-1a, 64 bits (Go's `hash/fnv` `New64a`).
-fn fnv1a64(data: &[u8]) -> u64 {
-    Fnv::new().write(data).0
-}
-
-/// FNV-1a 64 as a running state, fed piece by piece as Go's `hash.Hash64` is.
+/// FNV-1a 64 (Go's `hash/fnv` `New64a`, the `fnv` crate's) as a copyable running state, fed
+/// piece by piece as Go's `hash.Hash64` is: a metric's state is reused for each of its points.
 #[derive(Clone, Copy)]
 pub struct Fnv(u64);
 
 impl Fnv {
     pub fn new() -> Fnv {
-        Fnv(0xcbf2_9ce4_8422_2325)
+        Fnv(fnv::FnvHasher::default().finish())
     }
-    pub fn write(mut self, data: &[u8]) -> Fnv {
-        for &b in data {
-            self.0 ^= u64::from(b);
-            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        self
+    pub fn write(self, data: &[u8]) -> Fnv {
+        let mut h = fnv::FnvHasher::with_key(self.0);
+        h.write(data);
+        Fnv(h.finish())
     }
     pub fn sum(self) -> u64 {
         self.0
@@ -201,10 +218,11 @@ fn text(msg: &[u8], n: u32) -> &[u8] {
         .unwrap_or_default()
 }
 
-/// The routing key of one data point: `stream/<hex>`.
-pub fn stream_key(metric: Fnv, ty: u8, point: &[u8], buf: &mut Vec<u8>) -> String {
-    let h = metric.write(&map_hash(point, point_attributes_field(ty), buf));
-    format!("stream/{:x}", h.sum())
+/// The ring position of one data point's key, `stream/<hex>`.
+pub fn stream_position(metric: Fnv, ty: u8, point: &[u8], buf: &mut Vec<u8>) -> u32 {
+    let h = metric.write(&map_hash(point, point_attributes_field(ty), buf)).sum();
+    let mut key = [0u8; KEY_MAX];
+    super::ring::position(hex_key(b"stream/", h, &mut key))
 }
 
 /// The pdata type of a metric (0 when it has no data).
@@ -223,15 +241,29 @@ mod tests {
         KeyValue { key: k.into(), value: Some(Av { value: Some(v) }), ..Default::default() }
     }
 
+    fn fnv1a64(data: &[u8]) -> u64 {
+        Fnv::new().write(data).sum()
+    }
+
+    /// The resource's key as text.
     fn key(attrs: Vec<KeyValue>) -> String {
-        resource_key(&Resource { attributes: attrs, ..Default::default() }.encode_to_vec())
+        let resource = Resource { attributes: attrs, ..Default::default() }.encode_to_vec();
+        let h = fnv1a64(&map_hash(&resource, 1, &mut Vec::new()));
+        let mut out = [0u8; KEY_MAX];
+        String::from_utf8(hex_key(b"resource/", h, &mut out).to_vec()).unwrap()
     }
 
     #[test]
-    fn fnv_is_go_s() {
-        // Go: fnv.New64a() of "" and "a".
+    fn fnv_and_hex_are_go_s() {
+        // Go: fnv.New64a() of "" and "a"; fmt.Sprintf("%x") of 0, 0xa and a full word.
         assert_eq!(fnv1a64(b""), 0xcbf29ce484222325);
         assert_eq!(fnv1a64(b"a"), 0xaf63dc4c8601ec8c);
+        assert_eq!(fnv1a64(b"ab"), Fnv::new().write(b"a").write(b"b").sum(), "fed in pieces");
+        let mut out = [0u8; KEY_MAX];
+        for (h, text) in [(0u64, "resource/0"), (0xa, "resource/a"), (u64::MAX, "resource/ffffffffffffffff")] {
+            assert_eq!(hex_key(b"resource/", h, &mut out), text.as_bytes());
+        }
+        assert_eq!(hex_key(b"stream/", 0x0123_4567_89ab_cdef, &mut out), b"stream/123456789abcdef");
     }
 
     #[test]

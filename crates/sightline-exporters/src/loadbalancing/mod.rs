@@ -594,6 +594,8 @@ impl LbSender {
         let (signal, key) = (self.signal, self.key);
         let dest = |pos: u32| state.ring.lookup_position_excluding(pos, excluded).unwrap_or(0);
         let count = |item: &[u8]| -> u64 { if signal == Signal::Metrics { wire::metric_points(item) } else { 1 } };
+        // Scratch for the resource and stream identities, reused across the batch.
+        let mut scratch = Vec::new();
         for p in payloads {
             let res = match key {
                 RoutingKey::Service => split::by_resource(
@@ -604,13 +606,11 @@ impl LbSender {
                 RoutingKey::Resource => split::by_resource(
                     p.bytes(),
                     &mut |entry| {
-                        let key = identity::resource_key(find_bytes(entry, 1).unwrap_or_default());
-                        dest(ring::position(key.as_bytes()))
+                        dest(identity::resource_position(find_bytes(entry, 1).unwrap_or_default(), &mut scratch))
                     },
                     &|entry| wire::count_items(signal, entry),
                 ),
                 RoutingKey::StreamId => {
-                    let mut scratch = Vec::new();
                     // The metric's part of the identity, computed once per metric.
                     let mut last: Option<(usize, identity::Fnv, u8)> = None;
                     split::by_point(p.bytes(), &mut |resource, scope, metric, point| {
@@ -623,7 +623,7 @@ impl LbSender {
                                 (h, ty)
                             }
                         };
-                        dest(ring::position(identity::stream_key(h, ty, point, &mut scratch).as_bytes()))
+                        dest(identity::stream_position(h, ty, point, &mut scratch))
                     })
                 }
                 _ => split::by_item(p.bytes(), &mut |item| dest(item_position(signal, key, item)), &count),

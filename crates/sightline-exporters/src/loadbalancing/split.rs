@@ -404,31 +404,17 @@ pub fn by_point(buf: &[u8], route: &mut PointRoute<'_>) -> Result<Split, WireErr
         }
         put_len_field(&mut out, 1, &entry_out);
     }
+    // Each shared metric is now one item per destination, so this never answers `One`.
     let mut it = item_dests.into_iter();
     let mut last = 0;
-    let split = by_item(
+    by_item(
         &out,
         &mut |_| {
             last = it.next().filter(|&d| d != usize::MAX).unwrap_or(last);
             last
         },
         &metric_points,
-    )?;
-    Ok(match split {
-        // Every point went to one destination after all (cannot happen when mixed; kept whole).
-        Split::One(d) => Split::Many(vec![Part { dest: d, items: request_points(&out), bytes: out }]),
-        other => other,
-    })
-}
-
-/// The data points of a metrics request.
-fn request_points(req: &[u8]) -> u64 {
-    Fields::new(req)
-        .map_while(Result::ok)
-        .filter(|f| f.number == 1)
-        .filter_map(|f| wire::expect_len(&f).ok())
-        .map(|e| wire::count_items(sightline_core::Signal::Metrics, e))
-        .sum()
+    )
 }
 
 #[cfg(test)]
