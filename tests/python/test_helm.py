@@ -201,7 +201,11 @@ def test_presets_add_what_they_need():
     g = docs(render("gateway-presets"))
     kinds = by_kind(g)
     config = yaml.safe_load(next(c for c in kinds["ConfigMap"] if "sightline.yaml" in c["data"])["data"]["sightline.yaml"])
-    assert "node_from_env_var" not in config["processors"]["ownership"]["kubernetes"], "gateways watch every pod"
+    gk8s = config["processors"]["ownership"]["kubernetes"]
+    assert "node_from_env_var" not in gk8s, "gateways watch every pod"
+    sources = [s["from"] for rule in gk8s["pod_association"] for s in rule["sources"]]
+    assert "connection" not in sources, "a gateway's connections come from agents, not from the data's pods"
+    assert "pod_association" not in k8s, "agents keep the default, which ends with the connection"
     assert "loadbalancing" not in config["exporters"]
     headless = [s for s in kinds["Service"] if s["spec"].get("clusterIP") == "None"]
     assert [s["metadata"]["name"] for s in headless] == ["sightline-gateway-headless"]

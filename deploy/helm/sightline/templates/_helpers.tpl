@@ -54,6 +54,11 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- $k8s := dict "enabled" true "team_from" $k.teamFrom "backstage_kubernetes_id" $k.backstageKubernetesId "wait_for_metadata" $k.waitForMetadata -}}
 {{- if eq .Values.mode "daemonset" -}}
 {{- $_ := set $k8s "node_from_env_var" "K8S_NODE_NAME" -}}
+{{- else -}}
+{{- /* Gateways: a connection comes from an agent, not from the pod that made the data, so
+       association reads only what the resource carries (agents add k8s.pod.uid). */ -}}
+{{- $byAttribute := list (dict "sources" (list (dict "from" "resource_attribute" "name" "k8s.pod.uid"))) (dict "sources" (list (dict "from" "resource_attribute" "name" "k8s.pod.ip"))) -}}
+{{- $_ := set $k8s "pod_association" $byAttribute -}}
 {{- end -}}
 {{- $_ := set $own "kubernetes" (mergeOverwrite $k8s (get $own "kubernetes" | default dict)) -}}
 {{- $_ := set $processors "ownership" $own -}}
