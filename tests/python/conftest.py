@@ -41,6 +41,19 @@ def wait_until(pred, timeout=20.0):
     return pred()
 
 
+def stop_process(proc: subprocess.Popen, log=None):
+    """SIGTERM, then SIGKILL if it has not exited within 30 s; closes its log file."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if log is not None:
+        log.close()
+
+
 def admin_ready(port: int) -> bool:
     """Whether Sightline's admin server on `port` answers /readyz with 200."""
     try:
@@ -131,12 +144,7 @@ service:
         return admin_metrics(self.admin)
 
     def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.stderr.close()
+        stop_process(self.proc, self.stderr)
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import os
 import subprocess
 
 import pytest
-from conftest import admin_ready, free_port, wait_until
+from conftest import admin_ready, free_port, stop_process, wait_until
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
@@ -33,9 +33,7 @@ class Proc:
         assert self.proc.poll() is None, (self.tmp / "stderr.log").read_text()
 
     def stop(self):
-        self.proc.terminate()
-        self.proc.wait(timeout=30)
-        self.log.close()
+        stop_process(self.proc, self.log)
 
 
 GATEWAY = """

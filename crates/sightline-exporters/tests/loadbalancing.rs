@@ -137,6 +137,28 @@ fn config(yaml: &str) -> LoadBalancingConfig {
     cfg
 }
 
+/// The exporter for `hostnames` behind the core driver (traces), retrying from `initial` up
+/// to `max` between attempts for 20 s; with its registry.
+fn traces_driver(hostnames: &[String], initial: Duration, max: Duration) -> (driver::Driver, Registry) {
+    let mut cfg = static_config(hostnames);
+    cfg.retry_on_failure = Some(RetryConfig {
+        initial_interval: initial,
+        max_interval: max,
+        max_elapsed_time: Duration::from_secs(20),
+        ..RetryConfig::default()
+    });
+    let registry = Registry::new();
+    let exporter = LoadBalancingExporter::new("loadbalancing", &cfg, &registry).expect("build");
+    let d = driver::spawn(
+        "loadbalancing",
+        Signal::Traces,
+        exporter.driver_config(),
+        exporter.sender(Signal::Traces),
+        &registry,
+    );
+    (d, registry)
+}
+
 fn static_config(hostnames: &[String]) -> LoadBalancingConfig {
     let list = hostnames.iter().map(|h| format!("\"{h}\"")).collect::<Vec<_>>().join(", ");
     config(&format!(
@@ -251,22 +273,7 @@ async fn only_the_failed_part_is_retried() {
     // first attempt, and whatever is left is retried.
     backends[0].seen().fail_next = 2;
     backends[1].seen().fail_next = 1;
-    let mut cfg = static_config(&names);
-    cfg.retry_on_failure = Some(RetryConfig {
-        initial_interval: Duration::from_millis(50),
-        max_interval: Duration::from_millis(100),
-        max_elapsed_time: Duration::from_secs(20),
-        ..RetryConfig::default()
-    });
-    let registry = Registry::new();
-    let exporter = LoadBalancingExporter::new("loadbalancing", &cfg, &registry).expect("build");
-    let d = driver::spawn(
-        "loadbalancing",
-        Signal::Traces,
-        exporter.driver_config(),
-        exporter.sender(Signal::Traces),
-        &registry,
-    );
+    let (d, registry) = traces_driver(&names, Duration::from_millis(50), Duration::from_millis(100));
     let req = traces(80, 2, 3);
     let expected = span_ids(&all_spans(&req));
     assert_eq!(d.handle.enqueue(payload(Signal::Traces, &req, 640)).await, driver::Enqueued::Queued);
@@ -513,22 +520,7 @@ async fn counts_match_what_arrived() {
     backends[0].seen().fail_always = Some(Code::InvalidArgument);
     backends[1].seen().fail_next = 2;
     backends[2].seen().fail_next = 1;
-    let mut cfg = static_config(&names);
-    cfg.retry_on_failure = Some(RetryConfig {
-        initial_interval: Duration::from_millis(20),
-        max_interval: Duration::from_millis(50),
-        max_elapsed_time: Duration::from_secs(20),
-        ..RetryConfig::default()
-    });
-    let registry = Registry::new();
-    let exporter = LoadBalancingExporter::new("loadbalancing", &cfg, &registry).expect("build");
-    let d = driver::spawn(
-        "loadbalancing",
-        Signal::Traces,
-        exporter.driver_config(),
-        exporter.sender(Signal::Traces),
-        &registry,
-    );
+    let (d, registry) = traces_driver(&names, Duration::from_millis(20), Duration::from_millis(50));
     for seed in 10..14 {
         let req = traces(40, 2, seed);
         assert_eq!(d.handle.enqueue(payload(Signal::Traces, &req, 320)).await, driver::Enqueued::Queued);
