@@ -123,8 +123,27 @@ struct Scan<H> {
 
 /// The key and value ranges of the `KeyValue` at `kv` (the last of each, empty when absent).
 pub(crate) fn key_value(raw: &[u8], kv: R) -> (R, R) {
-    let (mut key, mut value) = ((kv.0, kv.0), (kv.0, kv.0));
-    let (body, mut p) = (&raw[kv.0 as usize..kv.1 as usize], 0);
+    let body = &raw[kv.0 as usize..kv.1 as usize];
+    // The layout every SDK writes: the key (tag 0x0a) then the value (0x12), each with a
+    // one-byte length, nothing else. Anything else takes the general walk below.
+    if let [0x0a, klen, rest @ ..] = body
+        && *klen < 0x80
+        && let Some([0x12, vlen, value @ ..]) = rest.get(*klen as usize..)
+        && *vlen < 0x80
+        && value.len() == *vlen as usize
+    {
+        let k0 = kv.0 + 2;
+        let v0 = k0 + u32::from(*klen) + 2;
+        return ((k0, k0 + u32::from(*klen)), (v0, kv.1));
+    }
+    key_value_walk(body, kv.0)
+}
+
+/// [`key_value`]'s general case: every field of the `KeyValue` (`body`, at `base`) read.
+fn key_value_walk(body: &[u8], base: u32) -> (R, R) {
+    let kv = (base, base);
+    let (mut key, mut value) = (kv, kv);
+    let mut p = 0;
     while let Some((n, x)) = next_field(body, &mut p, kv.0) {
         match (n, x) {
             (1, V::Len(r)) => key = r,
@@ -837,6 +856,41 @@ mod tests {
             key: k.into(),
             value: Some(AnyValue { value: Some(Pv::StringValue(v.into())) }),
             ..Default::default()
+        }
+    }
+
+    #[test]
+    fn key_value_fast_path_agrees_with_the_walk() {
+        let long = "k".repeat(200);
+        let mut cases: Vec<Vec<u8>> = vec![
+            kv("a", "b").encode_to_vec(),
+            kv("", "").encode_to_vec(),
+            kv(&long, "v").encode_to_vec(),
+            kv("k", &long).encode_to_vec(),
+            KeyValue { key: "only".into(), value: None, ..Default::default() }.encode_to_vec(),
+            KeyValue {
+                key: String::new(),
+                value: Some(AnyValue { value: Some(Pv::IntValue(300)) }),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+            // Value first, key repeated, an unknown field, a truncated value.
+            vec![0x12, 0x02, 0x08, 0x01, 0x0a, 0x01, b'x'],
+            vec![0x0a, 0x01, b'x', 0x12, 0x00, 0x0a, 0x01, b'y'],
+            vec![0x0a, 0x01, b'x', 0x12, 0x00, 0x18, 0x05],
+            vec![0x0a, 0x01, b'x', 0x12, 0x05, 0x08],
+            vec![0x0a, 0x05, b'x'],
+            vec![],
+        ];
+        // Every prefix of a normal attribute too.
+        let full = kv("http.route", "/api").encode_to_vec();
+        cases.extend((0..full.len()).map(|n| full[..n].to_vec()));
+        for body in cases {
+            // At an offset, as inside an item.
+            let mut raw = vec![0xff; 7];
+            raw.extend_from_slice(&body);
+            let r = (7, raw.len() as u32);
+            assert_eq!(key_value(&raw, r), key_value_walk(&body, 7), "{body:02x?}");
         }
     }
 

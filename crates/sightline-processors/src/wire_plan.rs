@@ -28,11 +28,55 @@ pub fn rewrite(
     prune: bool,
     fate: &mut dyn FnMut(&[u8], &mut Vec<u8>) -> Fate,
 ) -> Result<Option<(Vec<u8>, u64)>, ProcessError> {
-    let mut scratch: Vec<u8> = Vec::new();
-    // Per item: KEEP, DROP or the index of its range in `spans`.
-    let (mut fates, mut spans): (Vec<u32>, Vec<(u32, u32)>) = (Vec::new(), Vec::new());
-    // Per scope and per resource: its new length, 0 when it is removed.
-    let (mut scope_lens, mut resource_lens): (Vec<usize>, Vec<usize>) = (Vec::new(), Vec::new());
+    // The working buffers are the thread's, reused from request to request: no allocation,
+    // no growth by copying, no fresh pages per request.
+    let mut w = WORK.with(|w| w.take());
+    w.clear();
+    let r = rewrite_with(buf, prune, fate, &mut w);
+    if w.scratch.capacity() <= KEEP_SCRATCH {
+        WORK.with(|c| c.set(w));
+    }
+    r
+}
+
+/// The most scratch capacity a thread keeps between requests.
+const KEEP_SCRATCH: usize = 2 << 20;
+
+#[derive(Default)]
+struct Work {
+    /// The rewritten items, back to back.
+    scratch: Vec<u8>,
+    /// Per item: KEEP, DROP or the index of its range in `spans`.
+    fates: Vec<u32>,
+    spans: Vec<(u32, u32)>,
+    /// Per scope and per resource: its new length, 0 when it is removed.
+    scope_lens: Vec<usize>,
+    resource_lens: Vec<usize>,
+}
+
+impl Work {
+    fn clear(&mut self) {
+        self.scratch.clear();
+        self.fates.clear();
+        self.spans.clear();
+        self.scope_lens.clear();
+        self.resource_lens.clear();
+    }
+}
+
+thread_local! {
+    static WORK: std::cell::Cell<Work> = std::cell::Cell::new(Work::default());
+}
+
+fn rewrite_with(
+    buf: &Bytes,
+    prune: bool,
+    fate: &mut dyn FnMut(&[u8], &mut Vec<u8>) -> Fate,
+    w: &mut Work,
+) -> Result<Option<(Vec<u8>, u64)>, ProcessError> {
+    let Work { scratch, fates, spans, scope_lens, resource_lens } = w;
+    // Items usually grow a little when rewritten (an attribute added).
+    scratch.reserve(buf.len() + buf.len() / 4);
     let (mut changed, mut kept) = (false, 0u64);
     for f in Fields::new(buf) {
         let f = f.map_err(bad)?;
@@ -55,7 +99,7 @@ pub fn rewrite(
                 }
                 let item = len(&h)?;
                 let start = scratch.len();
-                match fate(item, &mut scratch) {
+                match fate(item, scratch) {
                     Fate::Keep => {
                         fates.push(KEEP);
                         slen += h.raw.len();
