@@ -74,6 +74,18 @@ else
   (cd tests/peers/kube-apiserver && go build -o "$kas.tmp" . && mv "$kas.tmp" "$kas")
 fi
 
+step "peers: Apache Kafka 4.4.0 broker (KRaft), its jars from Maven Central (the Kafka tests)"
+# A JDK and Maven from Debian when missing; the jars are copied again only when the pom changes.
+if ! command -v java >/dev/null 2>&1 || ! command -v mvn >/dev/null 2>&1; then
+  apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q default-jdk-headless maven
+fi
+kafka_lib="$root/.peers/kafka/lib"
+if [ ! -f "$kafka_lib/kafka_2.13-4.4.0.jar" ] || [ tests/peers/kafka/pom.xml -nt "$kafka_lib/kafka_2.13-4.4.0.jar" ]; then
+  rm -rf "$kafka_lib"
+  (cd tests/peers/kafka && mvn -q -B dependency:copy-dependencies -DoutputDirectory="$kafka_lib" -DincludeScope=runtime)
+fi
+
 step "format and lint"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -24,7 +24,8 @@ pub const PROCESSORS: &[&str] = &[
     "probabilistic_sampler",
     "policy",
 ];
-pub const EXPORTERS: &[&str] = &["otlp", "otlphttp", "file", "debug", "prometheusremotewrite", "loki", "loadbalancing"];
+pub const EXPORTERS: &[&str] =
+    &["otlp", "otlphttp", "file", "debug", "prometheusremotewrite", "loki", "loadbalancing", "kafka"];
 pub const EXTENSIONS: &[&str] = &["health_check"];
 
 pub enum ExtensionCfg {
@@ -55,6 +56,7 @@ pub enum ProcessorCfg {
 }
 
 pub enum ExporterCfg {
+    Kafka(Box<sightline_kafka::KafkaExporterConfig>),
     Otlp(Box<exp::OtlpConfig>),
     OtlpHttp(Box<exp::OtlpHttpConfig>),
     File(Box<exp::FileConfig>),
@@ -154,6 +156,9 @@ pub fn exporter(cfg: &Config, s: &Section) -> Result<ExporterCfg, Vec<ConfigErro
         "loadbalancing" => {
             decode(cfg, s, exp::LoadBalancingConfig::validate).map(|c| ExporterCfg::LoadBalancing(Box::new(c)))
         }
+        "kafka" => {
+            decode(cfg, s, sightline_kafka::KafkaExporterConfig::validate).map(|c| ExporterCfg::Kafka(Box::new(c)))
+        }
         _ => Err(unknown(cfg, Kind::Exporter, s, EXPORTERS)),
     }
 }
@@ -193,6 +198,7 @@ pub enum BuiltExporter {
     OtlpHttp(Box<exp::OtlpHttpExporter>),
     File(Box<exp::FileExporter>),
     LoadBalancing(Box<exp::LoadBalancingExporter>),
+    Kafka(Box<sightline_kafka::KafkaExporter>),
     /// Exporters with nothing to share between signals (one signal only, or stateless).
     PerSignal(SignalBuilder),
 }
@@ -207,6 +213,7 @@ impl BuiltExporter {
             BuiltExporter::OtlpHttp(e) => Ok((e.sender(signal)?, e.driver_config())),
             BuiltExporter::File(e) => Ok((e.sender(signal), e.driver_config())),
             BuiltExporter::LoadBalancing(e) => Ok((e.sender(signal), e.driver_config())),
+            BuiltExporter::Kafka(e) => Ok((e.sender(signal), e.driver_config())),
             BuiltExporter::PerSignal(f) => f(signal),
         }
     }
@@ -221,6 +228,9 @@ pub fn build_exporter(id: &str, cfg: &ExporterCfg, registry: &Registry) -> Resul
         ExporterCfg::File(c) => BuiltExporter::File(Box::new(exp::FileExporter::open(&id, c)?)),
         ExporterCfg::LoadBalancing(c) => {
             BuiltExporter::LoadBalancing(Box::new(exp::LoadBalancingExporter::new(&id, c, &registry)?))
+        }
+        ExporterCfg::Kafka(c) => {
+            BuiltExporter::Kafka(Box::new(sightline_kafka::KafkaExporter::new(&id, c, &registry)?))
         }
         ExporterCfg::Debug(c) => {
             let c = c.clone();

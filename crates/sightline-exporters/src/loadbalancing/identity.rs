@@ -55,8 +55,28 @@ fn hex_key<'a>(prefix: &[u8], h: u64, out: &'a mut [u8; KEY_MAX]) -> &'a [u8] {
 
 /// `pdatautil.MapHash` of the `KeyValue`s in field `field` of `msg`; `buf` is scratch.
 pub fn map_hash(msg: &[u8], field: u32, buf: &mut Vec<u8>) -> [u8; 16] {
+    hash_with(msg, field, buf, Style::PdataUtil)
+}
+
+/// pdata's `xhash.MapHash` (collector v0.165; the `kafka` exporter's message key for
+/// `partition_*_by_resource_attributes`): as [`map_hash`], but keys, strings and bytes carry
+/// their length as a uvarint, and a repeated key is written with each of its values.
+pub fn xhash_map_hash(msg: &[u8], field: u32, buf: &mut Vec<u8>) -> [u8; 16] {
+    hash_with(msg, field, buf, Style::XHash)
+}
+
+/// The two encodings the collector hashes maps with.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Style {
+    /// `pdatautil.MapHash` (the loadbalancing exporter, v0.161).
+    PdataUtil,
+    /// `xhash.MapHash` (pdata/xpdata v0.165).
+    XHash,
+}
+
+fn hash_with(msg: &[u8], field: u32, buf: &mut Vec<u8>, style: Style) -> [u8; 16] {
     buf.clear();
-    if !write_map(msg, field, buf, 0) {
+    if !write_map(msg, field, buf, 0, style) {
         return [0; 16];
     }
     let mut out = [0u8; 16];
@@ -66,36 +86,44 @@ pub fn map_hash(msg: &[u8], field: u32, buf: &mut Vec<u8>) -> [u8; 16] {
     out
 }
 
+fn put_bytes(buf: &mut Vec<u8>, b: &[u8], style: Style) {
+    if style == Style::XHash {
+        wire::put_varint(buf, b.len() as u64);
+    }
+    buf.extend_from_slice(b);
+}
+
 /// Writes the map's entries with their keys sorted; false when it has none. A key that appears
-/// twice is written twice with its first value (as pdata's `Map.All` and `Map.Get` do).
-fn write_map(msg: &[u8], field: u32, buf: &mut Vec<u8>, depth: usize) -> bool {
+/// twice is written twice: with its first value (pdatautil, as pdata's `Map.Get`), or with
+/// each of its values (xhash, as `Map.All`).
+fn write_map(msg: &[u8], field: u32, buf: &mut Vec<u8>, depth: usize, style: Style) -> bool {
     // On the stack for up to 16 attributes: no allocation per data point.
     let mut entries: SmallVec<[(&str, AnyValue<'_>); 16]> =
         wire::attributes(msg, field).map_while(Result::ok).map(|a| (a.key, a.value)).collect();
     if entries.is_empty() {
         return false;
     }
-    // Stable: a repeated key keeps its first value first, and is written with it each time.
+    // Stable: a repeated key keeps its first value first.
     entries.sort_by(|a, b| a.0.cmp(b.0));
     let mut previous: Option<(&str, AnyValue<'_>)> = None;
     for &(k, v) in &entries {
         let v = match previous {
-            Some((pk, pv)) if pk == k => pv,
+            Some((pk, pv)) if pk == k && style == Style::PdataUtil => pv,
             _ => v,
         };
         previous = Some((k, v));
         buf.push(KEY);
-        buf.extend_from_slice(k.as_bytes());
-        write_value(v, buf, depth);
+        put_bytes(buf, k.as_bytes(), style);
+        write_value(v, buf, depth, style);
     }
     true
 }
 
-fn write_value(v: AnyValue<'_>, buf: &mut Vec<u8>, depth: usize) {
+fn write_value(v: AnyValue<'_>, buf: &mut Vec<u8>, depth: usize, style: Style) {
     match v {
         AnyValue::String(s) => {
             buf.push(STR);
-            buf.extend_from_slice(s.as_bytes());
+            put_bytes(buf, s.as_bytes(), style);
         }
         AnyValue::Bool(b) => buf.push(if b { TRUE } else { FALSE }),
         AnyValue::Int(i) => {
@@ -108,12 +136,12 @@ fn write_value(v: AnyValue<'_>, buf: &mut Vec<u8>, depth: usize) {
         }
         AnyValue::Bytes(b) => {
             buf.push(BYTES);
-            buf.extend_from_slice(b);
+            put_bytes(buf, b, style);
         }
         AnyValue::KvList(list) => {
             buf.push(MAP);
             if depth < MAX_DEPTH {
-                write_map(list, 1, buf, depth + 1);
+                write_map(list, 1, buf, depth + 1, style);
             }
             buf.push(MAP_END);
         }
@@ -122,7 +150,7 @@ fn write_value(v: AnyValue<'_>, buf: &mut Vec<u8>, depth: usize) {
             if depth < MAX_DEPTH {
                 for f in wire::Fields::new(arr).map_while(Result::ok) {
                     if let (1, wire::Value::Len(v)) = (f.number, f.value) {
-                        write_value(AnyValue::parse(v).unwrap_or(AnyValue::Empty), buf, depth + 1);
+                        write_value(AnyValue::parse(v).unwrap_or(AnyValue::Empty), buf, depth + 1, style);
                     }
                 }
             }

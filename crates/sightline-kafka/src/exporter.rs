@@ -1,0 +1,585 @@
+//! The `kafka` exporter: each batch cut into messages (the request whole, one per resource or
+//! one per trace id, as the collector's `kafkaexporter`; split further on the wire to fit
+//! `producer.max_message_bytes`), produced through librdkafka, and reported sent only when
+//! every message has been acknowledged by the brokers at `required_acks`. Messages that failed
+//! are what a retry sends again (`SendError::remaining`): the others are not written twice.
+
+use crate::config::{Encoding, Hasher, KafkaExporterConfig, Partitioning};
+use crate::partition;
+use bytes::Bytes;
+use rdkafka::ClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Partitioner, Producer as _, ProducerContext, ThreadedProducer};
+use sightline_core::wire::{self, Fields};
+use sightline_core::{Batch, Counter, DriverConfig, Payload, Registry, SendError, SendFuture, Sender, Signal};
+use sightline_exporters::BuildError;
+use sightline_exporters::loadbalancing::identity;
+use sightline_exporters::loadbalancing::split::{self, Split};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// The client context: librdkafka's log lines go to Sightline's log, deliveries to the send
+/// that is waiting for them, keyed messages to the collector's partitioner.
+pub(crate) struct Context {
+    id: Arc<str>,
+    partitioner: KeyPartitioner,
+}
+
+impl ClientContext for Context {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
+                tracing::error!(exporter = %self.id, facility = fac, "kafka: {message}")
+            }
+            RDKafkaLogLevel::Warning => tracing::warn!(exporter = %self.id, facility = fac, "kafka: {message}"),
+            _ => tracing::debug!(exporter = %self.id, facility = fac, "kafka: {message}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(exporter = %self.id, "kafka client: {error}: {reason}");
+    }
+}
+
+type Delivered = oneshot::Sender<Result<(), KafkaError>>;
+
+impl ProducerContext<KeyPartitioner> for Context {
+    type DeliveryOpaque = Box<Delivered>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, tx: Box<Delivered>) {
+        // The send may have timed out and gone: nobody to tell then.
+        let _ = tx.send(result.as_ref().map(|_| ()).map_err(|(e, _)| e.clone()));
+    }
+
+    fn get_custom_partitioner(&self) -> Option<&KeyPartitioner> {
+        Some(&self.partitioner)
+    }
+}
+
+/// The collector's `sticky_key` partitioner for keyed messages (librdkafka's own sticky
+/// partitioner places messages without a key).
+pub(crate) struct KeyPartitioner(Hasher);
+
+impl Partitioner for KeyPartitioner {
+    fn partition(
+        &self,
+        _topic: &str,
+        key: Option<&[u8]>,
+        partition_cnt: i32,
+        _is_partition_available: impl Fn(i32) -> bool,
+    ) -> i32 {
+        match key {
+            Some(k) => partition::of_key(self.0, k, partition_cnt),
+            // Not called for messages without a key while sticky.partitioning.linger.ms > 0.
+            None => rdkafka::producer::PARTITION_UA,
+        }
+    }
+}
+
+type Client = ThreadedProducer<Context, KeyPartitioner>;
+
+/// The exporter, built once per id: one librdkafka producer shared by the signals.
+pub struct KafkaExporter {
+    id: Arc<str>,
+    cfg: Arc<KafkaExporterConfig>,
+    producer: Arc<Client>,
+    metrics: Arc<Metrics>,
+}
+
+struct Metrics {
+    records: Counter,
+    records_failed: Counter,
+    too_large: Counter,
+}
+
+/// librdkafka's settings for the config (ADR 24 lists the mapping).
+pub fn client_config(cfg: &KafkaExporterConfig) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    let p = &cfg.producer;
+    c.set("bootstrap.servers", cfg.brokers.join(","))
+        .set("client.id", &cfg.client_id)
+        .set("acks", p.required_acks.0.to_string())
+        .set("enable.idempotence", if p.required_acks.0 == -1 { "true" } else { "false" })
+        .set("compression.codec", &p.compression)
+        .set("message.max.bytes", (p.max_message_bytes + 64 * 1024).max(1000).to_string())
+        .set("queue.buffering.max.messages", p.flush_max_messages.to_string())
+        .set("max.in.flight.requests.per.connection", p.max_inflight_requests_per_broker.to_string())
+        .set("allow.auto.create.topics", p.allow_auto_topic_creation.to_string())
+        .set("linger.ms", p.linger.as_millis().to_string())
+        .set("message.timeout.ms", cfg.timeout.as_millis().max(1).to_string())
+        .set("request.timeout.ms", cfg.timeout.as_millis().clamp(1, 900_000).to_string())
+        .set("socket.connection.setup.timeout.ms", cfg.dial_timeout.as_millis().max(1000).to_string())
+        .set("connections.max.idle.ms", cfg.conn_idle_timeout.as_millis().to_string())
+        .set("topic.metadata.refresh.interval.ms", cfg.metadata.refresh_interval.as_millis().to_string())
+        .set("retry.backoff.ms", cfg.metadata.retry.backoff.as_millis().max(1).to_string())
+        .set("message.send.max.retries", cfg.metadata.retry.max.to_string())
+        // Sticky for messages without a key; the custom partitioner for keyed ones.
+        .set("sticky.partitioning.linger.ms", p.linger.as_millis().max(1).to_string());
+    let level = p.compression_params.level;
+    if level > 0 {
+        c.set("compression.level", level.to_string());
+    }
+    if let Some(r) = &cfg.rack_id {
+        c.set("client.rack", r);
+    }
+    let tls = cfg.tls.as_ref().filter(|t| !(t.insecure && t.ca_file.is_none()));
+    let sasl = cfg.auth.sasl.as_ref();
+    c.set(
+        "security.protocol",
+        match (tls.is_some(), sasl.is_some()) {
+            (false, false) => "plaintext",
+            (true, false) => "ssl",
+            (false, true) => "sasl_plaintext",
+            (true, true) => "sasl_ssl",
+        },
+    );
+    if let Some(s) = sasl {
+        c.set("sasl.mechanisms", &s.mechanism).set("sasl.username", &s.username).set("sasl.password", &s.password);
+    }
+    if let Some(t) = tls {
+        if let Some(ca) = &t.ca_file {
+            c.set("ssl.ca.location", ca.display().to_string());
+        }
+        if let (Some(cert), Some(key)) = (&t.cert_file, &t.key_file) {
+            c.set("ssl.certificate.location", cert.display().to_string())
+                .set("ssl.key.location", key.display().to_string());
+        }
+        if t.insecure_skip_verify {
+            c.set("enable.ssl.certificate.verification", "false").set("ssl.endpoint.identification.algorithm", "none");
+        }
+    }
+    c
+}
+
+impl KafkaExporter {
+    /// Builds the producer (it connects in the background; nothing blocks here).
+    pub fn new(id: &str, cfg: &KafkaExporterConfig, registry: &Registry) -> Result<KafkaExporter, BuildError> {
+        BuildError::from_findings(cfg.validate())?;
+        let id: Arc<str> = id.into();
+        let ctx = Context { id: id.clone(), partitioner: KeyPartitioner(cfg.record_partitioner.hasher()) };
+        let producer: Client = client_config(cfg)
+            .create_with_context(ctx)
+            .map_err(|e| BuildError::invalid("brokers", format!("cannot create the Kafka producer: {e}")))?;
+        let labels = [("exporter", &*id)];
+        let metrics = Metrics {
+            records: registry.counter(
+                "sightline_kafka_exporter_records_total",
+                "Messages the brokers acknowledged.",
+                &labels,
+            ),
+            records_failed: registry.counter(
+                "sightline_kafka_exporter_records_failed_total",
+                "Messages the brokers did not acknowledge (retried or given up with their batch).",
+                &labels,
+            ),
+            too_large: registry.counter(
+                "sightline_kafka_exporter_too_large_items_total",
+                "Items dropped because one alone does not fit in producer.max_message_bytes.",
+                &labels,
+            ),
+        };
+        Ok(KafkaExporter { id, cfg: Arc::new(cfg.clone()), producer: Arc::new(producer), metrics: Arc::new(metrics) })
+    }
+
+    pub fn sender(&self, signal: Signal) -> Arc<dyn Sender> {
+        let mut headers = OwnedHeaders::new();
+        let mut n = 0;
+        for h in &self.cfg.record_headers {
+            headers = headers.insert(Header { key: &h.name, value: Some(h.value.as_bytes()) });
+            n += 1;
+        }
+        if self.cfg.signal_header {
+            headers = headers.insert(Header { key: "otelcol.signal", value: Some(signal.as_str().as_bytes()) });
+            n += 1;
+        }
+        Arc::new(KafkaSender {
+            id: self.id.clone(),
+            signal,
+            topic: self.cfg.topic(signal).to_string(),
+            encoding: self.cfg.encoding(signal),
+            partitioning: self.cfg.partitioning(signal),
+            topic_from_attribute: (!self.cfg.topic_from_attribute.is_empty())
+                .then(|| self.cfg.topic_from_attribute.clone()),
+            max: self.cfg.producer.max_message_bytes,
+            headers: (n > 0).then_some(headers),
+            producer: self.producer.clone(),
+            metrics: self.metrics.clone(),
+        })
+    }
+
+    pub fn driver_config(&self) -> DriverConfig {
+        sightline_exporters::driver_config(self.cfg.timeout, &self.cfg.sending_queue, &self.cfg.retry_on_failure)
+    }
+}
+
+impl Drop for KafkaExporter {
+    fn drop(&mut self) {
+        // What is still buffered gets a last chance (the driver has already drained).
+        let _ = self.producer.flush(Duration::from_secs(5));
+    }
+}
+
+struct KafkaSender {
+    id: Arc<str>,
+    signal: Signal,
+    topic: String,
+    encoding: Encoding,
+    partitioning: Partitioning,
+    topic_from_attribute: Option<String>,
+    max: usize,
+    headers: Option<OwnedHeaders>,
+    producer: Arc<Client>,
+    metrics: Arc<Metrics>,
+}
+
+/// One message to produce: an OTLP protobuf request (kept for a retry), its key and topic.
+pub(crate) struct Message {
+    pub proto: Bytes,
+    pub items: u64,
+    pub key: Option<Vec<u8>>,
+    pub topic: Option<String>,
+}
+
+impl Sender for KafkaSender {
+    fn send<'a>(&'a self, batch: &'a Batch) -> SendFuture<'a> {
+        Box::pin(async move {
+            let (messages, dropped) = self.messages(batch).map_err(SendError::permanent)?;
+            if dropped > 0 {
+                self.metrics.too_large.add(dropped);
+                tracing::warn!(
+                    exporter = %self.id,
+                    items = dropped,
+                    max_message_bytes = self.max,
+                    "kafka: items larger than producer.max_message_bytes on their own were dropped"
+                );
+            }
+            self.produce(messages).await
+        })
+    }
+}
+
+impl KafkaSender {
+    /// The batch as messages, and the number of items dropped because one alone is too large.
+    fn messages(&self, batch: &Batch) -> Result<(Vec<Message>, u64), String> {
+        let mut out = Vec::new();
+        let mut dropped = 0;
+        let bad = |e: wire::WireError| format!("malformed request in the batch: {e}");
+        match self.partitioning {
+            Partitioning::Whole => {
+                // Consecutive payloads share a message while it fits.
+                let mut acc: Vec<u8> = Vec::new();
+                let mut acc_items = 0;
+                for p in &batch.payloads {
+                    let b = p.bytes();
+                    if !acc.is_empty() && acc.len() + b.len() > self.max {
+                        out.push(Message {
+                            proto: Bytes::from(std::mem::take(&mut acc)),
+                            items: acc_items,
+                            key: None,
+                            topic: None,
+                        });
+                        acc_items = 0;
+                    }
+                    if b.len() > self.max {
+                        dropped += self.fit(b.clone(), p.items(), None, None, &mut out).map_err(bad)?;
+                    } else if acc.is_empty() && batch.payloads.len() == 1 {
+                        out.push(Message { proto: b.clone(), items: p.items(), key: None, topic: None });
+                    } else {
+                        acc.extend_from_slice(b);
+                        acc_items += p.items();
+                    }
+                }
+                if !acc.is_empty() {
+                    out.push(Message { proto: Bytes::from(acc), items: acc_items, key: None, topic: None });
+                }
+            }
+            Partitioning::Resource { keyed } => {
+                let mut scratch = Vec::new();
+                for p in &batch.payloads {
+                    for f in Fields::new(p.bytes()) {
+                        let f = f.map_err(bad)?;
+                        if f.number != 1 {
+                            continue;
+                        }
+                        let entry = wire::expect_len(&f).map_err(bad)?;
+                        let items = items_of(self.signal, entry);
+                        if items == 0 {
+                            continue;
+                        }
+                        let resource = resource_of(entry);
+                        let key = keyed.then(|| identity::xhash_map_hash(resource, 1, &mut scratch).to_vec());
+                        let topic = self.topic_for(resource);
+                        let bytes = Bytes::copy_from_slice(f.raw);
+                        dropped += self.fit(bytes, items, key, topic, &mut out).map_err(bad)?;
+                    }
+                }
+            }
+            Partitioning::TraceId => {
+                let field = if self.signal == Signal::Logs { 9 } else { 1 };
+                for p in &batch.payloads {
+                    let mut ids: Vec<[u8; 16]> = Vec::new();
+                    let mut route = |item: &[u8]| {
+                        let id = trace_id(item, field);
+                        match ids.iter().position(|x| *x == id) {
+                            Some(i) => i,
+                            None => {
+                                ids.push(id);
+                                ids.len() - 1
+                            }
+                        }
+                    };
+                    let count = |_: &[u8]| 1u64;
+                    let parts = split::by_item(p.bytes(), &mut route, &count).map_err(bad)?;
+                    let key_of = |i: usize| -> Option<Vec<u8>> {
+                        let id = ids[i];
+                        // Spans: the hex id even when all zero (an empty key, hashed); log
+                        // records without one: no key (the collector's).
+                        if id == [0; 16] {
+                            return (self.signal == Signal::Traces).then(Vec::new);
+                        }
+                        Some(hex(&id))
+                    };
+                    match parts {
+                        Split::Empty => {}
+                        Split::One(i) => {
+                            let key = key_of(i);
+                            dropped += self.fit(p.bytes().clone(), p.items(), key, None, &mut out).map_err(bad)?
+                        }
+                        Split::Many(parts) => {
+                            for part in parts {
+                                let key = key_of(part.dest);
+                                dropped +=
+                                    self.fit(Bytes::from(part.bytes), part.items, key, None, &mut out).map_err(bad)?;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok((out, dropped))
+    }
+
+    /// The topic named by the resource's `topic_from_attribute`, when set and a non-empty string.
+    fn topic_for(&self, resource: &[u8]) -> Option<String> {
+        let attr = self.topic_from_attribute.as_deref()?;
+        wire::attributes(resource, 1).map_while(Result::ok).find(|a| a.key == attr).and_then(|a| match a.value {
+            wire::AnyValue::String(s) if !s.is_empty() => Some(s.to_string()),
+            _ => None,
+        })
+    }
+
+    /// Pushes `bytes` as one message, or split by item into messages that fit; returns the
+    /// items dropped because one alone does not fit.
+    fn fit(
+        &self,
+        bytes: Bytes,
+        items: u64,
+        key: Option<Vec<u8>>,
+        topic: Option<String>,
+        out: &mut Vec<Message>,
+    ) -> Result<u64, wire::WireError> {
+        if bytes.len() <= self.max {
+            out.push(Message { proto: bytes, items, key, topic });
+            return Ok(0);
+        }
+        let mut dropped = 0;
+        for (part, n) in fit_parts(self.signal, &bytes, self.max)? {
+            match part {
+                Some(b) => {
+                    out.push(Message { proto: Bytes::from(b), items: n, key: key.clone(), topic: topic.clone() })
+                }
+                None => dropped += n,
+            }
+        }
+        Ok(dropped)
+    }
+
+    async fn produce(&self, messages: Vec<Message>) -> Result<(), SendError> {
+        enum Wait {
+            Rx(oneshot::Receiver<Result<(), KafkaError>>),
+            Failed(KafkaError),
+        }
+        let mut waits = Vec::with_capacity(messages.len());
+        for m in &messages {
+            // librdkafka copies the value and the key when the message is queued.
+            let json;
+            let value: &[u8] = match self.encoding {
+                Encoding::OtlpProto => &m.proto,
+                Encoding::OtlpJson => {
+                    json = sightline_otlp_json::protobuf_to_json(json_signal(self.signal), &m.proto)
+                        .map_err(|e| SendError::permanent(format!("cannot encode OTLP/JSON: {e}")))?;
+                    &json
+                }
+            };
+            let (tx, rx) = oneshot::channel();
+            let topic = m.topic.as_deref().unwrap_or(&self.topic);
+            let mut record = BaseRecord::with_opaque_to(topic, Box::new(tx)).payload(value);
+            if let Some(k) = &m.key {
+                record = record.key(k.as_slice());
+            }
+            if let Some(h) = &self.headers {
+                record = record.headers(h.clone());
+            }
+            let wait = loop {
+                match self.producer.send(record) {
+                    Ok(()) => break Wait::Rx(rx),
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                        // The client's buffer is full: wait for deliveries to make room.
+                        record = r;
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    Err((e, _)) => break Wait::Failed(e),
+                }
+            };
+            waits.push(wait);
+        }
+        let mut failed: Vec<(usize, KafkaError)> = Vec::new();
+        for (i, w) in waits.into_iter().enumerate() {
+            let r = match w {
+                Wait::Rx(rx) => rx.await.unwrap_or(Err(KafkaError::Canceled)),
+                Wait::Failed(e) => Err(e),
+            };
+            if let Err(e) = r {
+                failed.push((i, e));
+            }
+        }
+        let ok = messages.len() - failed.len();
+        self.metrics.records.add(ok as u64);
+        if failed.is_empty() {
+            return Ok(());
+        }
+        self.metrics.records_failed.add(failed.len() as u64);
+        let permanent = failed.iter().all(|(_, e)| is_permanent(e));
+        let first = &failed[0].1;
+        let message = format!("{} of {} Kafka messages failed: {first}", failed.len(), messages.len());
+        let mut err = if permanent { SendError::permanent(message) } else { SendError::retryable(message) };
+        if ok > 0 {
+            let mut rest = Batch::new(self.signal);
+            for (i, _) in &failed {
+                let m = &messages[*i];
+                rest.push(Payload::new(self.signal, m.proto.clone(), m.items, None));
+            }
+            err = err.with_remaining(rest);
+        }
+        Err(err)
+    }
+}
+
+fn json_signal(s: Signal) -> sightline_otlp_json::Signal {
+    match s {
+        Signal::Traces => sightline_otlp_json::Signal::Traces,
+        Signal::Metrics => sightline_otlp_json::Signal::Metrics,
+        Signal::Logs => sightline_otlp_json::Signal::Logs,
+    }
+}
+
+/// Errors a retry cannot fix.
+fn is_permanent(e: &KafkaError) -> bool {
+    use RDKafkaErrorCode as C;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            C::MessageSizeTooLarge
+                | C::InvalidMessageSize
+                | C::InvalidRecord
+                | C::InvalidTopic
+                | C::TopicAuthorizationFailed
+                | C::ClusterAuthorizationFailed
+                | C::MessageBatchTooLarge
+                | C::InvalidRequiredAcks
+                | C::UnsupportedForMessageFormat
+                | C::InvalidTimestamp
+        )
+    )
+}
+
+/// The trace id (field `field` of a span or log record), 16 zero bytes when absent or not 16
+/// bytes long.
+fn trace_id(item: &[u8], field: u32) -> [u8; 16] {
+    Fields::new(item)
+        .map_while(Result::ok)
+        .find(|f| f.number == field)
+        .and_then(|f| wire::expect_len(&f).ok())
+        .and_then(|b| <[u8; 16]>::try_from(b).ok())
+        .unwrap_or([0; 16])
+}
+
+fn hex(id: &[u8]) -> Vec<u8> {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    id.iter().flat_map(|b| [HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]).collect()
+}
+
+/// The `resource` field (1) of a resource entry, empty when absent.
+fn resource_of(entry: &[u8]) -> &[u8] {
+    Fields::new(entry)
+        .map_while(Result::ok)
+        .find(|f| f.number == 1)
+        .and_then(|f| wire::expect_len(&f).ok())
+        .unwrap_or_default()
+}
+
+/// Items (spans, log records, data points) of one resource entry.
+fn items_of(signal: Signal, entry: &[u8]) -> u64 {
+    wire::count_items(signal, entry)
+}
+
+/// Items of a whole request.
+fn request_items(signal: Signal, buf: &[u8]) -> Result<u64, wire::WireError> {
+    let mut n = 0;
+    for f in Fields::new(buf) {
+        let f = f?;
+        if f.number == 1 {
+            n += wire::count_items(signal, wire::expect_len(&f)?);
+        }
+    }
+    Ok(n)
+}
+
+/// A part of a split request: its bytes (`None`: an item too large on its own, left out) and
+/// its items.
+pub(crate) type FitPart = (Option<Vec<u8>>, u64);
+
+/// Splits a request larger than `max` by item into requests of at most `max` bytes (each
+/// with its resources and scopes around its items). An item that does not fit alone is left
+/// out: `(None, its weight)`.
+pub(crate) fn fit_parts(
+    signal: Signal,
+    buf: &[u8],
+    max: usize,
+) -> Result<Vec<FitPart>, wire::WireError> {
+    // Budget per part: what the items add, leaving room for the resource and scope around
+    // them; a part that still comes out too large is split again with half the budget.
+    let mut budget = max;
+    for _ in 0..24 {
+        let (mut bucket, mut used) = (0usize, 0usize);
+        let mut too_big: Vec<bool> = Vec::new();
+        let mut route = |item: &[u8]| {
+            if item.len() + 16 > max {
+                too_big.push(true);
+                return usize::MAX;
+            }
+            too_big.push(false);
+            if used > 0 && used + item.len() + 6 > budget {
+                bucket += 1;
+                used = 0;
+            }
+            used += item.len() + 6;
+            bucket
+        };
+        let count = |item: &[u8]| if signal == Signal::Metrics { wire::metric_points(item) } else { 1 };
+        let parts = match split::by_item(buf, &mut route, &count)? {
+            Split::Empty => return Ok(Vec::new()),
+            Split::One(d) if d == usize::MAX => return Ok(vec![(None, request_items(signal, buf)?)]),
+            Split::One(_) => vec![split::Part { dest: 0, bytes: buf.to_vec(), items: request_items(signal, buf)? }],
+            Split::Many(p) => p,
+        };
+        if parts.iter().all(|p| p.dest == usize::MAX || p.bytes.len() <= max) {
+            return Ok(parts.into_iter().map(|p| ((p.dest != usize::MAX).then_some(p.bytes), p.items)).collect());
+        }
+        budget /= 2;
+    }
+    Ok(vec![(None, request_items(signal, buf)?)])
+}

@@ -1,0 +1,282 @@
+"""The `kafka` exporter against a real Apache Kafka 4.4.0 broker (KRaft, peer_kafka.py): the
+Python SDK sends traces, logs and metrics to Sightline, which writes them to Kafka; the test
+reads the topics back with its own client (confluent-kafka) and decodes every message as the
+collector's kafkareceiver would (OTLP protobuf or OTLP/JSON)."""
+
+import logging
+import os
+import subprocess
+
+import pytest
+from conftest import wait_until
+from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
+from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from peer_kafka import Kafka
+from google.protobuf import json_format
+
+
+@pytest.fixture(scope="module")
+def kafka(tmp_path_factory):
+    k = Kafka(tmp_path_factory.mktemp("kafka"))
+    yield k
+    k.print_log()
+    k.stop()
+
+
+def kafka_exporter(kafka, extra: str = "", name: str = "kafka") -> str:
+    return f"""
+  {name}:
+    brokers: ["{kafka.bootstrap}"]
+    sending_queue: {{ batch: {{ flush_timeout: 50ms }} }}
+{extra}"""
+
+
+def send_traces(port: int, spans: int, service: str = "checkout", per_trace: int = 1):
+    provider = TracerProvider(resource=Resource.create({"service.name": service}))
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=f"127.0.0.1:{port}", insecure=True)))
+    tracer = provider.get_tracer("kafka-e2e")
+    for i in range(spans // per_trace):
+        with tracer.start_as_current_span(f"root-{i}"):
+            for j in range(per_trace - 1):
+                with tracer.start_as_current_span(f"child-{i}-{j}"):
+                    pass
+    assert provider.force_flush(10_000)
+    provider.shutdown()
+
+
+def decode(signal: str, value: bytes, encoding: str):
+    kinds = {"traces": ExportTraceServiceRequest, "logs": ExportLogsServiceRequest, "metrics": ExportMetricsServiceRequest}
+    msg = kinds[signal]()
+    if encoding == "otlp_json":
+        json_format.Parse(value, msg)
+    else:
+        msg.ParseFromString(value)
+    return msg
+
+
+def resources(signal: str, req):
+    return getattr(req, {"traces": "resource_spans", "logs": "resource_logs", "metrics": "resource_metrics"}[signal])
+
+
+def attrs(resource) -> dict:
+    return {a.key: a.value.string_value for a in resource.attributes}
+
+
+def count_items(signal: str, msgs, encoding: str):
+    """(items, owner teams) of the messages."""
+    got, owners = 0, set()
+    for m in msgs:
+        for r in resources(signal, decode(signal, m.value(), encoding)):
+            owners.add(attrs(r.resource).get("owner.team"))
+            if signal == "traces":
+                got += sum(len(ss.spans) for ss in r.scope_spans)
+            elif signal == "logs":
+                got += sum(len(x.log_records) for x in r.scope_logs)
+            else:
+                got += sum(len(x.sum.data_points) for sm in r.scope_metrics for x in sm.metrics)
+    return got, owners
+
+
+def spans_of(req):
+    return [s for rs in req.resource_spans for ss in rs.scope_spans for s in ss.spans]
+
+
+@pytest.mark.parametrize("encoding", ["otlp_proto", "otlp_json"])
+def test_sdk_to_sightline_to_kafka_all_signals(kafka, sightline_factory, encoding):
+    topics = {s: f"{s}-{encoding}" for s in ("traces", "logs", "metrics")}
+    per_signal = "".join(f"    {s}: {{ topic: {t}, encoding: {encoding} }}\n" for s, t in topics.items())
+    sl = sightline_factory(exporters=kafka_exporter(kafka, per_signal), pipeline_exporters="[kafka]")
+    send_traces(sl.grpc, 50)
+    res = Resource.create({"service.name": "search-api"})
+    lp = LoggerProvider(resource=res)
+    lp.add_log_record_processor(BatchLogRecordProcessor(OTLPLogExporter(endpoint=f"127.0.0.1:{sl.grpc}", insecure=True)))
+    log = logging.getLogger(f"kafka-e2e-{encoding}")
+    log.propagate = False
+    log.addHandler(LoggingHandler(logger_provider=lp))
+    for i in range(10):
+        log.warning("disk almost full %d", i)
+    assert lp.force_flush(10_000)
+    reader = PeriodicExportingMetricReader(
+        OTLPMetricExporter(endpoint=f"127.0.0.1:{sl.grpc}", insecure=True), export_interval_millis=3_600_000
+    )
+    mp = MeterProvider(resource=res, metric_readers=[reader])
+    mp.get_meter("kafka-e2e").create_counter("requests").add(5)
+    assert mp.force_flush(10_000)
+    lp.shutdown()
+    mp.shutdown()
+
+    want = {"traces": 50, "logs": 10, "metrics": 1}
+    for signal, topic in topics.items():
+        msgs = []
+
+        def arrived():
+            msgs[:] = kafka.consume(topic, 10_000, timeout=3)
+            return count_items(signal, msgs, encoding)[0] >= want[signal]
+
+        assert wait_until(arrived, 40), (signal, count_items(signal, msgs, encoding), (sl.tmp / "stderr.log").read_text())
+        got, owners = count_items(signal, msgs, encoding)
+        # The meter provider exports the cumulative sum again when it shuts down.
+        assert got == want[signal] or (signal == "metrics" and got == 2), (signal, got)
+        assert owners == {"payments" if signal == "traces" else "search"}, owners
+        assert all(m.key() is None for m in msgs), "no partitioning: no key, as the collector's"
+    m = sl.metrics()
+    assert 'otelcol_exporter_sent_spans{exporter="kafka"} 50' in m, m
+
+
+def test_partition_traces_by_id_keys_each_trace_and_keeps_it_in_one_partition(kafka, sightline_factory):
+    kafka.create_topic("spans-by-id", partitions=4)
+    sl = sightline_factory(
+        exporters=kafka_exporter(kafka, "    traces: { topic: spans-by-id }\n    partition_traces_by_id: true\n"),
+        pipeline_exporters="[kafka]",
+    )
+    send_traces(sl.grpc, 120, per_trace=4)
+    msgs = kafka.consume("spans-by-id", 30, timeout=30)
+    assert len(msgs) == 30, "one message per trace"
+    partitions_of: dict[bytes, set] = {}
+    for m in msgs:
+        spans = spans_of(decode("traces", m.value(), "otlp_proto"))
+        ids = {s.trace_id.hex() for s in spans}
+        assert len(spans) == 4 and ids == {m.key().decode()}, (ids, m.key())
+        partitions_of.setdefault(m.key(), set()).add(m.partition())
+        # The collector's default partitioner (sarama_compat): FNV-1a 32 as a signed integer.
+        h = 0x811C9DC5
+        for b in m.key():
+            h = ((h ^ b) * 0x01000193) & 0xFFFFFFFF
+        signed = h - (1 << 32) if h >= 1 << 31 else h
+        assert m.partition() == abs(int(signed - 4 * int(signed / 4))), (m.key(), m.partition())
+    assert all(len(p) == 1 for p in partitions_of.values())
+    assert len({p for ps in partitions_of.values() for p in ps}) > 1, "30 traces over 4 partitions"
+
+
+def test_a_request_larger_than_max_message_bytes_is_split_to_fit(kafka, sightline_factory):
+    sl = sightline_factory(
+        exporters=kafka_exporter(kafka, "    traces: { topic: spans-small }\n    producer: { max_message_bytes: 2000 }\n"),
+        pipeline_exporters="[kafka]",
+    )
+    send_traces(sl.grpc, 100)
+    names = []
+
+    def read():
+        names.clear()
+        for m in kafka.consume("spans-small", 1000, timeout=3):
+            assert len(m.value()) <= 2000
+            names.extend(s.name for s in spans_of(decode("traces", m.value(), "otlp_proto")))
+        return len(names) == 100
+
+    assert wait_until(read, 30), len(names)
+    assert sorted(names) == sorted(f"root-{i}" for i in range(100))
+
+
+def test_resource_partitioning_and_topic_from_attribute(kafka, sightline_factory):
+    kafka.create_topic("team-payments", partitions=2)
+    sl = sightline_factory(
+        exporters=kafka_exporter(
+            kafka,
+            "    logs: { topic: logs-fallback }\n    topic_from_attribute: kafka.topic.test\n"
+            "    partition_logs_by_resource_attributes: true\n",
+        ),
+        pipeline_exporters="[kafka]",
+    )
+    for service, topic in (("checkout", "team-payments"), ("search-api", None)):
+        attrs_ = {"service.name": service}
+        if topic:
+            attrs_["kafka.topic.test"] = topic
+        lp = LoggerProvider(resource=Resource.create(attrs_))
+        lp.add_log_record_processor(BatchLogRecordProcessor(OTLPLogExporter(endpoint=f"127.0.0.1:{sl.grpc}", insecure=True)))
+        log = logging.getLogger(f"kafka-topic-{service}")
+        log.propagate = False
+        log.addHandler(LoggingHandler(logger_provider=lp))
+        log.error("boom")
+        assert lp.force_flush(10_000)
+        lp.shutdown()
+    routed = kafka.consume("team-payments", 1, timeout=30)
+    fallback = kafka.consume("logs-fallback", 1, timeout=30)
+    assert len(routed) == 1 and len(fallback) == 1
+    for m, service in ((routed[0], "checkout"), (fallback[0], "search-api")):
+        req = decode("logs", m.value(), "otlp_proto")
+        assert [attrs(r.resource)["service.name"] for r in req.resource_logs] == [service]
+        assert m.key() is not None and len(m.key()) == 16, "keyed by the resource's xhash (16 bytes)"
+
+
+def test_broker_restart_loses_nothing_acknowledged(tmp_path, sightline_factory):
+    # Its own broker: the test stops it while Sightline is exporting.
+    k = Kafka(tmp_path / "own")
+    try:
+        sl = sightline_factory(
+            exporters=kafka_exporter(
+                k, "    traces: { topic: spans-restart }\n    retry_on_failure: { initial_interval: 200ms, max_interval: 1s }\n"
+            ),
+            pipeline_exporters="[kafka]",
+        )
+        send_traces(sl.grpc, 40)
+        assert len(k.consume("spans-restart", 40, timeout=30)) >= 1
+        k.proc.terminate()
+        k.proc.wait(timeout=60)
+        send_traces(sl.grpc, 60)  # accepted by Sightline while the broker is down
+        props = dict(k.props)
+        k.log.close()
+        k.start(k.jvm + ["kafka.Kafka", str(k.config)], k.dir / "kafka2.log", env=k.env)
+        names = []
+
+        def read():
+            names.clear()
+            for m in k.consume("spans-restart", 1000, timeout=3):
+                names.extend(s.name for s in spans_of(decode("traces", m.value(), "otlp_proto")))
+            return len(names) >= 100
+
+        assert wait_until(read, 90), (len(names), (sl.tmp / "stderr.log").read_text()[-3000:])
+        # Every span of both rounds, none lost (a retried message may appear twice).
+        assert {f"root-{i}" for i in range(60)} <= set(names)
+        assert props == k.props
+    finally:
+        k.stop()
+
+
+def validate(tmp_path, exporter: str) -> str:
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(
+        f"""
+receivers: {{ otlp: {{ protocols: {{ grpc: {{ endpoint: "127.0.0.1:0" }} }} }} }}
+exporters:
+  kafka:
+{exporter}
+service:
+  pipelines: {{ traces: {{ receivers: [otlp], exporters: [kafka] }} }}
+"""
+    )
+    out = subprocess.run([os.environ["SIGHTLINE_BIN"], "validate", "--config", str(cfg)], capture_output=True, text=True)
+    assert out.returncode == 1, out.stdout
+    return out.stdout + out.stderr
+
+
+def test_collector_style_mistakes_are_named(tmp_path):
+    text = validate(
+        tmp_path,
+        """    brokers: [localhost:9092]
+    topic: spans
+    traces: { encoding: jaeger_proto }
+    producer: { compression: brotli }
+    auth: { sasl: { mechanism: PLAIN } }""",
+    )
+    for needle in (
+        "exporters.kafka.topic",
+        "set traces.topic",
+        "exporters.kafka.traces.encoding",
+        "jaeger_proto",
+        "producer.compression",
+        "PLAIN needs username and password",
+    ):
+        assert needle in text, (needle, text)
+    text = validate(tmp_path, "    producer: { required_acks: 2 }")
+    assert "required_acks" in text and "use 0, 1, -1 or all" in text, text
