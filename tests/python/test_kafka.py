@@ -8,7 +8,7 @@ import os
 import subprocess
 
 import pytest
-from conftest import wait_until
+from conftest import free_port, wait_until
 from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
 from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
@@ -280,3 +280,99 @@ def test_collector_style_mistakes_are_named(tmp_path):
         assert needle in text, (needle, text)
     text = validate(tmp_path, "    producer: { required_acks: 2 }")
     assert "required_acks" in text and "use 0, 1, -1 or all" in text, text
+
+
+def test_collector_reads_sightline_topics_and_writes_the_same_keys(kafka, sightline_factory, tmp_path):
+    """Differential, through the real collector (contrib v0.165.1 kafkareceiver and
+    kafkaexporter, franz-go): Sightline writes the SDK's data to s-* topics with every
+    partitioning option on; the collector reads them and writes them again, with the same
+    options, to c-* topics. The collector's messages must carry exactly Sightline's keys (hex
+    trace ids, pdata xhash of the resource), in the same partitions, with the same items and
+    the ownership attributes intact."""
+    signals = ("traces", "logs", "metrics")
+    for s in signals:
+        kafka.create_topic(f"s-{s}", partitions=4)
+        kafka.create_topic(f"c-{s}", partitions=4)
+    opts = (
+        "    partition_traces_by_id: true\n"
+        "    partition_metrics_by_resource_attributes: true\n"
+        "    partition_logs_by_resource_attributes: true\n"
+    )
+    sl = sightline_factory(
+        exporters=kafka_exporter(kafka, "".join(f"    {s}: {{ topic: s-{s} }}\n" for s in signals) + opts),
+        pipeline_exporters="[kafka]",
+    )
+    metrics_port = free_port()
+    cfg = tmp_path / "otelcol.yaml"
+    cfg.write_text(
+        f"""
+receivers:
+  kafka:
+    brokers: ["{kafka.bootstrap}"]
+    initial_offset: earliest
+    group_id: interop
+{"".join(f"    {s}: {{ topics: [s-{s}] }}{chr(10)}" for s in signals)}
+exporters:
+  kafka:
+    brokers: ["{kafka.bootstrap}"]
+{"".join(f"    {s}: {{ topic: c-{s} }}{chr(10)}" for s in signals)}{opts}
+service:
+  telemetry:
+    metrics:
+      readers:
+        - pull:
+            exporter:
+              prometheus: {{ host: "127.0.0.1", port: {metrics_port} }}
+  pipelines:
+{"".join(f"    {s}: {{ receivers: [kafka], exporters: [kafka] }}{chr(10)}" for s in signals)}"""
+    )
+    log_path = tmp_path / "otelcol.log"
+    with open(log_path, "w") as log:
+        col = subprocess.Popen([os.environ["OTELCOL_BIN"], "--config", str(cfg)], stderr=log, stdout=log)
+        try:
+            assert wait_until(lambda: b"Everything is ready" in log_path.read_bytes() or col.poll() is not None, 60)
+            assert col.poll() is None, log_path.read_text()
+            # Two services (two resources, two keys) per signal, several traces of 3 spans.
+            for service in ("checkout", "search-api"):
+                send_traces(sl.grpc, 30, service=service, per_trace=3)
+                res = Resource.create({"service.name": service})
+                lp = LoggerProvider(resource=res)
+                lp.add_log_record_processor(
+                    BatchLogRecordProcessor(OTLPLogExporter(endpoint=f"127.0.0.1:{sl.grpc}", insecure=True))
+                )
+                log_ = logging.getLogger(f"kafka-diff-{service}")
+                log_.propagate = False
+                log_.addHandler(LoggingHandler(logger_provider=lp))
+                log_.warning("queue depth high")
+                assert lp.force_flush(10_000)
+                lp.shutdown()
+                reader = PeriodicExportingMetricReader(
+                    OTLPMetricExporter(endpoint=f"127.0.0.1:{sl.grpc}", insecure=True), export_interval_millis=3_600_000
+                )
+                mp = MeterProvider(resource=res, metric_readers=[reader])
+                mp.get_meter("kafka-diff").create_counter("requests").add(1)
+                assert mp.force_flush(10_000)
+                mp.shutdown()
+            want = {"traces": 20, "logs": 2, "metrics": 2}  # messages: one per trace / per resource
+            for s in signals:
+                theirs = []
+                assert wait_until(lambda: len(theirs.extend(kafka.consume(f"c-{s}", 1, timeout=1)) or theirs) > 0, 60), (
+                    s,
+                    log_path.read_text()[-3000:],
+                )
+                ours = kafka.consume(f"s-{s}", 10_000, timeout=3)
+                theirs = kafka.consume(f"c-{s}", 10_000, timeout=3)
+                assert len(ours) >= want[s], (s, len(ours))
+                ours_by_key = {m.key(): m for m in ours}
+                theirs_by_key = {m.key(): m for m in theirs}
+                assert set(theirs_by_key) == set(ours_by_key), (s, sorted(ours_by_key), sorted(theirs_by_key))
+                for k, m in ours_by_key.items():
+                    t = theirs_by_key[k]
+                    assert t.partition() == m.partition(), (s, k, m.partition(), t.partition())
+                    a, b = decode(s, m.value(), "otlp_proto"), decode(s, t.value(), "otlp_proto")
+                    assert count_items(s, [m], "otlp_proto") == count_items(s, [t], "otlp_proto")
+                    assert [attrs(r.resource) for r in resources(s, a)] == [attrs(r.resource) for r in resources(s, b)]
+                    assert "owner.team" in attrs(resources(s, b)[0].resource)
+        finally:
+            col.terminate()
+            col.wait(timeout=30)

@@ -3,7 +3,8 @@
 // debug, the contrib resource processor (to compare ownership stamping side by side) and the
 // contrib Prometheus remote-write exporter (to compare OTLP -> remote write), and the contrib
 // file_storage extension (the exporters' persistent sending queue, to compare disk queues), and the
-// contrib health_check extension (to compare its answers with Sightline's).
+// contrib health_check extension (to compare its answers with Sightline's), and the contrib
+// kafka exporter and receiver (interop with Sightline's through a real broker).
 package main
 
 import (
@@ -26,10 +27,12 @@ import (
 	"go.opentelemetry.io/collector/receiver/otlpreceiver"
 	"go.opentelemetry.io/collector/service/telemetry/otelconftelemetry"
 
+	"github.com/open-telemetry/opentelemetry-collector-contrib/exporter/kafkaexporter"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/exporter/prometheusremotewriteexporter"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/extension/healthcheckextension"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/extension/storage/filestorage"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/processor/resourceprocessor"
+	"github.com/open-telemetry/opentelemetry-collector-contrib/receiver/kafkareceiver"
 )
 
 func components() (otelcol.Factories, error) {
@@ -39,7 +42,7 @@ func components() (otelcol.Factories, error) {
 	if err != nil {
 		return f, err
 	}
-	f.Receivers, err = otelcol.MakeFactoryMap[receiver.Factory](otlpreceiver.NewFactory())
+	f.Receivers, err = otelcol.MakeFactoryMap[receiver.Factory](otlpreceiver.NewFactory(), kafkareceiver.NewFactory())
 	if err != nil {
 		return f, err
 	}
@@ -50,7 +53,7 @@ func components() (otelcol.Factories, error) {
 	}
 	f.Exporters, err = otelcol.MakeFactoryMap[exporter.Factory](
 		otlpexporter.NewFactory(), otlphttpexporter.NewFactory(), debugexporter.NewFactory(),
-		prometheusremotewriteexporter.NewFactory())
+		prometheusremotewriteexporter.NewFactory(), kafkaexporter.NewFactory())
 	if err != nil {
 		return f, err
 	}
