@@ -33,6 +33,12 @@ if [ "${avail_kb:-0}" -lt $((12 * 1024 * 1024)) ]; then
   echo "warning: less than 12 GB free under $root; with empty caches the build may fail with 'No space left on device' or a linker bus error" >&2
 fi
 
+step "build tools: a C compiler, make and perl (librdkafka, OpenSSL, zlib and zstd are built from source, ADR 24)"
+if ! command -v cc >/dev/null 2>&1 || ! command -v make >/dev/null 2>&1 || ! command -v perl >/dev/null 2>&1; then
+  apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q build-essential perl
+fi
+
 step "peers: Python OpenTelemetry SDK (PyPI)"
 venv="$root/.peers/venv"
 if [ ! -x "$venv/bin/python" ]; then
