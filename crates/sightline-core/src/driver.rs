@@ -364,6 +364,12 @@ impl ExporterHandle {
         self.disk.as_ref().is_some_and(|d| d.durable)
     }
 
+    /// Whether the queue is on disk: a payload it accepted is its responsibility from then on
+    /// (written and synced first with `ack_after_persist`).
+    pub fn is_disk(&self) -> bool {
+        self.disk.is_some()
+    }
+
     /// Hands a payload to the exporter's queue, following its overflow setting. For a disk
     /// queue with `ack_after_persist`, returns once the payload is persisted.
     pub async fn enqueue(&self, p: Payload) -> Enqueued {
@@ -766,9 +772,16 @@ async fn run(
                 Err(e) => e.remaining.as_ref().map_or(items, |r| r.0.items),
                 Ok(()) => 0,
             };
+            // The receivers waiting for these payloads (memory queues only: a disk queue's
+            // payloads are read back from disk and were reported when written).
+            let waiting: Vec<Arc<crate::Completion>> =
+                batch.payloads.iter().filter_map(|p| p.completion().cloned()).collect();
             // Release the batch's memory (read-ahead budget for a disk queue) before the
             // bookkeeping.
             drop(batch);
+            for c in &waiting {
+                c.finish(res.is_ok());
+            }
             match res {
                 Ok(()) => {
                     metrics.sent.add(items);

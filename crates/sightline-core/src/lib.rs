@@ -19,6 +19,7 @@ pub mod budget;
 mod diskq;
 pub mod driver;
 pub mod governance;
+pub mod ingest;
 pub mod payload;
 pub mod pipeline;
 pub mod serde_util;
@@ -32,7 +33,7 @@ pub use driver::{
     RetryConfig, SendError, SendFuture, Sender, StartError, Storage,
 };
 pub use governance::Governance;
-pub use payload::{Batch, BoundTeam, ClientInfo, EncodingKey, Payload, Rejected, TeamMismatch};
+pub use payload::{Batch, BoundTeam, ClientInfo, Completion, EncodingKey, Payload, Rejected, TeamMismatch};
 pub use pipeline::{Delivered, Pipeline, ProcessError, Processor};
 pub use signal::Signal;
 pub use telemetry::{Counter, Gauge, Registry};

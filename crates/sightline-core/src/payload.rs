@@ -26,6 +26,65 @@ struct Inner {
     rejected: Option<Rejected>,
     /// Encodings of batches that start with this payload (see [`Batch::encode_shared`]).
     shared: Mutex<Vec<SharedEncoding>>,
+    /// Told when every exporter has taken responsibility for the data (see [`Completion`]).
+    completion: Option<Arc<Completion>>,
+}
+
+/// Tells a receiver that acknowledges its source only once the data is safe (the `kafka`
+/// receiver commits an offset) when every exporter of every pipeline has taken
+/// responsibility for a payload: a memory-queue exporter delivered it, a disk queue holds it.
+/// Each exporter the payload is handed to is one [`Completion::expect`]ed outcome, reported
+/// with [`Completion::finish`]; the receiver holds one more until it has dispatched, so the
+/// answer cannot come before every exporter has been counted. The answer is `true` when every
+/// outcome was a success; `false` as soon as one failed, or when the payload is dropped with
+/// outcomes still missing (an exporter shut down with it queued).
+#[derive(Debug)]
+pub struct Completion {
+    pending: std::sync::atomic::AtomicUsize,
+    ok: std::sync::atomic::AtomicBool,
+    tx: Mutex<Option<tokio::sync::oneshot::Sender<bool>>>,
+}
+
+impl Completion {
+    /// A completion with the receiver's own outcome pending, and where its answer arrives.
+    pub fn new() -> (Arc<Completion>, tokio::sync::oneshot::Receiver<bool>) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let c = Completion {
+            pending: std::sync::atomic::AtomicUsize::new(1),
+            ok: std::sync::atomic::AtomicBool::new(true),
+            tx: Mutex::new(Some(tx)),
+        };
+        (Arc::new(c), rx)
+    }
+
+    /// One more outcome to wait for.
+    pub fn expect(&self) {
+        self.pending.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// One outcome; the last one sends the answer.
+    pub fn finish(&self, ok: bool) {
+        use std::sync::atomic::Ordering;
+        if !ok {
+            self.ok.store(false, Ordering::Release);
+        }
+        if self.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.answer(self.ok.load(Ordering::Acquire));
+        }
+    }
+
+    fn answer(&self, ok: bool) {
+        if let Some(tx) = self.tx.lock().unwrap_or_else(PoisonError::into_inner).take() {
+            let _ = tx.send(ok);
+        }
+    }
+}
+
+impl Drop for Completion {
+    fn drop(&mut self) {
+        // Outcomes still missing: the data was dropped somewhere without being sent.
+        self.answer(false);
+    }
 }
 
 /// One encoding of a batch: the batch is this payload followed by `rest`. `rest` holds weak
@@ -107,8 +166,19 @@ impl Payload {
                 client: None,
                 rejected: None,
                 shared: Mutex::new(Vec::new()),
+                completion: None,
             }),
         }
+    }
+
+    /// The same payload, reporting to `completion` (see [`Completion`]); the receiver's call.
+    pub fn with_completion(self, completion: Arc<Completion>) -> Payload {
+        self.with_context(|i| i.completion = Some(completion))
+    }
+
+    /// Where this payload's exporters report, when its receiver waits for them.
+    pub fn completion(&self) -> Option<&Arc<Completion>> {
+        self.inner.completion.as_ref()
     }
 
     /// The payload with `edit` applied to its request context. Call before the payload is
@@ -125,6 +195,7 @@ impl Payload {
                 client: shared.client.clone(),
                 rejected: shared.rejected.clone(),
                 shared: Mutex::new(Vec::new()),
+                completion: shared.completion.clone(),
             },
         };
         edit(&mut inner);
@@ -200,8 +271,14 @@ impl Payload {
     /// before the fan-out, so the payload is not shared yet and nothing is copied.
     pub fn with_bytes(self, bytes: Bytes, items: u64) -> Payload {
         let signal = self.signal();
-        let (permit, bound_team, client, rejected) = match Arc::try_unwrap(self.inner) {
-            Ok(mut inner) => (inner.permit.take(), inner.bound_team.take(), inner.client.take(), inner.rejected.take()),
+        let (permit, bound_team, client, rejected, completion) = match Arc::try_unwrap(self.inner) {
+            Ok(mut inner) => (
+                inner.permit.take(),
+                inner.bound_team.take(),
+                inner.client.take(),
+                inner.rejected.take(),
+                inner.completion.take(),
+            ),
             // Shared (the receiver feeds several pipelines): the original keeps its permit
             // until the receiver lets go of it, so the new bytes need their own.
             Err(shared) => (
@@ -209,6 +286,7 @@ impl Payload {
                 shared.bound_team.clone(),
                 shared.client.clone(),
                 shared.rejected.clone(),
+                shared.completion.clone(),
             ),
         };
         let permit = permit.map(|mut p| {
@@ -232,6 +310,7 @@ impl Payload {
                 client,
                 rejected,
                 shared: Mutex::new(Vec::new()),
+                completion,
             }),
         }
     }

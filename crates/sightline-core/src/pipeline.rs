@@ -83,11 +83,24 @@ impl Pipeline {
         }
         let mut not_persisted: Option<&str> = None;
         // A clone is a reference-count increment: every exporter shares the same bytes.
+        let completion = payload.completion().cloned();
         for e in &self.exporters {
+            if let Some(c) = &completion {
+                c.expect();
+            }
             match e.enqueue(payload.clone()).await {
-                Enqueued::Queued => d.queued += 1,
+                Enqueued::Queued => {
+                    d.queued += 1;
+                    // A disk queue holds it now (the driver reports memory queues' sends).
+                    if let Some(c) = completion.as_ref().filter(|_| e.is_disk()) {
+                        c.finish(true);
+                    }
+                }
                 Enqueued::Dropped => {
                     d.dropped += 1;
+                    if let Some(c) = &completion {
+                        c.finish(false);
+                    }
                     if e.is_durable() {
                         not_persisted.get_or_insert(e.id());
                     }

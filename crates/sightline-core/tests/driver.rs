@@ -120,3 +120,53 @@ async fn retryable_failures_are_retried_permanent_ones_counted() {
     wait_for(|| reg.value("otelcol_exporter_send_failed_log_records", &[("exporter", "x")]) == Some(5)).await;
     assert_eq!(s.batches.lock().unwrap().len(), 4, "a permanent failure is not retried");
 }
+
+/// The `kafka` receiver's contract: a payload's [`sightline_core::Completion`] answers only when
+/// every exporter of the pipeline has an outcome, `true` only when all delivered.
+#[tokio::test]
+async fn completion_answers_after_every_exporter_and_only_true_when_all_delivered() {
+    use sightline_core::{Completion, Pipeline};
+    let reg = Registry::new();
+    let gate_a = Arc::new(Semaphore::new(0));
+    let a = Arc::new(Scripted { gate: gate_a.clone(), batches: Mutex::default(), script: Mutex::default() });
+    let gate_b = Arc::new(Semaphore::new(0));
+    let b = Arc::new(Scripted {
+        gate: gate_b.clone(),
+        batches: Mutex::default(),
+        script: Mutex::new(VecDeque::from([Ok(()), Err(SendError::permanent("refused"))])),
+    });
+    let da = driver::spawn("a", Signal::Logs, cfg(1), a.clone(), &reg);
+    let db = driver::spawn("b", Signal::Logs, cfg(1), b.clone(), &reg);
+    let pipeline = Pipeline {
+        id: "logs".into(),
+        signal: Signal::Logs,
+        processors: Vec::new(),
+        exporters: vec![da.handle.clone(), db.handle.clone()],
+    };
+    // First payload: both deliver.
+    let (c, mut rx) = Completion::new();
+    pipeline.consume(payload(1, 10).with_completion(c.clone())).await.unwrap();
+    c.finish(true); // the receiver's own hold
+    drop(c);
+    gate_a.add_permits(1);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(rx.try_recv().is_err(), "no answer while exporter b has not sent");
+    gate_b.add_permits(1);
+    assert_eq!(rx.await, Ok(true));
+    // Second payload: b refuses it for good.
+    let (c, rx) = Completion::new();
+    pipeline.consume(payload(1, 10).with_completion(c.clone())).await.unwrap();
+    c.finish(true);
+    drop(c);
+    gate_a.add_permits(1);
+    gate_b.add_permits(1);
+    assert_eq!(rx.await, Ok(false));
+    // Third: a payload dropped without every outcome (its exporter closed) answers false.
+    let (c, rx) = Completion::new();
+    let p = payload(1, 10).with_completion(c.clone());
+    c.expect(); // an exporter took it ...
+    c.finish(true);
+    drop(c);
+    drop(p); // ... and dropped it without an outcome
+    assert_eq!(rx.await, Ok(false));
+}

@@ -545,11 +545,7 @@ pub(crate) type FitPart = (Option<Vec<u8>>, u64);
 /// Splits a request larger than `max` by item into requests of at most `max` bytes (each
 /// with its resources and scopes around its items). An item that does not fit alone is left
 /// out: `(None, its weight)`.
-pub(crate) fn fit_parts(
-    signal: Signal,
-    buf: &[u8],
-    max: usize,
-) -> Result<Vec<FitPart>, wire::WireError> {
+pub(crate) fn fit_parts(signal: Signal, buf: &[u8], max: usize) -> Result<Vec<FitPart>, wire::WireError> {
     // Budget per part: what the items add, leaving room for the resource and scope around
     // them; a part that still comes out too large is split again with half the budget.
     let mut budget = max;

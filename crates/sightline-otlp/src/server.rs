@@ -18,10 +18,9 @@ use http_body_util::BodyExt;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
-use sightline_core::wire;
+use sightline_core::ingest;
 use sightline_core::{
-    BoundTeam, ClientInfo, Counter, Delivered, MemoryBudget, MemoryPermit, Payload, Pipeline, ProcessError, Registry,
-    Signal,
+    BoundTeam, ClientInfo, Counter, MemoryBudget, MemoryPermit, Payload, ProcessError, Registry, Signal,
 };
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -35,22 +34,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// The pipelines a receiver feeds, per signal (empty = the signal is not served).
-#[derive(Clone, Default)]
-pub struct Consumers {
-    pub traces: Vec<Arc<Pipeline>>,
-    pub metrics: Vec<Arc<Pipeline>>,
-    pub logs: Vec<Arc<Pipeline>>,
-}
-
-impl Consumers {
-    fn get(&self, s: Signal) -> &[Arc<Pipeline>] {
-        match s {
-            Signal::Traces => &self.traces,
-            Signal::Metrics => &self.metrics,
-            Signal::Logs => &self.logs,
-        }
-    }
-}
+pub use sightline_core::ingest::Consumers;
 
 /// A started receiver.
 pub struct Running {
@@ -383,25 +367,12 @@ impl Shared {
                 Bytes::from(v)
             }
         };
-        let summary = wire::inspect(signal, &proto).map_err(|e| Refusal::invalid(e.to_string()))?;
-        let (proto, items, rejected, message) = if summary.invalid_items > 0 {
-            let (kept, removed) = wire::retain_items(&proto, &mut |i| wire::item_is_valid(signal, i))
-                .map_err(|e| Refusal::invalid(e.to_string()))?;
-            let first = summary.first_invalid.map(|e| e.to_string()).unwrap_or_default();
-            if summary.items == 0 {
-                return Err(Refusal::invalid(format!("every item is invalid; first: {first}")));
-            }
-            let msg = format!("{removed} invalid {} dropped; first: {first}", signal.item_name());
-            // Removed metrics may have held several points: recount what remains.
-            let items = wire::inspect(signal, &kept).map(|s| s.items).unwrap_or(summary.items);
-            (Bytes::from(kept), items, removed, msg)
-        } else {
-            (proto, summary.items, 0, String::new())
-        };
+        let v = ingest::validate(signal, proto).map_err(Refusal::invalid)?;
+        let (proto, items, rejected, message) = (v.proto, v.items, v.rejected, v.message);
         permit.shrink_to(proto.len());
         let pipelines = self.consumers.get(signal);
         let payload = Payload::new(signal, proto, items, Some(permit)).with_sender(bound, Some(client));
-        let (queued, dropped, refused, why) = match dispatch(pipelines, payload).await {
+        let (queued, dropped, refused, why) = match ingest::dispatch(pipelines, payload).await {
             Ok(d) => (d.queued, d.dropped, d.rejected.min(items), d.message),
             Err(e) => {
                 m.refused.add(items);
@@ -870,39 +841,5 @@ impl http_body::Body for GrpcBody {
 
     fn is_end_stream(&self) -> bool {
         self.data.is_none() && self.trailers.is_none()
-    }
-}
-
-/// Hands a request to the pipelines of its signal, in two phases when there are several:
-/// every pipeline's processors first, then the deliveries, so that a processor's refusal in
-/// one pipeline (a quota, an ownership mismatch) leaves nothing queued in another, where the
-/// client's retry would duplicate it. The last pipeline gets the payload itself, not a clone:
-/// a processor's output then takes over the request's memory permit instead of needing a
-/// second one.
-async fn dispatch(pipelines: &[Arc<Pipeline>], payload: Payload) -> Result<Delivered, ProcessError> {
-    match pipelines {
-        [] => Ok(Delivered::default()),
-        [one] => one.consume(payload).await,
-        _ => {
-            let mut processed = Vec::with_capacity(pipelines.len());
-            let mut payload = Some(payload);
-            for (i, p) in pipelines.iter().enumerate() {
-                let this = if i + 1 == pipelines.len() { payload.take() } else { payload.clone() };
-                if let Some(this) = this {
-                    processed.push(p.process(this)?);
-                }
-            }
-            let mut total = Delivered::default();
-            for (p, payload) in pipelines.iter().zip(processed) {
-                let d = p.deliver(payload).await?;
-                total.queued += d.queued;
-                total.dropped += d.dropped;
-                // The same items refused by several pipelines are refused once.
-                if d.rejected > total.rejected {
-                    (total.rejected, total.message) = (d.rejected, d.message);
-                }
-            }
-            Ok(total)
-        }
     }
 }
