@@ -94,6 +94,8 @@ class Sightline:
         protocol_extra: str = "",
         http_extra: str = "",
         grpc_extra: str = "",
+        extra_receivers: str = "",
+        pipeline_receivers: str = "[otlp]",
     ):
         """`protocol_extra`: more flow-mapping entries for both protocols, e.g. `tls: {...}`;
         `http_extra` / `grpc_extra`: for one protocol only."""
@@ -115,6 +117,7 @@ receivers:
     protocols:
       grpc: {{ endpoint: "127.0.0.1:{self.grpc}"{gextra} }}
       http: {{ endpoint: "127.0.0.1:{self.http}"{hextra} }}
+{extra_receivers}
 processors:
   ownership:
     catalog: ["{tmp}/catalog"]
@@ -123,9 +126,9 @@ exporters:
 service:
   telemetry: {{ metrics: {{ address: "127.0.0.1:{self.admin}" }} }}
   pipelines:
-    traces: {{ receivers: [otlp], processors: [ownership], exporters: {pe["traces"]} }}
-    logs: {{ receivers: [otlp], processors: [ownership], exporters: {pe["logs"]} }}
-    metrics: {{ receivers: [otlp], processors: [ownership], exporters: {pe["metrics"]} }}
+    traces: {{ receivers: {pipeline_receivers}, processors: [ownership], exporters: {pe["traces"]} }}
+    logs: {{ receivers: {pipeline_receivers}, processors: [ownership], exporters: {pe["logs"]} }}
+    metrics: {{ receivers: {pipeline_receivers}, processors: [ownership], exporters: {pe["metrics"]} }}
 """
         cfg = tmp / "sightline.yaml"
         cfg.write_text(config)

@@ -376,3 +376,96 @@ service:
         finally:
             col.terminate()
             col.wait(timeout=30)
+
+
+def read_jsonl_items(path, signal: str):
+    """(items, owner teams) in a file exporter's OTLP/JSON lines."""
+    import json
+
+    if not path.exists():
+        return 0, set()
+    top = {"traces": "resourceSpans", "logs": "resourceLogs", "metrics": "resourceMetrics"}[signal]
+    n, owners = 0, set()
+    for line in path.read_text().splitlines():
+        for r in json.loads(line).get(top, []):
+            owners.update(a["value"].get("stringValue") for a in r["resource"]["attributes"] if a["key"] == "owner.team")
+            for s in r.get({"traces": "scopeSpans", "logs": "scopeLogs", "metrics": "scopeMetrics"}[signal], []):
+                if signal == "traces":
+                    n += len(s.get("spans", []))
+                elif signal == "logs":
+                    n += len(s.get("logRecords", []))
+                else:
+                    n += sum(len(m.get("sum", {}).get("dataPoints", [])) for m in s.get("metrics", []))
+    return n, owners
+
+
+@pytest.mark.parametrize("encoding", ["otlp_proto", "otlp_json"])
+def test_collector_to_kafka_to_sightline(kafka, sightline_factory, tmp_path, encoding):
+    """The collector's kafkaexporter (franz-go) writes what the Python SDK sent it; Sightline's
+    kafka receiver reads it, enriches it and writes it to files: every item arrives, owned."""
+    topics = {s: f"col-{s}-{encoding}" for s in ("traces", "logs", "metrics")}
+    col_in, metrics_port = free_port(), free_port()
+    cfg = tmp_path / "otelcol.yaml"
+    cfg.write_text(
+        f"""
+receivers:
+  otlp: {{ protocols: {{ grpc: {{ endpoint: "127.0.0.1:{col_in}" }} }} }}
+exporters:
+  kafka:
+    brokers: ["{kafka.bootstrap}"]
+{"".join(f"    {s}: {{ topic: {t}, encoding: {encoding} }}{chr(10)}" for s, t in topics.items())}
+service:
+  telemetry:
+    metrics:
+      readers:
+        - pull:
+            exporter:
+              prometheus: {{ host: "127.0.0.1", port: {metrics_port} }}
+  pipelines:
+{"".join(f"    {s}: {{ receivers: [otlp], exporters: [kafka] }}{chr(10)}" for s in topics)}"""
+    )
+    receiver = f"""  kafka:
+    brokers: ["{kafka.bootstrap}"]
+    group_id: sightline-{encoding}
+    initial_offset: earliest
+{"".join(f"    {s}: {{ topics: [{t}], encoding: {encoding} }}{chr(10)}" for s, t in topics.items())}"""
+    sl = sightline_factory(extra_receivers=receiver, pipeline_receivers="[kafka]")
+    log_path = tmp_path / "otelcol.log"
+    with open(log_path, "w") as log:
+        col = subprocess.Popen([os.environ["OTELCOL_BIN"], "--config", str(cfg)], stderr=log, stdout=log)
+        try:
+            assert wait_until(lambda: b"Everything is ready" in log_path.read_bytes() or col.poll() is not None, 60)
+            assert col.poll() is None, log_path.read_text()
+            send_traces(col_in, 40)
+            res = Resource.create({"service.name": "search-api"})
+            lp = LoggerProvider(resource=res)
+            lp.add_log_record_processor(BatchLogRecordProcessor(OTLPLogExporter(endpoint=f"127.0.0.1:{col_in}", insecure=True)))
+            log_ = logging.getLogger(f"kafka-col-{encoding}")
+            log_.propagate = False
+            log_.addHandler(LoggingHandler(logger_provider=lp))
+            for i in range(7):
+                log_.warning("retrying %d", i)
+            assert lp.force_flush(10_000)
+            lp.shutdown()
+            reader = PeriodicExportingMetricReader(
+                OTLPMetricExporter(endpoint=f"127.0.0.1:{col_in}", insecure=True), export_interval_millis=3_600_000
+            )
+            mp = MeterProvider(resource=res, metric_readers=[reader])
+            mp.get_meter("kafka-col").create_counter("requests").add(3)
+            assert mp.force_flush(10_000)
+            mp.shutdown()
+            for signal, want, team in (("traces", 40, "payments"), ("logs", 7, "search"), ("metrics", 1, "search")):
+                path = sl.tmp / f"{signal}.jsonl"
+                assert wait_until(lambda: read_jsonl_items(path, signal)[0] >= want, 60), (
+                    signal,
+                    read_jsonl_items(path, signal),
+                    (sl.tmp / "stderr.log").read_text()[-3000:],
+                )
+                n, owners = read_jsonl_items(path, signal)
+                assert owners == {team}, owners
+                assert n == want or (signal == "metrics" and n == 2), (signal, n)
+            m = sl.metrics()
+            assert 'otelcol_receiver_accepted_spans{receiver="kafka",transport="kafka"} 40' in m, m
+        finally:
+            col.terminate()
+            col.wait(timeout=30)

@@ -489,37 +489,7 @@ impl KafkaExporterConfig {
         } else if p.required_acks.0 == -1 && p.max_inflight_requests_per_broker != 1 {
             err("producer.max_inflight_requests_per_broker", "must be 1 with required_acks all (-1)".into());
         }
-        if let Some(s) = &self.auth.sasl {
-            match s.mechanism.as_str() {
-                "PLAIN" | "SCRAM-SHA-256" | "SCRAM-SHA-512" => {
-                    if s.username.is_empty() || s.password.is_empty() {
-                        err("auth.sasl", format!("{} needs username and password", s.mechanism));
-                    }
-                }
-                "AWS_MSK_IAM_OAUTHBEARER" | "OAUTHBEARER" => {
-                    err("auth.sasl.mechanism", format!("{} is not supported by Sightline", s.mechanism))
-                }
-                m => err(
-                    "auth.sasl.mechanism",
-                    format!("{m:?} is not a SASL mechanism: use PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"),
-                ),
-            }
-            if s.aws_msk.is_some() || s.oauthbearer_token_source.is_some() {
-                err("auth.sasl", "aws_msk and oauthbearer_token_source are not supported by Sightline".into());
-            }
-        }
-        if self.auth.kerberos.is_some() {
-            err("auth.kerberos", "is not supported by Sightline (librdkafka is built without GSSAPI)".into());
-        }
-        let mut out_tls = Vec::new();
-        if let Some(t) = &self.tls {
-            if t.server_name_override.is_some() {
-                err("tls.server_name_override", "is not supported by librdkafka".into());
-            }
-            let mut tls_errs = Vec::new();
-            t.validate(&mut tls_errs);
-            out_tls.extend(tls_errs);
-        }
+        let out_tls = validate_security(&self.auth, self.tls.as_ref());
         if self.timeout.is_zero() {
             err("timeout", "must be greater than 0".into());
         }
@@ -534,4 +504,73 @@ fn sightline_exporters_common(c: &KafkaExporterConfig, out: &mut Vec<(String, St
     let mut common = Vec::new();
     sightline_exporters::validate_common(c.timeout, &c.sending_queue, &c.retry_on_failure, &mut common);
     out.extend(common.into_iter().filter(|(k, _)| k != "timeout"));
+}
+
+/// The checks of `auth` and `tls`, shared by the exporter and the receiver.
+pub fn validate_security(auth: &AuthConfig, tls: Option<&sightline_exporters::TlsConfig>) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    let mut err = |k: &str, m: String| out.push((k.to_string(), m));
+    if let Some(s) = &auth.sasl {
+        match s.mechanism.as_str() {
+            "PLAIN" | "SCRAM-SHA-256" | "SCRAM-SHA-512" => {
+                if s.username.is_empty() || s.password.is_empty() {
+                    err("auth.sasl", format!("{} needs username and password", s.mechanism));
+                }
+            }
+            "AWS_MSK_IAM_OAUTHBEARER" | "OAUTHBEARER" => {
+                err("auth.sasl.mechanism", format!("{} is not supported by Sightline", s.mechanism))
+            }
+            m => err(
+                "auth.sasl.mechanism",
+                format!("{m:?} is not a SASL mechanism: use PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"),
+            ),
+        }
+        if s.aws_msk.is_some() || s.oauthbearer_token_source.is_some() {
+            err("auth.sasl", "aws_msk and oauthbearer_token_source are not supported by Sightline".into());
+        }
+    }
+    if auth.kerberos.is_some() {
+        err("auth.kerberos", "is not supported by Sightline (librdkafka is built without GSSAPI)".into());
+    }
+    if let Some(t) = tls {
+        if t.server_name_override.is_some() {
+            err("tls.server_name_override", "is not supported by librdkafka".into());
+        }
+        t.validate(&mut out);
+    }
+    out
+}
+
+/// librdkafka's `security.protocol`, `sasl.*` and `ssl.*` for `auth` and `tls`.
+pub fn apply_security(
+    c: &mut rdkafka::config::ClientConfig,
+    auth: &AuthConfig,
+    tls: Option<&sightline_exporters::TlsConfig>,
+) {
+    let tls = tls.filter(|t| !(t.insecure && t.ca_file.is_none()));
+    let sasl = auth.sasl.as_ref();
+    c.set(
+        "security.protocol",
+        match (tls.is_some(), sasl.is_some()) {
+            (false, false) => "plaintext",
+            (true, false) => "ssl",
+            (false, true) => "sasl_plaintext",
+            (true, true) => "sasl_ssl",
+        },
+    );
+    if let Some(s) = sasl {
+        c.set("sasl.mechanisms", &s.mechanism).set("sasl.username", &s.username).set("sasl.password", &s.password);
+    }
+    if let Some(t) = tls {
+        if let Some(ca) = &t.ca_file {
+            c.set("ssl.ca.location", ca.display().to_string());
+        }
+        if let (Some(cert), Some(key)) = (&t.cert_file, &t.key_file) {
+            c.set("ssl.certificate.location", cert.display().to_string())
+                .set("ssl.key.location", key.display().to_string());
+        }
+        if t.insecure_skip_verify {
+            c.set("enable.ssl.certificate.verification", "false").set("ssl.endpoint.identification.algorithm", "none");
+        }
+    }
 }

@@ -125,32 +125,7 @@ pub fn client_config(cfg: &KafkaExporterConfig) -> ClientConfig {
     if let Some(r) = &cfg.rack_id {
         c.set("client.rack", r);
     }
-    let tls = cfg.tls.as_ref().filter(|t| !(t.insecure && t.ca_file.is_none()));
-    let sasl = cfg.auth.sasl.as_ref();
-    c.set(
-        "security.protocol",
-        match (tls.is_some(), sasl.is_some()) {
-            (false, false) => "plaintext",
-            (true, false) => "ssl",
-            (false, true) => "sasl_plaintext",
-            (true, true) => "sasl_ssl",
-        },
-    );
-    if let Some(s) = sasl {
-        c.set("sasl.mechanisms", &s.mechanism).set("sasl.username", &s.username).set("sasl.password", &s.password);
-    }
-    if let Some(t) = tls {
-        if let Some(ca) = &t.ca_file {
-            c.set("ssl.ca.location", ca.display().to_string());
-        }
-        if let (Some(cert), Some(key)) = (&t.cert_file, &t.key_file) {
-            c.set("ssl.certificate.location", cert.display().to_string())
-                .set("ssl.key.location", key.display().to_string());
-        }
-        if t.insecure_skip_verify {
-            c.set("enable.ssl.certificate.verification", "false").set("ssl.endpoint.identification.algorithm", "none");
-        }
-    }
+    crate::config::apply_security(&mut c, &cfg.auth, cfg.tls.as_ref());
     c
 }
 
@@ -468,7 +443,7 @@ impl KafkaSender {
     }
 }
 
-fn json_signal(s: Signal) -> sightline_otlp_json::Signal {
+pub(crate) fn json_signal(s: Signal) -> sightline_otlp_json::Signal {
     match s {
         Signal::Traces => sightline_otlp_json::Signal::Traces,
         Signal::Metrics => sightline_otlp_json::Signal::Metrics,

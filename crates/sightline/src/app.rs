@@ -96,6 +96,7 @@ pub fn validate(path: &str) -> Result<Validated, Vec<ConfigError>> {
                     }
                 }
             }
+            ReceiverCfg::Kafka(_) => {}
         }
     }
     for (pid, p) in &config.service.pipelines {
@@ -484,7 +485,7 @@ pub async fn run(v: Validated) -> anyhow::Result<()> {
     let mut ids: Vec<&String> = v.receivers.keys().collect();
     ids.sort();
     for rid in ids {
-        let mut consumers = sightline_otlp::Consumers::default();
+        let mut consumers = sightline_core::ingest::Consumers::default();
         for (pid, p) in &v.config.service.pipelines {
             if p.receivers.contains(rid) {
                 let pl = pipelines[pid].clone();
@@ -509,6 +510,19 @@ pub async fn run(v: Validated) -> anyhow::Result<()> {
                     tracing::info!(receiver = %rid, transport = t, address = %a, "receiver listening");
                 }
                 receiver_tasks.extend(running.tasks);
+            }
+            ReceiverCfg::Kafka(cfg) => {
+                let tasks = sightline_kafka::receiver::start(
+                    rid,
+                    cfg,
+                    consumers,
+                    budget.clone(),
+                    &registry,
+                    recv_shutdown.clone(),
+                )
+                .map_err(|e| anyhow::anyhow!("receivers.{rid}: {e}"))?;
+                tracing::info!(receiver = %rid, consumers = tasks.len(), "kafka receiver started");
+                receiver_tasks.extend(tasks);
             }
         }
     }

@@ -11,7 +11,7 @@ use sightline_processors::quota::QuotaConfig;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-pub const RECEIVERS: &[&str] = &["otlp"];
+pub const RECEIVERS: &[&str] = &["otlp", "kafka"];
 pub const PROCESSORS: &[&str] = &[
     "ownership",
     "quota",
@@ -33,7 +33,8 @@ pub enum ExtensionCfg {
 }
 
 pub enum ReceiverCfg {
-    Otlp(OtlpReceiverConfig),
+    Otlp(Box<OtlpReceiverConfig>),
+    Kafka(Box<sightline_kafka::KafkaReceiverConfig>),
 }
 
 pub enum ProcessorCfg {
@@ -104,7 +105,10 @@ fn decode<T: serde::de::DeserializeOwned>(
 
 pub fn receiver(cfg: &Config, s: &Section) -> Result<ReceiverCfg, Vec<ConfigError>> {
     match s.id.kind.as_str() {
-        "otlp" => decode(cfg, s, OtlpReceiverConfig::validate).map(ReceiverCfg::Otlp),
+        "otlp" => decode(cfg, s, OtlpReceiverConfig::validate).map(|c| ReceiverCfg::Otlp(Box::new(c))),
+        "kafka" => {
+            decode(cfg, s, sightline_kafka::KafkaReceiverConfig::validate).map(|c| ReceiverCfg::Kafka(Box::new(c)))
+        }
         _ => Err(unknown(cfg, Kind::Receiver, s, RECEIVERS)),
     }
 }
