@@ -3,6 +3,7 @@ Python SDK sends traces, logs and metrics to Sightline, which writes them to Kaf
 reads the topics back with its own client (confluent-kafka) and decodes every message as the
 collector's kafkareceiver would (OTLP protobuf or OTLP/JSON)."""
 
+import contextlib
 import logging
 import os
 import subprocess
@@ -40,6 +41,58 @@ def kafka_exporter(kafka, extra: str = "", name: str = "kafka") -> str:
     brokers: ["{kafka.bootstrap}"]
     sending_queue: {{ batch: {{ flush_timeout: 50ms }} }}
 {extra}"""
+
+
+@contextlib.contextmanager
+def collector(tmp_path, components: str, pipelines: dict):
+    """The real collector (OTELCOL_BIN) with `components` (its receivers and exporters YAML)
+    and `pipelines` (signal -> "{ receivers: [...], exporters: [...] }"), its own metrics on a
+    free port; stopped on exit."""
+    cfg = tmp_path / "otelcol.yaml"
+    cfg.write_text(
+        f"""{components}
+service:
+  telemetry:
+    metrics:
+      readers:
+        - pull:
+            exporter:
+              prometheus: {{ host: "127.0.0.1", port: {free_port()} }}
+  pipelines:
+{"".join(f"    {s}: {p}{chr(10)}" for s, p in pipelines.items())}"""
+    )
+    log_path = tmp_path / "otelcol.log"
+    with open(log_path, "w") as log:
+        col = subprocess.Popen([os.environ["OTELCOL_BIN"], "--config", str(cfg)], stderr=log, stdout=log)
+        try:
+            assert wait_until(lambda: b"Everything is ready" in log_path.read_bytes() or col.poll() is not None, 60)
+            assert col.poll() is None, log_path.read_text()
+            yield log_path
+        finally:
+            col.terminate()
+            col.wait(timeout=30)
+
+
+def send_logs_and_metrics(port: int, service: str, logs: int, counter: int = 1):
+    """`logs` log records and one counter (added `counter`) from the Python SDK over gRPC."""
+    res = Resource.create({"service.name": service})
+    lp = LoggerProvider(resource=res)
+    lp.add_log_record_processor(BatchLogRecordProcessor(OTLPLogExporter(endpoint=f"127.0.0.1:{port}", insecure=True)))
+    log = logging.getLogger(f"kafka-e2e-{service}-{port}")
+    log.propagate = False
+    log.addHandler(LoggingHandler(logger_provider=lp))
+    for i in range(logs):
+        log.warning("disk almost full %d", i)
+    assert lp.force_flush(10_000)
+    lp.shutdown()
+    reader = PeriodicExportingMetricReader(
+        OTLPMetricExporter(endpoint=f"127.0.0.1:{port}", insecure=True), export_interval_millis=3_600_000
+    )
+    mp = MeterProvider(resource=res, metric_readers=[reader])
+    mp.get_meter("kafka-e2e").create_counter("requests").add(counter)
+    assert mp.force_flush(10_000)
+    # Shutting down exports the cumulative sum once more.
+    mp.shutdown()
 
 
 def send_traces(port: int, spans: int, service: str = "checkout", per_trace: int = 1):
@@ -98,23 +151,7 @@ def test_sdk_to_sightline_to_kafka_all_signals(kafka, sightline_factory, encodin
     per_signal = "".join(f"    {s}: {{ topic: {t}, encoding: {encoding} }}\n" for s, t in topics.items())
     sl = sightline_factory(exporters=kafka_exporter(kafka, per_signal), pipeline_exporters="[kafka]")
     send_traces(sl.grpc, 50)
-    res = Resource.create({"service.name": "search-api"})
-    lp = LoggerProvider(resource=res)
-    lp.add_log_record_processor(BatchLogRecordProcessor(OTLPLogExporter(endpoint=f"127.0.0.1:{sl.grpc}", insecure=True)))
-    log = logging.getLogger(f"kafka-e2e-{encoding}")
-    log.propagate = False
-    log.addHandler(LoggingHandler(logger_provider=lp))
-    for i in range(10):
-        log.warning("disk almost full %d", i)
-    assert lp.force_flush(10_000)
-    reader = PeriodicExportingMetricReader(
-        OTLPMetricExporter(endpoint=f"127.0.0.1:{sl.grpc}", insecure=True), export_interval_millis=3_600_000
-    )
-    mp = MeterProvider(resource=res, metric_readers=[reader])
-    mp.get_meter("kafka-e2e").create_counter("requests").add(5)
-    assert mp.force_flush(10_000)
-    lp.shutdown()
-    mp.shutdown()
+    send_logs_and_metrics(sl.grpc, "search-api", 10, 5)
 
     want = {"traces": 50, "logs": 10, "metrics": 1}
     for signal, topic in topics.items():
@@ -302,10 +339,7 @@ def test_collector_reads_sightline_topics_and_writes_the_same_keys(kafka, sightl
         exporters=kafka_exporter(kafka, "".join(f"    {s}: {{ topic: s-{s} }}\n" for s in signals) + opts),
         pipeline_exporters="[kafka]",
     )
-    metrics_port = free_port()
-    cfg = tmp_path / "otelcol.yaml"
-    cfg.write_text(
-        f"""
+    components = f"""
 receivers:
   kafka:
     brokers: ["{kafka.bootstrap}"]
@@ -315,67 +349,32 @@ receivers:
 exporters:
   kafka:
     brokers: ["{kafka.bootstrap}"]
-{"".join(f"    {s}: {{ topic: c-{s} }}{chr(10)}" for s in signals)}{opts}
-service:
-  telemetry:
-    metrics:
-      readers:
-        - pull:
-            exporter:
-              prometheus: {{ host: "127.0.0.1", port: {metrics_port} }}
-  pipelines:
-{"".join(f"    {s}: {{ receivers: [kafka], exporters: [kafka] }}{chr(10)}" for s in signals)}"""
-    )
-    log_path = tmp_path / "otelcol.log"
-    with open(log_path, "w") as log:
-        col = subprocess.Popen([os.environ["OTELCOL_BIN"], "--config", str(cfg)], stderr=log, stdout=log)
-        try:
-            assert wait_until(lambda: b"Everything is ready" in log_path.read_bytes() or col.poll() is not None, 60)
-            assert col.poll() is None, log_path.read_text()
-            # Two services (two resources, two keys) per signal, several traces of 3 spans.
-            for service in ("checkout", "search-api"):
-                send_traces(sl.grpc, 30, service=service, per_trace=3)
-                res = Resource.create({"service.name": service})
-                lp = LoggerProvider(resource=res)
-                lp.add_log_record_processor(
-                    BatchLogRecordProcessor(OTLPLogExporter(endpoint=f"127.0.0.1:{sl.grpc}", insecure=True))
-                )
-                log_ = logging.getLogger(f"kafka-diff-{service}")
-                log_.propagate = False
-                log_.addHandler(LoggingHandler(logger_provider=lp))
-                log_.warning("queue depth high")
-                assert lp.force_flush(10_000)
-                lp.shutdown()
-                reader = PeriodicExportingMetricReader(
-                    OTLPMetricExporter(endpoint=f"127.0.0.1:{sl.grpc}", insecure=True), export_interval_millis=3_600_000
-                )
-                mp = MeterProvider(resource=res, metric_readers=[reader])
-                mp.get_meter("kafka-diff").create_counter("requests").add(1)
-                assert mp.force_flush(10_000)
-                mp.shutdown()
-            want = {"traces": 20, "logs": 2, "metrics": 2}  # messages: one per trace / per resource
-            for s in signals:
-                theirs = []
-                assert wait_until(lambda: len(theirs.extend(kafka.consume(f"c-{s}", 1, timeout=1)) or theirs) > 0, 60), (
-                    s,
-                    log_path.read_text()[-3000:],
-                )
-                ours = kafka.consume(f"s-{s}", 10_000, timeout=3)
-                theirs = kafka.consume(f"c-{s}", 10_000, timeout=3)
-                assert len(ours) >= want[s], (s, len(ours))
-                ours_by_key = {m.key(): m for m in ours}
-                theirs_by_key = {m.key(): m for m in theirs}
-                assert set(theirs_by_key) == set(ours_by_key), (s, sorted(ours_by_key), sorted(theirs_by_key))
-                for k, m in ours_by_key.items():
-                    t = theirs_by_key[k]
-                    assert t.partition() == m.partition(), (s, k, m.partition(), t.partition())
-                    a, b = decode(s, m.value(), "otlp_proto"), decode(s, t.value(), "otlp_proto")
-                    assert count_items(s, [m], "otlp_proto") == count_items(s, [t], "otlp_proto")
-                    assert [attrs(r.resource) for r in resources(s, a)] == [attrs(r.resource) for r in resources(s, b)]
-                    assert "owner.team" in attrs(resources(s, b)[0].resource)
-        finally:
-            col.terminate()
-            col.wait(timeout=30)
+{"".join(f"    {s}: {{ topic: c-{s} }}{chr(10)}" for s in signals)}{opts}"""
+    with collector(tmp_path, components, {s: "{ receivers: [kafka], exporters: [kafka] }" for s in signals}) as log_path:
+        # Two services (two resources, two keys) per signal, several traces of 3 spans.
+        for service in ("checkout", "search-api"):
+            send_traces(sl.grpc, 30, service=service, per_trace=3)
+            send_logs_and_metrics(sl.grpc, service, 1)
+        want = {"traces": 20, "logs": 2, "metrics": 2}  # messages: one per trace / per resource
+        for s in signals:
+            theirs = []
+            assert wait_until(lambda: len(theirs.extend(kafka.consume(f"c-{s}", 1, timeout=1)) or theirs) > 0, 60), (
+                s,
+                log_path.read_text()[-3000:],
+            )
+            ours = kafka.consume(f"s-{s}", 10_000, timeout=3)
+            theirs = kafka.consume(f"c-{s}", 10_000, timeout=3)
+            assert len(ours) >= want[s], (s, len(ours))
+            ours_by_key = {m.key(): m for m in ours}
+            theirs_by_key = {m.key(): m for m in theirs}
+            assert set(theirs_by_key) == set(ours_by_key), (s, sorted(ours_by_key), sorted(theirs_by_key))
+            for k, m in ours_by_key.items():
+                t = theirs_by_key[k]
+                assert t.partition() == m.partition(), (s, k, m.partition(), t.partition())
+                a, b = decode(s, m.value(), "otlp_proto"), decode(s, t.value(), "otlp_proto")
+                assert count_items(s, [m], "otlp_proto") == count_items(s, [t], "otlp_proto")
+                assert [attrs(r.resource) for r in resources(s, a)] == [attrs(r.resource) for r in resources(s, b)]
+                assert "owner.team" in attrs(resources(s, b)[0].resource)
 
 
 def read_jsonl_items(path, signal: str):
@@ -404,68 +403,32 @@ def test_collector_to_kafka_to_sightline(kafka, sightline_factory, tmp_path, enc
     """The collector's kafkaexporter (franz-go) writes what the Python SDK sent it; Sightline's
     kafka receiver reads it, enriches it and writes it to files: every item arrives, owned."""
     topics = {s: f"col-{s}-{encoding}" for s in ("traces", "logs", "metrics")}
-    col_in, metrics_port = free_port(), free_port()
-    cfg = tmp_path / "otelcol.yaml"
-    cfg.write_text(
-        f"""
+    col_in = free_port()
+    components = f"""
 receivers:
   otlp: {{ protocols: {{ grpc: {{ endpoint: "127.0.0.1:{col_in}" }} }} }}
 exporters:
   kafka:
     brokers: ["{kafka.bootstrap}"]
-{"".join(f"    {s}: {{ topic: {t}, encoding: {encoding} }}{chr(10)}" for s, t in topics.items())}
-service:
-  telemetry:
-    metrics:
-      readers:
-        - pull:
-            exporter:
-              prometheus: {{ host: "127.0.0.1", port: {metrics_port} }}
-  pipelines:
-{"".join(f"    {s}: {{ receivers: [otlp], exporters: [kafka] }}{chr(10)}" for s in topics)}"""
-    )
+{"".join(f"    {s}: {{ topic: {t}, encoding: {encoding} }}{chr(10)}" for s, t in topics.items())}"""
     receiver = f"""  kafka:
     brokers: ["{kafka.bootstrap}"]
     group_id: sightline-{encoding}
     initial_offset: earliest
 {"".join(f"    {s}: {{ topics: [{t}], encoding: {encoding} }}{chr(10)}" for s, t in topics.items())}"""
     sl = sightline_factory(extra_receivers=receiver, pipeline_receivers="[kafka]")
-    log_path = tmp_path / "otelcol.log"
-    with open(log_path, "w") as log:
-        col = subprocess.Popen([os.environ["OTELCOL_BIN"], "--config", str(cfg)], stderr=log, stdout=log)
-        try:
-            assert wait_until(lambda: b"Everything is ready" in log_path.read_bytes() or col.poll() is not None, 60)
-            assert col.poll() is None, log_path.read_text()
-            send_traces(col_in, 40)
-            res = Resource.create({"service.name": "search-api"})
-            lp = LoggerProvider(resource=res)
-            lp.add_log_record_processor(BatchLogRecordProcessor(OTLPLogExporter(endpoint=f"127.0.0.1:{col_in}", insecure=True)))
-            log_ = logging.getLogger(f"kafka-col-{encoding}")
-            log_.propagate = False
-            log_.addHandler(LoggingHandler(logger_provider=lp))
-            for i in range(7):
-                log_.warning("retrying %d", i)
-            assert lp.force_flush(10_000)
-            lp.shutdown()
-            reader = PeriodicExportingMetricReader(
-                OTLPMetricExporter(endpoint=f"127.0.0.1:{col_in}", insecure=True), export_interval_millis=3_600_000
+    with collector(tmp_path, components, {s: "{ receivers: [otlp], exporters: [kafka] }" for s in topics}):
+        send_traces(col_in, 40)
+        send_logs_and_metrics(col_in, "search-api", 7, 3)
+        for signal, want, team in (("traces", 40, "payments"), ("logs", 7, "search"), ("metrics", 1, "search")):
+            path = sl.tmp / f"{signal}.jsonl"
+            assert wait_until(lambda: read_jsonl_items(path, signal)[0] >= want, 60), (
+                signal,
+                read_jsonl_items(path, signal),
+                (sl.tmp / "stderr.log").read_text()[-3000:],
             )
-            mp = MeterProvider(resource=res, metric_readers=[reader])
-            mp.get_meter("kafka-col").create_counter("requests").add(3)
-            assert mp.force_flush(10_000)
-            mp.shutdown()
-            for signal, want, team in (("traces", 40, "payments"), ("logs", 7, "search"), ("metrics", 1, "search")):
-                path = sl.tmp / f"{signal}.jsonl"
-                assert wait_until(lambda: read_jsonl_items(path, signal)[0] >= want, 60), (
-                    signal,
-                    read_jsonl_items(path, signal),
-                    (sl.tmp / "stderr.log").read_text()[-3000:],
-                )
-                n, owners = read_jsonl_items(path, signal)
-                assert owners == {team}, owners
-                assert n == want or (signal == "metrics" and n == 2), (signal, n)
-            m = sl.metrics()
-            assert 'otelcol_receiver_accepted_spans{receiver="kafka",transport="kafka"} 40' in m, m
-        finally:
-            col.terminate()
-            col.wait(timeout=30)
+            n, owners = read_jsonl_items(path, signal)
+            assert owners == {team}, owners
+            assert n == want or (signal == "metrics" and n == 2), (signal, n)
+        m = sl.metrics()
+        assert 'otelcol_receiver_accepted_spans{receiver="kafka",transport="kafka"} 40' in m, m

@@ -609,19 +609,7 @@ impl Run {
 
     async fn handle(&self, msg: Msg, permit: sightline_core::MemoryPermit, stop: CancellationToken) {
         let Msg { key, offset, generation, value, headers } = msg;
-        let proto = match self.decode(value, &headers) {
-            Ok(p) => p,
-            Err(why) => {
-                self.metrics.invalid.inc();
-                tracing::warn!(
-                    receiver = %self.id, topic = %key.0, partition = key.1, offset,
-                    "kafka: message skipped, not valid OTLP: {why}"
-                );
-                self.finish(&key, generation, offset);
-                return;
-            }
-        };
-        let v = match ingest::validate(self.signal, proto) {
+        let v = match self.decode(value, &headers).and_then(|proto| ingest::validate(self.signal, proto)) {
             Ok(v) => v,
             Err(why) => {
                 self.metrics.invalid.inc();
