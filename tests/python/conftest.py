@@ -96,6 +96,7 @@ class Sightline:
         grpc_extra: str = "",
         extra_receivers: str = "",
         pipeline_receivers: str = "[otlp]",
+        extra_processors: str = "",
     ):
         """`protocol_extra`: more flow-mapping entries for both protocols, e.g. `tls: {...}`;
         `http_extra` / `grpc_extra`: for one protocol only."""
@@ -121,6 +122,7 @@ receivers:
 processors:
   ownership:
     catalog: ["{tmp}/catalog"]
+{extra_processors}
 exporters:
 {exporters}
 service:

@@ -432,3 +432,140 @@ exporters:
             assert n == want or (signal == "metrics" and n == 2), (signal, n)
         m = sl.metrics()
         assert 'otelcol_receiver_accepted_spans{receiver="kafka",transport="kafka"} 40' in m, m
+
+
+def span_request(names: list[str], service: str = "checkout") -> bytes:
+    """An ExportTraceServiceRequest of one resource, one scope and a span per name."""
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+    from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
+
+    req = ExportTraceServiceRequest()
+    rs = ResourceSpans()
+    rs.resource.attributes.append(KeyValue(key="service.name", value=AnyValue(string_value=service)))
+    ss = ScopeSpans()
+    for i, n in enumerate(names):
+        ss.spans.append(
+            Span(
+                trace_id=(i + 1).to_bytes(16, "big"),
+                span_id=(i + 1).to_bytes(8, "big"),
+                name=n,
+                start_time_unix_nano=1_767_225_600_000_000_000,
+                end_time_unix_nano=1_767_225_600_000_100_000,
+            )
+        )
+    rs.scope_spans.append(ss)
+    req.resource_spans.append(rs)
+    return req.SerializeToString()
+
+
+def kafka_receiver(kafka, topic: str, group: str, extra: str = "") -> str:
+    return f"""  kafka:
+    brokers: ["{kafka.bootstrap}"]
+    group_id: {group}
+    initial_offset: earliest
+    traces: {{ topics: [{topic}] }}
+{extra}"""
+
+
+def spans_in_files(dirs) -> list[str]:
+    import json
+
+    names = []
+    for d in dirs:
+        path = d / "traces.jsonl"
+        if path.exists():
+            for line in path.read_text().splitlines():
+                for r in json.loads(line).get("resourceSpans", []):
+                    for s in r.get("scopeSpans", []):
+                        names.extend(x["name"] for x in s.get("spans", []))
+    return names
+
+
+def test_receiver_killed_three_times_mid_stream_loses_nothing(kafka, sightline_factory):
+    """kill -9 of the consuming Sightline three times while it reads and exports over OTLP to a
+    sink (a second Sightline writing files, never killed): every span produced reaches the
+    sink, duplicates counted, none lost; offsets are committed only for what the sink
+    acknowledged."""
+    import time
+
+    kafka.create_topic("kill9", partitions=2)
+    sink = sightline_factory()
+    exporter = f"""
+  otlp/sink:
+    endpoint: 127.0.0.1:{sink.grpc}
+    tls: {{ insecure: true }}
+    sending_queue: {{ batch: {{ flush_timeout: 100ms }} }}
+"""
+    total, per_msg = 0, 10
+    kills = []
+
+    def produce(n_msgs):
+        nonlocal total
+        values = []
+        for _ in range(n_msgs):
+            values.append(span_request([f"s-{total + i}" for i in range(per_msg)]))
+            total += per_msg
+        kafka.produce("kill9", values)
+
+    # Four messages at a time: a round of 1,500 lasts a few seconds, so every kill lands
+    # mid-stream (checked below).
+    receiver = kafka_receiver(kafka, "kill9", "kill9-group", "    autocommit: { interval: 100ms }\n    max_in_flight: 4\n")
+    start = dict(extra_receivers=receiver, pipeline_receivers="[kafka]", exporters=exporter, pipeline_exporters="[otlp/sink]")
+    def accepted() -> int:
+        import re
+
+        m = re.search(r'otelcol_receiver_accepted_spans\{receiver="otlp",transport="grpc"\} (\d+)', sink.metrics())
+        return int(m.group(1)) if m else 0
+
+    for _ in range(3):
+        produce(1500)
+        before = accepted()
+        sl = sightline_factory(**start)
+        # Kill once a fifth of the round has reached the sink: mid-stream.
+        assert wait_until(lambda: accepted() >= before + 3000, 60)
+        sl.proc.kill()  # SIGKILL: no flush, no commit on the way out
+        sl.proc.wait()
+        got = set(spans_in_files([sink.tmp]))
+        assert len(got) < total, f"the kill came after the stream had ended ({len(got)} of {total})"
+        kills.append(len(got))
+    produce(200)
+    sl = sightline_factory(**start)
+    want = {f"s-{i}" for i in range(total)}
+    assert wait_until(lambda: want <= set(spans_in_files([sink.tmp])), 90), (
+        len(want - set(spans_in_files([sink.tmp]))),
+        (sl.tmp / "stderr.log").read_text()[-2000:],
+    )
+    names = spans_in_files([sink.tmp])
+    duplicates = len(names) - len(set(names))
+    print(f"kill -9 x3 (delivered before each: {kills}): {total} spans produced, {len(names)} delivered, {duplicates} duplicates, 0 lost")
+    assert set(names) == want
+
+
+def test_corrupt_and_oversized_messages_are_counted_and_skipped(kafka, sightline_factory):
+    # A small memory budget (memory_limiter limit_mib 32: about 12 MiB for requests) so that
+    # a 16 MB message is larger than the budget.
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import NewTopic
+
+    admin = kafka.admin()
+    admin.create_topics([NewTopic("poison", 1, 1, config={"max.message.bytes": "20000000"})])["poison"].result(30)
+    p = Producer({"bootstrap.servers": kafka.bootstrap, "message.max.bytes": 20_000_000})
+    big = span_request(["big"] * 1) + span_request(["x" * 1000] * 16_000)
+    assert len(big) > 16_000_000
+    for v in (span_request(["before"]), b"\xff\xff\xff not protobuf", big, b"", span_request(["after"])):
+        p.produce("poison", value=v)
+    assert p.flush(30) == 0
+    sl = sightline_factory(
+        extra_receivers=kafka_receiver(
+            kafka, "poison", "poison-group", "    max_fetch_size: 52428800\n    max_partition_fetch_size: 52428800\n"
+        ),
+        pipeline_receivers="[kafka]",
+        extra_processors="  memory_limiter: { check_interval: 1s, limit_mib: 32, spike_limit_mib: 8 }\n",
+    )
+    assert wait_until(lambda: {"before", "after"} <= set(spans_in_files([sl.tmp])), 60), (sl.tmp / "stderr.log").read_text()[-3000:]
+    m = sl.metrics()
+    assert 'sightline_kafka_receiver_invalid_messages_total{receiver="kafka",signal="traces"} 1' in m, m
+    assert 'sightline_kafka_receiver_oversized_messages_total{receiver="kafka",signal="traces"} 1' in m, m
+    stderr = (sl.tmp / "stderr.log").read_text()
+    assert "poison" in stderr and "offset" in stderr, stderr[-2000:]
+    assert "big" not in set(spans_in_files([sl.tmp]))

@@ -597,7 +597,13 @@ impl Run {
 
     fn finish(&self, key: &Key, generation: u64, offset: i64) {
         if let Some(safe) = self.tracker.done(key, generation, offset) {
-            match self.consumer.store_offset(&key.0, key.1, safe) {
+            // `rd_kafka_offsets_store` takes the next offset to read as it is (the per-topic
+            // `rd_kafka_offset_store` behind `store_offset` would add one to it).
+            let mut tpl = TopicPartitionList::new();
+            if tpl.add_partition_offset(&key.0, key.1, rdkafka::Offset::Offset(safe)).is_err() {
+                return;
+            }
+            match self.consumer.store_offsets(&tpl) {
                 Ok(()) if self.manual_commit => {
                     let _ = self.consumer.commit_consumer_state(CommitMode::Async);
                 }
