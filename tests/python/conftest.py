@@ -97,6 +97,7 @@ class Sightline:
         extra_receivers: str = "",
         pipeline_receivers: str = "[otlp]",
         extra_processors: str = "",
+        ports: tuple[int, int, int] | None = None,
     ):
         """`protocol_extra`: more flow-mapping entries for both protocols, e.g. `tls: {...}`;
         `http_extra` / `grpc_extra`: for one protocol only."""
@@ -109,8 +110,9 @@ class Sightline:
         pe = {s: pipeline_exporters or f"[file/{s}]" for s in ("traces", "logs", "metrics")}
         if isinstance(pipeline_exporters, dict):  # per signal, e.g. {"metrics": "[x]"}
             pe = {s: pipeline_exporters.get(s, f"[file/{s}]") for s in pe}
-        self.grpc, self.http, self.admin = free_port(), free_port(), free_port()
-        (tmp / "catalog").mkdir()
+        # `ports` (grpc, http, admin): to come back on the ports of an instance that was stopped.
+        self.grpc, self.http, self.admin = ports or (free_port(), free_port(), free_port())
+        (tmp / "catalog").mkdir(exist_ok=True)
         (tmp / "catalog" / "teams.yaml").write_text(CATALOG)
         config = f"""
 receivers:

@@ -541,6 +541,51 @@ def test_receiver_killed_three_times_mid_stream_loses_nothing(kafka, sightline_f
     assert set(names) == want
 
 
+def test_receiver_behind_a_disk_queue_survives_a_sink_outage_and_a_kill(kafka, sightline_factory, tmp_path):
+    """The sink is down for a while: the consumer's disk queue takes the messages (their
+    offsets are committed once it holds them), the consumer is killed with -9 while the sink is
+    still down, started again, and once the sink is back every span reaches it."""
+    import time
+
+    kafka.create_topic("outage", partitions=2)
+    sink = sightline_factory()
+    ports = (sink.grpc, sink.http, sink.admin)
+    queue = tmp_path / "queue"
+    exporter = f"""
+  otlp/sink:
+    endpoint: 127.0.0.1:{sink.grpc}
+    tls: {{ insecure: true }}
+    sending_queue: {{ storage: disk, directory: "{queue}", batch: {{ flush_timeout: 20ms }} }}
+    retry_on_failure: {{ initial_interval: 100ms, max_interval: 500ms, max_elapsed_time: 0s }}
+"""
+    start = dict(
+        extra_receivers=kafka_receiver(kafka, "outage", "outage-group", "    autocommit: { interval: 100ms }\n"),
+        pipeline_receivers="[kafka]",
+        exporters=exporter,
+        pipeline_exporters="[otlp/sink]",
+    )
+    kafka.produce("outage", [span_request([f"a-{i}-{j}" for j in range(10)]) for i in range(200)])
+    consumer = sightline_factory(**start)
+    assert wait_until(lambda: len(set(spans_in_files([sink.tmp]))) == 2000, 60)
+    sink.stop()  # the sink goes down
+    kafka.produce("outage", [span_request([f"b-{i}-{j}" for j in range(10)]) for i in range(300)])
+    # Consumed into the disk queue while the sink is down.
+    assert wait_until(lambda: 'sightline_kafka_receiver_messages_total{receiver="kafka",signal="traces"} 500' in consumer.metrics(), 60)
+    time.sleep(0.5)  # one autocommit interval and more
+    consumer.proc.kill()
+    consumer.proc.wait()
+    consumer = sightline_factory(**start)  # the same disk queue directory
+    sink2 = sightline_factory(ports=ports)
+    want = {f"{p}-{i}-{j}" for p, n in (("a", 200), ("b", 300)) for i in range(n) for j in range(10)}
+    assert wait_until(lambda: want <= set(spans_in_files([sink.tmp, sink2.tmp])), 90), (
+        len(want - set(spans_in_files([sink.tmp, sink2.tmp]))),
+        (consumer.tmp / "stderr.log").read_text()[-2000:],
+    )
+    # The offsets were committed once the disk queue held the messages: the new consumer read
+    # nothing again; what reached the sink came from the disk queue.
+    assert 'sightline_kafka_receiver_messages_total{receiver="kafka",signal="traces"} 0' in consumer.metrics()
+
+
 def test_corrupt_and_oversized_messages_are_counted_and_skipped(kafka, sightline_factory):
     # A small memory budget (memory_limiter limit_mib 32: about 12 MiB for requests) so that
     # a 16 MB message is larger than the budget.
