@@ -46,6 +46,10 @@ impl ClientContext for Context {
 
 type Delivered = oneshot::Sender<Result<(), KafkaError>>;
 
+/// A payload at least this large (or a sixteenth of `max_message_bytes`) is written as a
+/// message of its own rather than copied into a shared one.
+const MIN_ALONE: usize = 16 * 1024;
+
 impl ProducerContext<KeyPartitioner> for Context {
     type DeliveryOpaque = Box<Delivered>;
 
@@ -244,23 +248,21 @@ impl KafkaSender {
         let bad = |e: wire::WireError| format!("malformed request in the batch: {e}");
         match self.partitioning {
             Partitioning::Whole => {
-                // Consecutive payloads share a message while it fits.
+                // Small payloads (an SDK's few spans) share a message while it fits; a large
+                // one is a message of its own, its bytes not copied.
+                let alone = (self.max / 16).max(MIN_ALONE);
                 let mut acc: Vec<u8> = Vec::new();
                 let mut acc_items = 0;
                 for p in &batch.payloads {
                     let b = p.bytes();
-                    if !acc.is_empty() && acc.len() + b.len() > self.max {
-                        out.push(Message {
-                            proto: Bytes::from(std::mem::take(&mut acc)),
-                            items: acc_items,
-                            key: None,
-                            topic: None,
-                        });
+                    if !acc.is_empty() && (acc.len() + b.len() > self.max || b.len() >= alone) {
+                        let proto = Bytes::from(std::mem::take(&mut acc));
+                        out.push(Message { proto, items: acc_items, key: None, topic: None });
                         acc_items = 0;
                     }
                     if b.len() > self.max {
                         dropped += self.fit(b.clone(), p.items(), None, None, &mut out).map_err(bad)?;
-                    } else if acc.is_empty() && batch.payloads.len() == 1 {
+                    } else if b.len() >= alone || batch.payloads.len() == 1 {
                         out.push(Message { proto: b.clone(), items: p.items(), key: None, topic: None });
                     } else {
                         acc.extend_from_slice(b);
