@@ -211,8 +211,18 @@ def test_redaction_enforced_for_one_team_observed_for_another(tmp_path):
         # Each finding counted once, per team, signal and action; never the value itself. The
         # SDK's meter provider exports its cumulative point again on shutdown: one finding per
         # exported point.
-        exported_points = {svc: sum(len(m["sum"]["dataPoints"]) for r in rm for sm in r["scopeMetrics"]
-                                    for m in sm["metrics"]) for svc, rm in by_service(files["metrics"]).items()}
+        def exported():
+            return {svc: sum(len(m["sum"]["dataPoints"]) for r in rm for sm in r["scopeMetrics"]
+                             for m in sm["metrics"]) for svc, rm in by_service(files["metrics"]).items()}
+
+        def metric_findings(team):
+            return sum(v for k, v in findings(run.metrics()) if k["team"] == team and k["signal"] == "metrics")
+
+        # The point exported on shutdown may be counted by the policy before the file exporter
+        # has written it: wait until the file holds every point the policy saw.
+        assert wait_until(lambda: exported().get("checkout") == metric_findings("payments")
+                          and exported().get("search-api") == metric_findings("search"), 10)
+        exported_points = exported()
         m = run.metrics()
         found = findings(m)
         for team, action, svc in (("payments", "masked", "checkout"), ("search", "observed", "search-api")):
