@@ -216,7 +216,8 @@ pub async fn offload<T: Send + 'static>(
     if size < INLINE_LIMIT { Ok(f()) } else { tokio::task::spawn_blocking(f).await }
 }
 
-pub(crate) fn json_signal(signal: sightline_core::Signal) -> sightline_otlp_json::Signal {
+/// The OTLP/JSON crate's name for a signal.
+pub fn json_signal(signal: sightline_core::Signal) -> sightline_otlp_json::Signal {
     match signal {
         sightline_core::Signal::Traces => sightline_otlp_json::Signal::Traces,
         sightline_core::Signal::Metrics => sightline_otlp_json::Signal::Metrics,

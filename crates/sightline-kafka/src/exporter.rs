@@ -386,8 +386,9 @@ impl KafkaSender {
             let value: &[u8] = match self.encoding {
                 Encoding::OtlpProto => &m.proto,
                 Encoding::OtlpJson => {
-                    json = sightline_otlp_json::protobuf_to_json(json_signal(self.signal), &m.proto)
-                        .map_err(|e| SendError::permanent(format!("cannot encode OTLP/JSON: {e}")))?;
+                    json =
+                        sightline_otlp_json::protobuf_to_json(sightline_exporters::json_signal(self.signal), &m.proto)
+                            .map_err(|e| SendError::permanent(format!("cannot encode OTLP/JSON: {e}")))?;
                     &json
                 }
             };
@@ -442,14 +443,6 @@ impl KafkaSender {
             err = err.with_remaining(rest);
         }
         Err(err)
-    }
-}
-
-pub(crate) fn json_signal(s: Signal) -> sightline_otlp_json::Signal {
-    match s {
-        Signal::Traces => sightline_otlp_json::Signal::Traces,
-        Signal::Metrics => sightline_otlp_json::Signal::Metrics,
-        Signal::Logs => sightline_otlp_json::Signal::Logs,
     }
 }
 

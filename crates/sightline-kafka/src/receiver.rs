@@ -689,7 +689,7 @@ impl Run {
         let proto = match self.encoding {
             Encoding::OtlpProto => value,
             Encoding::OtlpJson => Bytes::from(
-                sightline_otlp_json::json_to_protobuf(crate::exporter::json_signal(self.signal), &value)
+                sightline_otlp_json::json_to_protobuf(sightline_exporters::json_signal(self.signal), &value)
                     .map_err(|e| format!("invalid OTLP/JSON: {e}"))?,
             ),
         };
