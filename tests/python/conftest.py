@@ -32,12 +32,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_until(pred, timeout=20.0):
+def wait_until(pred, timeout=20.0, interval=0.05):
     end = time.time() + timeout
     while time.time() < end:
         if pred():
             return True
-        time.sleep(0.05)
+        time.sleep(interval)
     return pred()
 
 
@@ -107,6 +107,9 @@ class Sightline:
         gextra = extra + (f", {grpc_extra}" if grpc_extra else "")
         if exporters is None:
             exporters = DEFAULT_EXPORTERS.format(tmp=tmp)
+        # `@TMP@` in given exporters is this instance's directory (e.g. the default file
+        # exporters next to another one: DEFAULT_EXPORTERS.format(tmp="@TMP@")).
+        exporters = exporters.replace("@TMP@", str(tmp))
         pe = {s: pipeline_exporters or f"[file/{s}]" for s in ("traces", "logs", "metrics")}
         if isinstance(pipeline_exporters, dict):  # per signal, e.g. {"metrics": "[x]"}
             pe = {s: pipeline_exporters.get(s, f"[file/{s}]") for s in pe}

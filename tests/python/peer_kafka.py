@@ -38,7 +38,12 @@ class Kafka(PeerProcess):
     NAME = "kafka"
     START_TIMEOUT = 90
 
-    def __init__(self, tmp: Path, **props: str):
+    # The users of the secured listeners (`secure=True`): PLAIN from the JAAS config, SCRAM
+    # credentials written into the metadata when the storage is formatted.
+    USERS = {"PLAIN": ("alice", "alice-secret"), "SCRAM-SHA-256": ("bob", "bob-secret"),
+             "SCRAM-SHA-512": ("carol", "carol-secret")}
+
+    def __init__(self, tmp: Path, secure: bool = False, **props: str):
         self.tmp = tmp
         self.port = free_port()
         self.controller_port = free_port()
@@ -65,6 +70,9 @@ class Kafka(PeerProcess):
             "auto.create.topics.enable": "true",
             "log.flush.interval.messages": "9223372036854775807",
         }
+        format_args = []
+        if secure:
+            format_args = self._secure()
         self.props.update(props)
         self.config = self.dir / "server.properties"
         self.config.write_text("".join(f"{k}={v}\n" for k, v in self.props.items()))
@@ -73,7 +81,7 @@ class Kafka(PeerProcess):
         self.env = dict(os.environ)
         self.jvm = [java(), "-Xms256m", "-Xmx512m", "-XX:+UseSerialGC", "-Dlog4j2.level=warn", "-cp", self.classpath]
         fmt = subprocess.run(
-            self.jvm + ["kafka.tools.StorageTool", "format", "--standalone", "-t", self._cluster_id(), "-c", str(self.config)],
+            self.jvm + ["kafka.tools.StorageTool", "format", "--standalone", "-t", self._cluster_id(), "-c", str(self.config), *format_args],
             capture_output=True,
             text=True,
             timeout=120,
@@ -81,6 +89,51 @@ class Kafka(PeerProcess):
         if fmt.returncode != 0:
             pytest.fail(f"kafka storage format failed:\n{fmt.stdout}\n{fmt.stderr}")
         self.start(self.jvm + ["kafka.Kafka", str(self.config)], self.dir / "kafka.log", env=self.env)
+
+    def _secure(self) -> list[str]:
+        """Three more listeners: SASL_PLAINTEXT (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512), SSL
+        requiring a client certificate (mutual TLS), and SASL_SSL (server-authenticated TLS,
+        SCRAM-SHA-512). Certificates from `pki.make_pki` in `self.pki`; the key store and trust
+        store are PEM files. Returns the storage tool's `--add-scram` arguments."""
+        from pki import make_pki
+
+        self.pki = self.dir / "pki"
+        self.pki.mkdir(exist_ok=True)
+        make_pki(self.pki, client=True)
+        keystore = self.pki / "server-keystore.pem"
+        keystore.write_text((self.pki / "server-key.pem").read_text() + (self.pki / "server.pem").read_text())
+        self.sasl_port, self.ssl_port, self.sasl_ssl_port = free_port(), free_port(), free_port()
+        self.sasl_bootstrap = f"127.0.0.1:{self.sasl_port}"
+        self.ssl_bootstrap = f"localhost:{self.ssl_port}"
+        self.sasl_ssl_bootstrap = f"localhost:{self.sasl_ssl_port}"
+        listeners = (f"SASL_PLAINTEXT://127.0.0.1:{self.sasl_port},SSL://127.0.0.1:{self.ssl_port},"
+                     f"SASL_SSL://127.0.0.1:{self.sasl_ssl_port}")
+        advertised = (f"SASL_PLAINTEXT://127.0.0.1:{self.sasl_port},SSL://localhost:{self.ssl_port},"
+                      f"SASL_SSL://localhost:{self.sasl_ssl_port}")
+        self.props["listeners"] += "," + listeners
+        self.props["advertised.listeners"] += "," + advertised
+        self.props["listener.security.protocol.map"] += ",SASL_PLAINTEXT:SASL_PLAINTEXT,SSL:SSL,SASL_SSL:SASL_SSL"
+        plain_user, plain_pw = self.USERS["PLAIN"]
+        plain = f'org.apache.kafka.common.security.plain.PlainLoginModule required user_{plain_user}="{plain_pw}";'
+        scram = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+        self.props.update({
+            "sasl.enabled.mechanisms": "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512",
+            "listener.name.sasl_plaintext.plain.sasl.jaas.config": plain,
+            "listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config": scram,
+            "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config": scram,
+            "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": scram,
+            "listener.name.sasl_ssl.sasl.enabled.mechanisms": "SCRAM-SHA-512",
+            "ssl.keystore.type": "PEM",
+            "ssl.keystore.location": str(keystore),
+            "ssl.truststore.type": "PEM",
+            "ssl.truststore.location": str(self.pki / "ca.pem"),
+            "listener.name.ssl.ssl.client.auth": "required",
+        })
+        args = []
+        for mech, (user, pw) in self.USERS.items():
+            if mech.startswith("SCRAM"):
+                args += ["--add-scram", f"{mech}=[name={user},password={pw}]"]
+        return args
 
     def _cluster_id(self) -> str:
         out = subprocess.run(self.jvm + ["kafka.tools.StorageTool", "random-uuid"], capture_output=True, text=True, timeout=60)

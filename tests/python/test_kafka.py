@@ -9,7 +9,7 @@ import os
 import subprocess
 
 import pytest
-from conftest import free_port, wait_until
+from conftest import DEFAULT_EXPORTERS, free_port, wait_until
 from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
 from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
@@ -29,7 +29,8 @@ from google.protobuf import json_format
 
 @pytest.fixture(scope="module")
 def kafka(tmp_path_factory):
-    k = Kafka(tmp_path_factory.mktemp("kafka"))
+    # `secure`: SASL and TLS listeners next to the plaintext one, for the auth tests.
+    k = Kafka(tmp_path_factory.mktemp("kafka"), secure=True)
     yield k
     k.print_log()
     k.stop()
@@ -614,3 +615,133 @@ def test_corrupt_and_oversized_messages_are_counted_and_skipped(kafka, sightline
     stderr = (sl.tmp / "stderr.log").read_text()
     assert "poison" in stderr and "offset" in stderr, stderr[-2000:]
     assert "big" not in set(spans_in_files([sl.tmp]))
+
+
+def test_sasl_and_tls_to_a_secured_broker_both_ways(kafka, sightline_factory):
+    """The broker's secured listeners (peer_kafka.Kafka(secure=True)): SASL/PLAIN and
+    SCRAM-SHA-256 over plaintext, mutual TLS, and SCRAM-SHA-512 over TLS. One Sightline exports
+    the same spans through a kafka exporter per listener, each to its own topic; a second
+    Sightline reads every topic with a kafka receiver configured the same way. Every listener
+    carries every span both ways; an exporter with a wrong password is named in the log and
+    delivers nothing."""
+    import re
+
+    pki = kafka.pki
+    users = Kafka.USERS
+
+    def sasl(mech):
+        user, pw = users[mech]
+        return f"auth: {{ sasl: {{ mechanism: {mech}, username: {user}, password: {pw} }} }}"
+
+    modes = {
+        "plain": (kafka.sasl_bootstrap, sasl("PLAIN")),
+        "scram256": (kafka.sasl_bootstrap, sasl("SCRAM-SHA-256")),
+        "mtls": (kafka.ssl_bootstrap,
+                 f"tls: {{ ca_file: {pki}/ca.pem, cert_file: {pki}/client.pem, key_file: {pki}/client-key.pem }}"),
+        "scram512tls": (kafka.sasl_ssl_bootstrap, sasl("SCRAM-SHA-512") + f"\n    tls: {{ ca_file: {pki}/ca.pem }}"),
+        "badpass": (kafka.sasl_bootstrap, "auth: { sasl: { mechanism: PLAIN, username: alice, password: wrong } }"),
+    }
+    exporters = "".join(
+        f"""  kafka/{m}:
+    brokers: ["{b}"]
+    {sec}
+    traces: {{ topic: secured-{m} }}
+    timeout: 5s
+    sending_queue: {{ batch: {{ flush_timeout: 50ms }} }}
+"""
+        for m, (b, sec) in modes.items()
+    )
+    good = [m for m in modes if m != "badpass"]
+    producer = sightline_factory(
+        exporters=exporters + DEFAULT_EXPORTERS.format(tmp="@TMP@"),
+        pipeline_exporters={"traces": "[" + ", ".join(f"kafka/{m}" for m in modes) + "]"},
+    )
+    receivers = "".join(
+        f"""  kafka/{m}:
+    brokers: ["{modes[m][0]}"]
+    {modes[m][1]}
+    group_id: secured-{m}
+    initial_offset: earliest
+    traces: {{ topics: [secured-{m}] }}
+"""
+        for m in good
+    )
+    consumer = sightline_factory(extra_receivers=receivers, pipeline_receivers="[" + ", ".join(f"kafka/{m}" for m in good) + "]")
+    send_traces(producer.grpc, 12, service="secured")
+    want = [f"root-{i}" for i in range(12)]
+
+    def accepted(m):
+        x = re.search(rf'otelcol_receiver_accepted_spans{{receiver="kafka/{m}",transport="kafka"}} (\d+)', consumer.metrics())
+        return int(x.group(1)) if x else 0
+
+    assert wait_until(lambda: all(accepted(m) >= 12 for m in good), 60), (
+        {m: accepted(m) for m in good},
+        (producer.tmp / "stderr.log").read_text()[-3000:],
+        (consumer.tmp / "stderr.log").read_text()[-3000:],
+    )
+    names = spans_in_files([consumer.tmp])
+    assert sorted(names) == sorted(want * len(good)), names
+    pm = producer.metrics()
+    for m in good:
+        assert re.search(rf'sightline_kafka_exporter_records_total{{exporter="kafka/{m}"}} [1-9]', pm), pm
+    stderr = (producer.tmp / "stderr.log").read_text()
+    assert wait_until(lambda: "kafka/badpass" in (producer.tmp / "stderr.log").read_text()
+                      and "Authentication failed" in (producer.tmp / "stderr.log").read_text(), 30), stderr[-3000:]
+    assert not re.search(r'sightline_kafka_exporter_records_total{exporter="kafka/badpass"} [1-9]', pm)
+
+
+def test_two_consumers_in_one_group_share_partitions_and_hand_over_without_loss(kafka, sightline_factory):
+    """Two Sightline consumers in one group on a four-partition topic: the second one's join
+    splits the partitions between them (both deliver), then the first stops and the second
+    takes every partition over. Every span produced reaches the sink; duplicates are counted."""
+    import re
+
+    kafka.create_topic("rebalance", partitions=4)
+    sink = sightline_factory()
+    exporter = f"""
+  otlp/sink:
+    endpoint: 127.0.0.1:{sink.grpc}
+    tls: {{ insecure: true }}
+    sending_queue: {{ batch: {{ flush_timeout: 100ms }} }}
+"""
+    receiver = kafka_receiver(kafka, "rebalance", "rebalance-group", "    autocommit: { interval: 100ms }\n")
+    start = dict(extra_receivers=receiver, pipeline_receivers="[kafka]", exporters=exporter, pipeline_exporters="[otlp/sink]")
+    total = 0
+
+    def produce(n):
+        nonlocal total
+        from confluent_kafka import Producer
+
+        p = Producer({"bootstrap.servers": kafka.bootstrap, "partitioner": "consistent_random"})
+        for _ in range(n):
+            # Keys spread the messages over the four partitions.
+            p.produce("rebalance", key=str(total).encode(), value=span_request([f"r-{total + i}" for i in range(5)]))
+            total += 5
+        assert p.flush(30) == 0
+
+    def accepted(sl) -> int:
+        x = re.search(r'otelcol_receiver_accepted_spans{receiver="kafka",transport="kafka"} (\d+)', sl.metrics())
+        return int(x.group(1)) if x else 0
+
+    def delivered() -> set:
+        return set(spans_in_files([sink.tmp]))
+
+    a = sightline_factory(**start)
+    produce(40)
+    assert wait_until(lambda: len(delivered()) == total, 60)
+    b = sightline_factory(**start)
+    # The join: B is assigned partitions once A's consumer has given some up.
+    assert wait_until(lambda: "rebalance Assign" in (b.tmp / "stderr.log").read_text() or accepted(b) > 0, 60)
+    before_a, before_b = accepted(a), accepted(b)
+    assert wait_until(lambda: (produce(20), accepted(a) > before_a and accepted(b) > before_b)[1], 60, interval=1.0), (
+        accepted(a), accepted(b), (b.tmp / "stderr.log").read_text()[-2000:])
+    a.stop()
+    before_b = accepted(b)
+    produce(60)
+    want = {f"r-{i}" for i in range(total)}
+    assert wait_until(lambda: want <= delivered(), 60), (len(want - delivered()), (b.tmp / "stderr.log").read_text()[-2000:])
+    # After A left, B alone read everything produced since (all four partitions). The
+    # receiver counts a message once its exporters delivered it, a moment after the sink has it.
+    assert wait_until(lambda: accepted(b) - before_b >= 300, 10), (accepted(b), before_b)
+    names = spans_in_files([sink.tmp])
+    print(f"rebalance: {total} spans produced, {len(names)} delivered, {len(names) - len(set(names))} duplicates, 0 lost")

@@ -6,6 +6,7 @@
 //! is safe.
 
 use crate::pipeline::{Delivered, Pipeline, ProcessError};
+use crate::telemetry::{Counter, Registry};
 use crate::{Signal, wire};
 use bytes::Bytes;
 use std::sync::Arc;
@@ -24,6 +25,33 @@ impl Consumers {
             Signal::Traces => &self.traces,
             Signal::Metrics => &self.metrics,
             Signal::Logs => &self.logs,
+        }
+    }
+}
+
+/// The collector's receiver counters for one receiver, transport and signal
+/// (`otelcol_receiver_accepted_spans{receiver, transport}`, `..._refused_...`): every receiver
+/// counts what it takes in under the same names.
+pub struct ReceiverCounters {
+    pub accepted: Counter,
+    pub refused: Counter,
+}
+
+impl ReceiverCounters {
+    pub fn new(registry: &Registry, receiver: &str, transport: &str, signal: Signal) -> Self {
+        let items = signal.item_name();
+        let labels = [("receiver", receiver), ("transport", transport)];
+        ReceiverCounters {
+            accepted: registry.counter(
+                &format!("otelcol_receiver_accepted_{items}"),
+                &format!("Number of {items} successfully pushed into the pipeline."),
+                &labels,
+            ),
+            refused: registry.counter(
+                &format!("otelcol_receiver_refused_{items}"),
+                &format!("Number of {items} that could not be pushed into the pipeline."),
+                &labels,
+            ),
         }
     }
 }

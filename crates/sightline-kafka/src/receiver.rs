@@ -15,7 +15,7 @@ use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, Stream
 use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientContext, TopicPartitionList};
 use serde::Deserialize;
-use sightline_core::ingest::{self, Consumers};
+use sightline_core::ingest::{self, Consumers, ReceiverCounters};
 use sightline_core::{Completion, Counter, MemoryBudget, Payload, ProcessError, Registry, Signal};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -398,8 +398,7 @@ impl ConsumerContext for Ctx {
 }
 
 struct Metrics {
-    accepted: Counter,
-    refused: Counter,
+    receiver: ReceiverCounters,
     messages: Counter,
     invalid: Counter,
     oversized: Counter,
@@ -434,19 +433,8 @@ pub fn start(
         let topics = cfg.topics(signal);
         let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer.subscribe(&refs).map_err(|e| format!("cannot subscribe to {topics:?}: {e}"))?;
-        let items = signal.item_name();
-        let labels = [("receiver", &*id), ("transport", "kafka")];
         let metrics = Arc::new(Metrics {
-            accepted: registry.counter(
-                &format!("otelcol_receiver_accepted_{items}"),
-                &format!("Number of {items} successfully pushed into the pipeline."),
-                &labels,
-            ),
-            refused: registry.counter(
-                &format!("otelcol_receiver_refused_{items}"),
-                &format!("Number of {items} that could not be pushed into the pipeline."),
-                &labels,
-            ),
+            receiver: ReceiverCounters::new(registry, &id, "kafka", signal),
             messages: registry.counter(
                 "sightline_kafka_receiver_messages_total",
                 "Kafka messages read (each committed once its data is safe).",
@@ -628,7 +616,7 @@ impl Run {
             }
         };
         if v.rejected > 0 {
-            self.metrics.refused.add(v.rejected);
+            self.metrics.receiver.refused.add(v.rejected);
             tracing::warn!(receiver = %self.id, topic = %key.0, partition = key.1, offset, "kafka: {}", v.message);
         }
         let mut permit = Some(permit);
@@ -645,7 +633,7 @@ impl Run {
                 Ok(d) if d.queued == 0 && d.dropped > 0 => false,
                 Ok(_) => answer.await.unwrap_or(false),
                 Err(ProcessError::Refused { message } | ProcessError::Invalid(message)) if self.skip_refused => {
-                    self.metrics.refused.add(v.items);
+                    self.metrics.receiver.refused.add(v.items);
                     tracing::warn!(
                         receiver = %self.id, topic = %key.0, partition = key.1, offset,
                         "kafka: message refused by the pipeline and skipped (message_marking.on_error): {message}"
@@ -659,7 +647,7 @@ impl Run {
                 }
             };
             if safe {
-                self.metrics.accepted.add(v.items);
+                self.metrics.receiver.accepted.add(v.items);
                 self.finish(&key, generation, offset);
                 return;
             }
@@ -668,7 +656,7 @@ impl Run {
                 && started.elapsed() > self.backoff.max_elapsed_time
             {
                 // Given up: not committed, so it is read again after a restart or rebalance.
-                self.metrics.refused.add(v.items);
+                self.metrics.receiver.refused.add(v.items);
                 tracing::error!(
                     receiver = %self.id, topic = %key.0, partition = key.1, offset,
                     "kafka: message not delivered within error_backoff.max_elapsed_time; its partition stays behind it"

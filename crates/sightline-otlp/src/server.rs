@@ -18,10 +18,8 @@ use http_body_util::BodyExt;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
-use sightline_core::ingest;
-use sightline_core::{
-    BoundTeam, ClientInfo, Counter, MemoryBudget, MemoryPermit, Payload, ProcessError, Registry, Signal,
-};
+use sightline_core::ingest::{self, ReceiverCounters};
+use sightline_core::{BoundTeam, ClientInfo, MemoryBudget, MemoryPermit, Payload, ProcessError, Registry, Signal};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -49,16 +47,11 @@ enum Transport {
     Http = 1,
 }
 
-struct SignalMetrics {
-    accepted: Counter,
-    refused: Counter,
-}
-
 struct Shared {
     consumers: Consumers,
     budget: MemoryBudget,
     /// [signal][transport]
-    metrics: Vec<Vec<SignalMetrics>>,
+    metrics: Vec<Vec<ReceiverCounters>>,
     stopping: Arc<AtomicBool>,
     grpc_limit: usize,
     http_limit: usize,
@@ -92,27 +85,7 @@ pub async fn start(
 ) -> std::io::Result<Running> {
     let metrics = Signal::ALL
         .iter()
-        .map(|s| {
-            ["grpc", "http"]
-                .iter()
-                .map(|t| {
-                    let items = s.item_name();
-                    let labels = [("receiver", id), ("transport", *t)];
-                    SignalMetrics {
-                        accepted: registry.counter(
-                            &format!("otelcol_receiver_accepted_{items}"),
-                            &format!("Number of {items} successfully pushed into the pipeline."),
-                            &labels,
-                        ),
-                        refused: registry.counter(
-                            &format!("otelcol_receiver_refused_{items}"),
-                            &format!("Number of {items} that could not be pushed into the pipeline."),
-                            &labels,
-                        ),
-                    }
-                })
-                .collect()
-        })
+        .map(|s| ["grpc", "http"].iter().map(|t| ReceiverCounters::new(registry, id, t, *s)).collect())
         .collect();
     let stopping = Arc::new(AtomicBool::new(false));
     let grpc_cfg = cfg.protocols.grpc.as_ref();
