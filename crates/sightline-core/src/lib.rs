@@ -25,6 +25,7 @@ pub mod pipeline;
 pub mod serde_util;
 pub mod signal;
 pub mod telemetry;
+pub mod text;
 pub mod wire;
 
 pub use budget::{MemoryBudget, MemoryPermit};

@@ -181,26 +181,9 @@ pub fn hex(b: &[u8]) -> String {
     s
 }
 
-/// A double as Go's encoding/json writes it.
+/// A double as Go's encoding/json writes it (`NaN`, `+Inf`, `-Inf` for the others).
 pub fn json_number(d: f64) -> String {
-    if !d.is_finite() {
-        return if d.is_nan() {
-            "NaN".into()
-        } else if d > 0.0 {
-            "+Inf".into()
-        } else {
-            "-Inf".into()
-        };
-    }
-    let abs = d.abs();
-    if abs != 0.0 && !(1e-6..1e21).contains(&abs) {
-        let s = format!("{d:e}");
-        return match s.split_once('e') {
-            Some((m, e)) if !e.starts_with('-') => format!("{m}e+{e}"),
-            _ => s,
-        };
-    }
-    format!("{d}")
+    if d.is_finite() { sightline_core::text::json_number(d) } else { sightline_core::text::go_special(d).into() }
 }
 
 pub fn to_json(v: &Val) -> serde_json::Value {

@@ -567,35 +567,13 @@ fn raw_json(v: &Value) -> serde_json::Value {
     }
 }
 
-/// A double as Go's encoding/json writes it (ES6 number-to-string): `f` notation, `e` below
-/// 1e-6 and from 1e21, with the exponent's leading zero dropped.
+/// A double as Go's encoding/json writes it (ES6 number-to-string), and Go's error text for
+/// one that is not finite (what pdata's `AsString` returns then).
 pub fn json_number(d: f64) -> String {
     if !d.is_finite() {
-        return format!("json: unsupported value: {}", go_g(d));
+        return format!("json: unsupported value: {}", sightline_core::text::go_special(d));
     }
-    let abs = d.abs();
-    if abs != 0.0 && !(1e-6..1e21).contains(&abs) {
-        // Rust's `{:e}` is the shortest round-trip mantissa with an exponent without sign
-        // padding (1e-7, 1.5e21): Go writes e-07 -> e-7 and e+21, so only the + differs.
-        let s = format!("{d:e}");
-        return match s.split_once('e') {
-            Some((m, e)) if !e.starts_with('-') => format!("{m}e+{e}"),
-            _ => s,
-        };
-    }
-    // Shortest round-trip digits in plain notation.
-    let s = format!("{d}");
-    if s == "-0" { "-0".into() } else { s }
-}
-
-fn go_g(d: f64) -> &'static str {
-    if d.is_nan() {
-        "NaN"
-    } else if d > 0.0 {
-        "+Inf"
-    } else {
-        "-Inf"
-    }
+    sightline_core::text::json_number(d)
 }
 
 #[cfg(test)]

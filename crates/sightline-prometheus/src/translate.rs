@@ -422,7 +422,7 @@ impl Translator {
             return;
         }
         let val_s = self.buf.len() as u32;
-        push_value(&mut self.buf, value, 0);
+        sightline_core::text::push_as_string(&mut self.buf, value);
         let end = self.buf.len() as u32;
         self.work_or_base(prio).push(Cand { name: (name_s, val_s), value: (val_s, end), orig: (orig_s, name_s), prio });
     }
@@ -476,12 +476,12 @@ impl Translator {
             self.buf.push_str("job");
             let v = self.buf.len() as u32;
             if let Some(ns) = ns {
-                push_value(&mut self.buf, &ns, 0);
+                sightline_core::text::push_as_string(&mut self.buf, &ns);
                 if self.buf.len() as u32 > v {
                     self.buf.push('/');
                 }
             }
-            push_value(&mut self.buf, &n, 0);
+            sightline_core::text::push_as_string(&mut self.buf, &n);
             let e = self.buf.len() as u32;
             self.base.push(Cand { name: (s, v), value: (v, e), orig: (s, v), prio: P_JOB });
         }
@@ -489,7 +489,7 @@ impl Translator {
             let s = self.buf.len() as u32;
             self.buf.push_str("instance");
             let v = self.buf.len() as u32;
-            push_value(&mut self.buf, &i, 0);
+            sightline_core::text::push_as_string(&mut self.buf, &i);
             let e = self.buf.len() as u32;
             self.base.push(Cand { name: (s, v), value: (v, e), orig: (s, v), prio: P_JOB });
         }
@@ -1229,96 +1229,6 @@ pub(crate) fn push_float(out: &mut String, f: f64) {
     } else {
         let _ = write!(out, "{f}");
     }
-}
-
-/// An attribute value as text (the collector's `AsString`): strings as they are, numbers and
-/// booleans in their usual form, bytes as base64, arrays and maps as JSON.
-fn push_value(out: &mut String, v: &AnyValue<'_>, depth: u32) {
-    match v {
-        AnyValue::Empty => {}
-        AnyValue::String(s) => out.push_str(s),
-        AnyValue::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        AnyValue::Int(i) => {
-            let _ = write!(out, "{i}");
-        }
-        AnyValue::Double(d) => push_float(out, *d),
-        AnyValue::Bytes(b) => {
-            use base64::Engine as _;
-            base64::engine::general_purpose::STANDARD.encode_string(b, out);
-        }
-        AnyValue::Array(_) | AnyValue::KvList(_) => push_json(out, v, depth),
-    }
-}
-
-fn push_json(out: &mut String, v: &AnyValue<'_>, depth: u32) {
-    if depth > 16 {
-        out.push_str("null");
-        return;
-    }
-    match v {
-        AnyValue::Empty => out.push_str("null"),
-        AnyValue::String(s) => push_json_str(out, s),
-        AnyValue::Bytes(_) => {
-            out.push('"');
-            push_value(out, v, depth);
-            out.push('"');
-        }
-        AnyValue::Double(d) if !d.is_finite() => {
-            out.push('"');
-            push_float(out, *d);
-            out.push('"');
-        }
-        AnyValue::Bool(_) | AnyValue::Int(_) | AnyValue::Double(_) => push_value(out, v, depth),
-        AnyValue::Array(a) => {
-            out.push('[');
-            let mut first = true;
-            for f in Fields::new(a).flatten() {
-                if let (1, Value::Len(b)) = (f.number, f.value) {
-                    if !first {
-                        out.push(',');
-                    }
-                    first = false;
-                    match AnyValue::parse(b) {
-                        Ok(x) => push_json(out, &x, depth + 1),
-                        Err(_) => out.push_str("null"),
-                    }
-                }
-            }
-            out.push(']');
-        }
-        AnyValue::KvList(kv) => {
-            out.push('{');
-            let mut first = true;
-            for a in wire::attributes(kv, 1).flatten() {
-                if !first {
-                    out.push(',');
-                }
-                first = false;
-                push_json_str(out, a.key);
-                out.push(':');
-                push_json(out, &a.value, depth + 1);
-            }
-            out.push('}');
-        }
-    }
-}
-
-fn push_json_str(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
 }
 
 /// Data points of a metric whose encoding is broken somewhere inside (best effort).

@@ -25,7 +25,7 @@ pub const PROCESSORS: &[&str] = &[
     "policy",
 ];
 pub const EXPORTERS: &[&str] =
-    &["otlp", "otlphttp", "file", "debug", "prometheusremotewrite", "loki", "loadbalancing", "kafka"];
+    &["otlp", "otlphttp", "file", "debug", "prometheusremotewrite", "loki", "loadbalancing", "kafka", "clickhouse"];
 pub const EXTENSIONS: &[&str] = &["health_check"];
 
 pub enum ExtensionCfg {
@@ -65,6 +65,7 @@ pub enum ExporterCfg {
     PrometheusRemoteWrite(Box<sightline_prometheus::PrometheusRemoteWriteConfig>),
     Loki(Box<sightline_loki::LokiConfig>),
     LoadBalancing(Box<exp::LoadBalancingConfig>),
+    ClickHouse(Box<sightline_clickhouse::ClickHouseConfig>),
 }
 
 /// The collector's `batch` processor options (accepted, documented as no-ops).
@@ -163,6 +164,8 @@ pub fn exporter(cfg: &Config, s: &Section) -> Result<ExporterCfg, Vec<ConfigErro
         "kafka" => {
             decode(cfg, s, sightline_kafka::KafkaExporterConfig::validate).map(|c| ExporterCfg::Kafka(Box::new(c)))
         }
+        "clickhouse" => decode(cfg, s, sightline_clickhouse::ClickHouseConfig::validate)
+            .map(|c| ExporterCfg::ClickHouse(Box::new(c))),
         _ => Err(unknown(cfg, Kind::Exporter, s, EXPORTERS)),
     }
 }
@@ -249,6 +252,10 @@ pub fn build_exporter(id: &str, cfg: &ExporterCfg, registry: &Registry) -> Resul
         ExporterCfg::Loki(c) => {
             let c = c.clone();
             BuiltExporter::PerSignal(Box::new(move |s| sightline_loki::build_loki(&id, s, &c, &registry)))
+        }
+        ExporterCfg::ClickHouse(c) => {
+            let c = c.clone();
+            BuiltExporter::PerSignal(Box::new(move |s| sightline_clickhouse::build_clickhouse(&id, s, &c, &registry)))
         }
     })
 }
