@@ -187,3 +187,14 @@ class ClickHouse:
             c = re.search(r"Code: (\d+)", text)
             code = int(c.group(1)) if c else 1000
             return self._answer(h, STATUS.get(code, 500), (text + "\n").encode(), code)
+
+
+if __name__ == "__main__":
+    # `python peer_chdb.py DATA_DIR`: serves until stdin closes, after printing its port (the
+    # Rust end-to-end tests run it this way).
+    import sys
+
+    ch = ClickHouse(Path(sys.argv[1]))
+    print(ch.port, flush=True)
+    sys.stdin.read()
+    ch.stop()
