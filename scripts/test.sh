@@ -33,6 +33,32 @@ if [ "${avail_kb:-0}" -lt $((12 * 1024 * 1024)) ]; then
   echo "warning: less than 12 GB free under $root; with empty caches the build may fail with 'No space left on device' or a linker bus error" >&2
 fi
 
+# The peers (Go-built servers, the Kafka jars, the Python environment) live in .peers/. CI runs
+# in a fresh clone every time: there .peers is a link to a directory outside the clone, so a
+# warm machine rebuilds none of them. Each is rebuilt when its inputs change (a content hash
+# of tests/peers/<dir>, not file times: every file of a fresh clone is new).
+if [ "${CI:-}" = true ] && [ ! -e .peers ]; then
+  mkdir -p "$HOME/.cache/sightline/peers"
+  ln -s "$HOME/.cache/sightline/peers" .peers
+fi
+mkdir -p .peers
+
+inputs_sum() {  # inputs_sum DIR: one hash of every file under DIR (paths and contents)
+  find "$1" -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1
+}
+
+go_peer() {  # go_peer NAME DIR [PACKAGE]: .peers/NAME built from tests/peers/DIR, unless up to date
+  local name=$1 dir=tests/peers/$2 pkg=${3:-.} sum
+  sum=$(inputs_sum "$dir")
+  if [ -x "$root/.peers/$name" ] && [ "$(cat "$root/.peers/.$name.sum" 2>/dev/null)" = "$sum" ]; then
+    echo "up to date: .peers/$name"
+    return
+  fi
+  (cd "$dir" && go build -o "$root/.peers/$name.tmp" "$pkg")
+  mv "$root/.peers/$name.tmp" "$root/.peers/$name"
+  echo "$sum" > "$root/.peers/.$name.sum"
+}
+
 step "build tools: a C compiler, make and perl (librdkafka, OpenSSL, zlib and zstd are built from source, ADR 24)"
 if ! command -v cc >/dev/null 2>&1 || ! command -v make >/dev/null 2>&1 || ! command -v perl >/dev/null 2>&1; then
   apt-get update -q
@@ -53,32 +79,28 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 
 step "peers: Helm v3.22.0, built from its Go modules (the chart's lint and template tests)"
-(cd tests/peers/helm && go build -o "$root/.peers/helm" helm.sh/helm/v3/cmd/helm)
+go_peer helm helm helm.sh/helm/v3/cmd/helm
 
 step "peers: OpenTelemetry Collector v0.165.0, built from its Go modules"
-(cd tests/peers/otelcol && go build -o "$root/.peers/otelcol" .)
+go_peer otelcol otelcol
 
 step "peers: OpenTelemetry Collector contrib v0.161.0 (attributes, filter, transform, probabilistic_sampler, redaction), built from its Go modules"
-(cd tests/peers/otelcol161 && go build -o "$root/.peers/otelcol161" .)
+go_peer otelcol161 otelcol161
 
 step "peers: VictoriaMetrics v1.151.0 and Jaeger v1.76.0, built from their Go modules"
-(cd tests/peers/victoriametrics && go build -o "$root/.peers/victoria-metrics" github.com/VictoriaMetrics/VictoriaMetrics/app/victoria-metrics)
-(cd tests/peers/jaeger && go build -o "$root/.peers/jaeger" github.com/jaegertracing/jaeger/cmd/jaeger)
+go_peer victoria-metrics victoriametrics github.com/VictoriaMetrics/VictoriaMetrics/app/victoria-metrics
+go_peer jaeger jaeger github.com/jaegertracing/jaeger/cmd/jaeger
 
 step "peers: VictoriaLogs v1.52.1 (Loki push API, OTLP logs, LogsQL), built from its Go modules"
-(cd tests/peers/victorialogs && go build -o "$root/.peers/victoria-logs" github.com/VictoriaMetrics/VictoriaLogs/app/victoria-logs)
+go_peer victoria-logs victorialogs github.com/VictoriaMetrics/VictoriaLogs/app/victoria-logs
 
 step "peers: Prometheus 3.16 (module v0.316.0; remote write 1.0 and 2.0 receiver), built from its Go modules"
-(cd tests/peers/prometheus && go build -o "$root/.peers/prometheus" github.com/prometheus/prometheus/cmd/prometheus)
+go_peer prometheus prometheus github.com/prometheus/prometheus/cmd/prometheus
 
 step "peers: kube-apiserver v1.37.2 with an embedded etcd, built from the Kubernetes Go modules (the Kubernetes ownership tests)"
-# The biggest peer (about 10 min cold on 2 cores): rebuilt only when its module changes.
+# The biggest peer (about 10 min cold on 2 cores).
+go_peer kube-apiserver kube-apiserver
 kas="$root/.peers/kube-apiserver"
-if [ -x "$kas" ] && [ -z "$(find tests/peers/kube-apiserver -newer "$kas" -type f)" ]; then
-  echo "up to date: $kas"
-else
-  (cd tests/peers/kube-apiserver && go build -o "$kas.tmp" . && mv "$kas.tmp" "$kas")
-fi
 
 step "peers: Apache Kafka 4.4.0 broker (KRaft), its jars from Maven Central (the Kafka tests)"
 # A JDK and Maven from Debian when missing; the jars are copied again only when the pom changes.
@@ -87,9 +109,13 @@ if ! command -v java >/dev/null 2>&1 || ! command -v mvn >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q default-jdk-headless maven
 fi
 kafka_lib="$root/.peers/kafka/lib"
-if [ ! -f "$kafka_lib/kafka_2.13-4.4.0.jar" ] || [ tests/peers/kafka/pom.xml -nt "$kafka_lib/kafka_2.13-4.4.0.jar" ]; then
+kafka_sum=$(inputs_sum tests/peers/kafka)
+if [ -f "$kafka_lib/kafka_2.13-4.4.0.jar" ] && [ "$(cat "$root/.peers/.kafka.sum" 2>/dev/null)" = "$kafka_sum" ]; then
+  echo "up to date: $kafka_lib"
+else
   rm -rf "$kafka_lib"
   (cd tests/peers/kafka && mvn -q -B dependency:copy-dependencies -DoutputDirectory="$kafka_lib" -DincludeScope=runtime)
+  echo "$kafka_sum" > "$root/.peers/.kafka.sum"
 fi
 
 step "format and lint"
@@ -110,4 +136,4 @@ python3 benches/compare/compare.py --smoke
 
 step "end-to-end tests with the Python SDK and the OpenTelemetry Collector"
 SIGHTLINE_BIN="$target/release/sightline" OTELCOL_BIN="$root/.peers/otelcol" OTELCOL161_BIN="$root/.peers/otelcol161" PROMETHEUS_BIN="$root/.peers/prometheus" HELM_BIN="$root/.peers/helm" KUBE_APISERVER_BIN="$kas" \
-  "$venv/bin/python" -m pytest -q tests/python
+  "$venv/bin/python" -m pytest -q --durations=15 tests/python
