@@ -35,8 +35,9 @@ fn main() {
         v
     };
 
-    // Protobuf requests: the wire walker, the rewriter and the protobuf -> JSON round trip.
-    for target in ["wire_inspect", "ownership_rewrite", "otlp_json_roundtrip"] {
+    // Protobuf requests: the wire walker, the rewriter, the protobuf -> JSON round trip and
+    // the ClickHouse encoder.
+    for target in ["wire_inspect", "ownership_rewrite", "otlp_json_roundtrip", "clickhouse_encode"] {
         let dir = fresh(&root, target);
         for (name, signal, bytes) in &requests {
             write(&dir, name, &with_signal(*signal, bytes));

@@ -14,6 +14,7 @@
 
 use crate::config::MetricKind;
 use crate::schema::TableShape;
+use sightline_core::Signal;
 use sightline_core::wire::{self, AnyValue, Fields, Value, WireError, WireErrorKind, expect_len, put_varint};
 
 /// Buffers larger than this are released after a batch instead of kept for the next one.
@@ -140,24 +141,20 @@ impl Encoder {
                 continue;
             }
             let rs = expect_len(&rs)?;
-            self.resource(rs, owner_key)?;
+            if self.resource(rs, owner_key).is_err() {
+                self.stats.malformed += wire::count_items(Signal::Traces, rs);
+                continue;
+            }
             for ss in Fields::new(rs) {
                 let ss = ss?;
                 if ss.number != 2 {
                     continue;
                 }
                 let ss = expect_len(&ss)?;
-                let mut scope: &[u8] = &[];
-                for f in Fields::new(ss) {
-                    let f = f?;
-                    if f.number == 1 {
-                        scope = expect_len(&f)?;
-                    }
+                if self.trace_scope(ss).is_err() {
+                    self.stats.malformed += scope_items(ss, Signal::Traces);
+                    continue;
                 }
-                self.scope.clear();
-                let (name, version) = scope_name_version(scope)?;
-                put_bytes(&mut self.scope, name);
-                put_bytes(&mut self.scope, version);
                 for f in Fields::new(ss) {
                     let f = f?;
                     if f.number != 2 {
@@ -175,6 +172,22 @@ impl Encoder {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// The scope columns of traces (`ScopeName`, `ScopeVersion`) into `self.scope`.
+    fn trace_scope(&mut self, ss: &[u8]) -> Result<(), WireError> {
+        let mut scope: &[u8] = &[];
+        for f in Fields::new(ss) {
+            let f = f?;
+            if f.number == 1 {
+                scope = expect_len(&f)?;
+            }
+        }
+        let (name, version) = scope_name_version(scope)?;
+        self.scope.clear();
+        put_bytes(&mut self.scope, name);
+        put_bytes(&mut self.scope, version);
         Ok(())
     }
 
@@ -302,14 +315,20 @@ impl Encoder {
                 continue;
             }
             let rl = expect_len(&rl)?;
-            self.resource(rl, owner_key)?;
+            if self.resource(rl, owner_key).is_err() {
+                self.stats.malformed += wire::count_items(Signal::Logs, rl);
+                continue;
+            }
             for sl in Fields::new(rl) {
                 let sl = sl?;
                 if sl.number != 2 {
                     continue;
                 }
                 let sl = expect_len(&sl)?;
-                self.scope_columns(sl)?;
+                if self.scope_columns(sl).is_err() {
+                    self.stats.malformed += scope_items(sl, Signal::Logs);
+                    continue;
+                }
                 for f in Fields::new(sl) {
                     let f = f?;
                     if f.number != 2 {
@@ -410,14 +429,20 @@ impl Encoder {
                 continue;
             }
             let rm = expect_len(&rm)?;
-            self.resource(rm, owner_key)?;
+            if self.resource(rm, owner_key).is_err() {
+                self.stats.malformed += wire::count_items(Signal::Metrics, rm);
+                continue;
+            }
             for sm in Fields::new(rm) {
                 let sm = sm?;
                 if sm.number != 2 {
                     continue;
                 }
                 let sm = expect_len(&sm)?;
-                let dropped = self.scope_columns(sm)?;
+                let Ok(dropped) = self.scope_columns(sm) else {
+                    self.stats.malformed += scope_items(sm, Signal::Metrics);
+                    continue;
+                };
                 for f in Fields::new(sm) {
                     let f = f?;
                     if f.number != 2 {
@@ -832,6 +857,13 @@ fn scope_name_version(scope: &[u8]) -> Result<(&[u8], &[u8]), WireError> {
         }
     }
     Ok((name, version))
+}
+
+/// The items of one encoded `ScopeX` message (what is left out when its scope cannot be read).
+fn scope_items(scope: &[u8], signal: Signal) -> u64 {
+    let mut entry = Vec::with_capacity(scope.len() + 8);
+    wire::put_len_field(&mut entry, 2, scope);
+    wire::count_items(signal, &entry)
 }
 
 /// The length of the first encoded String of `b` (its varint and bytes).

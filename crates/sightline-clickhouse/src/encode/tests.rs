@@ -476,3 +476,27 @@ fn metric_times_in_seconds_for_newer_tables() {
     r.map();
     assert_eq!((r.u32(), r.u32()), (3, 4));
 }
+
+#[test]
+fn a_resource_that_cannot_be_read_leaves_out_its_items_only() {
+    // A resource whose attribute key is not UTF-8, then a good resource.
+    let mut kv = Vec::new();
+    wire::put_len_field(&mut kv, 1, &[0xff, 0xfe]);
+    let mut res = Vec::new();
+    wire::put_len_field(&mut res, 1, &kv);
+    let good = Span { name: "kept".into(), ..Default::default() }.encode_to_vec();
+    let mut ss = Vec::new();
+    wire::put_len_field(&mut ss, 2, &good);
+    wire::put_len_field(&mut ss, 2, &good);
+    let mut bad_rs = Vec::new();
+    wire::put_len_field(&mut bad_rs, 1, &res);
+    wire::put_len_field(&mut bad_rs, 2, &ss);
+    let mut good_rs = Vec::new();
+    wire::put_len_field(&mut good_rs, 2, &ss);
+    let mut req = Vec::new();
+    wire::put_len_field(&mut req, 1, &bad_rs);
+    wire::put_len_field(&mut req, 1, &good_rs);
+    let mut e = Encoder::default();
+    e.add_traces(&req, &TableShape::default(), "owner.team").expect("encode");
+    assert_eq!(e.stats, Stats { rows: 2, malformed: 2 });
+}
