@@ -102,8 +102,6 @@ pub struct Encoder {
     scope: Vec<u8>,
     /// The current metric's prefix (resource, scope and metric columns).
     prefix: Vec<u8>,
-    /// Map pairs before their count is known.
-    pairs: Vec<u8>,
     /// Attribute values as text.
     text: String,
 }
@@ -205,7 +203,7 @@ impl Encoder {
         }
         let r = &mut self.res;
         r.attrs.clear();
-        put_map(&mut r.attrs, &mut self.pairs, &mut self.text, resource, 1)?;
+        put_map(&mut r.attrs, &mut self.text, resource, 1)?;
         r.service.clear();
         r.owner.clear();
         let mut service: Option<AnyValue<'_>> = None;
@@ -270,7 +268,7 @@ impl Encoder {
         }
         out.extend_from_slice(&self.res.attrs);
         out.extend_from_slice(&self.scope);
-        put_map(out, &mut self.pairs, &mut self.text, span, 9)?;
+        put_map(out, &mut self.text, span, 9)?;
         out.extend_from_slice(&v.end.wrapping_sub(v.start).to_le_bytes());
         put_bytes(out, status_code(code).as_bytes());
         put_bytes(out, message);
@@ -285,7 +283,7 @@ impl Encoder {
         }
         put_varint(out, v.events);
         for e in children(span, 11, v.events) {
-            put_map(out, &mut self.pairs, &mut self.text, e?, 3)?;
+            put_map(out, &mut self.text, e?, 3)?;
         }
         // Links: TraceId, SpanId, TraceState, Attributes (link fields 1, 2, 3, 4).
         put_varint(out, v.links);
@@ -302,7 +300,7 @@ impl Encoder {
         }
         put_varint(out, v.links);
         for l in children(span, 13, v.links) {
-            put_map(out, &mut self.pairs, &mut self.text, l?, 4)?;
+            put_map(out, &mut self.text, l?, 4)?;
         }
         Ok(())
     }
@@ -373,7 +371,7 @@ impl Encoder {
         put_bytes(&mut self.scope, url);
         put_bytes(&mut self.scope, name);
         put_bytes(&mut self.scope, version);
-        put_map(&mut self.scope, &mut self.pairs, &mut self.text, scope, 3)?;
+        put_map(&mut self.scope, &mut self.text, scope, 3)?;
         Ok(dropped)
     }
 
@@ -413,7 +411,7 @@ impl Encoder {
         out.extend_from_slice(&self.res.schema_url);
         out.extend_from_slice(&self.res.attrs);
         out.extend_from_slice(&self.scope);
-        put_map(out, &mut self.pairs, &mut self.text, rec, 6)?;
+        put_map(out, &mut self.text, rec, 6)?;
         if shape.event_name {
             put_bytes(out, v.event_name);
         }
@@ -516,17 +514,8 @@ impl Encoder {
             let point = expect_len(&f)?;
             let out = &mut self.metric_rows[k];
             let mark = out.len();
-            let res = point_row(
-                out,
-                &self.prefix,
-                &mut self.pairs,
-                &mut self.text,
-                kind,
-                point,
-                shape.seconds,
-                temporality as i32,
-                monotonic,
-            );
+            let res =
+                point_row(out, &self.prefix, &mut self.text, kind, point, shape.seconds, temporality as i32, monotonic);
             match res {
                 Ok(()) => {
                     self.metric_counts[k] += 1;
@@ -594,7 +583,6 @@ struct PointView<'a> {
 fn point_row(
     out: &mut Vec<u8>,
     prefix: &[u8],
-    pairs: &mut Vec<u8>,
     text: &mut String,
     kind: MetricKind,
     point: &[u8],
@@ -646,14 +634,14 @@ fn point_row(
         }
     }
     out.extend_from_slice(prefix);
-    put_map(out, pairs, text, point, v.attrs_field)?;
+    put_map(out, text, point, v.attrs_field)?;
     put_time(out, v.start, seconds);
     put_time(out, v.time, seconds);
     match kind {
         MetricKind::Gauge | MetricKind::Sum => {
             out.extend_from_slice(&v.value.to_le_bytes());
             out.extend_from_slice(&v.flags.to_le_bytes());
-            exemplars(out, pairs, text, point, &v, seconds)?;
+            exemplars(out, text, point, &v, seconds)?;
             if kind == MetricKind::Sum {
                 out.extend_from_slice(&temporality.to_le_bytes());
                 out.push(u8::from(monotonic));
@@ -666,7 +654,7 @@ fn point_row(
             put_fixed64s(out, point, 6)?;
             put_varint(out, bounds);
             put_fixed64s(out, point, 7)?;
-            exemplars(out, pairs, text, point, &v, seconds)?;
+            exemplars(out, text, point, &v, seconds)?;
             out.extend_from_slice(&v.flags.to_le_bytes());
             out.extend_from_slice(&v.min.to_le_bytes());
             out.extend_from_slice(&v.max.to_le_bytes());
@@ -679,7 +667,7 @@ fn point_row(
             out.extend_from_slice(&v.zero_count.to_le_bytes());
             exp_buckets(out, v.positive)?;
             exp_buckets(out, v.negative)?;
-            exemplars(out, pairs, text, point, &v, seconds)?;
+            exemplars(out, text, point, &v, seconds)?;
             out.extend_from_slice(&v.flags.to_le_bytes());
             out.extend_from_slice(&v.min.to_le_bytes());
             out.extend_from_slice(&v.max.to_le_bytes());
@@ -703,7 +691,6 @@ fn point_row(
 /// The five `Exemplars.*` columns: FilteredAttributes, TimeUnix, Value, SpanId, TraceId.
 fn exemplars(
     out: &mut Vec<u8>,
-    pairs: &mut Vec<u8>,
     text: &mut String,
     point: &[u8],
     v: &PointView<'_>,
@@ -712,7 +699,7 @@ fn exemplars(
     let (n, field) = (v.exemplars, v.exemplar_field);
     put_varint(out, n);
     for e in children(point, field, n) {
-        put_map(out, pairs, text, e?, 7)?;
+        put_map(out, text, e?, 7)?;
     }
     put_varint(out, n);
     for e in children(point, field, n) {
@@ -894,17 +881,17 @@ fn put_any(out: &mut Vec<u8>, text: &mut String, v: Option<&AnyValue<'_>>) {
 }
 
 /// The `KeyValue`s in field `field` of `msg` as a RowBinary `Map(String, String)`.
-fn put_map(out: &mut Vec<u8>, pairs: &mut Vec<u8>, text: &mut String, msg: &[u8], field: u32) -> Result<(), WireError> {
-    pairs.clear();
-    let mut n = 0u64;
+fn put_map(out: &mut Vec<u8>, text: &mut String, msg: &[u8], field: u32) -> Result<(), WireError> {
+    // The count first (field headers only), then the pairs straight into the row: a field
+    // that is not a readable `KeyValue` fails the row below, so the count is never wrong in a
+    // row that is kept.
+    let n = Fields::new(msg).filter(|f| f.as_ref().map_or(true, |f| f.number == field)).count();
+    put_varint(out, n as u64);
     for a in wire::attributes(msg, field) {
         let a = a?;
-        put_bytes(pairs, a.key.as_bytes());
-        put_any(pairs, text, Some(&a.value));
-        n += 1;
+        put_bytes(out, a.key.as_bytes());
+        put_any(out, text, Some(&a.value));
     }
-    put_varint(out, n);
-    out.extend_from_slice(pairs);
     Ok(())
 }
 

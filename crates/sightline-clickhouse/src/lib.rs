@@ -92,7 +92,7 @@ pub fn build_clickhouse(
         client,
         headers,
         database: cfg.database.clone(),
-        create: if cfg.create_schema { schema::create_statements_for(cfg, signal) } else { Vec::new() },
+        create: if cfg.create_schema { schema::create_statements(cfg, &[signal]) } else { Vec::new() },
         async_insert: cfg.async_insert,
         tables,
         owner_key: cfg.owner_team_attribute.clone().into(),
@@ -120,7 +120,8 @@ struct Table {
 struct Ready {
     /// By `tables` order.
     inserts: Vec<Uri>,
-    shapes: Shapes,
+    /// Shared with the encoding tasks (read once, at the first send).
+    shapes: Arc<Shapes>,
 }
 
 struct ClickHouseSender {
@@ -255,11 +256,11 @@ impl ClickHouseSender {
             }
         }
         tracing::info!(signal = %self.signal, tables = self.tables.len(), "clickhouse: schema ready");
-        Ok(Ready { inserts, shapes })
+        Ok(Ready { inserts, shapes: Arc::new(shapes) })
     }
 
     /// Encodes a batch into one body per table (empty when the table gets no rows).
-    async fn encode(&self, batch: &Batch, shapes: &Shapes) -> Result<Vec<Bytes>, SendError> {
+    async fn encode(&self, batch: &Batch, shapes: &Arc<Shapes>) -> Result<Vec<Bytes>, SendError> {
         let mut enc = self.pool.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or_default();
         let chunks: Vec<Bytes> = batch.chunks().cloned().collect();
         let (signal, owner, shapes, compress, gzip) =

@@ -4,6 +4,7 @@
 //! the metric times are `DateTime64(9)` or `DateTime`).
 
 use crate::config::{ClickHouseConfig, MetricKind};
+use sightline_core::Signal;
 use std::time::Duration;
 
 /// A quoted `db`.`table` name.
@@ -65,44 +66,30 @@ impl<'a> Ctx<'a> {
 
 const SETTINGS: &str = "SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1";
 
-/// Every statement `create_schema` runs, in order: the database (unless `default`), the traces
-/// table, its trace-id lookup table and the view that fills it, the five metrics tables and
-/// the logs table. Each is `IF NOT EXISTS`: an existing table is never changed.
-pub fn create_statements(cfg: &ClickHouseConfig) -> Vec<String> {
+/// The statements `create_schema` runs for `signals`, in order: the database (unless
+/// `default`), then per signal its tables: the traces table, its trace-id lookup table and the
+/// view that fills it; the five metrics tables; the logs table. Each is `IF NOT EXISTS`: an
+/// existing table is never changed.
+pub fn create_statements(cfg: &ClickHouseConfig, signals: &[Signal]) -> Vec<String> {
     let c = Ctx::new(cfg);
     let mut out = Vec::new();
     if cfg.database != "default" {
         out.push(format!("CREATE DATABASE IF NOT EXISTS `{}`{}", c.db, c.cluster));
     }
-    out.push(traces_table(&c, &cfg.traces_table_name));
-    out.push(trace_id_ts_table(&c, &cfg.traces_table_name));
-    out.push(trace_id_ts_view(&c, &cfg.traces_table_name));
-    for kind in MetricKind::ALL {
-        out.push(metrics_table(&c, &cfg.metrics_table(kind), kind));
-    }
-    out.push(logs_table(&c, &cfg.logs_table_name));
-    out
-}
-
-/// The statements a pipeline of one signal needs (all three for traces).
-pub fn create_statements_for(cfg: &ClickHouseConfig, signal: sightline_core::Signal) -> Vec<String> {
-    let c = Ctx::new(cfg);
-    let mut out = Vec::new();
-    if cfg.database != "default" {
-        out.push(format!("CREATE DATABASE IF NOT EXISTS `{}`{}", c.db, c.cluster));
-    }
-    match signal {
-        sightline_core::Signal::Traces => {
-            out.push(traces_table(&c, &cfg.traces_table_name));
-            out.push(trace_id_ts_table(&c, &cfg.traces_table_name));
-            out.push(trace_id_ts_view(&c, &cfg.traces_table_name));
-        }
-        sightline_core::Signal::Metrics => {
-            for kind in MetricKind::ALL {
-                out.push(metrics_table(&c, &cfg.metrics_table(kind), kind));
+    for signal in signals {
+        match signal {
+            Signal::Traces => {
+                out.push(traces_table(&c, &cfg.traces_table_name));
+                out.push(trace_id_ts_table(&c, &cfg.traces_table_name));
+                out.push(trace_id_ts_view(&c, &cfg.traces_table_name));
             }
+            Signal::Metrics => {
+                for kind in MetricKind::ALL {
+                    out.push(metrics_table(&c, &cfg.metrics_table(kind), kind));
+                }
+            }
+            Signal::Logs => out.push(logs_table(&c, &cfg.logs_table_name)),
         }
-        sightline_core::Signal::Logs => out.push(logs_table(&c, &cfg.logs_table_name)),
     }
     out
 }
@@ -407,7 +394,7 @@ mod tests {
     #[test]
     fn statements_follow_the_config() {
         let mut cfg = ClickHouseConfig::new("http://h:8123");
-        let plain = create_statements(&cfg);
+        let plain = create_statements(&cfg, &Signal::ALL);
         assert_eq!(plain.len(), 9, "no CREATE DATABASE for default");
         assert!(plain[0].contains("`default`.`otel_traces`") && plain[0].contains("OwnerTeam LowCardinality"));
         assert!(plain[0].contains("ORDER BY (OwnerTeam, ServiceName, SpanName"));
@@ -417,7 +404,7 @@ mod tests {
         cfg.ttl = Duration::from_secs(48 * 3600);
         cfg.owner_team_attribute.clear();
         cfg.table_engine.name = "ReplicatedMergeTree".into();
-        let s = create_statements(&cfg);
+        let s = create_statements(&cfg, &Signal::ALL);
         assert_eq!(s[0], "CREATE DATABASE IF NOT EXISTS `otel` ON CLUSTER `c1`");
         assert!(s[1].contains("`otel`.`otel_traces` ON CLUSTER `c1`"));
         assert!(s[1].contains("ENGINE = ReplicatedMergeTree()"));

@@ -91,6 +91,7 @@ struct Made {
     error: bool,
 }
 
+/// The exporter's defaults (database `default`, lz4 blocks, async inserts, the default batch).
 #[test]
 fn rust_sdk_spans_land_in_the_collector_traces_table() {
     let Some(ch) = ClickHouse::start() else { return };
@@ -102,10 +103,6 @@ fn rust_sdk_spans_land_in_the_collector_traces_table() {
 exporters:
   clickhouse:
     endpoint: http://127.0.0.1:{}
-    database: rust_sdk
-    sending_queue:
-      batch:
-        flush_timeout: 100ms
 "#,
         ch.port
     );
@@ -167,15 +164,15 @@ exporters:
     tp.force_flush().unwrap();
     let _ = tp.shutdown();
     assert!(
-        wait_until(60, || ch.count("rust_sdk.otel_traces") == 2 * n),
+        wait_until(60, || ch.count("default.otel_traces") == 2 * n),
         "{} rows\n{}",
-        ch.count("rust_sdk.otel_traces"),
+        ch.count("default.otel_traces"),
         sl.stderr()
     );
     let rows: HashMap<String, serde_json::Value> = ch
         .query(
             "SELECT SpanId, TraceId, ParentSpanId, SpanName, SpanKind, ServiceName, OwnerTeam, StatusCode, \
-             StatusMessage, SpanAttributes, Duration, ScopeName FROM rust_sdk.otel_traces FORMAT JSONEachRow",
+             StatusMessage, SpanAttributes, Duration, ScopeName FROM default.otel_traces FORMAT JSONEachRow",
         )
         .lines()
         .map(|l| {
