@@ -236,6 +236,7 @@ impl Encoder {
                 (6, Value::Varint(k)) => v.kind = k,
                 (7, Value::I64(t)) => v.start = t,
                 (8, Value::I64(t)) => v.end = t,
+                (9, _) => v.attrs += 1,
                 (11, Value::Len(_)) => v.events += 1,
                 (13, Value::Len(_)) => v.links += 1,
                 (15, Value::Len(b)) => v.status = b,
@@ -268,7 +269,7 @@ impl Encoder {
         }
         out.extend_from_slice(&self.res.attrs);
         out.extend_from_slice(&self.scope);
-        put_map(out, &mut self.text, span, 9)?;
+        put_map_n(out, &mut self.text, span, 9, v.attrs)?;
         out.extend_from_slice(&v.end.wrapping_sub(v.start).to_le_bytes());
         put_bytes(out, status_code(code).as_bytes());
         put_bytes(out, message);
@@ -382,6 +383,7 @@ impl Encoder {
             match (f.number, f.value) {
                 (1, Value::I64(t)) => v.time = t,
                 (11, Value::I64(t)) => v.observed = t,
+                (6, _) => v.attrs += 1,
                 (2, Value::Varint(n)) => v.severity = n,
                 (3, Value::Len(b)) => v.severity_text = b,
                 (5, Value::Len(b)) => v.body = Some(AnyValue::parse(b)?),
@@ -411,7 +413,7 @@ impl Encoder {
         out.extend_from_slice(&self.res.schema_url);
         out.extend_from_slice(&self.res.attrs);
         out.extend_from_slice(&self.scope);
-        put_map(out, &mut self.text, rec, 6)?;
+        put_map_n(out, &mut self.text, rec, 6, v.attrs)?;
         if shape.event_name {
             put_bytes(out, v.event_name);
         }
@@ -541,6 +543,8 @@ struct SpanView<'a> {
     kind: u64,
     start: u64,
     end: u64,
+    /// Attribute fields (field 9), counted while reading the span.
+    attrs: u64,
     events: u64,
     links: u64,
     status: &'a [u8],
@@ -549,6 +553,8 @@ struct SpanView<'a> {
 #[derive(Default)]
 struct LogView<'a> {
     time: u64,
+    /// Attribute fields (field 6), counted while reading the record.
+    attrs: u64,
     observed: u64,
     severity: u64,
     severity_text: &'a [u8],
@@ -563,6 +569,8 @@ struct LogView<'a> {
 #[derive(Default)]
 struct PointView<'a> {
     start: u64,
+    /// Attribute fields, counted while reading the point.
+    attrs: u64,
     time: u64,
     value: f64,
     flags: u32,
@@ -605,6 +613,7 @@ fn point_row(
         match (kind, f.number, f.value) {
             (_, 2, Value::I64(t)) => v.start = t,
             (_, 3, Value::I64(t)) => v.time = t,
+            (_, n, _) if n == attrs_field => v.attrs += 1,
             (_, n, Value::Varint(x)) if n == flags_field => v.flags = x as u32,
             (_, n, Value::Len(_)) if n == exemplar_field && n != 0 => v.exemplars += 1,
             (MetricKind::Gauge | MetricKind::Sum, 4, Value::I64(d)) => v.value = f64::from_bits(d),
@@ -634,7 +643,7 @@ fn point_row(
         }
     }
     out.extend_from_slice(prefix);
-    put_map(out, text, point, v.attrs_field)?;
+    put_map_n(out, text, point, v.attrs_field, v.attrs)?;
     put_time(out, v.start, seconds);
     put_time(out, v.time, seconds);
     match kind {
@@ -882,11 +891,15 @@ fn put_any(out: &mut Vec<u8>, text: &mut String, v: Option<&AnyValue<'_>>) {
 
 /// The `KeyValue`s in field `field` of `msg` as a RowBinary `Map(String, String)`.
 fn put_map(out: &mut Vec<u8>, text: &mut String, msg: &[u8], field: u32) -> Result<(), WireError> {
-    // The count first (field headers only), then the pairs straight into the row: a field
-    // that is not a readable `KeyValue` fails the row below, so the count is never wrong in a
-    // row that is kept.
     let n = Fields::new(msg).filter(|f| f.as_ref().map_or(true, |f| f.number == field)).count();
-    put_varint(out, n as u64);
+    put_map_n(out, text, msg, field, n as u64)
+}
+
+/// [`put_map`] when the caller counted the fields `field` of `msg` (`n`) while reading it: the
+/// pairs go straight into the row. A field that is not a readable `KeyValue` fails the row, so
+/// the count is right in every row that is kept.
+fn put_map_n(out: &mut Vec<u8>, text: &mut String, msg: &[u8], field: u32, n: u64) -> Result<(), WireError> {
+    put_varint(out, n);
     for a in wire::attributes(msg, field) {
         let a = a?;
         put_bytes(out, a.key.as_bytes());
