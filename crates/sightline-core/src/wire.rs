@@ -374,7 +374,12 @@ pub fn attributes(msg: &[u8], field: u32) -> impl Iterator<Item = Result<Attribu
 }
 
 fn parse_key_value<'a>(f: &Field<'a>) -> Result<Attribute<'a>, WireError> {
-    let kv = expect_len(f)?;
+    let (key, value) = key_value(expect_len(f)?)?;
+    Ok(Attribute { key, value, raw: f.raw })
+}
+
+/// The key and value of one encoded `KeyValue` message (the bytes inside its field).
+pub fn key_value(kv: &[u8]) -> Result<(&str, AnyValue<'_>), WireError> {
     let mut key = "";
     let mut value = AnyValue::Empty;
     for g in Fields::new(kv) {
@@ -390,7 +395,7 @@ fn parse_key_value<'a>(f: &Field<'a>) -> Result<Attribute<'a>, WireError> {
             _ => {}
         }
     }
-    Ok(Attribute { key, value, raw: f.raw })
+    Ok((key, value))
 }
 
 /// The names of the levels of a request of each signal.

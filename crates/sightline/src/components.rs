@@ -24,8 +24,18 @@ pub const PROCESSORS: &[&str] = &[
     "probabilistic_sampler",
     "policy",
 ];
-pub const EXPORTERS: &[&str] =
-    &["otlp", "otlphttp", "file", "debug", "prometheusremotewrite", "loki", "loadbalancing", "kafka", "clickhouse"];
+pub const EXPORTERS: &[&str] = &[
+    "otlp",
+    "otlphttp",
+    "file",
+    "debug",
+    "prometheusremotewrite",
+    "loki",
+    "loadbalancing",
+    "kafka",
+    "clickhouse",
+    "parquet",
+];
 pub const EXTENSIONS: &[&str] = &["health_check"];
 
 pub enum ExtensionCfg {
@@ -66,6 +76,7 @@ pub enum ExporterCfg {
     Loki(Box<sightline_loki::LokiConfig>),
     LoadBalancing(Box<exp::LoadBalancingConfig>),
     ClickHouse(Box<sightline_clickhouse::ClickHouseConfig>),
+    Parquet(Box<sightline_parquet::ParquetConfig>),
 }
 
 /// The collector's `batch` processor options (accepted, documented as no-ops).
@@ -166,6 +177,9 @@ pub fn exporter(cfg: &Config, s: &Section) -> Result<ExporterCfg, Vec<ConfigErro
         }
         "clickhouse" => decode(cfg, s, sightline_clickhouse::ClickHouseConfig::validate)
             .map(|c| ExporterCfg::ClickHouse(Box::new(c))),
+        "parquet" => {
+            decode(cfg, s, sightline_parquet::ParquetConfig::validate).map(|c| ExporterCfg::Parquet(Box::new(c)))
+        }
         _ => Err(unknown(cfg, Kind::Exporter, s, EXPORTERS)),
     }
 }
@@ -206,6 +220,7 @@ pub enum BuiltExporter {
     File(Box<exp::FileExporter>),
     LoadBalancing(Box<exp::LoadBalancingExporter>),
     Kafka(Box<sightline_kafka::KafkaExporter>),
+    Parquet(Box<sightline_parquet::ParquetExporter>),
     /// Exporters with nothing to share between signals (one signal only, or stateless).
     PerSignal(SignalBuilder),
 }
@@ -221,6 +236,7 @@ impl BuiltExporter {
             BuiltExporter::File(e) => Ok((e.sender(signal), e.driver_config())),
             BuiltExporter::LoadBalancing(e) => Ok((e.sender(signal), e.driver_config())),
             BuiltExporter::Kafka(e) => Ok((e.sender(signal), e.driver_config())),
+            BuiltExporter::Parquet(e) => Ok((e.sender(signal), e.driver_config())),
             BuiltExporter::PerSignal(f) => f(signal),
         }
     }
@@ -238,6 +254,9 @@ pub fn build_exporter(id: &str, cfg: &ExporterCfg, registry: &Registry) -> Resul
         }
         ExporterCfg::Kafka(c) => {
             BuiltExporter::Kafka(Box::new(sightline_kafka::KafkaExporter::new(&id, c, &registry)?))
+        }
+        ExporterCfg::Parquet(c) => {
+            BuiltExporter::Parquet(Box::new(sightline_parquet::ParquetExporter::open(&id, c, &registry)?))
         }
         ExporterCfg::Debug(c) => {
             let c = c.clone();
@@ -267,6 +286,7 @@ pub fn shared_file_paths(cfg: &Config, exporters: &HashMap<String, ExporterCfg>)
         .iter()
         .filter_map(|(id, e)| match e {
             ExporterCfg::File(f) => Some((id, exp::file::normalized_path(&f.path))),
+            ExporterCfg::Parquet(p) => Some((id, exp::file::normalized_path(&p.path))),
             _ => None,
         })
         .collect();
@@ -277,7 +297,7 @@ pub fn shared_file_paths(cfg: &Config, exporters: &HashMap<String, ExporterCfg>)
             errors.push(cfg.error(
                 &format!("exporters.{id}.path"),
                 format!(
-                    "{} is also the path of exporter {first:?}: two file exporters cannot write one file (list one exporter in several pipelines instead)",
+                    "{} is also the path of exporter {first:?}: two file or parquet exporters cannot write one path (list one exporter in several pipelines instead)",
                     path.display()
                 ),
             ));
