@@ -13,24 +13,15 @@ use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sightline_clickhouse::schema::TableShape;
 use sightline_clickhouse::{Compress, Encoder, Shapes, encode_bodies};
-use sightline_core::{Payload, Processor, Registry, Signal};
-use sightline_microbench::catalog::CatalogFixture;
-use sightline_microbench::requests::{self, ITEMS, RESOURCES, Size};
+use sightline_core::Signal;
+use sightline_microbench::catalog::enriched_batch;
+use sightline_microbench::requests::Size;
 use std::hint::black_box;
 
 const PAYLOADS: usize = 4;
 
 fn batch(signal: Signal, size: Size) -> Vec<Bytes> {
-    let fixture = CatalogFixture::standard();
-    let ids = fixture.identities(RESOURCES);
-    let ownership = fixture.processor(signal, &Registry::new());
-    (0..PAYLOADS)
-        .map(|k| {
-            let raw = requests::encoded(signal, &ids, ITEMS, size, 1000 + k as u64);
-            let p = Payload::new(signal, Bytes::from(raw), ITEMS as u64, None);
-            ownership.process(p).expect("enriched").bytes().clone()
-        })
-        .collect()
+    enriched_batch(signal, size, PAYLOADS)
 }
 
 fn clickhouse(c: &mut Criterion) {

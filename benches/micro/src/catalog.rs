@@ -220,3 +220,21 @@ impl CatalogFixture {
         OwnershipProcessor::new("ownership", signal, &cfg, self.handle.clone(), registry)
     }
 }
+
+/// `payloads` requests of [`crate::requests::ITEMS`] items of `signal` over
+/// [`crate::requests::RESOURCES`] resources, enriched by the ownership processor (so
+/// `owner.team` is there, as an exporter sees them in production): the batch of the exporter
+/// encoding benchmarks.
+pub fn enriched_batch(signal: Signal, size: crate::requests::Size, payloads: usize) -> Vec<bytes::Bytes> {
+    use sightline_core::Processor as _;
+    let fixture = CatalogFixture::standard();
+    let ids = fixture.identities(crate::requests::RESOURCES);
+    let ownership = fixture.processor(signal, &Registry::new());
+    (0..payloads)
+        .map(|k| {
+            let raw = crate::requests::encoded(signal, &ids, crate::requests::ITEMS, size, 1000 + k as u64);
+            let p = sightline_core::Payload::new(signal, bytes::Bytes::from(raw), crate::requests::ITEMS as u64, None);
+            ownership.process(p).expect("enriched").bytes().clone()
+        })
+        .collect()
+}
