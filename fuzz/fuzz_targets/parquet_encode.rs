@@ -35,7 +35,8 @@ fuzz_target!(|data: &[u8]| {
             let mut w = ArrowWriter::try_new(&mut out, t.rows.schema(), None).expect("writer");
             w.write(&t.rows).expect("write");
             w.close().expect("close");
-            let read = ParquetRecordBatchReaderBuilder::try_new(Bytes::from(out)).expect("read").build().expect("reader");
+            let read =
+                ParquetRecordBatchReaderBuilder::try_new(Bytes::from(out)).expect("read").build().expect("reader");
             let n: usize = read.map(|b| b.expect("batch").num_rows()).sum();
             assert_eq!(n, t.rows.num_rows());
         }
