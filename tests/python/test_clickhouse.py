@@ -8,6 +8,8 @@ with what Sightline received, as its file exporter wrote it in the same pipeline
 import json
 import logging
 import re
+import time
+from pathlib import Path
 
 import pytest
 from conftest import DEFAULT_EXPORTERS, wait_until
@@ -336,3 +338,43 @@ def test_wrong_credentials_are_refused_and_named(tmp_path_factory, sightline_fac
         assert "s3cret" not in (good.tmp / "stderr.log").read_text() + good.metrics()
     finally:
         ch.stop()
+
+
+DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "dashboards" / "traces-by-team.json"
+
+
+def grafana_sql(sql: str, database: str, team: str, start: int, end: int, interval: int = 60) -> str:
+    """A panel's SQL as the ClickHouse plugin sends it: Grafana's variables substituted, then the
+    plugin's macros expanded the way its backend expands them."""
+    sql = sql.replace("${database}", database).replace("${team:singlequote}", f"'{team}'")
+    sql = re.sub(r"\$__timeFilter\(([^)]+)\)", lambda m: f"{m[1]} >= toDateTime({start}) AND {m[1]} <= toDateTime({end})", sql)
+    sql = re.sub(r"\$__timeInterval\(([^)]+)\)", lambda m: f"toStartOfInterval(toDateTime({m[1]}), INTERVAL {interval} second)", sql)
+    sql = sql.replace("$__interval_s", str(interval))
+    assert "$" not in sql, sql
+    return sql
+
+
+def test_the_traces_by_team_dashboard_queries_return_data(clickhouse, sightline_factory):
+    """Every query of deploy/grafana/dashboards/traces-by-team.json, and its team variable's,
+    on the tables Sightline wrote, over the last hour as Grafana's default range is."""
+    sl = start(sightline_factory, clickhouse, "otel_dash")
+    send_spans(sl.grpc, 50)
+    send_logs_and_metrics(sl.grpc, 30)
+    assert wait_until(lambda: clickhouse.count("otel_dash.otel_traces") == 100, 60)
+    assert wait_until(lambda: clickhouse.count("otel_dash.otel_logs") == 30, 60)
+    dashboard = json.loads(DASHBOARD.read_text())
+    now = int(time.time())
+    window = dict(database="otel_dash", team="payments", start=now - 3600, end=now + 60)
+    variable = next(v for v in dashboard["templating"]["list"] if v["name"] == "team")
+    teams = clickhouse.rows(grafana_sql(variable["query"], **window))
+    assert [r["OwnerTeam"] for r in teams] == ["payments"]
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            assert target["datasource"]["type"] == "grafana-clickhouse-datasource"
+            rows = clickhouse.rows(grafana_sql(target["rawSql"], **window))
+            assert rows, (panel["title"], target["rawSql"])
+            team_col = "OwnerTeam" if "OwnerTeam" in rows[0] else "team"
+            assert {r[team_col] for r in rows} == {"payments"}, (panel["title"], rows[:3])
+    services = clickhouse.rows(grafana_sql(dashboard["panels"][4]["targets"][0]["rawSql"], **window))
+    assert [(r["service"], int(r["spans"])) for r in services] == [("checkout", 100)]
+    assert float(services[0]["error_ratio"]) == 0.1  # every fifth root is an error: 10 of 100 spans
