@@ -7,7 +7,12 @@ layer; the SQL, the table engines, RowBinary parsing and every query run in chDB
 What the endpoint does, as ClickHouse's HTTP interface does:
 - POST with the SQL in the body (DDL, DESCRIBE, SELECT): runs it, answers TabSeparated
   unless the statement names a format.
-- POST with `query=INSERT ... FORMAT RowBinary` in the URL: the body is the data; with
+- A statement in the body is answered in the client's `default_format` when it names none:
+  clickhouse-go (the collector's driver) asks for `Native` with `client_protocol_version`, so
+  the block info and serialization flags of that protocol revision are added, and with
+  `compress=1` the answer is sent in ClickHouse's LZ4 blocks.
+- POST with `query=INSERT ... FORMAT RowBinary` (or `Native`) in the URL: the body is the data
+  (streamed in chunks by clickhouse-go); with
   `decompress=1` it is first read as ClickHouse's native compressed blocks (the CityHash128
   v1.0.2 checksum verified with the clickhouse-cityhash package, LZ4 with the lz4 package,
   ZSTD with zstandard); `Content-Encoding: gzip` is also read.
@@ -82,12 +87,105 @@ def decompress_blocks(body: bytes) -> bytes:
     return bytes(out)
 
 
+def ch_blocks(data: bytes) -> bytes:
+    """`data` as ClickHouse's compressed blocks (LZ4, CityHash128 v1.0.2 checksums)."""
+    import lz4.block
+    from clickhouse_cityhash.cityhash import CityHash128
+
+    out = bytearray()
+    for i in range(0, max(len(data), 1), 1 << 20):
+        raw = data[i : i + (1 << 20)]
+        payload = lz4.block.compress(raw, store_size=False)
+        block = struct.pack("<BII", 0x82, 9 + len(payload), len(raw)) + payload
+        h = CityHash128(block)
+        out += struct.pack("<QQ", h >> 64, h & (2**64 - 1)) + block
+    return bytes(out)
+
+
+def uvarint(b: bytes, pos: int):
+    shift = value = 0
+    while True:
+        x = b[pos]
+        pos += 1
+        value |= (x & 0x7F) << shift
+        if x < 0x80:
+            return value, pos
+        shift += 7
+
+
+def put_uvarint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        if n < 0x80:
+            out.append(n)
+            return bytes(out)
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+
+
+def native_for_client(data: bytes) -> bytes:
+    """chDB's `Native` output (the format of a client with no protocol revision) as ClickHouse's
+    HTTP interface writes it for a client that sends `client_protocol_version` (clickhouse-go
+    does): each block starts with its BlockInfo, and each column's type is followed by its
+    custom-serialization flag (0). Only String and UInt32 columns are read (what the hello and
+    `DESCRIBE TABLE` answer with)."""
+    out = bytearray()
+    pos = 0
+    while pos < len(data):
+        ncols, pos = uvarint(data, pos)
+        nrows, pos = uvarint(data, pos)
+        out += b"\x01\x00\x02\xff\xff\xff\xff\x00"  # BlockInfo: is_overflows false, bucket_num -1, end
+        out += put_uvarint(ncols) + put_uvarint(nrows)
+        for _ in range(ncols):
+            start = pos
+            for _ in range(2):  # name, type
+                n, pos = uvarint(data, pos)
+                pos += n
+            n, p2 = uvarint(data, start)
+            tn, p3 = uvarint(data, p2 + n)
+            ctype = data[p3 : p3 + tn].decode()
+            out += data[start:pos] + b"\x00"
+            begin = pos
+            if ctype == "String":
+                for _ in range(nrows):
+                    n, pos = uvarint(data, pos)
+                    pos += n
+            elif ctype == "UInt32":
+                pos += 4 * nrows
+            else:
+                raise ValueError(f"column type {ctype} not handled")
+            out += data[begin:pos]
+    return bytes(out)
+
+
+def read_body(h) -> bytes:
+    """The request body, `Content-Length` or chunked (clickhouse-go streams its inserts)."""
+    if h.headers.get("Transfer-Encoding", "").lower() == "chunked":
+        out = bytearray()
+        while True:
+            size = int(h.rfile.readline().split(b";")[0].strip() or b"0", 16)
+            if size == 0:
+                while h.rfile.readline() not in (b"\r\n", b"\n", b""):
+                    pass
+                return bytes(out)
+            out += h.rfile.read(size)
+            h.rfile.readline()
+    length = int(h.headers.get("Content-Length", "0") or 0)
+    return h.rfile.read(length) if length else b""
+
+
 class ClickHouse:
     """The endpoint: `url` (http://127.0.0.1:PORT), `query(sql)` for the tests' own
     queries, and what was received (`inserts`: (query, rows bytes) per insert)."""
 
-    def __init__(self, data_dir: Path, user: str | None = None, password: str = ""):
+    def __init__(self, data_dir: Path, user: str | None = None, password: str = "", count_only: bool = False):
+        """`count_only` (benchmarks): inserts are read and counted (`insert_bytes`) but not
+        executed, and the answers to SELECT and DESCRIBE are cached by their text, so the
+        endpoint costs its host as little as possible."""
         self.db = session(data_dir)
+        self.count_only = count_only
+        self.cache: dict[tuple, bytes] = {}
+        self.insert_bytes = 0
         self.lock = threading.Lock()
         self.user, self.password = user, password
         self.inserts: list[tuple[str, int]] = []
@@ -144,8 +242,7 @@ class ClickHouse:
         h.wfile.write(body)
 
     def _handle(self, h):
-        length = int(h.headers.get("Content-Length", "0"))
-        body = h.rfile.read(length)
+        body = read_body(h)
         params = {k: v[-1] for k, v in parse_qs(urlparse(h.path).query, keep_blank_values=True).items()}
         if self.user is not None and (
             h.headers.get("X-ClickHouse-User") != self.user or h.headers.get("X-ClickHouse-Key", "") != self.password
@@ -154,32 +251,49 @@ class ClickHouse:
             msg = f"Code: 516. DB::Exception: {h.headers.get('X-ClickHouse-User', 'default')}: Authentication failed: password is incorrect, or there is no user with such name. (AUTHENTICATION_FAILED)\n"
             return self._answer(h, 403, msg.encode(), 516)
         for k, v in params.items():
-            if k not in ("query", "decompress", "compress", "database"):
+            if k not in ("query", "decompress", "compress", "database", "default_format", "client_protocol_version"):
                 self.settings_seen[k] = v
         try:
             if h.headers.get("Content-Encoding", "") == "gzip":
                 body = gzip.decompress(body)
             query = params.get("query")
             if query is None:
+                # A statement in the body: answered in the format it names, else the
+                # client's `default_format` (clickhouse-go: Native), else TabSeparated.
                 sql = body.decode()
-                self.statements.append(sql)
-                fmt = "TabSeparated"
-                with self.lock:
-                    out = self.db.query(sql, fmt).bytes()
+                named = re.search(r"\sFORMAT\s+\w+\s*;?\s*$", sql, re.I)
+                fmt = "TabSeparated" if named else params.get("default_format", "TabSeparated")
+                key = (sql, fmt, "client_protocol_version" in params, params.get("compress"))
+                out = self.cache.get(key) if self.count_only else None
+                if out is None:
+                    self.statements.append(sql)
+                    with self.lock:
+                        out = self.db.query(sql, fmt).bytes()
+                    if fmt == "Native" and "client_protocol_version" in params and out:
+                        out = native_for_client(out)
+                    if params.get("compress") == "1" and out:
+                        out = ch_blocks(out)
+                    if self.count_only and re.match(r"\s*(SELECT|DESCRIBE)\b", sql, re.I):
+                        self.cache[key] = out
                 return self._answer(h, 200, out)
+            if self.count_only and re.match(r"\s*INSERT\b", query, re.I):
+                with self.lock:
+                    self.inserts.append((query, len(body)))
+                    self.insert_bytes += len(body)
+                return self._answer(h, 200, b"")
             if params.get("decompress") == "1":
                 try:
                     body = decompress_blocks(body)
                 except ValueError as e:
                     code = 40 if "checksum" in str(e) else 271
                     return self._answer(h, 500, f"Code: {code}. DB::Exception: {e}\n".encode(), code)
-            m = re.fullmatch(r"\s*(INSERT\s+INTO\s+.*?)\s+FORMAT\s+RowBinary\s*", query, re.S | re.I)
+            m = re.fullmatch(r"\s*(INSERT\s+INTO\s+.*?)\s+FORMAT\s+(RowBinary|Native)\s*", query, re.S | re.I)
             if not m:
-                return self._answer(h, 400, b"Code: 62. DB::Exception: this endpoint takes INSERT ... FORMAT RowBinary only\n", 62)
+                return self._answer(h, 400, b"Code: 62. DB::Exception: this endpoint takes INSERT ... FORMAT RowBinary or Native only\n", 62)
             f = self.tmp / f"insert-{threading.get_ident()}.bin"
             f.write_bytes(body)
             with self.lock:
-                self.db.query(f"{m.group(1)} FROM INFILE '{f}' FORMAT RowBinary", "TabSeparated")
+                self.db.query(f"{m.group(1)} FROM INFILE '{f}' FORMAT {m.group(2)}", "TabSeparated")
             self.inserts.append((query, len(body)))
             return self._answer(h, 200, b"")
         except Exception as e:  # chDB raises with ClickHouse's own message

@@ -4,7 +4,8 @@
 // contrib Prometheus remote-write exporter (to compare OTLP -> remote write), and the contrib
 // file_storage extension (the exporters' persistent sending queue, to compare disk queues), and the
 // contrib health_check extension (to compare its answers with Sightline's), and the contrib
-// kafka exporter and receiver (interop with Sightline's through a real broker).
+// kafka exporter and receiver (interop with Sightline's through a real broker), and the contrib
+// clickhouse exporter (to compare its encoding cost with Sightline's).
 package main
 
 import (
@@ -27,6 +28,7 @@ import (
 	"go.opentelemetry.io/collector/receiver/otlpreceiver"
 	"go.opentelemetry.io/collector/service/telemetry/otelconftelemetry"
 
+	"github.com/open-telemetry/opentelemetry-collector-contrib/exporter/clickhouseexporter"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/exporter/kafkaexporter"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/exporter/prometheusremotewriteexporter"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/extension/healthcheckextension"
@@ -53,7 +55,7 @@ func components() (otelcol.Factories, error) {
 	}
 	f.Exporters, err = otelcol.MakeFactoryMap[exporter.Factory](
 		otlpexporter.NewFactory(), otlphttpexporter.NewFactory(), debugexporter.NewFactory(),
-		prometheusremotewriteexporter.NewFactory(), kafkaexporter.NewFactory())
+		prometheusremotewriteexporter.NewFactory(), kafkaexporter.NewFactory(), clickhouseexporter.NewFactory())
 	if err != nil {
 		return f, err
 	}

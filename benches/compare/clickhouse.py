@@ -1,0 +1,169 @@
+#!/usr/bin/env python3
+"""ClickHouse, side by side: Sightline's `clickhouse` exporter against the collector's (contrib
+v0.165.1 clickhouseexporter over clickhouse-go v2.47's HTTP transport), both writing to one
+counting endpoint, in one run.
+
+    python3 benches/compare/clickhouse.py --runs 3 --duration 8
+
+The endpoint (tests/python/peer_chdb.py with `count_only`) answers what an inserting client
+asks before its inserts from ClickHouse's own
+engine (chDB, from PyPI: the DDL, clickhouse-go's `SELECT displayName(), version(), revision(),
+timezone()` hello and its `DESCRIBE TABLE` before every batch, in `Native` format and, with
+`compress=1`, in ClickHouse's LZ4 blocks; Sightline's one `DESCRIBE ... FORMAT TabSeparated`),
+and answers every INSERT with 200 after reading and counting its body, without parsing it:
+the database is not what is measured, and it never slows either exporter down.
+
+Load: loadgen (open loop at --rate spans/s, default 100,000) -> SUT: ownership (Sightline)
+or the resource processor and the batch processor (the collector: 8192 spans or 200 ms), then
+the clickhouse exporter with its defaults (compress lz4, async_insert, create_schema). The
+SUT is pinned to CPU 0; loadgen and the endpoint to CPU 1. Reported: spans/s accepted, CPU s
+per million spans sent (from the SUT's own sent counter), and the bytes each system sent per
+span. Medians of --runs; quote the ratio (the endpoint shares a core with the load).
+"""
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "python"))
+import compare as C  # noqa: E402
+import kafka as K  # noqa: E402  (start/stop/Cfg/sent_spans are the same here)
+from peer_chdb import ClickHouse  # noqa: E402
+
+
+def sightline_config(tmp, endpoint, database, ports):
+    return f"""
+receivers:
+  otlp: {{ protocols: {{ grpc: {{ endpoint: "127.0.0.1:{ports['grpc']}" }} }} }}
+processors:
+  ownership:
+    catalog: ["{tmp}/catalog"]
+exporters:
+  clickhouse:
+    endpoint: {endpoint.url}
+    database: {database}
+service:
+  telemetry:
+    metrics: {{ address: "127.0.0.1:{ports['admin']}" }}
+    logs: {{ level: warn }}
+  pipelines:
+    traces: {{ receivers: [otlp], processors: [ownership], exporters: [clickhouse] }}
+"""
+
+
+def otelcol_config(tmp, endpoint, database, ports):
+    return f"""
+receivers:
+  otlp: {{ protocols: {{ grpc: {{ endpoint: "127.0.0.1:{ports['grpc']}" }} }} }}
+processors:
+  batch: {{ send_batch_size: 8192, timeout: 200ms }}
+  resource:
+    attributes: [{{ key: owner.team, value: platform, action: upsert }}]
+exporters:
+  clickhouse:
+    endpoint: {endpoint.url}
+    database: {database}
+service:
+  telemetry:
+    metrics:
+      readers: [{{ pull: {{ exporter: {{ prometheus: {{ host: 127.0.0.1, port: {ports['admin']} }} }} }} }}]
+  pipelines:
+    traces: {{ receivers: [otlp], processors: [resource, batch], exporters: [clickhouse] }}
+"""
+
+
+def measure(bins, name, tmp, endpoint, args, run):
+    fn = sightline_config if name == "sightline" else otelcol_config
+    proc, log, ports = K.start(bins, name, tmp, K.Cfg(fn, tmp, endpoint, f"{name}_{run}"))
+    try:
+        with endpoint.lock:
+            endpoint.inserts.clear()
+            endpoint.insert_bytes = 0
+        cpu0 = C.proc_cpu_seconds(proc.pid)
+        rep = C.loadgen(bins, f"127.0.0.1:{ports['grpc']}", "traces", args, tmp, rate=args.rate)
+        accepted = int(rep["items"]["accepted"])
+        deadline = time.time() + 60
+        while time.time() < deadline and K.sent_spans(name, ports["admin"]) < accepted:
+            time.sleep(0.2)
+        sent = K.sent_spans(name, ports["admin"])
+        cpu1 = C.proc_cpu_seconds(proc.pid)
+        with endpoint.lock:
+            inserts, nbytes = len(endpoint.inserts), endpoint.insert_bytes
+        return {
+            "items_per_sec": float(rep["throughput"]["items_per_s"]),
+            "cpu_s_per_million": (cpu1 - cpu0) / max(sent, 1) * 1e6,
+            "bytes_per_span": nbytes / max(sent, 1),
+            "inserts": inserts,
+            "ok": sent >= accepted and C.refused(rep) == 0 and inserts > 0,
+            "accepted": accepted,
+            "sent": sent,
+        }
+    finally:
+        K.stop(proc, log)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--duration", type=float, default=8)
+    ap.add_argument("--warmup", type=float, default=1)
+    ap.add_argument("--connections", type=int, default=4)
+    ap.add_argument("--inflight", type=int, default=2)
+    ap.add_argument("--items-per-request", type=int, default=500)
+    ap.add_argument("--span-size", default="small")
+    ap.add_argument("--rate", type=int, default=100_000, help="spans/s sent to the SUT (open loop)")
+    ap.add_argument("--sightline-bin")
+    ap.add_argument("--otelcol-bin", help="a collector with the clickhouse exporter (default .peers/otelcol)")
+    ap.add_argument("--out")
+    args = ap.parse_args()
+    args.smoke, args.no_build = False, True
+    bins = C.build(args)
+    if args.otelcol_bin:
+        bins["otelcol"] = Path(args.otelcol_bin)
+    os.sched_setaffinity(0, {int(C.LOAD_CPU)})  # the endpoint's threads share the load's core
+    tmp = Path(tempfile.mkdtemp(prefix="clickhouse-bench-"))
+    (tmp / "catalog").mkdir()
+    subprocess.run([str(bins["loadgen"]), "--write-catalog", str(tmp / "catalog" / "teams.yaml")], check=True,
+                   stdout=subprocess.DEVNULL)
+    endpoint = ClickHouse(tmp / "chdb", count_only=True)
+    results = {"sightline": [], "otelcol": []}
+    try:
+        for r in range(args.runs):
+            for name in ("otelcol", "sightline"):
+                res = measure(bins, name, tmp, endpoint, args, r)
+                C.log(f"{name} run {r}: {res}")
+                results[name].append(res)
+    finally:
+        endpoint.stop()
+    lines = [
+        f"ClickHouse export, {C.machine()}; SUT on CPU {C.SUT_CPU}, load + counting endpoint on CPU {C.LOAD_CPU}; "
+        f"medians of {args.runs}; {args.rate:,} spans/s ({args.span_size} spans, open loop); exporter defaults (lz4).",
+        "",
+        "| system | spans/s | CPU s / M spans | bytes sent / span | all accepted sent |",
+        "|---|---:|---:|---:|---|",
+    ]
+    med = {}
+    for name in ("otelcol", "sightline"):
+        rows = results[name]
+        med[name] = [statistics.median(x[k] for x in rows) for k in ("items_per_sec", "cpu_s_per_million", "bytes_per_span")]
+        ok = all(x["ok"] for x in rows)
+        lines.append(f"| {name} | {med[name][0]:,.0f} | {med[name][1]:.2f} | {med[name][2]:.0f} | {'yes' if ok else 'NO'} |")
+    lines.append(f"| **ratio** | | **{med['otelcol'][1] / med['sightline'][1]:.1f}x less CPU** | | |")
+    per_run = ", ".join(f"{c['cpu_s_per_million']:.2f}/{s['cpu_s_per_million']:.2f}" for c, s in zip(results["otelcol"], results["sightline"]))
+    lines.append(f"| runs (collector/Sightline CPU) | {per_run} | | | |")
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
