@@ -28,7 +28,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -38,75 +37,25 @@ import kafka as K  # noqa: E402  (start/stop/Cfg/sent_spans are the same here)
 from peer_chdb import ClickHouse  # noqa: E402
 
 
-def sightline_config(tmp, endpoint, database, ports):
-    return f"""
-receivers:
-  otlp: {{ protocols: {{ grpc: {{ endpoint: "127.0.0.1:{ports['grpc']}" }} }} }}
-processors:
-  ownership:
-    catalog: ["{tmp}/catalog"]
-exporters:
-  clickhouse:
-    endpoint: {endpoint.url}
-    database: {database}
-service:
-  telemetry:
-    metrics: {{ address: "127.0.0.1:{ports['admin']}" }}
-    logs: {{ level: warn }}
-  pipelines:
-    traces: {{ receivers: [otlp], processors: [ownership], exporters: [clickhouse] }}
-"""
-
-
-def otelcol_config(tmp, endpoint, database, ports):
-    return f"""
-receivers:
-  otlp: {{ protocols: {{ grpc: {{ endpoint: "127.0.0.1:{ports['grpc']}" }} }} }}
-processors:
-  batch: {{ send_batch_size: 8192, timeout: 200ms }}
-  resource:
-    attributes: [{{ key: owner.team, value: platform, action: upsert }}]
-exporters:
-  clickhouse:
-    endpoint: {endpoint.url}
-    database: {database}
-service:
-  telemetry:
-    metrics:
-      readers: [{{ pull: {{ exporter: {{ prometheus: {{ host: 127.0.0.1, port: {ports['admin']} }} }} }} }}]
-  pipelines:
-    traces: {{ receivers: [otlp], processors: [resource, batch], exporters: [clickhouse] }}
-"""
+def config(name, tmp, endpoint, database, ports):
+    return K.export_config(name, tmp, "clickhouse", f"    endpoint: {endpoint.url}\n    database: {database}\n", ports)
 
 
 def measure(bins, name, tmp, endpoint, args, run):
-    fn = sightline_config if name == "sightline" else otelcol_config
-    proc, log, ports = K.start(bins, name, tmp, K.Cfg(fn, tmp, endpoint, f"{name}_{run}"))
-    try:
+    def before():
         with endpoint.lock:
             endpoint.inserts.clear()
             endpoint.insert_bytes = 0
-        cpu0 = C.proc_cpu_seconds(proc.pid)
-        rep = C.loadgen(bins, f"127.0.0.1:{ports['grpc']}", "traces", args, tmp, rate=args.rate)
-        accepted = int(rep["items"]["accepted"])
-        deadline = time.time() + 60
-        while time.time() < deadline and K.sent_spans(name, ports["admin"]) < accepted:
-            time.sleep(0.2)
-        sent = K.sent_spans(name, ports["admin"])
-        cpu1 = C.proc_cpu_seconds(proc.pid)
+
+    def after(sent):
         with endpoint.lock:
             inserts, nbytes = len(endpoint.inserts), endpoint.insert_bytes
-        return {
-            "items_per_sec": float(rep["throughput"]["items_per_s"]),
-            "cpu_s_per_million": (cpu1 - cpu0) / max(sent, 1) * 1e6,
-            "bytes_per_span": nbytes / max(sent, 1),
-            "inserts": inserts,
-            "ok": sent >= accepted and C.refused(rep) == 0 and inserts > 0,
-            "accepted": accepted,
-            "sent": sent,
-        }
-    finally:
-        K.stop(proc, log)
+        return {"bytes_per_span": nbytes / max(sent, 1), "inserts": inserts}
+
+    cfg = K.Cfg(lambda *a: config(name, *a), tmp, endpoint, f"{name}_{run}")
+    res = K.measure_sut(bins, name, tmp, cfg, args, before, after)
+    res["ok"] = res["ok"] and res["inserts"] > 0
+    return res
 
 
 def main():

@@ -83,48 +83,45 @@ class Broker:
         self.log.close()
 
 
-def sightline_export(tmp, broker, topic, ports):
+def export_config(name, tmp, exporter_id, exporter, ports, batch="{ send_batch_size: 8192, timeout: 200ms }"):
+    """OTLP in, then ownership (Sightline) or the resource and batch processors (the
+    collector), then the exporter `exporter_id` (`exporter`: its YAML body)."""
+    if name == "sightline":
+        processors = f'  ownership:\n    catalog: ["{tmp}/catalog"]\n'
+        telemetry = f"    metrics: {{ address: \"127.0.0.1:{ports['admin']}\" }}\n    logs: {{ level: warn }}\n"
+        chain = "[ownership]"
+    else:
+        processors = f"  batch: {batch}\n  resource:\n    attributes: [{{ key: owner.team, value: platform, action: upsert }}]\n"
+        telemetry = (
+            "    metrics:\n      readers: [{ pull: { exporter: { prometheus: { host: 127.0.0.1, port: "
+            f"{ports['admin']} }} }} }} }}]\n"
+        )
+        chain = "[resource, batch]"
     return f"""
 receivers:
   otlp: {{ protocols: {{ grpc: {{ endpoint: "127.0.0.1:{ports['grpc']}" }} }} }}
 processors:
-  ownership:
-    catalog: ["{tmp}/catalog"]
-exporters:
-  kafka:
-    brokers: ["{broker.bootstrap}"]
-    traces: {{ topic: {topic} }}
-service:
+{processors}exporters:
+  {exporter_id}:
+{exporter}service:
   telemetry:
-    metrics: {{ address: "127.0.0.1:{ports['admin']}" }}
-    logs: {{ level: warn }}
-  pipelines:
-    traces: {{ receivers: [otlp], processors: [ownership], exporters: [kafka] }}
+{telemetry}  pipelines:
+    traces: {{ receivers: [otlp], processors: {chain}, exporters: [{exporter_id}] }}
 """
+
+
+def sightline_export(tmp, broker, topic, ports):
+    return export_config("sightline", tmp, "kafka", f'    brokers: ["{broker.bootstrap}"]\n    traces: {{ topic: {topic} }}\n', ports)
 
 
 def otelcol_export(tmp, broker, topic, ports):
     # The collector's exporter refuses (and drops) a request larger than max_message_bytes
     # (1 MB): its batches must stay under it, about 3,000 of these spans (Sightline splits a
     # larger request on the wire instead).
-    return f"""
-receivers:
-  otlp: {{ protocols: {{ grpc: {{ endpoint: "127.0.0.1:{ports['grpc']}" }} }} }}
-processors:
-  batch: {{ send_batch_size: 3000, send_batch_max_size: 3000, timeout: 200ms }}
-  resource:
-    attributes: [{{ key: owner.team, value: platform, action: upsert }}]
-exporters:
-  kafka:
-    brokers: ["{broker.bootstrap}"]
-    traces: {{ topic: {topic} }}
-service:
-  telemetry:
-    metrics:
-      readers: [{{ pull: {{ exporter: {{ prometheus: {{ host: 127.0.0.1, port: {ports['admin']} }} }} }} }}]
-  pipelines:
-    traces: {{ receivers: [otlp], processors: [resource, batch], exporters: [kafka] }}
-"""
+    return export_config(
+        "otelcol", tmp, "kafka", f'    brokers: ["{broker.bootstrap}"]\n    traces: {{ topic: {topic} }}\n', ports,
+        batch="{ send_batch_size: 3000, send_batch_max_size: 3000, timeout: 200ms }",
+    )
 
 
 def sightline_receive(tmp, broker, topic, group, sink, ports):
@@ -209,8 +206,15 @@ def sent_spans(name, port):
 
 def measure_export(bins, name, tmp, broker, args, topic):
     fn = sightline_export if name == "sightline" else otelcol_export
-    proc, log, ports = start(bins, name, tmp, Cfg(fn, tmp, broker, topic))
+    return measure_sut(bins, name, tmp, Cfg(fn, tmp, broker, topic), args)
+
+
+def measure_sut(bins, name, tmp, cfg, args, before=lambda: None, after=lambda sent: {}):
+    """Starts the SUT, runs loadgen at `args.rate` into it, waits until it has sent what it
+    accepted, and returns spans/s and CPU s per million spans sent (plus what `after` adds)."""
+    proc, log, ports = start(bins, name, tmp, cfg)
     try:
+        before()
         cpu0 = C.proc_cpu_seconds(proc.pid)
         rep = C.loadgen(bins, f"127.0.0.1:{ports['grpc']}", "traces", args, tmp, rate=args.rate)
         accepted = int(rep["items"]["accepted"])
@@ -227,6 +231,7 @@ def measure_export(bins, name, tmp, broker, args, topic):
             "refused": C.refused(rep),
             "accepted": accepted,
             "sent": sent,
+            **after(sent),
         }
     finally:
         stop(proc, log)
