@@ -92,7 +92,7 @@ pub fn build_clickhouse(
         client,
         headers,
         database: cfg.database.clone(),
-        create: if cfg.create_schema { schema::create_statements(cfg, &[signal]) } else { Vec::new() },
+        ddl: cfg.create_schema.then(|| Box::new(cfg.clone())),
         async_insert: cfg.async_insert,
         tables,
         owner_key: cfg.owner_team_attribute.clone().into(),
@@ -133,8 +133,9 @@ struct ClickHouseSender {
     client: HttpClient<Full<Bytes>>,
     headers: HeaderMap,
     database: String,
-    /// DDL run before the first insert (empty without `create_schema`).
-    create: Vec<String>,
+    /// With `create_schema`: the config the DDL run before the first insert is made from (it
+    /// depends on the server's version, read first).
+    ddl: Option<Box<ClickHouseConfig>>,
     async_insert: bool,
     tables: Vec<Table>,
     owner_key: Arc<str>,
@@ -219,10 +220,14 @@ impl ClickHouseSender {
 
     /// Creates the schema (once) and reads each table's columns.
     async fn prepare(&self) -> Result<Ready, SendError> {
-        for sql in &self.create {
-            self.query(sql, &[]).await.inspect_err(|e| {
-                tracing::error!(error = %e.message, "clickhouse: creating the schema failed");
-            })?;
+        if let Some(cfg) = &self.ddl {
+            let version = self.query("SELECT version() FORMAT TabSeparated", &[]).await?;
+            let version = String::from_utf8_lossy(&version).trim().to_string();
+            for sql in schema::create_statements(cfg, &[self.signal], &version) {
+                self.query(&sql, &[]).await.inspect_err(|e| {
+                    tracing::error!(error = %e.message, "clickhouse: creating the schema failed");
+                })?;
+            }
         }
         let mut shapes = Shapes::default();
         let mut inserts = Vec::new();

@@ -38,6 +38,8 @@ struct Ctx<'a> {
     ttl: Duration,
     /// Sightline's ownership column, if configured.
     owner: bool,
+    /// The server has text indexes (the logs table uses them, as the collector's does).
+    text_index: bool,
 }
 
 impl<'a> Ctx<'a> {
@@ -52,11 +54,12 @@ impl<'a> Ctx<'a> {
             engine: format!("{}({})", cfg.table_engine.name, cfg.table_engine.params),
             ttl: cfg.ttl,
             owner: !cfg.owner_team_attribute.is_empty(),
+            text_index: false,
         }
     }
 
     fn owner_column(&self) -> &'static str {
-        if self.owner { "    OwnerTeam LowCardinality(String) CODEC(ZSTD(1)),\n" } else { "" }
+        if self.owner { "    OwnerTeam LowCardinality(String) CODEC(ZSTD(3)),\n" } else { "" }
     }
 
     fn owner_key(&self) -> &'static str {
@@ -70,8 +73,9 @@ const SETTINGS: &str = "SETTINGS index_granularity = 8192, ttl_only_drop_parts =
 /// `default`), then per signal its tables: the traces table, its trace-id lookup table and the
 /// view that fills it; the five metrics tables; the logs table. Each is `IF NOT EXISTS`: an
 /// existing table is never changed.
-pub fn create_statements(cfg: &ClickHouseConfig, signals: &[Signal]) -> Vec<String> {
-    let c = Ctx::new(cfg);
+pub fn create_statements(cfg: &ClickHouseConfig, signals: &[Signal], server_version: &str) -> Vec<String> {
+    let mut c = Ctx::new(cfg);
+    c.text_index = has_text_index(server_version);
     let mut out = Vec::new();
     if cfg.database != "default" {
         out.push(format!("CREATE DATABASE IF NOT EXISTS `{}`{}", c.db, c.cluster));
@@ -111,32 +115,32 @@ fn map_indexes(maps: &[(&str, &str)]) -> String {
 fn traces_table(c: &Ctx<'_>, name: &str) -> String {
     format!(
         "CREATE TABLE IF NOT EXISTS {table}{cluster} (
-    Timestamp DateTime64(9) CODEC(Delta(8), ZSTD(1)),
-    TraceId String CODEC(ZSTD(1)),
-    SpanId String CODEC(ZSTD(1)),
-    ParentSpanId String CODEC(ZSTD(1)),
-    TraceState String CODEC(ZSTD(1)),
-    SpanName LowCardinality(String) CODEC(ZSTD(1)),
-    SpanKind LowCardinality(String) CODEC(ZSTD(1)),
-    ServiceName LowCardinality(String) CODEC(ZSTD(1)),
-{owner}    ResourceAttributes {ATTR_MAP} CODEC(ZSTD(1)),
-    ScopeName String CODEC(ZSTD(1)),
-    ScopeVersion String CODEC(ZSTD(1)),
-    SpanAttributes {ATTR_MAP} CODEC(ZSTD(1)),
-    Duration UInt64 CODEC(ZSTD(1)),
-    StatusCode LowCardinality(String) CODEC(ZSTD(1)),
-    StatusMessage String CODEC(ZSTD(1)),
+    Timestamp DateTime64(9) CODEC(Delta(8), ZSTD(3)),
+    TraceId String CODEC(ZSTD(3)),
+    SpanId String CODEC(ZSTD(3)),
+    ParentSpanId String CODEC(ZSTD(3)),
+    TraceState String CODEC(ZSTD(3)),
+    SpanName LowCardinality(String) CODEC(ZSTD(3)),
+    SpanKind LowCardinality(String) CODEC(ZSTD(3)),
+    ServiceName LowCardinality(String) CODEC(ZSTD(3)),
+{owner}    ResourceAttributes {ATTR_MAP} CODEC(ZSTD(3)),
+    ScopeName String CODEC(ZSTD(3)),
+    ScopeVersion String CODEC(ZSTD(3)),
+    SpanAttributes {ATTR_MAP} CODEC(ZSTD(3)),
+    Duration UInt64 CODEC(ZSTD(3)),
+    StatusCode LowCardinality(String) CODEC(ZSTD(3)),
+    StatusMessage String CODEC(ZSTD(3)),
     Events Nested (
         Timestamp DateTime64(9),
         Name LowCardinality(String),
         Attributes {ATTR_MAP}
-    ) CODEC(ZSTD(1)),
+    ) CODEC(ZSTD(3)),
     Links Nested (
         TraceId String,
         SpanId String,
         TraceState String,
         Attributes {ATTR_MAP}
-    ) CODEC(ZSTD(1)),
+    ) CODEC(ZSTD(3)),
     INDEX idx_trace_id TraceId TYPE bloom_filter(0.001) GRANULARITY 1,
 {maps}    INDEX idx_duration Duration TYPE minmax GRANULARITY 1
 ) ENGINE = {engine}
@@ -157,9 +161,9 @@ ORDER BY ({okey}ServiceName, SpanName, toDateTime(Timestamp))
 fn trace_id_ts_table(c: &Ctx<'_>, traces: &str) -> String {
     format!(
         "CREATE TABLE IF NOT EXISTS {table}{cluster} (
-    TraceId String CODEC(ZSTD(1)),
-    Start DateTime CODEC(Delta, ZSTD(1)),
-    End DateTime CODEC(Delta, ZSTD(1)),
+    TraceId String CODEC(ZSTD(3)),
+    Start DateTime CODEC(Delta, ZSTD(3)),
+    End DateTime CODEC(Delta, ZSTD(3)),
     INDEX idx_trace_id TraceId TYPE bloom_filter(0.01) GRANULARITY 1
 ) ENGINE = {engine}
 PARTITION BY toDate(Start)
@@ -203,123 +207,149 @@ const MATERIALIZED_LOG_KEYS: [&str; 8] = [
     "deployment.environment.name",
 ];
 
+/// The logs table's indexes: ClickHouse's text indexes from 26.2 on (what the collector
+/// creates on such a server), bloom filters before.
+fn logs_indexes(text_index: bool) -> String {
+    let maps = [("res_attr", "ResourceAttributes"), ("scope_attr", "ScopeAttributes"), ("log_attr", "LogAttributes")];
+    if text_index {
+        let mut out = String::from("    INDEX idx_trace_id TraceId TYPE text(tokenizer = 'array'),\n");
+        for (short, col) in maps {
+            out += &format!(
+                "    INDEX idx_{short}_key mapKeys({col}) TYPE text(tokenizer = 'array'),\n    INDEX idx_{short}_value mapValues({col}) TYPE text(tokenizer = 'array'),\n"
+            );
+        }
+        out + "    INDEX idx_lower_body lower(Body) TYPE text(tokenizer = 'splitByNonAlpha')\n"
+    } else {
+        format!(
+            "    INDEX idx_trace_id TraceId TYPE bloom_filter(0.001) GRANULARITY 1,\n{}    INDEX idx_lower_body lower(Body) TYPE tokenbf_v1(32768, 3, 0) GRANULARITY 8,\n    INDEX idx_event_name EventName TYPE bloom_filter(0.01) GRANULARITY 1\n",
+            map_indexes(&maps)
+        )
+    }
+}
+
+/// Whether a server of `version` (`SELECT version()`, e.g. `26.9.2.1`) has text indexes
+/// (26.2 and later).
+pub fn has_text_index(version: &str) -> bool {
+    let mut parts = version.trim().split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (major, minor) >= (26, 2)
+}
+
 fn logs_table(c: &Ctx<'_>, name: &str) -> String {
     let materialized: String = MATERIALIZED_LOG_KEYS
         .iter()
         .map(|k| {
             format!(
-                "    `__otel_materialized_{k}` LowCardinality(String) MATERIALIZED ResourceAttributes['{k}'] CODEC(ZSTD(1)),\n"
+                "    `__otel_materialized_{k}` LowCardinality(String) MATERIALIZED ResourceAttributes['{k}'] CODEC(ZSTD(3)),\n"
             )
         })
         .collect();
+    let owner = if c.owner {
+        "    `OwnerTeam` LowCardinality(String) COMMENT 'Team that owns the service (Sightline)' CODEC(ZSTD(3)),\n"
+    } else {
+        ""
+    };
     format!(
         "CREATE TABLE IF NOT EXISTS {table}{cluster} (
-    Timestamp DateTime64(9) CODEC(Delta(8), ZSTD(1)),
-    TraceId String CODEC(ZSTD(1)),
-    SpanId String CODEC(ZSTD(1)),
-    TraceFlags UInt8,
-    SeverityText LowCardinality(String) CODEC(ZSTD(1)),
-    SeverityNumber UInt8,
-    ServiceName LowCardinality(String) CODEC(ZSTD(1)),
-{owner}    Body String CODEC(ZSTD(1)),
-    ResourceSchemaUrl LowCardinality(String) CODEC(ZSTD(1)),
-    ResourceAttributes {ATTR_MAP} CODEC(ZSTD(1)),
-    ScopeSchemaUrl LowCardinality(String) CODEC(ZSTD(1)),
-    ScopeName String CODEC(ZSTD(1)),
-    ScopeVersion LowCardinality(String) CODEC(ZSTD(1)),
-    ScopeAttributes {ATTR_MAP} CODEC(ZSTD(1)),
-    LogAttributes {ATTR_MAP} CODEC(ZSTD(1)),
-    EventName String CODEC(ZSTD(1)),
-{materialized}    INDEX idx_trace_id TraceId TYPE bloom_filter(0.001) GRANULARITY 1,
-{maps}    INDEX idx_lower_body lower(Body) TYPE tokenbf_v1(32768, 3, 0) GRANULARITY 8
-) ENGINE = {engine}
+    `Timestamp` DateTime64(9) COMMENT 'Event timestamp with nanosecond precision' CODEC(Delta(8), ZSTD(3)),
+    `TraceId` String COMMENT 'W3C trace identifier' CODEC(ZSTD(3)),
+    `SpanId` String COMMENT 'W3C span identifier' CODEC(ZSTD(3)),
+    `TraceFlags` UInt8 COMMENT 'W3C trace flags',
+    `SeverityText` LowCardinality(String) COMMENT 'Log severity as text' CODEC(ZSTD(3)),
+    `SeverityNumber` UInt8 COMMENT 'Log severity as number (1-24)',
+    `ServiceName` LowCardinality(String) COMMENT 'Service that emitted the log' CODEC(ZSTD(3)),
+{owner}    `Body` String COMMENT 'Log message body' CODEC(ZSTD(3)),
+    `ResourceSchemaUrl` LowCardinality(String) COMMENT 'Schema URL for the resource' CODEC(ZSTD(3)),
+    `ResourceAttributes` {ATTR_MAP} COMMENT 'Resource attributes as key-value pairs' CODEC(ZSTD(3)),
+    `ScopeSchemaUrl` LowCardinality(String) COMMENT 'Schema URL for the instrumentation scope' CODEC(ZSTD(3)),
+    `ScopeName` String COMMENT 'Instrumentation scope name' CODEC(ZSTD(3)),
+    `ScopeVersion` LowCardinality(String) COMMENT 'Instrumentation scope version' CODEC(ZSTD(3)),
+    `ScopeAttributes` {ATTR_MAP} COMMENT 'Instrumentation scope attributes' CODEC(ZSTD(3)),
+    `LogAttributes` {ATTR_MAP} COMMENT 'Log record attributes' CODEC(ZSTD(3)),
+    `EventName` String COMMENT 'Event name for log records representing events' CODEC(ZSTD(3)),
+{materialized}{indexes}) ENGINE = {engine}
 PARTITION BY toDate(Timestamp)
 ORDER BY (toStartOfFiveMinutes(Timestamp), {okey}ServiceName, Timestamp)
 {ttl}
 {SETTINGS}",
         table = qualified(c.db, name),
         cluster = c.cluster,
-        owner = c.owner_column(),
         engine = c.engine,
         okey = c.owner_key(),
         ttl = ttl_clause(c.ttl, "toDateTime(Timestamp)"),
-        maps = map_indexes(&[
-            ("res_attr", "ResourceAttributes"),
-            ("scope_attr", "ScopeAttributes"),
-            ("log_attr", "LogAttributes")
-        ]),
+        indexes = logs_indexes(c.text_index),
     )
 }
 
 const EXEMPLARS: &str = "    Exemplars Nested (
         FilteredAttributes Map(LowCardinality(String), String),
-        TimeUnix DateTime64(9),
+        TimeUnix DateTime,
         Value Float64,
         SpanId String,
         TraceId String
-    ) CODEC(ZSTD(1)),\n";
+    ) CODEC(ZSTD(3)),\n";
 
 fn metrics_table(c: &Ctx<'_>, name: &str, kind: MetricKind) -> String {
     let specific = match kind {
         MetricKind::Gauge => {
-            format!("    Value Float64 CODEC(ZSTD(1)),\n    Flags UInt32 CODEC(ZSTD(1)),\n{EXEMPLARS}")
+            format!("    Value Float64 CODEC(ZSTD(3)),\n    Flags UInt32 CODEC(ZSTD(3)),\n{EXEMPLARS}")
         }
         MetricKind::Sum => format!(
-            "    Value Float64 CODEC(ZSTD(1)),\n    Flags UInt32 CODEC(ZSTD(1)),\n{EXEMPLARS}    AggregationTemporality Int32 CODEC(ZSTD(1)),\n    IsMonotonic Boolean CODEC(Delta, ZSTD(1)),\n"
+            "    Value Float64 CODEC(ZSTD(3)),\n    Flags UInt32 CODEC(ZSTD(3)),\n{EXEMPLARS}    AggregationTemporality Int32 CODEC(ZSTD(3)),\n    IsMonotonic Boolean CODEC(Delta, ZSTD(3)),\n"
         ),
         MetricKind::Histogram => format!(
-            "    Count UInt64 CODEC(Delta, ZSTD(1)),
-    Sum Float64 CODEC(ZSTD(1)),
-    BucketCounts Array(UInt64) CODEC(ZSTD(1)),
-    ExplicitBounds Array(Float64) CODEC(ZSTD(1)),
-{EXEMPLARS}    Flags UInt32 CODEC(ZSTD(1)),
-    Min Float64 CODEC(ZSTD(1)),
-    Max Float64 CODEC(ZSTD(1)),
-    AggregationTemporality Int32 CODEC(ZSTD(1)),\n"
+            "    Count UInt64 CODEC(Delta, ZSTD(3)),
+    Sum Float64 CODEC(ZSTD(3)),
+    BucketCounts Array(UInt64) CODEC(ZSTD(3)),
+    ExplicitBounds Array(Float64) CODEC(ZSTD(3)),
+{EXEMPLARS}    Flags UInt32 CODEC(ZSTD(3)),
+    Min Float64 CODEC(ZSTD(3)),
+    Max Float64 CODEC(ZSTD(3)),
+    AggregationTemporality Int32 CODEC(ZSTD(3)),\n"
         ),
         MetricKind::ExponentialHistogram => format!(
-            "    Count UInt64 CODEC(Delta, ZSTD(1)),
-    Sum Float64 CODEC(ZSTD(1)),
-    Scale Int32 CODEC(ZSTD(1)),
-    ZeroCount UInt64 CODEC(ZSTD(1)),
-    PositiveOffset Int32 CODEC(ZSTD(1)),
-    PositiveBucketCounts Array(UInt64) CODEC(ZSTD(1)),
-    NegativeOffset Int32 CODEC(ZSTD(1)),
-    NegativeBucketCounts Array(UInt64) CODEC(ZSTD(1)),
-{EXEMPLARS}    Flags UInt32 CODEC(ZSTD(1)),
-    Min Float64 CODEC(ZSTD(1)),
-    Max Float64 CODEC(ZSTD(1)),
-    AggregationTemporality Int32 CODEC(ZSTD(1)),\n"
+            "    Count UInt64 CODEC(Delta, ZSTD(3)),
+    Sum Float64 CODEC(ZSTD(3)),
+    Scale Int32 CODEC(ZSTD(3)),
+    ZeroCount UInt64 CODEC(ZSTD(3)),
+    PositiveOffset Int32 CODEC(ZSTD(3)),
+    PositiveBucketCounts Array(UInt64) CODEC(ZSTD(3)),
+    NegativeOffset Int32 CODEC(ZSTD(3)),
+    NegativeBucketCounts Array(UInt64) CODEC(ZSTD(3)),
+{EXEMPLARS}    Flags UInt32 CODEC(ZSTD(3)),
+    Min Float64 CODEC(ZSTD(3)),
+    Max Float64 CODEC(ZSTD(3)),
+    AggregationTemporality Int32 CODEC(ZSTD(3)),\n"
         ),
-        MetricKind::Summary => "    Count UInt64 CODEC(Delta, ZSTD(1)),
-    Sum Float64 CODEC(ZSTD(1)),
+        MetricKind::Summary => "    Count UInt64 CODEC(Delta, ZSTD(3)),
+    Sum Float64 CODEC(ZSTD(3)),
     ValueAtQuantiles Nested (
         Quantile Float64,
         Value Float64
-    ) CODEC(ZSTD(1)),
-    Flags UInt32 CODEC(ZSTD(1)),\n"
+    ) CODEC(ZSTD(3)),
+    Flags UInt32 CODEC(ZSTD(3)),\n"
             .to_string(),
     };
     format!(
         "CREATE TABLE IF NOT EXISTS {table}{cluster} (
-    ResourceAttributes {ATTR_MAP} CODEC(ZSTD(1)),
-    ResourceSchemaUrl String CODEC(ZSTD(1)),
-    ScopeName String CODEC(ZSTD(1)),
-    ScopeVersion String CODEC(ZSTD(1)),
-    ScopeAttributes {ATTR_MAP} CODEC(ZSTD(1)),
-    ScopeDroppedAttrCount UInt32 CODEC(ZSTD(1)),
-    ScopeSchemaUrl String CODEC(ZSTD(1)),
-    ServiceName LowCardinality(String) CODEC(ZSTD(1)),
-{owner}    MetricName String CODEC(ZSTD(1)),
-    MetricDescription String CODEC(ZSTD(1)),
-    MetricUnit String CODEC(ZSTD(1)),
-    Attributes {ATTR_MAP} CODEC(ZSTD(1)),
-    StartTimeUnix DateTime64(9) CODEC(Delta, ZSTD(1)),
-    TimeUnix DateTime64(9) CODEC(Delta, ZSTD(1)),
+    ResourceAttributes {ATTR_MAP} CODEC(ZSTD(3)),
+    ResourceSchemaUrl String CODEC(ZSTD(3)),
+    ScopeName String CODEC(ZSTD(3)),
+    ScopeVersion String CODEC(ZSTD(3)),
+    ScopeAttributes {ATTR_MAP} CODEC(ZSTD(3)),
+    ScopeDroppedAttrCount UInt32 CODEC(ZSTD(3)),
+    ScopeSchemaUrl String CODEC(ZSTD(3)),
+    ServiceName LowCardinality(String) CODEC(ZSTD(3)),
+{owner}    MetricName LowCardinality(String) CODEC(ZSTD(3)),
+    MetricDescription String CODEC(ZSTD(3)),
+    MetricUnit String CODEC(ZSTD(3)),
+    Attributes {ATTR_MAP} CODEC(ZSTD(3)),
+    StartTimeUnix DateTime CODEC(Delta, ZSTD(3)),
+    TimeUnix DateTime CODEC(Delta, ZSTD(3)),
 {specific}{maps}) ENGINE = {engine}
 {ttl}
 PARTITION BY toDate(TimeUnix)
-ORDER BY ({okey}ServiceName, MetricName, Attributes, toUnixTimestamp64Nano(TimeUnix))
+ORDER BY ({okey}ServiceName, MetricName, toStartOfHour(TimeUnix), cityHash64(Attributes), TimeUnix)
 {SETTINGS}",
         table = qualified(c.db, name),
         cluster = c.cluster,
@@ -332,9 +362,7 @@ ORDER BY ({okey}ServiceName, MetricName, Attributes, toUnixTimestamp64Nano(TimeU
             ("scope_attr", "ScopeAttributes"),
             ("attr", "Attributes")
         ])
-        .trim_end_matches(",\n")
-        .to_string()
-            + "\n",
+            + "    INDEX idx_time_minmax TimeUnix TYPE minmax GRANULARITY 1\n",
     )
 }
 
@@ -394,17 +422,23 @@ mod tests {
     #[test]
     fn statements_follow_the_config() {
         let mut cfg = ClickHouseConfig::new("http://h:8123");
-        let plain = create_statements(&cfg, &Signal::ALL);
+        let plain = create_statements(&cfg, &Signal::ALL, "25.8.1.1");
         assert_eq!(plain.len(), 9, "no CREATE DATABASE for default");
         assert!(plain[0].contains("`default`.`otel_traces`") && plain[0].contains("OwnerTeam LowCardinality"));
         assert!(plain[0].contains("ORDER BY (OwnerTeam, ServiceName, SpanName"));
         assert!(plain[2].contains("TO `default`.`otel_traces_trace_id_ts`"));
+        let logs = plain.last().expect("logs table");
+        assert!(logs.contains("idx_lower_body lower(Body) TYPE tokenbf_v1"), "bloom filters before 26.2");
+        let newer = create_statements(&cfg, &[Signal::Logs], "26.9.2.1");
+        assert!(newer[0].contains("idx_lower_body lower(Body) TYPE text(tokenizer = 'splitByNonAlpha')"));
+        assert!(!newer[0].contains("bloom_filter"), "text indexes from 26.2 on, as the collector creates them");
+        assert!(has_text_index("26.2.1") && !has_text_index("26.1.9.1") && has_text_index("27.0") && !has_text_index(""));
         cfg.database = "otel".into();
         cfg.cluster_name = "c1".into();
         cfg.ttl = Duration::from_secs(48 * 3600);
         cfg.owner_team_attribute.clear();
         cfg.table_engine.name = "ReplicatedMergeTree".into();
-        let s = create_statements(&cfg, &Signal::ALL);
+        let s = create_statements(&cfg, &Signal::ALL, "26.9.2.1");
         assert_eq!(s[0], "CREATE DATABASE IF NOT EXISTS `otel` ON CLUSTER `c1`");
         assert!(s[1].contains("`otel`.`otel_traces` ON CLUSTER `c1`"));
         assert!(s[1].contains("ENGINE = ReplicatedMergeTree()"));
@@ -415,7 +449,7 @@ mod tests {
 
     #[test]
     fn describe_tells_the_optional_columns() {
-        let d = "Timestamp\tDateTime64(9)\t\t\t\tCODEC(Delta(8), ZSTD(1))\t\nEventName\tString\t\t\t\t\t\n";
+        let d = "Timestamp\tDateTime64(9)\t\t\t\tCODEC(Delta(8), ZSTD(3))\t\nEventName\tString\t\t\t\t\t\n";
         let want = TableShape { owner_team: false, event_name: true, seconds: false, unsupported: None };
         assert_eq!(TableShape::from_describe(d), want);
         let m = "OwnerTeam\tLowCardinality(String)\nTimeUnix\tDateTime\n";

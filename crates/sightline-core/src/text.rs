@@ -2,8 +2,9 @@
 //! the exporters whose backends store every attribute value as a string (ClickHouse maps,
 //! Prometheus labels): strings as they are, integers in decimal, doubles as Go's
 //! `encoding/json` writes them, booleans `true`/`false`, bytes in standard base64, and lists
-//! and maps as the JSON `json.Marshal` makes of them (object keys sorted, `<`, `>` and `&`
-//! escaped). Read straight from the wire ([`AnyValue`]); nothing is decoded into structs.
+//! and maps as the JSON Go's `encoding/json` makes of them without HTML escaping (object keys
+//! sorted), as pdata 1.67 and later (collector v0.161+) write them. Read straight from the
+//! wire ([`AnyValue`]); nothing is decoded into structs.
 
 use crate::wire::{self, AnyValue, Fields, Value};
 use std::fmt::Write as _;
@@ -13,7 +14,7 @@ use std::fmt::Write as _;
 const MAX_DEPTH: u32 = 32;
 
 /// Appends pdata's `AsString` of `v` to `out`. An empty value is the empty string; a double
-/// that is not finite is Go's error text (`json: unsupported value: NaN`), as the collector
+/// that is not finite is `NaN`, `Infinity` or `-Infinity` ([`non_finite`]), as the collector
 /// writes it.
 pub fn push_as_string(out: &mut String, v: &AnyValue<'_>) {
     match v {
@@ -23,10 +24,7 @@ pub fn push_as_string(out: &mut String, v: &AnyValue<'_>) {
         AnyValue::Int(i) => {
             let _ = write!(out, "{i}");
         }
-        AnyValue::Double(d) if !d.is_finite() => {
-            out.push_str("json: unsupported value: ");
-            out.push_str(go_special(*d));
-        }
+        AnyValue::Double(d) if !d.is_finite() => out.push_str(non_finite(*d)),
         AnyValue::Double(d) => push_json_number(out, *d),
         AnyValue::Bytes(b) => {
             use base64::Engine as _;
@@ -40,6 +38,17 @@ pub fn push_as_string(out: &mut String, v: &AnyValue<'_>) {
                 out.truncate(mark);
             }
         }
+    }
+}
+
+/// pdata's `AsString` of a double that is not finite: `NaN`, `Infinity` or `-Infinity`.
+pub fn non_finite(d: f64) -> &'static str {
+    if d.is_nan() {
+        "NaN"
+    } else if d > 0.0 {
+        "Infinity"
+    } else {
+        "-Infinity"
     }
 }
 
@@ -141,8 +150,8 @@ fn push_json(out: &mut String, v: &AnyValue<'_>, depth: u32) -> Result<(), NotFi
     Ok(())
 }
 
-/// A JSON string as Go's `encoding/json` writes it, HTML-safe (`<`, `>`, `&`, U+2028 and
-/// U+2029 as `\u` escapes).
+/// A JSON string as Go's `encoding/json` writes it with HTML escaping off (pdata's
+/// `AsString`): `<`, `>` and `&` as they are, U+2028 and U+2029 escaped (Go always does).
 pub fn push_json_string(out: &mut String, s: &str) {
     out.push('"');
     let mut start = 0;
@@ -155,7 +164,7 @@ pub fn push_json_string(out: &mut String, s: &str) {
             '\t' => Some("\\t"),
             '\u{8}' => Some("\\b"),
             '\u{c}' => Some("\\f"),
-            '\u{0}'..='\u{1f}' | '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => None,
+            '\u{0}'..='\u{1f}' | '\u{2028}' | '\u{2029}' => None,
             _ => continue,
         };
         out.push_str(&s[start..i]);
@@ -210,8 +219,9 @@ mod tests {
         assert_eq!(text(&AnyValue::Bool(true)), "true");
         assert_eq!(text(&AnyValue::Int(-42)), "-42");
         assert_eq!(text(&AnyValue::Bytes(&[0, 1, 2, 255])), "AAEC/w==");
-        assert_eq!(text(&AnyValue::Double(f64::NAN)), "json: unsupported value: NaN");
-        assert_eq!(text(&AnyValue::Double(f64::NEG_INFINITY)), "json: unsupported value: -Inf");
+        assert_eq!(text(&AnyValue::Double(f64::NAN)), "NaN");
+        assert_eq!(text(&AnyValue::Double(f64::INFINITY)), "Infinity");
+        assert_eq!(text(&AnyValue::Double(f64::NEG_INFINITY)), "-Infinity");
     }
 
     #[test]
@@ -261,7 +271,7 @@ mod tests {
         put_len_field(&mut kvs, 1, &kv("a", &map_any));
         put_len_field(&mut kvs, 1, &kv("z", &string_any("last")));
         assert_eq!(text(&AnyValue::KvList(&kvs)), r#"{"a":{"k":"v"},"z":"last"}"#);
-        assert_eq!(text(&AnyValue::Array(&list)), r#"[1,"x\u003cy",true,2.5,null,"aGk="]"#);
+        assert_eq!(text(&AnyValue::Array(&list)), r#"[1,"x<y",true,2.5,null,"aGk="]"#);
     }
 
     #[test]
@@ -275,9 +285,9 @@ mod tests {
     }
 
     #[test]
-    fn json_strings_escape_like_go() {
+    fn json_strings_escape_like_go_without_html_escaping() {
         let mut s = String::new();
         push_json_string(&mut s, "a\"b\\c\n\u{1}\u{8}\u{c}<>&\u{2028}é");
-        assert_eq!(s, r#""a\"b\\c\n\u0001\b\f\u003c\u003e\u0026\u2028é""#);
+        assert_eq!(s, r#""a\"b\\c\n\u0001\b\f<>&\u2028é""#);
     }
 }

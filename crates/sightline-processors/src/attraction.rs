@@ -567,11 +567,11 @@ fn raw_json(v: &Value) -> serde_json::Value {
     }
 }
 
-/// A double as Go's encoding/json writes it (ES6 number-to-string), and Go's error text for
-/// one that is not finite (what pdata's `AsString` returns then).
+/// A double as Go's encoding/json writes it (ES6 number-to-string), and `NaN`, `Infinity` or
+/// `-Infinity` for one that is not finite (what pdata's `AsString` returns then).
 pub fn json_number(d: f64) -> String {
     if !d.is_finite() {
-        return format!("json: unsupported value: {}", sightline_core::text::go_special(d));
+        return sightline_core::text::non_finite(d).to_string();
     }
     sightline_core::text::json_number(d)
 }

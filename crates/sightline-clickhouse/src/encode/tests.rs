@@ -257,7 +257,7 @@ fn log_records_become_rows() {
     assert_eq!(r.str(), "INFO");
     assert_eq!(r.u8(), 9);
     assert_eq!((r.str(), r.str()), ("checkout".into(), "payments".into()));
-    assert_eq!(r.str(), r#"{"msg":"hi\u003c"}"#);
+    assert_eq!(r.str(), r#"{"msg":"hi<"}"#);
     assert_eq!(r.str(), "https://res");
     assert_eq!(r.map().len(), 3);
     assert_eq!((r.str(), r.str(), r.str()), ("https://scope".into(), "log".into(), "2".into()));
