@@ -361,8 +361,7 @@ ORDER BY ({okey}ServiceName, MetricName, toStartOfHour(TimeUnix), cityHash64(Att
             ("res_attr", "ResourceAttributes"),
             ("scope_attr", "ScopeAttributes"),
             ("attr", "Attributes")
-        ])
-            + "    INDEX idx_time_minmax TimeUnix TYPE minmax GRANULARITY 1\n",
+        ]) + "    INDEX idx_time_minmax TimeUnix TYPE minmax GRANULARITY 1\n",
     )
 }
 
@@ -432,7 +431,9 @@ mod tests {
         let newer = create_statements(&cfg, &[Signal::Logs], "26.9.2.1");
         assert!(newer[0].contains("idx_lower_body lower(Body) TYPE text(tokenizer = 'splitByNonAlpha')"));
         assert!(!newer[0].contains("bloom_filter"), "text indexes from 26.2 on, as the collector creates them");
-        assert!(has_text_index("26.2.1") && !has_text_index("26.1.9.1") && has_text_index("27.0") && !has_text_index(""));
+        assert!(
+            has_text_index("26.2.1") && !has_text_index("26.1.9.1") && has_text_index("27.0") && !has_text_index("")
+        );
         cfg.database = "otel".into();
         cfg.cluster_name = "c1".into();
         cfg.ttl = Duration::from_secs(48 * 3600);
