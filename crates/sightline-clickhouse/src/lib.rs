@@ -32,6 +32,7 @@ pub mod schema;
 pub use config::{ClickHouseConfig, Compress, MetricKind};
 pub use encode::{Encoder, Shapes, Stats};
 
+use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use http::header::{CONTENT_ENCODING, CONTENT_TYPE};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
@@ -42,7 +43,6 @@ use sightline_exporters::http_exporter::{self, HttpClient, RESPONSE_LIMIT, body_
 use sightline_exporters::{BuildError, Compression, Compressor, driver_config, offload};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use tokio::sync::OnceCell;
 
 /// Builds the `clickhouse` exporter's sender for one signal. No connection is made until the
 /// first send, which creates the schema (when `create_schema` is on) and reads the tables'
@@ -98,7 +98,8 @@ pub fn build_clickhouse(
         owner_key: cfg.owner_team_attribute.clone().into(),
         compress,
         gzip,
-        ready: OnceCell::new(),
+        ready: ArcSwapOption::empty(),
+        preparing: tokio::sync::Mutex::new(()),
         pool: Arc::new(Mutex::new(Vec::new())),
         pool_size: cfg.sending_queue.num_consumers.max(1),
         malformed: registry.counter(
@@ -141,7 +142,11 @@ struct ClickHouseSender {
     owner_key: Arc<str>,
     compress: Compress,
     gzip: Option<Arc<Compressor>>,
-    ready: OnceCell<Ready>,
+    /// What the first send learned; cleared when an insert finds its table or a column gone,
+    /// so the next send creates (with `create_schema`) and reads the tables again.
+    ready: ArcSwapOption<Ready>,
+    /// Held while the tables are prepared, so that concurrent sends prepare once.
+    preparing: tokio::sync::Mutex<()>,
     /// Encoders of finished sends, reused by the next ones (at most `pool_size`).
     pool: Arc<Mutex<Vec<Encoder>>>,
     pool_size: usize,
@@ -167,8 +172,8 @@ const PERMANENT_CODES: [u32; 12] = [
 
 /// The outcome of a ClickHouse error answer: the exception code (header, else the body's
 /// `Code: N.`) decides when it says the data or schema is wrong; otherwise 429 and 5xx are
-/// retryable and other statuses are not.
-fn clickhouse_error(status: StatusCode, headers: &HeaderMap, body: &[u8], what: &str) -> SendError {
+/// retryable and other statuses are not. Returns the error and the code, if any.
+fn clickhouse_error(status: StatusCode, headers: &HeaderMap, body: &[u8], what: &str) -> (SendError, Option<u32>) {
     let text = body_text(body);
     let code = headers
         .get("x-clickhouse-exception-code")
@@ -176,11 +181,17 @@ fn clickhouse_error(status: StatusCode, headers: &HeaderMap, body: &[u8], what: 
         .and_then(|v| v.trim().parse::<u32>().ok())
         .or_else(|| text.strip_prefix("Code: ").and_then(|r| r.split('.').next()).and_then(|c| c.parse().ok()));
     let message = format!("{what}: HTTP {status}: {}", text.trim_end());
-    match code {
+    let err = match code {
         Some(c) if PERMANENT_CODES.contains(&c) => SendError::permanent(message),
         _ => http_exporter::status_error(status, message, headers),
-    }
+    };
+    (err, code)
 }
+
+/// Exception codes of an insert that say the table is not what was read at the first send:
+/// the table or database is gone, or a column is (UNKNOWN_TABLE, UNKNOWN_DATABASE,
+/// NO_SUCH_COLUMN_IN_TABLE, THERE_IS_NO_COLUMN).
+const SCHEMA_CHANGED: [u32; 4] = [60, 81, 16, 8];
 
 impl ClickHouseSender {
     /// A request URL with `params` and the settings.
@@ -207,8 +218,17 @@ impl ClickHouseSender {
     }
 
     async fn exchange(&self, req: hyper::Request<Full<Bytes>>, what: &str) -> Result<Vec<u8>, SendError> {
+        self.exchange_code(req, what).await.map_err(|(e, _)| e)
+    }
+
+    /// [`Self::exchange`], with ClickHouse's exception code of a failure.
+    async fn exchange_code(
+        &self,
+        req: hyper::Request<Full<Bytes>>,
+        what: &str,
+    ) -> Result<Vec<u8>, (SendError, Option<u32>)> {
         let resp = self.client.request(req).await.map_err(|e| {
-            SendError::retryable(format!("{what}: {}: {}", self.base, sightline_exporters::error_chain(&e)))
+            (SendError::retryable(format!("{what}: {}: {}", self.base, sightline_exporters::error_chain(&e))), None)
         })?;
         let (parts, body) = resp.into_parts();
         let body = http_exporter::read_limited(body, RESPONSE_LIMIT).await;
@@ -216,6 +236,21 @@ impl ClickHouseSender {
             return Ok(body);
         }
         Err(clickhouse_error(parts.status, &parts.headers, &body, what))
+    }
+
+    /// What [`Self::prepare`] learned, preparing first when nothing is known (again after a
+    /// table changed).
+    async fn ready(&self) -> Result<Arc<Ready>, SendError> {
+        if let Some(r) = self.ready.load_full() {
+            return Ok(r);
+        }
+        let _one = self.preparing.lock().await;
+        if let Some(r) = self.ready.load_full() {
+            return Ok(r);
+        }
+        let r = Arc::new(self.prepare().await?);
+        self.ready.store(Some(r.clone()));
+        Ok(r)
     }
 
     /// Creates the schema (once) and reads each table's columns.
@@ -334,7 +369,7 @@ pub fn encode_bodies(
 impl Sender for ClickHouseSender {
     fn send<'a>(&'a self, batch: &'a Batch) -> SendFuture<'a> {
         Box::pin(async move {
-            let ready = self.ready.get_or_try_init(|| self.prepare()).await?;
+            let ready = self.ready().await?;
             let bodies = self.encode(batch, &ready.shapes).await?;
             // Metrics go to up to five tables, one insert each; a retry after a partial
             // failure writes the tables that had succeeded again (as the collector does).
@@ -350,7 +385,16 @@ impl Sender for ClickHouseSender {
                 if self.compress == Compress::Gzip {
                     req.headers_mut().insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
                 }
-                self.exchange(req, "INSERT").await?;
+                if let Err((e, code)) = self.exchange_code(req, "INSERT").await {
+                    if code.is_some_and(|c| SCHEMA_CHANGED.contains(&c)) {
+                        // Read the tables again (and create them, with create_schema) before
+                        // the retry of this batch.
+                        self.ready.store(None);
+                        tracing::warn!(error = %e.message, "clickhouse: a table changed since it was read; reading the tables again");
+                        return Err(SendError::retryable(e.message));
+                    }
+                    return Err(e);
+                }
             }
             Ok(())
         })

@@ -30,6 +30,11 @@ async fn handler(
     if text.starts_with("SELECT version()") {
         return (StatusCode::OK, HeaderMap::new(), b"26.9.2.1\n".to_vec());
     }
+    if text.starts_with("DESCRIBE") && text.contains("missing_table") {
+        let mut h = HeaderMap::new();
+        h.insert("x-clickhouse-exception-code", HeaderValue::from_static("60"));
+        return (StatusCode::NOT_FOUND, h, b"Code: 60. DB::Exception: Table x.missing_table does not exist.".to_vec());
+    }
     if text.starts_with("DESCRIBE") {
         return (
             StatusCode::OK,
@@ -113,15 +118,34 @@ async fn first_send_creates_the_schema_then_inserts_compressed_rows() {
 }
 
 #[tokio::test]
-async fn an_unknown_table_is_a_permanent_error_naming_it() {
+async fn a_table_that_does_not_exist_is_a_permanent_error_naming_it() {
     let (endpoint, _) = server().await;
     let mut cfg = ClickHouseConfig::new(endpoint);
     cfg.create_schema = false;
-    cfg.traces_table_name = "bad_table".into();
+    cfg.traces_table_name = "missing_table".into();
     let (sender, _) = build_clickhouse("clickhouse", Signal::Traces, &cfg, &Registry::new()).expect("build");
     let e = sender.send(&batch()).await.expect_err("refused");
     assert!(!e.retryable, "{e:?}");
+    assert!(e.message.contains("missing_table does not exist"), "{}", e.message);
+}
+
+#[tokio::test]
+async fn a_table_gone_since_the_first_send_is_read_again_and_the_batch_retried() {
+    // The table was there when it was read (DESCRIBE answers), then an insert finds it gone:
+    // the batch is retryable and the next send reads (and, with create_schema, creates) the
+    // tables again.
+    let (endpoint, seen) = server().await;
+    let mut cfg = ClickHouseConfig::new(endpoint);
+    cfg.traces_table_name = "bad_table".into();
+    let (sender, _) = build_clickhouse("clickhouse", Signal::Traces, &cfg, &Registry::new()).expect("build");
+    let e = sender.send(&batch()).await.expect_err("refused");
+    assert!(e.retryable, "{e:?}");
     assert!(e.message.contains("bad_table does not exist"), "{}", e.message);
+    let _ = sender.send(&batch()).await;
+    let seen = seen.0.lock().expect("lock");
+    let count = |prefix: &str| seen.iter().filter(|(_, _, b)| b.starts_with(prefix.as_bytes())).count();
+    assert_eq!(count("DESCRIBE TABLE"), 2, "read again after the table was found gone");
+    assert_eq!(count("CREATE TABLE IF NOT EXISTS `default`.`bad_table`"), 2, "and created again");
 }
 
 #[test]
@@ -132,13 +156,14 @@ fn errors_are_classified_by_clickhouse_code_then_status() {
         &h,
         b"Code: 33. DB::Exception: Cannot read all data",
         "INSERT",
-    );
+    )
+    .0;
     assert!(!e.retryable, "bad data is not retried even on a 500");
     let e =
-        clickhouse_error(StatusCode::INTERNAL_SERVER_ERROR, &h, b"Code: 241. DB::Exception: Memory limit", "INSERT");
+        clickhouse_error(StatusCode::INTERNAL_SERVER_ERROR, &h, b"Code: 241. DB::Exception: Memory limit", "INSERT").0;
     assert!(e.retryable);
-    let e = clickhouse_error(StatusCode::SERVICE_UNAVAILABLE, &h, b"", "INSERT");
+    let e = clickhouse_error(StatusCode::SERVICE_UNAVAILABLE, &h, b"", "INSERT").0;
     assert!(e.retryable);
-    let e = clickhouse_error(StatusCode::FORBIDDEN, &h, b"Code: 516. DB::Exception: Authentication failed", "INSERT");
+    let e = clickhouse_error(StatusCode::FORBIDDEN, &h, b"Code: 516. DB::Exception: Authentication failed", "INSERT").0;
     assert!(!e.retryable && e.message.contains("Authentication failed"));
 }

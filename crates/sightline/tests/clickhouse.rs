@@ -1,5 +1,5 @@
-//! The `clickhouse` exporter with the Rust SDK as the client: spans from `opentelemetry-otlp`
-//! land in the collector's `otel_traces` table, every field as the SDK made it. ClickHouse is
+//! The `clickhouse` exporter with the Rust SDK as the client: spans, logs and metrics from
+//! `opentelemetry-otlp` land in the collector's tables, every field as the SDK made it. ClickHouse is
 //! chDB (its engine, from PyPI) behind the loopback HTTP endpoint of
 //! `tests/python/peer_chdb.py`, run with the Python environment `scripts/test.sh` installs
 //! (no ClickHouse server can be installed on these machines).
@@ -201,4 +201,129 @@ exporters:
             assert_eq!(r["SpanAttributes"], serde_json::json!({}));
         }
     }
+}
+
+/// Logs and metrics from the Rust SDK: every record in `otel_logs` with its body, severity and
+/// attributes, and the counter, histogram and gauge points in their metrics tables.
+#[test]
+fn rust_sdk_logs_and_metrics_land_in_their_tables() {
+    use opentelemetry::logs::{AnyValue, LogRecord as _, Logger as _, LoggerProvider as _, Severity};
+    use opentelemetry::metrics::MeterProvider as _;
+    let Some(ch) = ClickHouse::start() else { return };
+    let dir = catalog_dir();
+    let sections = format!(
+        r#"processors:
+  ownership:
+    catalog: ["{{dir}}/catalog"]
+exporters:
+  clickhouse:
+    endpoint: http://127.0.0.1:{}
+    database: rust_lm
+"#,
+        ch.port
+    );
+    let sl = Sightline::start(
+        dir.path(),
+        &otlp_config(
+            &sections,
+            "    logs: { receivers: [otlp], processors: [ownership], exporters: [clickhouse] }\n    metrics: { receivers: [otlp], processors: [ownership], exporters: [clickhouse] }\n",
+        ),
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let _guard = rt.enter();
+    let resource = Resource::builder().with_service_name("checkout").build();
+    let lexp = opentelemetry_otlp::LogExporter::builder()
+        .with_http()
+        .with_endpoint(format!("http://127.0.0.1:{}/v1/logs", sl.http))
+        .build()
+        .unwrap();
+    let lp = opentelemetry_sdk::logs::SdkLoggerProvider::builder()
+        .with_resource(resource.clone())
+        .with_batch_exporter(lexp)
+        .build();
+    let logger = lp.logger("rust-logs");
+    let n = 300;
+    for i in 0..n {
+        let mut rec = logger.create_log_record();
+        rec.set_body(AnyValue::from(format!("order {i} placed")));
+        rec.set_severity_number(if i % 3 == 0 { Severity::Error } else { Severity::Info });
+        rec.set_severity_text(if i % 3 == 0 { "ERROR" } else { "INFO" });
+        rec.add_attribute("order.id", i as i64);
+        logger.emit(rec);
+    }
+    lp.force_flush().unwrap();
+    let mexp = opentelemetry_otlp::MetricExporter::builder()
+        .with_tonic()
+        .with_endpoint(format!("http://127.0.0.1:{}", sl.grpc))
+        .build()
+        .unwrap();
+    let mp = opentelemetry_sdk::metrics::SdkMeterProvider::builder()
+        .with_resource(resource)
+        .with_periodic_exporter(mexp)
+        .build();
+    let meter = mp.meter("rust-metrics");
+    meter.u64_counter("orders").build().add(7, &[KeyValue::new("region", "eu")]);
+    let h = meter.f64_histogram("latency").with_unit("ms").build();
+    for v in [1.0, 7.0, 30.0, 300.0] {
+        h.record(v, &[KeyValue::new("route", "/cart")]);
+    }
+    meter.f64_gauge("temperature").build().record(21.5, &[KeyValue::new("room", "a")]);
+    mp.force_flush().unwrap();
+    assert!(
+        wait_until(60, || ch.count("rust_lm.otel_logs") == n),
+        "{} logs\n{}",
+        ch.count("rust_lm.otel_logs"),
+        sl.stderr()
+    );
+    let logs: Vec<serde_json::Value> = ch
+        .query(
+            "SELECT Body, SeverityText, SeverityNumber, ServiceName, OwnerTeam, LogAttributes, ScopeName \
+             FROM rust_lm.otel_logs FORMAT JSONEachRow",
+        )
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut bodies: Vec<String> = logs.iter().map(|r| r["Body"].as_str().unwrap().to_string()).collect();
+    bodies.sort();
+    let mut want: Vec<String> = (0..n).map(|i| format!("order {i} placed")).collect();
+    want.sort();
+    assert_eq!(bodies, want);
+    for r in &logs {
+        let i: usize = r["Body"].as_str().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+        let (text, number) = if i.is_multiple_of(3) { ("ERROR", 17) } else { ("INFO", 9) };
+        assert_eq!((r["SeverityText"].as_str(), r["SeverityNumber"].as_u64()), (Some(text), Some(number)));
+        assert_eq!(r["LogAttributes"]["order.id"], i.to_string().as_str());
+        assert_eq!((r["ServiceName"].as_str(), r["OwnerTeam"].as_str()), (Some("checkout"), Some("payments")));
+        assert_eq!(r["ScopeName"], "rust-logs");
+    }
+    let one = |sql: &str| -> serde_json::Value {
+        let text = ch.query(sql);
+        serde_json::from_str(text.lines().next().unwrap_or("null")).unwrap()
+    };
+    assert!(
+        wait_until(60, || ch.count("rust_lm.otel_metrics_histogram") >= 1
+            && ch.count("rust_lm.otel_metrics_gauge") >= 1),
+        "{}",
+        sl.stderr()
+    );
+    let sum =
+        one("SELECT Value, IsMonotonic, AggregationTemporality, Attributes, OwnerTeam FROM rust_lm.otel_metrics_sum \
+         WHERE MetricName = 'orders' LIMIT 1 FORMAT JSONEachRow");
+    assert_eq!((sum["Value"].as_f64(), sum["IsMonotonic"].as_bool()), (Some(7.0), Some(true)));
+    assert_eq!((sum["AggregationTemporality"].as_i64(), sum["Attributes"]["region"].as_str()), (Some(2), Some("eu")));
+    assert_eq!(sum["OwnerTeam"], "payments");
+    let hist = one("SELECT Count, Sum, Min, Max, MetricUnit, Attributes FROM rust_lm.otel_metrics_histogram \
+         WHERE MetricName = 'latency' LIMIT 1 FORMAT JSONEachRow");
+    let count = hist["Count"].as_u64().or_else(|| hist["Count"].as_str().and_then(|s| s.parse().ok()));
+    assert_eq!((count, hist["Sum"].as_f64()), (Some(4), Some(338.0)));
+    assert_eq!(
+        (hist["Min"].as_f64(), hist["Max"].as_f64(), hist["MetricUnit"].as_str()),
+        (Some(1.0), Some(300.0), Some("ms"))
+    );
+    let gauge = one(
+        "SELECT Value, Attributes FROM rust_lm.otel_metrics_gauge WHERE MetricName = 'temperature' LIMIT 1 FORMAT JSONEachRow",
+    );
+    assert_eq!((gauge["Value"].as_f64(), gauge["Attributes"]["room"].as_str()), (Some(21.5), Some("a")));
+    let _ = lp.shutdown();
+    let _ = mp.shutdown();
 }
