@@ -232,15 +232,7 @@ exporters:
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let _guard = rt.enter();
     let resource = Resource::builder().with_service_name("checkout").build();
-    let lexp = opentelemetry_otlp::LogExporter::builder()
-        .with_http()
-        .with_endpoint(format!("http://127.0.0.1:{}/v1/logs", sl.http))
-        .build()
-        .unwrap();
-    let lp = opentelemetry_sdk::logs::SdkLoggerProvider::builder()
-        .with_resource(resource.clone())
-        .with_batch_exporter(lexp)
-        .build();
+    let lp = sdk_logger_provider(sl.http, "checkout");
     let logger = lp.logger("rust-logs");
     let n = 300;
     for i in 0..n {

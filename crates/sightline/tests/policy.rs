@@ -69,15 +69,7 @@ fn rust_sdk_secrets_masked_for_the_enforcing_team_only() {
         tp.force_flush().unwrap();
         let _ = tp.shutdown();
 
-        let lexp = opentelemetry_otlp::LogExporter::builder()
-            .with_http()
-            .with_endpoint(format!("http://127.0.0.1:{}/v1/logs", sl.http))
-            .build()
-            .unwrap();
-        let lp = opentelemetry_sdk::logs::SdkLoggerProvider::builder()
-            .with_resource(Resource::builder().with_service_name(service).build())
-            .with_batch_exporter(lexp)
-            .build();
+        let lp = sdk_logger_provider(sl.http, service);
         let logger = lp.logger("policy");
         let mut rec = logger.create_log_record();
         rec.set_body("key AKIAIOSFODNN7EXAMPLE leaked".into());

@@ -279,3 +279,19 @@ rules:
   - match: { service.name: "search-*" }
     team: search
 "##;
+
+/// The Rust SDK's logger provider exporting OTLP/HTTP protobuf to `http_port` with a batch
+/// processor, for a resource of `service`.
+#[allow(dead_code)]
+pub fn sdk_logger_provider(http_port: u16, service: &str) -> opentelemetry_sdk::logs::SdkLoggerProvider {
+    use opentelemetry_otlp::WithExportConfig as _;
+    let exporter = opentelemetry_otlp::LogExporter::builder()
+        .with_http()
+        .with_endpoint(format!("http://127.0.0.1:{http_port}/v1/logs"))
+        .build()
+        .unwrap();
+    opentelemetry_sdk::logs::SdkLoggerProvider::builder()
+        .with_resource(opentelemetry_sdk::Resource::builder().with_service_name(service.to_string()).build())
+        .with_batch_exporter(exporter)
+        .build()
+}
