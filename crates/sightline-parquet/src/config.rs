@@ -71,7 +71,7 @@ pub struct ParquetConfig {
     /// `zstd` (default), `snappy`, `lz4`, `gzip` or `none`.
     #[serde(default)]
     pub compression: Compression,
-    /// Level of `zstd` (1-22, default 3) or `gzip` (0-9, default 6 when this is 3).
+    /// Level of `zstd` (1-22) or `gzip` (0-9); default 3.
     #[serde(default = "default_level")]
     pub compression_level: i32,
     /// When files are completed.
