@@ -12,7 +12,7 @@ fn default_brokers() -> Vec<String> {
 }
 
 fn default_client_id() -> String {
-    "sightline".into()
+    "otel-collector".into()
 }
 
 fn default_timeout() -> Duration {
@@ -242,7 +242,7 @@ impl Default for MetadataRetry {
 pub struct KafkaExporterConfig {
     /// Bootstrap brokers, `host:port` (default `localhost:9092`).
     pub brokers: Vec<String>,
-    /// The client id the brokers see (default `sightline`; the collector's is `otel-collector`).
+    /// The client id the brokers see (default `otel-collector`, the collector's).
     pub client_id: String,
     /// Accepted for collector configs; librdkafka negotiates API versions with each broker.
     pub protocol_version: Option<String>,

@@ -105,9 +105,11 @@ impl Default for Backoff {
 #[serde(deny_unknown_fields, default)]
 pub struct KafkaReceiverConfig {
     pub brokers: Vec<String>,
-    /// Default `sightline` (the collector's: `otel-collector`).
+    /// Default `otel-collector`, the collector's (broker-side quotas and logs keyed on it keep
+    /// applying when Sightline replaces a collector).
     pub client_id: String,
-    /// The consumer group (default `sightline`; the collector's: `otel-collector`).
+    /// The consumer group (default `otel-collector`, the collector's: Sightline replacing a
+    /// collector continues from the group's committed offsets).
     pub group_id: String,
     pub protocol_version: Option<String>,
     pub rack_id: Option<String>,
@@ -152,8 +154,8 @@ impl Default for KafkaReceiverConfig {
     fn default() -> Self {
         KafkaReceiverConfig {
             brokers: vec!["localhost:9092".into()],
-            client_id: "sightline".into(),
-            group_id: "sightline".into(),
+            client_id: "otel-collector".into(),
+            group_id: "otel-collector".into(),
             protocol_version: None,
             rack_id: None,
             use_leader_epoch: None,
