@@ -150,7 +150,7 @@ impl Encoder {
                 }
                 let ss = expect_len(&ss)?;
                 if self.trace_scope(ss).is_err() {
-                    self.stats.malformed += scope_items(ss, Signal::Traces);
+                    self.stats.malformed += wire::scope_items(Signal::Traces, ss);
                     continue;
                 }
                 for f in Fields::new(ss) {
@@ -262,7 +262,7 @@ impl Encoder {
         put_hex_id(out, v.parent);
         put_bytes(out, v.trace_state);
         put_bytes(out, v.name);
-        put_bytes(out, span_kind(v.kind).as_bytes());
+        put_bytes(out, sightline_core::text::span_kind(v.kind).as_bytes());
         out.extend_from_slice(&self.res.service);
         if shape.owner_team {
             out.extend_from_slice(&self.res.owner);
@@ -271,7 +271,7 @@ impl Encoder {
         out.extend_from_slice(&self.scope);
         put_map_n(out, &mut self.text, span, 9, v.attrs)?;
         out.extend_from_slice(&v.end.wrapping_sub(v.start).to_le_bytes());
-        put_bytes(out, status_code(code).as_bytes());
+        put_bytes(out, sightline_core::text::status_code(code).as_bytes());
         put_bytes(out, message);
         // Events: Timestamp, Name, Attributes (event fields 1, 2, 3).
         put_varint(out, v.events);
@@ -325,7 +325,7 @@ impl Encoder {
                 }
                 let sl = expect_len(&sl)?;
                 if self.scope_columns(sl).is_err() {
-                    self.stats.malformed += scope_items(sl, Signal::Logs);
+                    self.stats.malformed += wire::scope_items(Signal::Logs, sl);
                     continue;
                 }
                 for f in Fields::new(sl) {
@@ -440,7 +440,7 @@ impl Encoder {
                 }
                 let sm = expect_len(&sm)?;
                 let Ok(dropped) = self.scope_columns(sm) else {
-                    self.stats.malformed += scope_items(sm, Signal::Metrics);
+                    self.stats.malformed += wire::scope_items(Signal::Metrics, sm);
                     continue;
                 };
                 for f in Fields::new(sm) {
@@ -634,7 +634,7 @@ fn point_row(
             (MetricKind::Histogram, 12, Value::I64(m)) | (MetricKind::ExponentialHistogram, 13, Value::I64(m)) => {
                 v.max = f64::from_bits(m);
             }
-            (MetricKind::ExponentialHistogram, 6, Value::Varint(s)) => v.scale = zigzag32(s),
+            (MetricKind::ExponentialHistogram, 6, Value::Varint(s)) => v.scale = wire::zigzag32(s),
             (MetricKind::ExponentialHistogram, 7, Value::I64(z)) => v.zero_count = z,
             (MetricKind::ExponentialHistogram, 8, Value::Len(b)) => v.positive = b,
             (MetricKind::ExponentialHistogram, 9, Value::Len(b)) => v.negative = b,
@@ -746,7 +746,7 @@ fn exp_buckets(out: &mut Vec<u8>, buckets: &[u8]) -> Result<(), WireError> {
     for f in Fields::new(buckets) {
         let f = f?;
         match (f.number, f.value) {
-            (1, Value::Varint(o)) => offset = zigzag32(o),
+            (1, Value::Varint(o)) => offset = wire::zigzag32(o),
             (2, Value::Len(b)) => {
                 let mut pos = 0;
                 while pos < b.len() {
@@ -791,11 +791,6 @@ fn put_fixed64s(out: &mut Vec<u8>, msg: &[u8], field: u32) -> Result<(), WireErr
         }
     }
     Ok(())
-}
-
-fn zigzag32(n: u64) -> i32 {
-    let n = n as u32;
-    ((n >> 1) as i32) ^ -((n & 1) as i32)
 }
 
 fn put_time(out: &mut Vec<u8>, ns: u64, seconds: bool) {
@@ -853,13 +848,6 @@ fn scope_name_version(scope: &[u8]) -> Result<(&[u8], &[u8]), WireError> {
         }
     }
     Ok((name, version))
-}
-
-/// The items of one encoded `ScopeX` message (what is left out when its scope cannot be read).
-fn scope_items(scope: &[u8], signal: Signal) -> u64 {
-    let mut entry = Vec::with_capacity(scope.len() + 8);
-    wire::put_len_field(&mut entry, 2, scope);
-    wire::count_items(signal, &entry)
 }
 
 /// The length of the first encoded String of `b` (its varint and bytes).
@@ -936,27 +924,6 @@ fn put_hex(out: &mut Vec<u8>, id: &[u8]) {
     for &b in id {
         out.push(HEX[(b >> 4) as usize]);
         out.push(HEX[(b & 15) as usize]);
-    }
-}
-
-/// pdata's `SpanKind.String()`.
-fn span_kind(k: u64) -> &'static str {
-    match k {
-        1 => "Internal",
-        2 => "Server",
-        3 => "Client",
-        4 => "Producer",
-        5 => "Consumer",
-        _ => "Unspecified",
-    }
-}
-
-/// pdata's `StatusCode.String()`.
-fn status_code(c: u64) -> &'static str {
-    match c {
-        1 => "Ok",
-        2 => "Error",
-        _ => "Unset",
     }
 }
 

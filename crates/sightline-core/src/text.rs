@@ -41,6 +41,37 @@ pub fn push_as_string(out: &mut String, v: &AnyValue<'_>) {
     }
 }
 
+/// pdata's `SpanKind.String()`: `Internal`, `Server`, `Client`, `Producer`, `Consumer`, else
+/// `Unspecified`.
+pub fn span_kind(k: u64) -> &'static str {
+    match k {
+        1 => "Internal",
+        2 => "Server",
+        3 => "Client",
+        4 => "Producer",
+        5 => "Consumer",
+        _ => "Unspecified",
+    }
+}
+
+/// pdata's `StatusCode.String()`: `Ok`, `Error`, else `Unset`.
+pub fn status_code(c: u64) -> &'static str {
+    match c {
+        1 => "Ok",
+        2 => "Error",
+        _ => "Unset",
+    }
+}
+
+/// pdata's `AggregationTemporality.String()`: `Delta`, `Cumulative`, else `Unspecified`.
+pub fn temporality(t: u64) -> &'static str {
+    match t {
+        1 => "Delta",
+        2 => "Cumulative",
+        _ => "Unspecified",
+    }
+}
+
 /// pdata's `AsString` of a double that is not finite: `NaN`, `Infinity` or `-Infinity`.
 pub fn non_finite(d: f64) -> &'static str {
     if d.is_nan() {

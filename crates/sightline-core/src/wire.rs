@@ -718,6 +718,20 @@ fn skim_item(signal: Signal, item: &[u8]) -> Option<u64> {
 /// The items (spans, metric data points, log records) of one `Resource*` entry whose framing
 /// [`inspect`] accepted: field headers are read, item bodies skipped (for metrics, each
 /// metric's data is read down to its points' headers). Malformed bytes end the count.
+/// A `sint32` read as a varint, decoded (zigzag).
+pub fn zigzag32(n: u64) -> i32 {
+    let n = n as u32;
+    ((n >> 1) as i32) ^ -((n & 1) as i32)
+}
+
+/// The items of one encoded `ScopeX` message (the bytes inside its field): what is left out
+/// when the scope cannot be read.
+pub fn scope_items(signal: Signal, scope: &[u8]) -> u64 {
+    let mut entry = Vec::with_capacity(scope.len() + 8);
+    put_len_field(&mut entry, 2, scope);
+    count_items(signal, &entry)
+}
+
 pub fn count_items(signal: Signal, entry: &[u8]) -> u64 {
     let mut n = 0u64;
     let mut p = 0;

@@ -109,7 +109,7 @@ impl Encoder {
                 }
                 let sx = expect_len(&sx)?;
                 if self.scope(sx).is_err() {
-                    self.stats.malformed += scope_items(sx, signal);
+                    self.stats.malformed += wire::scope_items(signal, sx);
                     continue;
                 }
                 for f in Fields::new(sx) {
@@ -245,8 +245,8 @@ impl Encoder {
         s.parent_span_id.append_option(hex_id(v.parent, &mut hex));
         s.trace_state.append_option(non_empty(v.trace_state));
         s.name.append_value(v.name);
-        s.kind.append_value(span_kind(v.kind));
-        s.status_code.append_value(status_code(code));
+        s.kind.append_value(sightline_core::text::span_kind(v.kind));
+        s.status_code.append_value(sightline_core::text::status_code(code));
         s.status_message.append_option(non_empty(message));
         s.event_count.append_value(v.events as u32);
         s.link_count.append_value(v.links as u32);
@@ -401,7 +401,7 @@ impl Encoder {
             p.unit.append_option(non_empty(unit));
             put_map(&mut p.attributes, None, &mut self.text, point, v.attrs_field);
             p.flags.append_value(v.flags);
-            let temporality = temporality_name(temporality);
+            let temporality = sightline_core::text::temporality(temporality);
             match &mut p.kind {
                 Kind::Number { value, temporality: t } => {
                     value.append_value(v.value);
@@ -539,7 +539,7 @@ impl<'a> PointView<'a> {
                 (Table::Histogram, 12, Value::I64(m)) | (Table::ExponentialHistogram, 13, Value::I64(m)) => {
                     v.max = Some(f64::from_bits(m));
                 }
-                (Table::ExponentialHistogram, 6, Value::Varint(s)) => v.scale = zigzag32(s),
+                (Table::ExponentialHistogram, 6, Value::Varint(s)) => v.scale = wire::zigzag32(s),
                 (Table::ExponentialHistogram, 7, Value::I64(z)) => v.zero_count = z,
                 (Table::ExponentialHistogram, 8, Value::Len(b)) => v.positive = check_buckets(b)?,
                 (Table::ExponentialHistogram, 9, Value::Len(b)) => v.negative = check_buckets(b)?,
@@ -685,7 +685,7 @@ fn exp_buckets(list: &mut ListBuilder<UInt64Builder>, buckets: &[u8]) -> i32 {
     let mut offset = 0;
     for f in Fields::new(buckets).flatten() {
         match (f.number, f.value) {
-            (1, Value::Varint(o)) => offset = zigzag32(o),
+            (1, Value::Varint(o)) => offset = wire::zigzag32(o),
             (2, Value::Len(b)) => {
                 let mut pos = 0;
                 while let Ok(c) = wire::read_varint(b, &mut pos) {
@@ -701,11 +701,6 @@ fn exp_buckets(list: &mut ListBuilder<UInt64Builder>, buckets: &[u8]) -> i32 {
     }
     list.append(true);
     offset
-}
-
-fn zigzag32(n: u64) -> i32 {
-    let n = n as u32;
-    ((n >> 1) as i32) ^ -((n & 1) as i32)
 }
 
 /// The fixed64 field `field` of a checked message, or 0.
@@ -739,13 +734,6 @@ fn text_field(msg: &[u8], field: u32) -> &str {
     std::str::from_utf8(bytes_field(msg, field)).unwrap_or_default()
 }
 
-/// The items of one encoded `ScopeX` message.
-fn scope_items(scope: &[u8], signal: Signal) -> u64 {
-    let mut entry = Vec::with_capacity(scope.len() + 8);
-    wire::put_len_field(&mut entry, 2, scope);
-    wire::count_items(signal, &entry)
-}
-
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// An id in lowercase hex, or `None` when absent or all zeros (ids longer than 32 bytes are
@@ -760,36 +748,6 @@ fn hex_id<'b>(id: &[u8], buf: &'b mut [u8; 64]) -> Option<&'b str> {
         buf[2 * i + 1] = HEX[(b & 15) as usize];
     }
     std::str::from_utf8(&buf[..2 * id.len()]).ok()
-}
-
-/// pdata's `SpanKind.String()`.
-fn span_kind(k: u64) -> &'static str {
-    match k {
-        1 => "Internal",
-        2 => "Server",
-        3 => "Client",
-        4 => "Producer",
-        5 => "Consumer",
-        _ => "Unspecified",
-    }
-}
-
-/// pdata's `StatusCode.String()`.
-fn status_code(c: u64) -> &'static str {
-    match c {
-        1 => "Ok",
-        2 => "Error",
-        _ => "Unset",
-    }
-}
-
-/// pdata's `AggregationTemporality.String()`.
-fn temporality_name(t: u64) -> &'static str {
-    match t {
-        1 => "Delta",
-        2 => "Cumulative",
-        _ => "Unspecified",
-    }
 }
 
 #[cfg(test)]
