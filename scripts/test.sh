@@ -122,8 +122,9 @@ step "format and lint"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "build the release binaries used by the end-to-end tests (sightline, loadgen, sink)"
-cargo build --release --locked -p sightline -p sightline-bench-tools
+step "build the binaries the end-to-end tests run (sightline, loadgen, sink; profile ci: release without LTO)"
+cargo build --profile ci --locked -p sightline -p sightline-bench-tools
+export SIGHTLINE_BIN="$target/ci/sightline" LOADGEN_BIN="$target/ci/loadgen" SINK_BIN="$target/ci/sink"
 
 step "Rust tests (unit, component and end-to-end with the Rust SDK)"
 cargo test --workspace --locked
@@ -140,5 +141,5 @@ step "benchmark harness smoke run (seconds; the full comparison is benches/compa
 python3 benches/compare/compare.py --smoke
 
 step "end-to-end tests with the Python SDK and the OpenTelemetry Collector"
-SIGHTLINE_BIN="$target/release/sightline" OTELCOL_BIN="$root/.peers/otelcol" OTELCOL161_BIN="$root/.peers/otelcol161" PROMETHEUS_BIN="$root/.peers/prometheus" HELM_BIN="$root/.peers/helm" KUBE_APISERVER_BIN="$kas" \
+OTELCOL_BIN="$root/.peers/otelcol" OTELCOL161_BIN="$root/.peers/otelcol161" PROMETHEUS_BIN="$root/.peers/prometheus" HELM_BIN="$root/.peers/helm" KUBE_APISERVER_BIN="$kas" \
   "$venv/bin/python" -m pytest -q --durations=15 tests/python

@@ -90,12 +90,14 @@ def run(cmd, **kw):
 
 def build(args):
     if args.smoke:
-        # CI: the binaries scripts/test.sh already built (release profile) and the collector.
-        run(["cargo", "build", "--release", "--locked", "-p", "sightline", "-p", "sightline-bench-tools"], cwd=ROOT)
+        # CI: the binaries scripts/test.sh already built (SIGHTLINE_BIN, LOADGEN_BIN, SINK_BIN;
+        # profile ci), else release ones, and the collector.
+        bins = {name: os.environ.get(f"{name.upper()}_BIN") for name in ("sightline", "loadgen", "sink")}
+        if not all(bins.values()):
+            run(["cargo", "build", "--release", "--locked", "-p", "sightline", "-p", "sightline-bench-tools"], cwd=ROOT)
+            bins = {name: TARGET / "release" / name for name in bins}
         return {
-            "sightline": TARGET / "release/sightline",
-            "loadgen": TARGET / "release/loadgen",
-            "sink": TARGET / "release/sink",
+            **{name: Path(path) for name, path in bins.items()},
             "otelcol": PEERS / "otelcol",
             "otelcol161": PEERS / "otelcol161",
             "rotel": ROTEL_BIN,
