@@ -746,3 +746,73 @@ def test_two_consumers_in_one_group_share_partitions_and_hand_over_without_loss(
     assert wait_until(lambda: accepted(b) - before_b >= 300, 10), (accepted(b), before_b)
     names = spans_in_files([sink.tmp])
     print(f"rebalance: {total} spans produced, {len(names)} delivered, {len(names) - len(set(names))} duplicates, 0 lost")
+
+
+def test_regex_topics_with_exclusions_match_the_collector(kafka, sightline_factory, tmp_path):
+    """Differential, through the real collector (contrib v0.165.1 kafkareceiver, franz-go's
+    regex mode): both read `topics: ["^rxt-team-", "audit"]` with `exclude_topics: ["-test$"]`
+    from the same topics and must read the same spans: the ^-anchored and the unanchored
+    expression match, the excluded and the unmatched topics are not read, and a topic created
+    while both run is picked up at a metadata refresh."""
+    for t in ("rxt-team-a", "rxt-team-b", "rxt-team-b-test", "rxt-other", "x-audit-1", "rxt-col-out"):
+        kafka.create_topic(t)
+    for topic, name in (("rxt-team-a", "a1"), ("rxt-team-b", "b1"), ("rxt-team-b-test", "t1"), ("rxt-other", "o1"), ("x-audit-1", "u1")):
+        kafka.produce(topic, [span_request([name])])
+    signal_cfg = """    traces: { topics: ["^rxt-team-", "audit"], exclude_topics: ["-test$"] }
+    metadata: { refresh_interval: 5s }
+"""
+    sl = sightline_factory(extra_receivers=kafka_receiver(kafka, "unused", "rxt-sightline").replace(
+        "    traces: { topics: [unused] }\n", signal_cfg), pipeline_receivers="[kafka]")
+    components = f"""
+receivers:
+  kafka:
+    brokers: ["{kafka.bootstrap}"]
+    initial_offset: earliest
+    group_id: rxt-collector
+{signal_cfg}
+exporters:
+  kafka:
+    brokers: ["{kafka.bootstrap}"]
+    traces: {{ topic: rxt-col-out }}
+"""
+
+    def collector_spans():
+        return sorted(n for m in kafka.consume("rxt-col-out", 100, timeout=1) for n in (x.name for x in spans_of(decode("traces", m.value(), "otlp_proto"))))
+
+    want = ["a1", "b1", "u1"]
+    with collector(tmp_path, components, {"traces": "{ receivers: [kafka], exporters: [kafka] }"}) as log_path:
+        assert wait_until(lambda: sorted(spans_in_files([sl.tmp])) == want, 60), (
+            spans_in_files([sl.tmp]),
+            (sl.tmp / "stderr.log").read_text()[-3000:],
+        )
+        assert wait_until(lambda: collector_spans() == want, 60), (collector_spans(), log_path.read_text()[-3000:])
+        # A topic created while both run: read from its start once a refresh lists it.
+        kafka.create_topic("rxt-team-c")
+        kafka.produce("rxt-team-c", [span_request(["c1"])])
+        kafka.produce("rxt-team-b-test", [span_request(["t2"])])
+        want = ["a1", "b1", "c1", "u1"]
+        assert wait_until(lambda: sorted(spans_in_files([sl.tmp])) == want, 60), spans_in_files([sl.tmp])
+        assert wait_until(lambda: collector_spans() == want, 60), (collector_spans(), log_path.read_text()[-3000:])
+    assert sorted(spans_in_files([sl.tmp])) == collector_spans() == want
+    assert "subscribed to the topics that match" in (sl.tmp / "stderr.log").read_text()
+
+
+def test_exclude_topics_mistakes_are_named(tmp_path):
+    cfg = tmp_path / "bad.yaml"
+    for signal_cfg, key in (
+        ('traces: { topics: [otlp_spans], exclude_topics: ["x"] }', "traces.exclude_topics"),
+        ('traces: { topics: ["^a"], exclude_topics: ["("] }', "traces.exclude_topics.0"),
+        ('traces: { topics: ["^a", "("] }', "traces.topics.1"),
+        ('traces: { topics: ["^a"], exclude_topics: [""] }', "traces.exclude_topics.0"),
+    ):
+        cfg.write_text(f"""
+receivers:
+  kafka:
+    {signal_cfg}
+exporters: {{ debug: {{}} }}
+service:
+  pipelines: {{ traces: {{ receivers: [kafka], exporters: [debug] }} }}
+""")
+        out = subprocess.run([os.environ["SIGHTLINE_BIN"], "validate", "--config", str(cfg)], capture_output=True, text=True)
+        assert out.returncode == 1, (signal_cfg, out.stdout)
+        assert f"receivers.kafka.{key}" in out.stdout + out.stderr, (signal_cfg, out.stdout + out.stderr)

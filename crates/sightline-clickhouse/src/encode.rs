@@ -104,6 +104,74 @@ pub struct Encoder {
     prefix: Vec<u8>,
     /// Attribute values as text.
     text: String,
+    /// The current span's events and links, read once.
+    events: Vec<Child>,
+    links: Vec<Child>,
+}
+
+/// A span event or a link, read once while its span is read (ranges into the span).
+#[derive(Clone, Copy, Default)]
+struct Child {
+    /// The event's `time_unix_nano`.
+    time: u64,
+    /// The event's name or the link's trace state.
+    text: (usize, usize),
+    /// The link's trace id and span id.
+    trace_id: (usize, usize),
+    span_id: (usize, usize),
+    /// The message itself.
+    msg: (usize, usize),
+    /// Its attribute fields (an event's field 3, a link's field 4).
+    attrs: u64,
+}
+
+impl Child {
+    /// Reads the event (`event`) or link at `at..at + len` of `span`.
+    fn read(span: &[u8], at: usize, len: usize, event: bool) -> Result<Child, WireError> {
+        let mut c = Child { msg: (at, at + len), ..Child::default() };
+        let mut it = Fields::new(&span[at..at + len]);
+        while let Some(f) = it.next() {
+            let f = f?;
+            let end = at + it.position();
+            let range = |b: &[u8]| (end - b.len(), end);
+            match (event, f.number, f.value) {
+                (true, 1, Value::I64(t)) => c.time = t,
+                (true, 2, Value::Len(b)) | (false, 3, Value::Len(b)) => c.text = range(b),
+                (false, 1, Value::Len(b)) => c.trace_id = range(b),
+                (false, 2, Value::Len(b)) => c.span_id = range(b),
+                (true, 3, _) | (false, 4, _) => c.attrs += 1,
+                (true, 2, _) | (false, 1..=3, _) => {
+                    return Err(WireError::new(WireErrorKind::UnexpectedWireType { field: f.number }));
+                }
+                _ => {}
+            }
+        }
+        Ok(c)
+    }
+}
+
+fn at(span: &[u8], r: (usize, usize)) -> &[u8] {
+    &span[r.0..r.1]
+}
+
+/// One `Nested` column (an Array in RowBinary): the count, then each child's value.
+fn nested(out: &mut Vec<u8>, children: &[Child], mut put: impl FnMut(&mut Vec<u8>, &Child)) {
+    put_varint(out, children.len() as u64);
+    for c in children {
+        put(out, c);
+    }
+}
+
+/// The children's attributes (their field `field`) as a `Nested` column of maps.
+fn nested_maps(
+    out: &mut Vec<u8>,
+    text: &mut String,
+    span: &[u8],
+    children: &[Child],
+    field: u32,
+) -> Result<(), WireError> {
+    put_varint(out, children.len() as u64);
+    children.iter().try_for_each(|c| put_map_n(out, text, at(span, c.msg), field, c.attrs))
 }
 
 #[derive(Default)]
@@ -225,7 +293,10 @@ impl Encoder {
 
     fn span(&mut self, span: &[u8], shape: &TableShape) -> Result<(), WireError> {
         let mut v = SpanView::default();
-        for f in Fields::new(span) {
+        self.events.clear();
+        self.links.clear();
+        let mut it = Fields::new(span);
+        while let Some(f) = it.next() {
             let f = f?;
             match (f.number, f.value) {
                 (1, Value::Len(b)) => v.trace_id = b,
@@ -237,8 +308,8 @@ impl Encoder {
                 (7, Value::I64(t)) => v.start = t,
                 (8, Value::I64(t)) => v.end = t,
                 (9, _) => v.attrs += 1,
-                (11, Value::Len(_)) => v.events += 1,
-                (13, Value::Len(_)) => v.links += 1,
+                (11, Value::Len(b)) => self.events.push(Child::read(span, it.position() - b.len(), b.len(), true)?),
+                (13, Value::Len(b)) => self.links.push(Child::read(span, it.position() - b.len(), b.len(), false)?),
                 (15, Value::Len(b)) => v.status = b,
                 (1..=5 | 11 | 13 | 15, _) | (7 | 8, Value::Varint(_) | Value::Len(_) | Value::I32(_)) => {
                     return Err(WireError::new(WireErrorKind::UnexpectedWireType { field: f.number }));
@@ -274,35 +345,15 @@ impl Encoder {
         put_bytes(out, sightline_core::text::status_code(code).as_bytes());
         put_bytes(out, message);
         // Events: Timestamp, Name, Attributes (event fields 1, 2, 3).
-        put_varint(out, v.events);
-        for e in children(span, 11, v.events) {
-            out.extend_from_slice(&(fixed64_field(e?, 1)? as i64).to_le_bytes());
-        }
-        put_varint(out, v.events);
-        for e in children(span, 11, v.events) {
-            put_bytes(out, len_field(e?, 2)?);
-        }
-        put_varint(out, v.events);
-        for e in children(span, 11, v.events) {
-            put_map(out, &mut self.text, e?, 3)?;
-        }
+        let (events, links, text) = (&self.events, &self.links, &mut self.text);
+        nested(out, events, |out, e| out.extend_from_slice(&(e.time as i64).to_le_bytes()));
+        nested(out, events, |out, e| put_bytes(out, at(span, e.text)));
+        nested_maps(out, text, span, events, 3)?;
         // Links: TraceId, SpanId, TraceState, Attributes (link fields 1, 2, 3, 4).
-        put_varint(out, v.links);
-        for l in children(span, 13, v.links) {
-            put_hex_id(out, len_field(l?, 1)?);
-        }
-        put_varint(out, v.links);
-        for l in children(span, 13, v.links) {
-            put_hex_id(out, len_field(l?, 2)?);
-        }
-        put_varint(out, v.links);
-        for l in children(span, 13, v.links) {
-            put_bytes(out, len_field(l?, 3)?);
-        }
-        put_varint(out, v.links);
-        for l in children(span, 13, v.links) {
-            put_map(out, &mut self.text, l?, 4)?;
-        }
+        nested(out, links, |out, l| put_hex_id(out, at(span, l.trace_id)));
+        nested(out, links, |out, l| put_hex_id(out, at(span, l.span_id)));
+        nested(out, links, |out, l| put_bytes(out, at(span, l.text)));
+        nested_maps(out, text, span, links, 4)?;
         Ok(())
     }
 
@@ -545,8 +596,6 @@ struct SpanView<'a> {
     end: u64,
     /// Attribute fields (field 9), counted while reading the span.
     attrs: u64,
-    events: u64,
-    links: u64,
     status: &'a [u8],
 }
 

@@ -178,6 +178,12 @@ impl<'a> Fields<'a> {
         Fields { buf, pos: 0 }
     }
 
+    /// The offset in the message just past the last field read (where the next one starts):
+    /// a length-delimited field's bytes `b` end here, so they are at `position() - b.len()`.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
     fn read_field(&mut self) -> Result<Field<'a>, WireError> {
         let start = self.pos;
         let key = read_varint(self.buf, &mut self.pos)?;

@@ -8,6 +8,7 @@ pub mod exporter;
 mod headers;
 pub mod partition;
 pub mod receiver;
+mod topics;
 
 pub use config::KafkaExporterConfig;
 pub use exporter::KafkaExporter;

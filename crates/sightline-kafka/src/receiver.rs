@@ -9,6 +9,7 @@
 //! the memory budget is exhausted the consumer pauses its partitions instead of buffering.
 
 use crate::config::{AuthConfig, Encoding, MetadataConfig, apply_security, validate_security};
+use crate::topics::TopicFilter;
 use bytes::Bytes;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
@@ -250,8 +251,18 @@ impl KafkaReceiverConfig {
             if !s.exclude_topics.is_empty() && !regex {
                 err(&format!("{name}.exclude_topics"), "needs regular-expression topics (starting with ^)".into());
             }
-            if !s.exclude_topics.is_empty() {
-                err(&format!("{name}.exclude_topics"), "is not supported by Sightline yet".into());
+            for (i, e) in s.exclude_topics.iter().enumerate() {
+                if e.is_empty() {
+                    err(
+                        &format!("{name}.exclude_topics.{i}"),
+                        "must not be empty (it would exclude every topic)".into(),
+                    );
+                }
+            }
+            if let Err(e) = TopicFilter::new(s.topics.as_deref().unwrap_or_default(), &s.exclude_topics)
+                && let Some((key, why)) = e.split_once(": ")
+            {
+                err(&format!("{name}.{key}"), why.into());
             }
         }
         if !matches!(self.initial_offset.as_str(), "latest" | "earliest") {
@@ -433,8 +444,17 @@ pub fn start(
             .create_with_context(Ctx { id: id.clone(), tracker: tracker.clone() })
             .map_err(|e| format!("cannot create the Kafka consumer: {e}"))?;
         let topics = cfg.topics(signal);
-        let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
-        consumer.subscribe(&refs).map_err(|e| format!("cannot subscribe to {topics:?}: {e}"))?;
+        let consumer = Arc::new(consumer);
+        match TopicFilter::new(&topics, &cfg.signal(signal).exclude_topics)? {
+            Some(filter) => {
+                let resolve = resolve_topics(consumer.clone(), filter, cfg.metadata.refresh_interval, id.clone());
+                tasks.push(tokio::spawn(with_shutdown(resolve, shutdown.clone())));
+            }
+            None => {
+                let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+                consumer.subscribe(&refs).map_err(|e| format!("cannot subscribe to {topics:?}: {e}"))?;
+            }
+        }
         let metrics = Arc::new(Metrics {
             receiver: ReceiverCounters::new(registry, &id, "kafka", signal),
             messages: registry.counter(
@@ -466,7 +486,7 @@ pub fn start(
             skip_refused: cfg.message_marking.on_permanent_error.unwrap_or(cfg.message_marking.on_error),
             backoff: cfg.error_backoff.clone(),
             manual_commit: !cfg.autocommit.enable,
-            consumer: Arc::new(consumer),
+            consumer,
             tracker,
             consumers: consumers.clone(),
             budget: budget.clone(),
@@ -476,6 +496,53 @@ pub fn start(
         tasks.push(tokio::spawn(run.run(shutdown.clone())));
     }
     Ok(tasks)
+}
+
+async fn with_shutdown(f: impl Future<Output = ()>, shutdown: CancellationToken) {
+    tokio::select! {
+        _ = shutdown.cancelled() => {}
+        () = f => {}
+    }
+}
+
+/// A regex subscription ([`TopicFilter`]): lists the cluster's topics now and every `every`,
+/// and subscribes `consumer` to the matching ones whenever they change.
+async fn resolve_topics(consumer: Arc<StreamConsumer<Ctx>>, filter: TopicFilter, every: Duration, id: Arc<str>) {
+    let filter = Arc::new(filter);
+    let every = every.max(Duration::from_millis(100));
+    let mut current: Option<Vec<String>> = None;
+    loop {
+        let (c, f) = (consumer.clone(), filter.clone());
+        let listed = tokio::task::spawn_blocking(move || {
+            c.fetch_metadata(None, Duration::from_secs(10))
+                .map(|m| f.select(m.topics().iter().filter(|t| t.error().is_none()).map(|t| t.name())))
+        })
+        .await;
+        match listed {
+            Ok(Ok(names)) if current.as_ref() != Some(&names) => {
+                let done = if names.is_empty() {
+                    consumer.unsubscribe();
+                    Ok(())
+                } else {
+                    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+                    consumer.subscribe(&refs)
+                };
+                match done {
+                    Ok(()) => {
+                        tracing::info!(receiver = %id, topics = ?names, "kafka: subscribed to the topics that match");
+                        current = Some(names);
+                    }
+                    Err(e) => tracing::warn!(receiver = %id, "kafka: cannot subscribe to {names:?}: {e}"),
+                }
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(receiver = %id, "kafka: cannot list the cluster's topics: {e}"),
+            Err(e) => tracing::warn!(receiver = %id, "kafka: topic listing failed: {e}"),
+        }
+        // Until the first listing succeeds, try again soon.
+        let wait = if current.is_some() { every } else { every.min(Duration::from_secs(1)) };
+        tokio::time::sleep(wait).await;
+    }
 }
 
 struct Run {

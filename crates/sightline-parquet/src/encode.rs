@@ -45,6 +45,9 @@ pub struct Encoder {
     scope_name: String,
     scope_version: String,
     text: String,
+    /// Where the current span's events and links are in it (read once, appended after).
+    events: Vec<(usize, usize)>,
+    links: Vec<(usize, usize)>,
 }
 
 /// The current resource, read once.
@@ -69,6 +72,8 @@ impl Encoder {
             scope_name: String::new(),
             scope_version: String::new(),
             text: String::new(),
+            events: Vec::new(),
+            links: Vec::new(),
         }
     }
 
@@ -198,7 +203,10 @@ impl Encoder {
 
     fn span(&mut self, span: &[u8]) -> Result<(), WireError> {
         let mut v = SpanView::default();
-        for f in Fields::new(span) {
+        self.events.clear();
+        self.links.clear();
+        let mut it = Fields::new(span);
+        while let Some(f) = it.next() {
             let f = f?;
             match (f.number, f.value) {
                 (1, Value::Len(b)) => v.trace_id = b,
@@ -212,11 +220,11 @@ impl Encoder {
                 (9, Value::Len(b)) => check_kv(b)?,
                 (11, Value::Len(b)) => {
                     check_child(b, &[(2, Check::Text), (3, Check::Kv)])?;
-                    v.events += 1;
+                    self.events.push((it.position() - b.len(), it.position()));
                 }
                 (13, Value::Len(b)) => {
                     check_child(b, &[(3, Check::Text), (4, Check::Kv)])?;
-                    v.links += 1;
+                    self.links.push((it.position() - b.len(), it.position()));
                 }
                 (15, Value::Len(b)) => v.status = b,
                 (1..=5 | 9 | 11 | 13 | 15, _) | (7 | 8, Value::Varint(_) | Value::Len(_) | Value::I32(_)) => {
@@ -248,38 +256,34 @@ impl Encoder {
         s.kind.append_value(sightline_core::text::span_kind(v.kind));
         s.status_code.append_value(sightline_core::text::status_code(code));
         s.status_message.append_option(non_empty(message));
-        s.event_count.append_value(v.events as u32);
-        s.link_count.append_value(v.links as u32);
+        s.event_count.append_value(self.events.len() as u32);
+        s.link_count.append_value(self.links.len() as u32);
         put_map(&mut s.attributes, Some(&mut s.promoted), &mut self.text, span, 9);
         self.owner_of(Table::Spans);
         self.row(Table::Spans);
-        if v.events > 0 {
-            for e in Fields::new(span).flatten().filter(|f| f.number == 11) {
-                let Value::Len(e) = e.value else { continue };
-                let ev = &mut self.builders.events;
-                put_ts(&mut ev.time, fixed64_field(e, 1));
-                ev.trace_id.append_option(hex_id(v.trace_id, &mut hex));
-                ev.span_id.append_option(hex_id(v.span_id, &mut hex));
-                ev.span_name.append_value(v.name);
-                ev.name.append_value(text_field(e, 2));
-                put_map(&mut ev.attributes, None, &mut self.text, e, 3);
-                self.owner_of(Table::SpanEvents);
-                self.row(Table::SpanEvents);
-            }
+        for i in 0..self.events.len() {
+            let e = &span[self.events[i].0..self.events[i].1];
+            let ev = &mut self.builders.events;
+            put_ts(&mut ev.time, fixed64_field(e, 1));
+            ev.trace_id.append_option(hex_id(v.trace_id, &mut hex));
+            ev.span_id.append_option(hex_id(v.span_id, &mut hex));
+            ev.span_name.append_value(v.name);
+            ev.name.append_value(text_field(e, 2));
+            put_map(&mut ev.attributes, None, &mut self.text, e, 3);
+            self.owner_of(Table::SpanEvents);
+            self.row(Table::SpanEvents);
         }
-        if v.links > 0 {
-            for l in Fields::new(span).flatten().filter(|f| f.number == 13) {
-                let Value::Len(l) = l.value else { continue };
-                let lk = &mut self.builders.links;
-                lk.trace_id.append_option(hex_id(v.trace_id, &mut hex));
-                lk.span_id.append_option(hex_id(v.span_id, &mut hex));
-                lk.linked_trace_id.append_option(hex_id(bytes_field(l, 1), &mut hex));
-                lk.linked_span_id.append_option(hex_id(bytes_field(l, 2), &mut hex));
-                lk.linked_trace_state.append_option(non_empty(text_field(l, 3)));
-                put_map(&mut lk.attributes, None, &mut self.text, l, 4);
-                self.owner_of(Table::SpanLinks);
-                self.row(Table::SpanLinks);
-            }
+        for i in 0..self.links.len() {
+            let l = &span[self.links[i].0..self.links[i].1];
+            let lk = &mut self.builders.links;
+            lk.trace_id.append_option(hex_id(v.trace_id, &mut hex));
+            lk.span_id.append_option(hex_id(v.span_id, &mut hex));
+            lk.linked_trace_id.append_option(hex_id(bytes_field(l, 1), &mut hex));
+            lk.linked_span_id.append_option(hex_id(bytes_field(l, 2), &mut hex));
+            lk.linked_trace_state.append_option(non_empty(text_field(l, 3)));
+            put_map(&mut lk.attributes, None, &mut self.text, l, 4);
+            self.owner_of(Table::SpanLinks);
+            self.row(Table::SpanLinks);
         }
         Ok(())
     }
@@ -472,8 +476,6 @@ struct SpanView<'a> {
     kind: u64,
     start: u64,
     end: u64,
-    events: u64,
-    links: u64,
     status: &'a [u8],
 }
 
