@@ -6,6 +6,7 @@
 #
 #   scripts/fuzz.sh                      # every target, FUZZ_SECONDS (default 10) each
 #   FUZZ_SECONDS=600 scripts/fuzz.sh wire_inspect
+#   FUZZ_BUILD_ONLY=1 scripts/fuzz.sh      # the checks and the build only (scripts/test.sh)
 #
 # The build goes to SIGHTLINE_FUZZ_TARGET_DIR (default ~/.cache/sightline/fuzz-target), outside
 # the clone, so that a new clone on the same machine reuses the instrumented dependencies.
@@ -39,6 +40,9 @@ start=$(date +%s)
 (cd fuzz && cargo fmt --check && cargo clippy --target-dir "$target_dir/clippy" --all-targets -- -D warnings)
 (cd fuzz && cargo fuzz build "${flags[@]}")
 echo "fuzz: built ${#targets[@]} targets in $(($(date +%s) - start)) s"
+if [ "${FUZZ_BUILD_ONLY:-}" = 1 ]; then
+  exit 0
+fi
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/sightline-fuzz.XXXXXX")
 failed=()

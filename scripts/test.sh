@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
-step() { printf '\n==> %s\n' "$*"; }
+step() { printf '\n==> [%s] %s\n' "$(date +%T)" "$*"; }
 
 # One-shot builds gain nothing from incremental compilation, whose caches double the
 # size of target/ (set CARGO_INCREMENTAL=1 to override).
@@ -134,12 +134,29 @@ cargo test --workspace --locked
 if [ "${CI:-}" = true ]; then
   export FUZZ_SECONDS="${FUZZ_SECONDS:-5}"
 fi
-step "fuzzing: each decoder's fuzz target for ${FUZZ_SECONDS:-10} s on the seed corpus (see fuzz/README.md)"
-./scripts/fuzz.sh
+step "fuzzing: build the fuzz targets (see fuzz/README.md)"
+FUZZ_BUILD_ONLY=1 ./scripts/fuzz.sh
 
 step "benchmark harness smoke run (seconds; the full comparison is benches/compare/compare.py)"
 python3 benches/compare/compare.py --smoke
 
-step "end-to-end tests with the Python SDK and the OpenTelemetry Collector"
+# The fuzz runs (one core each, for FUZZ_SECONDS per target) go on in the background while the
+# end-to-end tests, which mostly wait on their peers, run; their output follows the tests'.
+step "end-to-end tests with the Python SDK and the OpenTelemetry Collector; fuzzing each decoder's target for ${FUZZ_SECONDS:-10} s on the seed corpus alongside"
+fuzz_log=$(mktemp "${TMPDIR:-/tmp}/sightline-fuzz-log.XXXXXX")
+./scripts/fuzz.sh >"$fuzz_log" 2>&1 &
+fuzz_pid=$!
+set +e
 OTELCOL_BIN="$root/.peers/otelcol" OTELCOL161_BIN="$root/.peers/otelcol161" PROMETHEUS_BIN="$root/.peers/prometheus" HELM_BIN="$root/.peers/helm" KUBE_APISERVER_BIN="$kas" \
   "$venv/bin/python" -m pytest -q --durations=15 tests/python
+tests_rc=$?
+wait "$fuzz_pid"
+fuzz_rc=$?
+set -e
+step "fuzzing (ran alongside the end-to-end tests)"
+cat "$fuzz_log"
+rm -f "$fuzz_log"
+if [ "$tests_rc" -ne 0 ] || [ "$fuzz_rc" -ne 0 ]; then
+  echo "failed: end-to-end tests exit $tests_rc, fuzzing exit $fuzz_rc" >&2
+  exit 1
+fi
