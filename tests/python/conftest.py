@@ -42,6 +42,12 @@ def free_port() -> int:
             return port
 
 
+def complete_lines(path) -> list[str]:
+    """The lines of a file another process is appending to, without a last line it has not
+    finished writing (the file exporter ends every line with a newline)."""
+    return Path(path).read_text().split("\n")[:-1]
+
+
 def wait_until(pred, timeout=20.0, interval=0.05):
     end = time.time() + timeout
     while time.time() < end:

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import DEFAULT_EXPORTERS, wait_until
+from conftest import DEFAULT_EXPORTERS, complete_lines, wait_until
 from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
 from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
@@ -81,7 +81,7 @@ def file_items(path, signal):
     out = []
     if not path.exists():
         return out
-    for line in path.read_text().splitlines():
+    for line in complete_lines(path):
         for r in json.loads(line).get(keys[0], []):
             for s in r.get(keys[1], []):
                 for i in s.get(keys[2], []):

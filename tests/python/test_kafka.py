@@ -9,7 +9,7 @@ import os
 import subprocess
 
 import pytest
-from conftest import DEFAULT_EXPORTERS, free_port, wait_until
+from conftest import DEFAULT_EXPORTERS, complete_lines, free_port, wait_until
 from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
 from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
@@ -386,7 +386,7 @@ def read_jsonl_items(path, signal: str):
         return 0, set()
     top = {"traces": "resourceSpans", "logs": "resourceLogs", "metrics": "resourceMetrics"}[signal]
     n, owners = 0, set()
-    for line in path.read_text().splitlines():
+    for line in complete_lines(path):
         for r in json.loads(line).get(top, []):
             owners.update(a["value"].get("stringValue") for a in r["resource"]["attributes"] if a["key"] == "owner.team")
             for s in r.get({"traces": "scopeSpans", "logs": "scopeLogs", "metrics": "scopeMetrics"}[signal], []):
@@ -475,7 +475,7 @@ def spans_in_files(dirs) -> list[str]:
     for d in dirs:
         path = d / "traces.jsonl"
         if path.exists():
-            for line in path.read_text().splitlines():
+            for line in complete_lines(path):
                 for r in json.loads(line).get("resourceSpans", []):
                     for s in r.get("scopeSpans", []):
                         names.extend(x["name"] for x in s.get("spans", []))

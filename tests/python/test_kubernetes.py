@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import admin_metrics, admin_ready, free_port, stop_process, wait_until
+from conftest import admin_metrics, admin_ready, complete_lines, free_port, stop_process, wait_until
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
@@ -179,7 +179,7 @@ service:
         def look():
             if not self.out.exists():
                 return False
-            for line in self.out.read_text().splitlines():
+            for line in complete_lines(self.out):
                 for rs in json.loads(line).get("resourceSpans", []):
                     names = [s["name"] for ss in rs.get("scopeSpans", []) for s in ss.get("spans", [])]
                     if marker in names:

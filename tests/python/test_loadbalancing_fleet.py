@@ -10,7 +10,7 @@ import os
 import subprocess
 
 import pytest
-from conftest import admin_ready, free_port, stop_process, wait_until
+from conftest import admin_ready, complete_lines, free_port, stop_process, wait_until
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
@@ -81,7 +81,7 @@ def trace_ids(gateway):
     path = gateway.tmp / "traces.jsonl"
     if not path.exists():
         return out
-    for line in path.read_text().splitlines():
+    for line in complete_lines(path):
         for rs in json.loads(line).get("resourceSpans", []):
             for ss in rs.get("scopeSpans", []):
                 for s in ss.get("spans", []):

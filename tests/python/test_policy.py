@@ -11,7 +11,7 @@ import os
 import subprocess
 import urllib.request
 
-from conftest import CATALOG, free_port, wait_until
+from conftest import CATALOG, complete_lines, free_port, wait_until
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
@@ -137,7 +137,7 @@ def by_service(path):
     out = {}
     if not path.exists():
         return out
-    for line in path.read_text().splitlines():
+    for line in complete_lines(path):
         doc = json.loads(line)
         for top in ("resourceSpans", "resourceLogs", "resourceMetrics"):
             for r in doc.get(top, []):

@@ -4,7 +4,7 @@ and metrics over HTTP/protobuf; sightline writes them enriched with ownership.""
 import json
 import logging
 
-from conftest import wait_until
+from conftest import complete_lines, wait_until
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
@@ -29,7 +29,7 @@ def read_resources(path):
     out = []
     if not path.exists():
         return out
-    for line in path.read_text().splitlines():
+    for line in complete_lines(path):
         out.extend(resource_attrs(line, "owner.team"))
     return out
 
