@@ -140,11 +140,12 @@ FUZZ_BUILD_ONLY=1 ./scripts/fuzz.sh
 step "benchmark harness smoke run (seconds; the full comparison is benches/compare/compare.py)"
 python3 benches/compare/compare.py --smoke
 
-# The fuzz runs (one core each, for FUZZ_SECONDS per target) go on in the background while the
+# The fuzz runs (one core each, for FUZZ_SECONDS per target) go on in the background, at the
+# lowest priority (nice 19: they take only CPU time the tests leave idle), while the
 # end-to-end tests, which mostly wait on their peers, run; their output follows the tests'.
 step "end-to-end tests with the Python SDK and the OpenTelemetry Collector; fuzzing each decoder's target for ${FUZZ_SECONDS:-10} s on the seed corpus alongside"
 fuzz_log=$(mktemp "${TMPDIR:-/tmp}/sightline-fuzz-log.XXXXXX")
-./scripts/fuzz.sh >"$fuzz_log" 2>&1 &
+nice -n 19 ./scripts/fuzz.sh >"$fuzz_log" 2>&1 &
 fuzz_pid=$!
 set +e
 OTELCOL_BIN="$root/.peers/otelcol" OTELCOL161_BIN="$root/.peers/otelcol161" PROMETHEUS_BIN="$root/.peers/prometheus" HELM_BIN="$root/.peers/helm" KUBE_APISERVER_BIN="$kas" \

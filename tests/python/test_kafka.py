@@ -320,24 +320,27 @@ def test_collector_style_mistakes_are_named(tmp_path):
     assert "required_acks" in text and "use 0, 1, -1 or all" in text, text
 
 
-def test_collector_reads_sightline_topics_and_writes_the_same_keys(kafka, sightline_factory, tmp_path):
+@pytest.mark.parametrize("encoding", ["otlp_proto", "otlp_json"])
+def test_collector_reads_sightline_topics_and_writes_the_same_keys(kafka, sightline_factory, tmp_path, encoding):
     """Differential, through the real collector (contrib v0.165.1 kafkareceiver and
     kafkaexporter, franz-go): Sightline writes the SDK's data to s-* topics with every
-    partitioning option on; the collector reads them and writes them again, with the same
-    options, to c-* topics. The collector's messages must carry exactly Sightline's keys (hex
+    partitioning option on, in `encoding`; the collector reads them and writes them again,
+    with the same options and encoding, to c-* topics. The collector's messages must carry exactly Sightline's keys (hex
     trace ids, pdata xhash of the resource), in the same partitions, with the same items and
     the ownership attributes intact."""
     signals = ("traces", "logs", "metrics")
+    ours_topic = {s: f"s-{s}-{encoding}" for s in signals}
+    theirs_topic = {s: f"c-{s}-{encoding}" for s in signals}
     for s in signals:
-        kafka.create_topic(f"s-{s}", partitions=4)
-        kafka.create_topic(f"c-{s}", partitions=4)
+        kafka.create_topic(ours_topic[s], partitions=4)
+        kafka.create_topic(theirs_topic[s], partitions=4)
     opts = (
         "    partition_traces_by_id: true\n"
         "    partition_metrics_by_resource_attributes: true\n"
         "    partition_logs_by_resource_attributes: true\n"
     )
     sl = sightline_factory(
-        exporters=kafka_exporter(kafka, "".join(f"    {s}: {{ topic: s-{s} }}\n" for s in signals) + opts),
+        exporters=kafka_exporter(kafka, "".join(f"    {s}: {{ topic: {ours_topic[s]}, encoding: {encoding} }}\n" for s in signals) + opts),
         pipeline_exporters="[kafka]",
     )
     components = f"""
@@ -345,12 +348,12 @@ receivers:
   kafka:
     brokers: ["{kafka.bootstrap}"]
     initial_offset: earliest
-    group_id: interop
-{"".join(f"    {s}: {{ topics: [s-{s}] }}{chr(10)}" for s in signals)}
+    group_id: interop-{encoding}
+{"".join(f"    {s}: {{ topics: [{ours_topic[s]}], encoding: {encoding} }}{chr(10)}" for s in signals)}
 exporters:
   kafka:
     brokers: ["{kafka.bootstrap}"]
-{"".join(f"    {s}: {{ topic: c-{s} }}{chr(10)}" for s in signals)}{opts}"""
+{"".join(f"    {s}: {{ topic: {theirs_topic[s]}, encoding: {encoding} }}{chr(10)}" for s in signals)}{opts}"""
     with collector(tmp_path, components, {s: "{ receivers: [kafka], exporters: [kafka] }" for s in signals}) as log_path:
         # Two services (two resources, two keys) per signal, several traces of 3 spans.
         for service in ("checkout", "search-api"):
@@ -359,12 +362,12 @@ exporters:
         want = {"traces": 20, "logs": 2, "metrics": 2}  # messages: one per trace / per resource
         for s in signals:
             theirs = []
-            assert wait_until(lambda: len(theirs.extend(kafka.consume(f"c-{s}", 1, timeout=1)) or theirs) > 0, 60), (
+            assert wait_until(lambda: len(theirs.extend(kafka.consume(theirs_topic[s], 1, timeout=1)) or theirs) > 0, 60), (
                 s,
                 log_path.read_text()[-3000:],
             )
-            ours = kafka.consume(f"s-{s}", 10_000, timeout=3)
-            theirs = kafka.consume(f"c-{s}", 10_000, timeout=3)
+            ours = kafka.consume(ours_topic[s], 10_000, timeout=3)
+            theirs = kafka.consume(theirs_topic[s], 10_000, timeout=3)
             assert len(ours) >= want[s], (s, len(ours))
             ours_by_key = {m.key(): m for m in ours}
             theirs_by_key = {m.key(): m for m in theirs}
@@ -372,8 +375,8 @@ exporters:
             for k, m in ours_by_key.items():
                 t = theirs_by_key[k]
                 assert t.partition() == m.partition(), (s, k, m.partition(), t.partition())
-                a, b = decode(s, m.value(), "otlp_proto"), decode(s, t.value(), "otlp_proto")
-                assert count_items(s, [m], "otlp_proto") == count_items(s, [t], "otlp_proto")
+                a, b = decode(s, m.value(), encoding), decode(s, t.value(), encoding)
+                assert count_items(s, [m], encoding) == count_items(s, [t], encoding)
                 assert [attrs(r.resource) for r in resources(s, a)] == [attrs(r.resource) for r in resources(s, b)]
                 assert "owner.team" in attrs(resources(s, b)[0].resource)
 
