@@ -29,6 +29,15 @@ struct ClickHouse {
 }
 
 impl ClickHouse {
+    /// The config sections of a pipeline through `ownership` into a `clickhouse` exporter at
+    /// this endpoint with its defaults, plus `options` (indented exporter lines).
+    fn sections(&self, options: &str) -> String {
+        format!(
+            "processors:\n  ownership:\n    catalog: [\"{{dir}}/catalog\"]\nexporters:\n  clickhouse:\n    endpoint: http://127.0.0.1:{}\n{options}",
+            self.port
+        )
+    }
+
     /// `None` when the Python environment is missing outside CI (a developer's plain
     /// `cargo test`); in CI (`CI=true`) a missing environment fails the test.
     fn start() -> Option<ClickHouse> {
@@ -96,16 +105,7 @@ struct Made {
 fn rust_sdk_spans_land_in_the_collector_traces_table() {
     let Some(ch) = ClickHouse::start() else { return };
     let dir = catalog_dir();
-    let sections = format!(
-        r#"processors:
-  ownership:
-    catalog: ["{{dir}}/catalog"]
-exporters:
-  clickhouse:
-    endpoint: http://127.0.0.1:{}
-"#,
-        ch.port
-    );
+    let sections = ch.sections("");
     let sl = Sightline::start(
         dir.path(),
         &otlp_config(
@@ -211,17 +211,7 @@ fn rust_sdk_logs_and_metrics_land_in_their_tables() {
     use opentelemetry::metrics::MeterProvider as _;
     let Some(ch) = ClickHouse::start() else { return };
     let dir = catalog_dir();
-    let sections = format!(
-        r#"processors:
-  ownership:
-    catalog: ["{{dir}}/catalog"]
-exporters:
-  clickhouse:
-    endpoint: http://127.0.0.1:{}
-    database: rust_lm
-"#,
-        ch.port
-    );
+    let sections = ch.sections("    database: rust_lm\n");
     let sl = Sightline::start(
         dir.path(),
         &otlp_config(
@@ -244,15 +234,7 @@ exporters:
         logger.emit(rec);
     }
     lp.force_flush().unwrap();
-    let mexp = opentelemetry_otlp::MetricExporter::builder()
-        .with_tonic()
-        .with_endpoint(format!("http://127.0.0.1:{}", sl.grpc))
-        .build()
-        .unwrap();
-    let mp = opentelemetry_sdk::metrics::SdkMeterProvider::builder()
-        .with_resource(resource)
-        .with_periodic_exporter(mexp)
-        .build();
+    let mp = sdk_meter_provider(sl.grpc, resource);
     let meter = mp.meter("rust-metrics");
     meter.u64_counter("orders").build().add(7, &[KeyValue::new("region", "eu")]);
     let h = meter.f64_histogram("latency").with_unit("ms").build();

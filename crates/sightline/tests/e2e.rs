@@ -103,15 +103,7 @@ fn sdk_traces_metrics_logs_arrive_enriched() {
     lp.force_flush().unwrap();
 
     // Metrics: gRPC.
-    let mexp = opentelemetry_otlp::MetricExporter::builder()
-        .with_tonic()
-        .with_endpoint(format!("http://127.0.0.1:{}", sl.grpc))
-        .build()
-        .unwrap();
-    let mp = opentelemetry_sdk::metrics::SdkMeterProvider::builder()
-        .with_resource(resource("mystery"))
-        .with_periodic_exporter(mexp)
-        .build();
+    let mp = sdk_meter_provider(sl.grpc, resource("mystery"));
     let counter = mp.meter("e2e").u64_counter("requests").build();
     counter.add(3, &[KeyValue::new("route", "/")]);
     mp.force_flush().unwrap();

@@ -295,3 +295,22 @@ pub fn sdk_logger_provider(http_port: u16, service: &str) -> opentelemetry_sdk::
         .with_batch_exporter(exporter)
         .build()
 }
+
+/// The Rust SDK's meter provider exporting OTLP/gRPC to `grpc_port` with a periodic reader,
+/// for `resource`.
+#[allow(dead_code)]
+pub fn sdk_meter_provider(
+    grpc_port: u16,
+    resource: opentelemetry_sdk::Resource,
+) -> opentelemetry_sdk::metrics::SdkMeterProvider {
+    use opentelemetry_otlp::WithExportConfig as _;
+    let exporter = opentelemetry_otlp::MetricExporter::builder()
+        .with_tonic()
+        .with_endpoint(format!("http://127.0.0.1:{grpc_port}"))
+        .build()
+        .unwrap();
+    opentelemetry_sdk::metrics::SdkMeterProvider::builder()
+        .with_resource(resource)
+        .with_periodic_exporter(exporter)
+        .build()
+}
