@@ -493,6 +493,10 @@ struct DiskParts {
 struct DiskBack {
     queue: Arc<sightline_diskqueue::Queue>,
     tx: std::sync::mpsc::Sender<diskq::Msg>,
+    /// Resolve when the writer and reader threads have ended, and so dropped their hold on
+    /// the queue (its directory lock): the driver's task ends only then, so a driver started
+    /// on the same directory right after finds it free.
+    threads_done: Vec<tokio::sync::oneshot::Receiver<()>>,
 }
 
 fn spawn_inner(
@@ -587,16 +591,20 @@ fn spawn_inner(
                 metrics: dm.clone(),
             });
             let name = format!("sl-dq-{}", signal.as_str());
+            let (writer_done, writer_ended) = tokio::sync::oneshot::channel::<()>();
             {
                 let dm = dm.clone();
                 let writer = parts.writer;
                 spawn_disk_thread(id, format!("{name}-w"), "writer", move || {
-                    diskq::writer_loop(writer, wrx, space, dm, signal)
+                    diskq::writer_loop(writer, wrx, space, dm, signal);
+                    // After the loop has dropped the writer.
+                    drop(writer_done);
                 });
             }
             // Read-ahead: enough for the batcher to fill a batch while the previous one is sent.
             let read_ahead = (cfg.queue.batch.max_bytes.saturating_mul(2)).clamp(8 << 20, 256 << 20);
             let (tx, rx) = mpsc::channel(4096);
+            let (reader_done, reader_ended) = tokio::sync::oneshot::channel::<()>();
             {
                 let dm = dm.clone();
                 let reader = parts.reader;
@@ -605,10 +613,11 @@ fn spawn_inner(
                 let prefetch = MemoryBudget::new(read_ahead);
                 let rtx = tx.clone();
                 spawn_disk_thread(id, format!("{name}-r"), "reader", move || {
-                    diskq::reader_loop(reader, rtx, prefetch, rt, dm, pending, signal)
+                    diskq::reader_loop(reader, rtx, prefetch, rt, dm, pending, signal);
+                    drop(reader_done);
                 });
             }
-            let back = DiskBack { queue: parts.queue, tx: wtx };
+            let back = DiskBack { queue: parts.queue, tx: wtx, threads_done: vec![writer_ended, reader_ended] };
             (tx, rx, Some(front), Some(back))
         }
     };
@@ -807,6 +816,9 @@ async fn run(
                 }
             }
             metrics.pending.add(-(items as i64));
+            // The queue before the permit: once every permit is back, the driver may end, and
+            // nothing of it may hold the queue then.
+            drop(queue);
             drop(permit);
         });
     }
@@ -818,6 +830,12 @@ async fn run(
         let (tx, rx) = tokio::sync::oneshot::channel();
         if d.tx.send(diskq::Msg::Finish(tx)).is_ok() {
             let _ = rx.await;
+        }
+        // The writer has closed the queue: the reader sees that within its 200 ms poll.
+        for ended in d.threads_done {
+            if tokio::time::timeout(Duration::from_secs(10), ended).await.is_err() {
+                tracing::warn!(exporter = %id, "a disk queue thread did not end within 10 s of the close");
+            }
         }
     }
 }

@@ -250,3 +250,35 @@ async fn a_full_durable_queue_fails_the_request_with_unavailable() {
     stop(disk).await;
     stop(mem).await;
 }
+
+/// A stopped driver has let go of its directory: one started on it at once opens it. (CI once
+/// saw "the queue is in use by another process" here: the driver's task ended while its disk
+/// threads still held the queue.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_driver_leaves_its_directory_free_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = Arc::new(Backend::default());
+    for round in 0..40u32 {
+        let reg = Registry::new();
+        let d = driver::start("x", Signal::Traces, cfg(dir.path(), 8 << 20, None), b.clone(), &reg, None)
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        for i in 0..5 {
+            assert_eq!(d.handle.enqueue(payload(round * 5 + i)).await, Enqueued::Queued);
+        }
+        stop(d).await;
+    }
+    // What a round left unsent is on disk for the next start: one more start sends the rest.
+    let distinct = || {
+        let mut got: Vec<Bytes> = b.got.lock().unwrap().clone();
+        got.sort();
+        got.dedup();
+        got.len()
+    };
+    let d = driver::start("x", Signal::Traces, cfg(dir.path(), 8 << 20, None), b.clone(), &Registry::new(), None)
+        .await
+        .unwrap();
+    wait_for(|| distinct() >= 200).await;
+    stop(d).await;
+    assert_eq!(distinct(), 200, "every payload of every round arrives");
+}
