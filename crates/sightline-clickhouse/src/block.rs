@@ -34,10 +34,10 @@ pub fn compress_into(method: Method, data: &[u8], out: &mut Vec<u8>) -> std::io:
         out.resize(start + CHECKSUM + HEADER, 0);
         let written = match method {
             Method::Lz4 => {
-                let max = lz4_flex::block::get_maximum_output_size(chunk.len());
+                let max = lz4::block::compress_bound(chunk.len())?;
                 out.resize(start + CHECKSUM + HEADER + max, 0);
-                lz4_flex::block::compress_into(chunk, &mut out[start + CHECKSUM + HEADER..])
-                    .map_err(|e| std::io::Error::other(format!("lz4: {e}")))?
+                // A raw block (no size prefix) at the default level, as ClickHouse writes.
+                lz4::block::compress_to_buffer(chunk, None, false, &mut out[start + CHECKSUM + HEADER..])?
             }
             Method::Zstd(level) => {
                 let before = out.len();

@@ -15,7 +15,7 @@
 use crate::config::MetricKind;
 use crate::schema::TableShape;
 use sightline_core::Signal;
-use sightline_core::wire::{self, AnyValue, Fields, Value, WireError, WireErrorKind, expect_len, put_varint};
+use sightline_core::wire::{self, AnyValue, Fields, RawValue, Value, WireError, WireErrorKind, expect_len, put_varint};
 
 /// Buffers larger than this are released after a batch instead of kept for the next one.
 const KEEP_CAPACITY: usize = 16 << 20;
@@ -274,18 +274,22 @@ impl Encoder {
         put_map(&mut r.attrs, &mut self.text, resource, 1)?;
         r.service.clear();
         r.owner.clear();
-        let mut service: Option<AnyValue<'_>> = None;
-        let mut owner: Option<AnyValue<'_>> = None;
-        for a in wire::attributes(resource, 1) {
-            let a = a?;
-            if a.key == "service.name" {
-                service = Some(a.value);
-            } else if !owner_key.is_empty() && a.key == owner_key {
-                owner = Some(a.value);
+        let mut service = RawValue::Other(AnyValue::Empty);
+        let mut owner = RawValue::Other(AnyValue::Empty);
+        for f in Fields::new(resource) {
+            let f = f?;
+            if f.number != 1 {
+                continue;
+            }
+            let (key, value) = wire::key_value_raw(expect_len(&f)?)?;
+            if key == b"service.name" {
+                service = value;
+            } else if !owner_key.is_empty() && key == owner_key.as_bytes() {
+                owner = value;
             }
         }
-        put_any(&mut r.service, &mut self.text, service.as_ref());
-        put_any(&mut r.owner, &mut self.text, owner.as_ref());
+        put_raw(&mut r.service, &mut self.text, &service);
+        put_raw(&mut r.owner, &mut self.text, &owner);
         r.schema_url.clear();
         put_bytes(&mut r.schema_url, schema_url);
         Ok(())
@@ -926,6 +930,14 @@ fn put_any(out: &mut Vec<u8>, text: &mut String, v: Option<&AnyValue<'_>>) {
     }
 }
 
+/// [`put_any`] of a value whose string bytes are copied unchecked.
+fn put_raw(out: &mut Vec<u8>, text: &mut String, v: &RawValue<'_>) {
+    match v {
+        RawValue::Str(b) => put_bytes(out, b),
+        RawValue::Other(v) => put_any(out, text, Some(v)),
+    }
+}
+
 /// The `KeyValue`s in field `field` of `msg` as a RowBinary `Map(String, String)`.
 fn put_map(out: &mut Vec<u8>, text: &mut String, msg: &[u8], field: u32) -> Result<(), WireError> {
     let n = Fields::new(msg).filter(|f| f.as_ref().map_or(true, |f| f.number == field)).count();
@@ -937,10 +949,16 @@ fn put_map(out: &mut Vec<u8>, text: &mut String, msg: &[u8], field: u32) -> Resu
 /// the count is right in every row that is kept.
 fn put_map_n(out: &mut Vec<u8>, text: &mut String, msg: &[u8], field: u32, n: u64) -> Result<(), WireError> {
     put_varint(out, n);
-    for a in wire::attributes(msg, field) {
-        let a = a?;
-        put_bytes(out, a.key.as_bytes());
-        put_any(out, text, Some(&a.value));
+    // Keys and string values are copied as they are, without a UTF-8 check: a ClickHouse
+    // `String` holds bytes, and the collector does not check them either.
+    for f in Fields::new(msg) {
+        let f = f?;
+        if f.number != field {
+            continue;
+        }
+        let (key, value) = wire::key_value_raw(expect_len(&f)?)?;
+        put_bytes(out, key);
+        put_raw(out, text, &value);
     }
     Ok(())
 }

@@ -21,9 +21,7 @@ pub fn push_as_string(out: &mut String, v: &AnyValue<'_>) {
         AnyValue::Empty => {}
         AnyValue::String(s) => out.push_str(s),
         AnyValue::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        AnyValue::Int(i) => {
-            let _ = write!(out, "{i}");
-        }
+        AnyValue::Int(i) => out.push_str(itoa::Buffer::new().format(*i)),
         AnyValue::Double(d) if !d.is_finite() => out.push_str(non_finite(*d)),
         AnyValue::Double(d) => push_json_number(out, *d),
         AnyValue::Bytes(b) => {

@@ -145,6 +145,12 @@ pub fn read_varint(buf: &[u8], pos: &mut usize) -> Result<u64, WireError> {
         *pos += 1;
         return Ok(u64::from(b));
     }
+    read_varint_long(buf, pos)
+}
+
+/// [`read_varint`] past its one-byte fast path (kept out of line so that path inlines).
+#[inline(never)]
+fn read_varint_long(buf: &[u8], pos: &mut usize) -> Result<u64, WireError> {
     let mut result: u64 = 0;
     let mut shift = 0u32;
     loop {
@@ -184,6 +190,7 @@ impl<'a> Fields<'a> {
         self.pos
     }
 
+    #[inline]
     fn read_field(&mut self) -> Result<Field<'a>, WireError> {
         let start = self.pos;
         let key = read_varint(self.buf, &mut self.pos)?;
@@ -330,19 +337,26 @@ pub enum AnyValue<'a> {
 
 impl<'a> AnyValue<'a> {
     pub fn parse(buf: &'a [u8]) -> Result<AnyValue<'a>, WireError> {
-        let mut v = AnyValue::Empty;
+        match Self::parse_raw(buf)? {
+            RawValue::Str(b) => Ok(AnyValue::String(utf8(b)?)),
+            RawValue::Other(v) => Ok(v),
+        }
+    }
+
+    /// [`AnyValue::parse`] without checking that a string value is UTF-8, for writers that
+    /// copy its bytes as they are (a string value the sender set twice is its last one).
+    pub fn parse_raw(buf: &'a [u8]) -> Result<RawValue<'a>, WireError> {
+        let mut v = RawValue::Other(AnyValue::Empty);
         for f in Fields::new(buf) {
             let f = f?;
             v = match (f.number, f.value) {
-                (1, Value::Len(b)) => {
-                    AnyValue::String(std::str::from_utf8(b).map_err(|_| WireError::new(WireErrorKind::InvalidUtf8))?)
-                }
-                (2, Value::Varint(b)) => AnyValue::Bool(b != 0),
-                (3, Value::Varint(i)) => AnyValue::Int(i as i64),
-                (4, Value::I64(d)) => AnyValue::Double(f64::from_bits(d)),
-                (5, Value::Len(b)) => AnyValue::Array(b),
-                (6, Value::Len(b)) => AnyValue::KvList(b),
-                (7, Value::Len(b)) => AnyValue::Bytes(b),
+                (1, Value::Len(b)) => RawValue::Str(b),
+                (2, Value::Varint(b)) => RawValue::Other(AnyValue::Bool(b != 0)),
+                (3, Value::Varint(i)) => RawValue::Other(AnyValue::Int(i as i64)),
+                (4, Value::I64(d)) => RawValue::Other(AnyValue::Double(f64::from_bits(d))),
+                (5, Value::Len(b)) => RawValue::Other(AnyValue::Array(b)),
+                (6, Value::Len(b)) => RawValue::Other(AnyValue::KvList(b)),
+                (7, Value::Len(b)) => RawValue::Other(AnyValue::Bytes(b)),
                 (1 | 5 | 6 | 7, _) => {
                     return Err(WireError::new(WireErrorKind::UnexpectedWireType { field: f.number }));
                 }
@@ -386,22 +400,67 @@ fn parse_key_value<'a>(f: &Field<'a>) -> Result<Attribute<'a>, WireError> {
 
 /// The key and value of one encoded `KeyValue` message (the bytes inside its field).
 pub fn key_value(kv: &[u8]) -> Result<(&str, AnyValue<'_>), WireError> {
-    let mut key = "";
-    let mut value = AnyValue::Empty;
+    let (key, value) = key_value_raw(kv)?;
+    let value = match value {
+        RawValue::Str(b) => AnyValue::String(utf8(b)?),
+        RawValue::Other(v) => v,
+    };
+    Ok((utf8(key)?, value))
+}
+
+/// [`key_value`] without checking that the key and a string value are UTF-8: for writers
+/// that copy their bytes as they are (ClickHouse `String`s are bytes).
+pub fn key_value_raw(kv: &[u8]) -> Result<(&[u8], RawValue<'_>), WireError> {
+    // What every SDK writes: the key (field 1), then the value (field 2), each with a one-byte
+    // length, filling the message exactly. Read that layout directly; anything else (repeated
+    // or unknown fields, longer lengths) takes the general path below.
+    if let [0x0a, kl, rest @ ..] = kv
+        && *kl < 0x80
+        && let Some((key, rest)) = rest.split_at_checked(usize::from(*kl))
+        && let [0x12, vl, value @ ..] = rest
+        && *vl < 0x80
+        && usize::from(*vl) == value.len()
+    {
+        let value = match value {
+            [0x0a, sl, s @ ..] if *sl < 0x80 && usize::from(*sl) == s.len() => RawValue::Str(s),
+            _ => AnyValue::parse_raw(value)?,
+        };
+        return Ok((key, value));
+    }
+    key_value_fields(kv)
+}
+
+/// [`key_value_raw`] field by field, whatever the layout.
+fn key_value_fields(kv: &[u8]) -> Result<(&[u8], RawValue<'_>), WireError> {
+    let mut key: &[u8] = &[];
+    let mut value = RawValue::Other(AnyValue::Empty);
     for g in Fields::new(kv) {
         let g = g?;
         match g.number {
-            1 => key = std::str::from_utf8(expect_len(&g)?).map_err(|_| WireError::new(WireErrorKind::InvalidUtf8))?,
+            1 => key = expect_len(&g)?,
             // A repeated message field merges (protobuf semantics): a later `AnyValue` that
             // sets no value keeps the earlier one, as every other decoder reads it.
-            2 => match AnyValue::parse(expect_len(&g)?)? {
-                AnyValue::Empty => {}
+            2 => match AnyValue::parse_raw(expect_len(&g)?)? {
+                RawValue::Other(AnyValue::Empty) => {}
                 v => value = v,
             },
             _ => {}
         }
     }
     Ok((key, value))
+}
+
+/// An `AnyValue` whose string, if it is one, has not been checked for UTF-8.
+#[derive(Clone, Copy, Debug)]
+pub enum RawValue<'a> {
+    /// A `string_value`'s bytes.
+    Str(&'a [u8]),
+    /// Any other value (`Empty` when none is set).
+    Other(AnyValue<'a>),
+}
+
+fn utf8(b: &[u8]) -> Result<&str, WireError> {
+    std::str::from_utf8(b).map_err(|_| WireError::new(WireErrorKind::InvalidUtf8))
 }
 
 /// The names of the levels of a request of each signal.
@@ -962,6 +1021,46 @@ mod tests {
     use opentelemetry_proto::tonic::metrics::v1::{Gauge, Metric, NumberDataPoint, Sum, metric, number_data_point};
     use opentelemetry_proto::tonic::trace::v1::{Span, span};
     use prost::Message;
+
+    /// The one-layout fast path of `key_value_raw` reads what the general path reads, on
+    /// SDK-shaped pairs and on every truncation and one-byte change of them.
+    #[test]
+    fn key_value_fast_path_reads_what_the_field_walk_reads() {
+        use prost::Message as _;
+        let values = [
+            any_value::Value::StringValue("GET".into()),
+            any_value::Value::StringValue("x".repeat(200)),
+            any_value::Value::StringValue(String::new()),
+            any_value::Value::IntValue(-7),
+            any_value::Value::DoubleValue(1.5),
+            any_value::Value::BoolValue(true),
+            any_value::Value::BytesValue(vec![0, 1, 2]),
+        ];
+        let mut seen = 0;
+        for key in ["k", "http.request.method", &"long.key".repeat(20)] {
+            for v in &values {
+                let kv =
+                    KeyValue { key: key.into(), value: Some(PAny { value: Some(v.clone()) }), ..Default::default() }
+                        .encode_to_vec();
+                let mut cases = vec![kv.clone()];
+                cases.extend((0..kv.len()).map(|n| kv[..n].to_vec()));
+                for at in 0..kv.len() {
+                    for b in [0x00, 0x0a, 0x12, 0x7f, 0x80, 0xff] {
+                        let mut c = kv.clone();
+                        c[at] = b;
+                        cases.push(c);
+                    }
+                }
+                for c in &cases {
+                    let fast = format!("{:?}", key_value_raw(c));
+                    let walk = format!("{:?}", key_value_fields(c));
+                    assert_eq!(fast, walk, "{c:02x?}");
+                    seen += 1;
+                }
+            }
+        }
+        assert!(seen > 1000);
+    }
 
     fn kv(k: &str, v: &str) -> KeyValue {
         KeyValue {

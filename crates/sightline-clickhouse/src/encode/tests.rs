@@ -198,15 +198,7 @@ fn a_span_that_cannot_be_read_is_left_out_whole() {
     let good = Span { name: "good".into(), ..Default::default() }.encode_to_vec();
     // name (field 5) with the varint wire type.
     let bad = [0x28, 0x01];
-    let mut ss = Vec::new();
-    wire::put_len_field(&mut ss, 2, &bad);
-    wire::put_len_field(&mut ss, 2, &good);
-    let mut rs = Vec::new();
-    wire::put_len_field(&mut rs, 2, &ss);
-    let mut req = Vec::new();
-    wire::put_len_field(&mut req, 1, &rs);
-    let mut e = Encoder::default();
-    e.add_traces(&req, &TableShape::default(), "").expect("encode");
+    let e = encode_spans(&[&bad, &good]);
     assert_eq!(e.stats, Stats { rows: 1, malformed: 1 });
     let mut r = Reader(&e.rows);
     r.u64();
@@ -214,6 +206,21 @@ fn a_span_that_cannot_be_read_is_left_out_whole() {
         r.str();
     }
     assert_eq!(r.str(), "good");
+}
+
+/// The rows of encoded spans, in one scope of one resource without attributes.
+fn encode_spans(spans: &[&[u8]]) -> Encoder {
+    let mut ss = Vec::new();
+    for span in spans {
+        wire::put_len_field(&mut ss, 2, span);
+    }
+    let mut rs = Vec::new();
+    wire::put_len_field(&mut rs, 2, &ss);
+    let mut req = Vec::new();
+    wire::put_len_field(&mut req, 1, &rs);
+    let mut e = Encoder::default();
+    e.add_traces(&req, &TableShape::default(), "").expect("encode");
+    e
 }
 
 #[test]
@@ -479,9 +486,10 @@ fn metric_times_in_seconds_for_newer_tables() {
 
 #[test]
 fn a_resource_that_cannot_be_read_leaves_out_its_items_only() {
-    // A resource whose attribute key is not UTF-8, then a good resource.
+    // A resource whose attribute value has the varint wire type, then a good resource.
     let mut kv = Vec::new();
-    wire::put_len_field(&mut kv, 1, &[0xff, 0xfe]);
+    wire::put_len_field(&mut kv, 1, b"k");
+    kv.extend([0x10, 0x01]);
     let mut res = Vec::new();
     wire::put_len_field(&mut res, 1, &kv);
     let good = Span { name: "kept".into(), ..Default::default() }.encode_to_vec();
@@ -499,4 +507,36 @@ fn a_resource_that_cannot_be_read_leaves_out_its_items_only() {
     let mut e = Encoder::default();
     e.add_traces(&req, &TableShape::default(), "owner.team").expect("encode");
     assert_eq!(e.stats, Stats { rows: 2, malformed: 2 });
+}
+
+#[test]
+fn attribute_bytes_are_copied_without_a_utf8_check() {
+    // A ClickHouse `String` holds bytes, and the collector copies them unchecked too: a key
+    // and a string value that are not UTF-8 keep their row.
+    let mut value = Vec::new();
+    wire::put_len_field(&mut value, 1, &[b'v', 0xff]);
+    let mut kv = Vec::new();
+    wire::put_len_field(&mut kv, 1, &[b'k', 0xfe]);
+    wire::put_len_field(&mut kv, 2, &value);
+    let mut span = Span { name: "s".into(), ..Default::default() }.encode_to_vec();
+    wire::put_len_field(&mut span, 9, &kv);
+    let e = encode_spans(&[&span]);
+    assert_eq!(e.stats, Stats { rows: 1, malformed: 0 });
+    let mut r = Reader(&e.rows);
+    r.u64();
+    for _ in 0..4 {
+        r.str();
+    }
+    assert_eq!(r.str(), "s");
+    // SpanKind, ServiceName, ResourceAttributes, ScopeName, ScopeVersion.
+    r.str();
+    r.str();
+    r.map();
+    r.str();
+    r.str();
+    assert_eq!(r.varint(), 1);
+    let n = r.varint() as usize;
+    assert_eq!(r.take(n), &[b'k', 0xfe]);
+    let n = r.varint() as usize;
+    assert_eq!(r.take(n), &[b'v', 0xff]);
 }
