@@ -926,7 +926,9 @@ def main():
     ap.add_argument("--sightline-bin", default=None,
                     help="measure this sightline binary instead of target/dist/sightline (e.g. an older commit's, "
                          "for a before/after comparison in one run)")
-    ap.add_argument("--out", default=str(ROOT / "benches/RESULTS.md"))
+    ap.add_argument("--out", default=None,
+                    help="also write the report to this file (benches/RESULTS.md is curated by hand: paste "
+                         "the report into a new section there rather than overwriting it)")
     ap.add_argument("--json", default=None)
     ap.add_argument("--state", default=None,
                     help="accumulate results in this JSON file across invocations (e.g. one signal per call); "
@@ -1035,7 +1037,8 @@ def main():
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     report = render(results, args)
-    Path(args.out).write_text(report)
+    if args.out:
+        Path(args.out).write_text(report)
     print(report)
 
 
