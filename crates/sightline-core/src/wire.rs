@@ -336,34 +336,18 @@ pub enum AnyValue<'a> {
 }
 
 impl<'a> AnyValue<'a> {
+    /// Every string in it (a string value the sender set twice included) must be UTF-8.
     pub fn parse(buf: &'a [u8]) -> Result<AnyValue<'a>, WireError> {
-        match Self::parse_raw(buf)? {
-            RawValue::Str(b) => Ok(AnyValue::String(utf8(b)?)),
-            RawValue::Other(v) => Ok(v),
-        }
+        Ok(match parse_any::<&str>(buf)? {
+            Val::Str(s) => AnyValue::String(s),
+            Val::Other(v) => v,
+        })
     }
 
-    /// [`AnyValue::parse`] without checking that a string value is UTF-8, for writers that
-    /// copy its bytes as they are (a string value the sender set twice is its last one).
+    /// [`AnyValue::parse`] without checking that strings are UTF-8, for writers that copy
+    /// their bytes as they are.
     pub fn parse_raw(buf: &'a [u8]) -> Result<RawValue<'a>, WireError> {
-        let mut v = RawValue::Other(AnyValue::Empty);
-        for f in Fields::new(buf) {
-            let f = f?;
-            v = match (f.number, f.value) {
-                (1, Value::Len(b)) => RawValue::Str(b),
-                (2, Value::Varint(b)) => RawValue::Other(AnyValue::Bool(b != 0)),
-                (3, Value::Varint(i)) => RawValue::Other(AnyValue::Int(i as i64)),
-                (4, Value::I64(d)) => RawValue::Other(AnyValue::Double(f64::from_bits(d))),
-                (5, Value::Len(b)) => RawValue::Other(AnyValue::Array(b)),
-                (6, Value::Len(b)) => RawValue::Other(AnyValue::KvList(b)),
-                (7, Value::Len(b)) => RawValue::Other(AnyValue::Bytes(b)),
-                (1 | 5 | 6 | 7, _) => {
-                    return Err(WireError::new(WireErrorKind::UnexpectedWireType { field: f.number }));
-                }
-                _ => v,
-            };
-        }
-        Ok(v)
+        parse_any::<&[u8]>(buf)
     }
 
     /// The value as a string when it is a string.
@@ -398,22 +382,83 @@ fn parse_key_value<'a>(f: &Field<'a>) -> Result<Attribute<'a>, WireError> {
     Ok(Attribute { key, value, raw: f.raw })
 }
 
-/// The key and value of one encoded `KeyValue` message (the bytes inside its field).
+/// The key and value of one encoded `KeyValue` message (the bytes inside its field). Every
+/// key and string in it (one the sender set twice included) must be UTF-8.
 pub fn key_value(kv: &[u8]) -> Result<(&str, AnyValue<'_>), WireError> {
-    let (key, value) = key_value_raw(kv)?;
-    let value = match value {
-        RawValue::Str(b) => AnyValue::String(utf8(b)?),
-        RawValue::Other(v) => v,
-    };
-    Ok((utf8(key)?, value))
+    let (key, value) = key_value_as::<&str>(kv)?;
+    Ok((
+        key,
+        match value {
+            Val::Str(s) => AnyValue::String(s),
+            Val::Other(v) => v,
+        },
+    ))
 }
 
-/// [`key_value`] without checking that the key and a string value are UTF-8: for writers
-/// that copy their bytes as they are (ClickHouse `String`s are bytes).
+/// [`key_value`] without checking that the key and strings are UTF-8: for writers that copy
+/// their bytes as they are (ClickHouse `String`s are bytes).
 pub fn key_value_raw(kv: &[u8]) -> Result<(&[u8], RawValue<'_>), WireError> {
+    key_value_as::<&[u8]>(kv)
+}
+
+/// The text of a string field: checked as UTF-8 (`&str`) or taken as it is (`&[u8]`).
+trait Text<'a>: Sized + Copy {
+    fn read(b: &'a [u8]) -> Result<Self, WireError>;
+}
+
+impl<'a> Text<'a> for &'a str {
+    #[inline]
+    fn read(b: &'a [u8]) -> Result<Self, WireError> {
+        std::str::from_utf8(b).map_err(|_| WireError::new(WireErrorKind::InvalidUtf8))
+    }
+}
+
+impl<'a> Text<'a> for &'a [u8] {
+    #[inline]
+    fn read(b: &'a [u8]) -> Result<Self, WireError> {
+        Ok(b)
+    }
+}
+
+/// An `AnyValue` whose string, if it is one, is read as `S`.
+#[derive(Clone, Copy, Debug)]
+pub enum Val<'a, S> {
+    /// A `string_value`.
+    Str(S),
+    /// Any other value (`Empty` when none is set).
+    Other(AnyValue<'a>),
+}
+
+/// An `AnyValue` whose string, if it is one, has not been checked for UTF-8.
+pub type RawValue<'a> = Val<'a, &'a [u8]>;
+
+#[inline]
+fn parse_any<'a, S: Text<'a>>(buf: &'a [u8]) -> Result<Val<'a, S>, WireError> {
+    let mut v = Val::Other(AnyValue::Empty);
+    for f in Fields::new(buf) {
+        let f = f?;
+        v = match (f.number, f.value) {
+            (1, Value::Len(b)) => Val::Str(S::read(b)?),
+            (2, Value::Varint(b)) => Val::Other(AnyValue::Bool(b != 0)),
+            (3, Value::Varint(i)) => Val::Other(AnyValue::Int(i as i64)),
+            (4, Value::I64(d)) => Val::Other(AnyValue::Double(f64::from_bits(d))),
+            (5, Value::Len(b)) => Val::Other(AnyValue::Array(b)),
+            (6, Value::Len(b)) => Val::Other(AnyValue::KvList(b)),
+            (7, Value::Len(b)) => Val::Other(AnyValue::Bytes(b)),
+            (1 | 5 | 6 | 7, _) => {
+                return Err(WireError::new(WireErrorKind::UnexpectedWireType { field: f.number }));
+            }
+            _ => v,
+        };
+    }
+    Ok(v)
+}
+
+#[inline]
+fn key_value_as<'a, S: Text<'a>>(kv: &'a [u8]) -> Result<(S, Val<'a, S>), WireError> {
     // What every SDK writes: the key (field 1), then the value (field 2), each with a one-byte
     // length, filling the message exactly. Read that layout directly; anything else (repeated
-    // or unknown fields, longer lengths) takes the general path below.
+    // or unknown fields, longer lengths) takes the field walk.
     if let [0x0a, kl, rest @ ..] = kv
         && *kl < 0x80
         && let Some((key, rest)) = rest.split_at_checked(usize::from(*kl))
@@ -421,46 +466,35 @@ pub fn key_value_raw(kv: &[u8]) -> Result<(&[u8], RawValue<'_>), WireError> {
         && *vl < 0x80
         && usize::from(*vl) == value.len()
     {
+        // The key first: the walk reads (and refuses) it before the value.
+        let key = S::read(key)?;
         let value = match value {
-            [0x0a, sl, s @ ..] if *sl < 0x80 && usize::from(*sl) == s.len() => RawValue::Str(s),
-            _ => AnyValue::parse_raw(value)?,
+            [0x0a, sl, s @ ..] if *sl < 0x80 && usize::from(*sl) == s.len() => Val::Str(S::read(s)?),
+            _ => parse_any::<S>(value)?,
         };
         return Ok((key, value));
     }
     key_value_fields(kv)
 }
 
-/// [`key_value_raw`] field by field, whatever the layout.
-fn key_value_fields(kv: &[u8]) -> Result<(&[u8], RawValue<'_>), WireError> {
-    let mut key: &[u8] = &[];
-    let mut value = RawValue::Other(AnyValue::Empty);
+/// [`key_value_as`] field by field, whatever the layout.
+fn key_value_fields<'a, S: Text<'a>>(kv: &'a [u8]) -> Result<(S, Val<'a, S>), WireError> {
+    let mut key = S::read(&[])?;
+    let mut value = Val::Other(AnyValue::Empty);
     for g in Fields::new(kv) {
         let g = g?;
         match g.number {
-            1 => key = expect_len(&g)?,
+            1 => key = S::read(expect_len(&g)?)?,
             // A repeated message field merges (protobuf semantics): a later `AnyValue` that
             // sets no value keeps the earlier one, as every other decoder reads it.
-            2 => match AnyValue::parse_raw(expect_len(&g)?)? {
-                RawValue::Other(AnyValue::Empty) => {}
+            2 => match parse_any::<S>(expect_len(&g)?)? {
+                Val::Other(AnyValue::Empty) => {}
                 v => value = v,
             },
             _ => {}
         }
     }
     Ok((key, value))
-}
-
-/// An `AnyValue` whose string, if it is one, has not been checked for UTF-8.
-#[derive(Clone, Copy, Debug)]
-pub enum RawValue<'a> {
-    /// A `string_value`'s bytes.
-    Str(&'a [u8]),
-    /// Any other value (`Empty` when none is set).
-    Other(AnyValue<'a>),
-}
-
-fn utf8(b: &[u8]) -> Result<&str, WireError> {
-    std::str::from_utf8(b).map_err(|_| WireError::new(WireErrorKind::InvalidUtf8))
 }
 
 /// The names of the levels of a request of each signal.
@@ -1053,13 +1087,46 @@ mod tests {
                 }
                 for c in &cases {
                     let fast = format!("{:?}", key_value_raw(c));
-                    let walk = format!("{:?}", key_value_fields(c));
+                    let walk = format!("{:?}", key_value_fields::<&[u8]>(c));
+                    assert_eq!(fast, walk, "{c:02x?}");
+                    let fast = format!("{:?}", key_value_as::<&str>(c));
+                    let walk = format!("{:?}", key_value_fields::<&str>(c));
                     assert_eq!(fast, walk, "{c:02x?}");
                     seen += 1;
                 }
             }
         }
         assert!(seen > 1000);
+    }
+
+    /// A string the sender set twice must be UTF-8 both times for the checked readers, as
+    /// the admission skim requires: the skim and the detailed walk agree on it (the
+    /// `wire_inspect` fuzz target's invariant), and only the unchecked reader takes it.
+    #[test]
+    fn a_string_set_twice_is_checked_both_times() {
+        let mut value = Vec::new();
+        put_len_field(&mut value, 1, &[0xff]);
+        value.extend([0x18, 0x07]); // int_value 7 after it
+        let mut kv = Vec::new();
+        put_len_field(&mut kv, 1, b"k");
+        put_len_field(&mut kv, 2, &value);
+        assert!(key_value(&kv).is_err());
+        assert!(matches!(key_value_raw(&kv), Ok((b"k", Val::Other(AnyValue::Int(7))))));
+        // The same for a key set twice.
+        let mut kv2 = Vec::new();
+        put_len_field(&mut kv2, 1, &[0xfe]);
+        put_len_field(&mut kv2, 1, b"k");
+        assert!(key_value(&kv2).is_err());
+        for kv in [kv, kv2] {
+            let mut resource = Vec::new();
+            put_len_field(&mut resource, 1, &kv);
+            let mut rs = Vec::new();
+            put_len_field(&mut rs, 1, &resource);
+            let mut req = Vec::new();
+            put_len_field(&mut req, 1, &rs);
+            assert_eq!(inspect_fast(Signal::Traces, &req), None);
+            assert!(inspect_detailed(Signal::Traces, &req).is_err());
+        }
     }
 
     fn kv(k: &str, v: &str) -> KeyValue {
