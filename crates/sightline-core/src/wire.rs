@@ -344,12 +344,6 @@ impl<'a> AnyValue<'a> {
         })
     }
 
-    /// [`AnyValue::parse`] without checking that strings are UTF-8, for writers that copy
-    /// their bytes as they are.
-    pub fn parse_raw(buf: &'a [u8]) -> Result<RawValue<'a>, WireError> {
-        parse_any::<&[u8]>(buf)
-    }
-
     /// The value as a string when it is a string.
     pub fn as_str(&self) -> Option<&'a str> {
         match self {

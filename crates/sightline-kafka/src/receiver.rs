@@ -12,7 +12,7 @@ use crate::config::{AuthConfig, Encoding, MetadataConfig, apply_security, valida
 use crate::topics::TopicFilter;
 use bytes::Bytes;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
-use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientContext, TopicPartitionList};
 use serde::Deserialize;
@@ -447,7 +447,14 @@ pub fn start(
         let consumer = Arc::new(consumer);
         match TopicFilter::new(&topics, &cfg.signal(signal).exclude_topics)? {
             Some(filter) => {
-                let resolve = resolve_topics(consumer.clone(), filter, cfg.metadata.refresh_interval, id.clone());
+                // The topic listing has a client of its own: a listing still waiting on brokers
+                // that do not answer then holds neither the consumer (its close) nor the exit.
+                let lister: BaseConsumer = cfg
+                    .client_config()
+                    .create()
+                    .map_err(|e| format!("cannot create the Kafka client that lists topics: {e}"))?;
+                let resolve =
+                    resolve_topics(consumer.clone(), lister, filter, cfg.metadata.refresh_interval, id.clone());
                 tasks.push(tokio::spawn(with_shutdown(resolve, shutdown.clone())));
             }
             None => {
@@ -507,17 +514,34 @@ async fn with_shutdown(f: impl Future<Output = ()>, shutdown: CancellationToken)
 
 /// A regex subscription ([`TopicFilter`]): lists the cluster's topics now and every `every`,
 /// and subscribes `consumer` to the matching ones whenever they change.
-async fn resolve_topics(consumer: Arc<StreamConsumer<Ctx>>, filter: TopicFilter, every: Duration, id: Arc<str>) {
-    let filter = Arc::new(filter);
+/// Each listing runs on a thread of its own rather than the runtime's blocking pool, which
+/// the runtime waits for at exit.
+async fn resolve_topics(
+    consumer: Arc<StreamConsumer<Ctx>>,
+    lister: BaseConsumer,
+    filter: TopicFilter,
+    every: Duration,
+    id: Arc<str>,
+) {
+    let (lister, filter) = (Arc::new(lister), Arc::new(filter));
     let every = every.max(Duration::from_millis(100));
     let mut current: Option<Vec<String>> = None;
     loop {
-        let (c, f) = (consumer.clone(), filter.clone());
-        let listed = tokio::task::spawn_blocking(move || {
-            c.fetch_metadata(None, Duration::from_secs(10))
-                .map(|m| f.select(m.topics().iter().filter(|t| t.error().is_none()).map(|t| t.name())))
-        })
-        .await;
+        let (c, f) = (lister.clone(), filter.clone());
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let spawned = std::thread::Builder::new().name("sl-kafka-topics".into()).spawn(move || {
+            let listed = c
+                .fetch_metadata(None, Duration::from_secs(10))
+                .map(|m| f.select(m.topics().iter().filter(|t| t.error().is_none()).map(|t| t.name())));
+            // The client is never assigned partitions: this serves its queued events (broker
+            // errors), which would otherwise pile up.
+            while c.poll(Duration::ZERO).is_some() {}
+            let _ = tx.send(listed);
+        });
+        let listed = match spawned {
+            Ok(_) => rx.await.map_err(|_| "the listing thread ended without an answer".to_string()),
+            Err(e) => Err(format!("cannot start the listing thread: {e}")),
+        };
         match listed {
             Ok(Ok(names)) if current.as_ref() != Some(&names) => {
                 let done = if names.is_empty() {

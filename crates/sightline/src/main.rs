@@ -133,7 +133,13 @@ fn main() -> ExitCode {
                     return ExitCode::from(1);
                 }
             };
-            match rt.block_on(app::run(validated)) {
+            let res = rt.block_on(app::run(validated));
+            // `app::run` has drained and closed every component within
+            // `service.shutdown_timeout`. A blocking call still running now (a Kafka metadata
+            // request to brokers that do not answer, up to 10 s) must not hold the exit: the
+            // runtime's drop would wait for it without bound.
+            rt.shutdown_timeout(std::time::Duration::from_secs(5));
+            match res {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = %format!("{e:#}"), "sightline stopped");
