@@ -700,9 +700,11 @@ fn varint_at(buf: &[u8], p: usize) -> Option<(u64, usize)> {
     read_varint(buf, &mut pos).ok().map(|v| (v, pos))
 }
 
-/// One field on the wire: (field number, wire type, the value's bytes for LEN fields).
+/// One field on the wire at `p`, which moves past it: (field number, wire type, the value's
+/// bytes for LEN fields, empty for the others). `None` for malformed bytes (`p` unmoved). The
+/// reader of every hot walk that needs no [`Field`] or error detail.
 #[inline(always)]
-fn skim_field<'a>(buf: &'a [u8], p: &mut usize) -> Option<(u64, u8, &'a [u8])> {
+pub fn skim_field<'a>(buf: &'a [u8], p: &mut usize) -> Option<(u64, u8, &'a [u8])> {
     let (tag, q) = varint_at(buf, *p)?;
     let field = tag >> 3;
     if field == 0 || field > u64::from(u32::MAX >> 3) {

@@ -11,7 +11,7 @@
 
 use crate::compile::{Binder, Cond, Getter, KeyG};
 use crate::context::{Ctx, F};
-use crate::slot::{R, V, key_value, lookup_in, next_field, wire_val};
+use crate::slot::{R, V, key_value, lookup_in, next_field, same, wire_val};
 use crate::value::{Val, compare};
 use crate::{Condition, Statement, ast};
 use prost::Message as _;
@@ -265,6 +265,11 @@ impl Plan {
     /// Runs the statements on the item; when they change it, appends the new item to `out`
     /// (its message, no tag or length) and returns true.
     pub fn transform_item(&self, raw: &[u8], out: &mut Vec<u8>) -> bool {
+        self.transform_into(raw, || out)
+    }
+
+    /// [`Plan::transform_item`], the buffer asked for only when the item changes.
+    pub fn transform_into<'o>(&self, raw: &[u8], out: impl FnOnce() -> &'o mut Vec<u8>) -> bool {
         let mut item = Item::scan(self.kind, raw);
         for g in &self.groups {
             if !g.conds.is_empty() && !g.conds.iter().any(|c| self.eval(c, &item)) {
@@ -280,7 +285,7 @@ impl Plan {
         if !item.changed {
             return false;
         }
-        self.write(&item, out);
+        self.write(&item, out());
         true
     }
 
@@ -550,7 +555,7 @@ impl<'a> Item<'a> {
 
     /// The first attribute `key` (pdata's `Map.Get`).
     fn find(&self, plan: &Plan, key: &[u8]) -> Option<usize> {
-        self.entries.iter().position(|e| plan.bytes(self, e.key, true) == key)
+        self.entries.iter().position(|e| same(plan.bytes(self, e.key, true), key))
     }
 
     /// The value of the first attribute `key`.

@@ -188,25 +188,67 @@ pub(crate) fn lookup_in(raw: &[u8], field: u32, key: &[u8]) -> Option<R> {
     let mut pos = 0;
     while let Some((number, v)) = next_field(raw, &mut pos, 0) {
         let (true, V::Len(kv)) = (number == field, v) else { continue };
-        let (body, mut p) = (&raw[kv.0 as usize..kv.1 as usize], 0);
-        let (mut matched, mut value) = (false, (kv.0, kv.0));
-        while let Some((n, x)) = next_field(body, &mut p, kv.0) {
-            match (n, x) {
-                (1, V::Len(r)) => {
-                    matched = &raw[r.0 as usize..r.1 as usize] == key;
-                    if !matched {
-                        break;
-                    }
-                }
-                (2, V::Len(r)) => value = r,
-                _ => {}
+        let body = &raw[kv.0 as usize..kv.1 as usize];
+        // The layout every SDK writes (as in `key_value`): the key first, with a one-byte
+        // length; a key that differs ends the look at this attribute there.
+        if let [0x0a, klen, rest @ ..] = body
+            && *klen < 0x80
+            && let Some(k) = rest.get(..*klen as usize)
+        {
+            if !same(k, key) {
+                continue;
+            }
+            if let Some([0x12, vlen, value @ ..]) = rest.get(*klen as usize..)
+                && *vlen < 0x80
+                && value.len() == *vlen as usize
+            {
+                return Some((kv.1 - u32::from(*vlen), kv.1));
             }
         }
-        if matched {
+        if let Some(value) = match_walk(raw, kv, key) {
             return Some(value);
         }
     }
     None
+}
+
+/// The value of the `KeyValue` at `kv` when its key is `key`, every field read: a key that
+/// differs ends the walk, the last value wins.
+fn match_walk(raw: &[u8], kv: R, key: &[u8]) -> Option<R> {
+    let (body, mut p) = (&raw[kv.0 as usize..kv.1 as usize], 0);
+    let (mut matched, mut value) = (false, (kv.0, kv.0));
+    while let Some((n, x)) = next_field(body, &mut p, kv.0) {
+        match (n, x) {
+            (1, V::Len(r)) => {
+                matched = same(&raw[r.0 as usize..r.1 as usize], key);
+                if !matched {
+                    break;
+                }
+            }
+            (2, V::Len(r)) => value = r,
+            _ => {}
+        }
+    }
+    matched.then_some(value)
+}
+
+/// `a == b`, inline for keys of up to 16 bytes (attribute keys mostly are): two overlapping
+/// word loads a side instead of a call to `memcmp`.
+#[inline(always)]
+pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let word = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().unwrap_or([0; 8]));
+    let half = |s: &[u8], at: usize| u32::from_le_bytes(s[at..at + 4].try_into().unwrap_or([0; 4]));
+    match n {
+        0 => true,
+        1..4 => a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1],
+        4..8 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
+        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        _ => a == b,
+    }
 }
 
 /// An attribute edit; key and value shared with the statement when they are literals.
@@ -891,6 +933,71 @@ mod tests {
             raw.extend_from_slice(&body);
             let r = (7, raw.len() as u32);
             assert_eq!(key_value(&raw, r), key_value_walk(&body, 7), "{body:02x?}");
+        }
+    }
+
+    #[test]
+    fn same_is_slice_equality() {
+        let base: Vec<u8> = (0..40u8).map(|i| b'a' + i % 26).collect();
+        for n in 0..base.len() {
+            let a = &base[..n];
+            assert!(same(a, a));
+            assert!(!same(a, &base[..n + 1]), "lengths differ: {n}");
+            for i in 0..n {
+                let mut b = a.to_vec();
+                b[i] ^= 0x20;
+                assert!(!same(a, &b), "byte {i} of {n} differs");
+            }
+        }
+    }
+
+    /// `lookup_in` without its fast path: every field of each `KeyValue` read.
+    fn lookup_walk(raw: &[u8], field: u32, key: &[u8]) -> Option<R> {
+        let mut pos = 0;
+        while let Some((number, v)) = next_field(raw, &mut pos, 0) {
+            if let (true, V::Len(kv)) = (number == field, v)
+                && let Some(value) = match_walk(raw, kv, key)
+            {
+                return Some(value);
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn lookup_fast_path_finds_what_the_walk_finds() {
+        let long = "k".repeat(200);
+        let mut bodies: Vec<Vec<u8>> = vec![
+            kv("a", "b").encode_to_vec(),
+            kv("", "").encode_to_vec(),
+            kv(&long, "v").encode_to_vec(),
+            kv("a", &long).encode_to_vec(),
+            KeyValue { key: "a".into(), value: None, ..Default::default() }.encode_to_vec(),
+            vec![0x12, 0x02, 0x08, 0x01, 0x0a, 0x01, b'a'],
+            vec![0x0a, 0x01, b'a', 0x12, 0x00, 0x0a, 0x01, b'y'],
+            vec![0x0a, 0x01, b'a', 0x12, 0x00, 0x18, 0x05],
+            vec![0x0a, 0x01, b'a', 0x12, 0x05, 0x08],
+            vec![0x0a, 0x01, b'a', 0x0a, 0x01, b'b', 0x12, 0x00],
+            vec![0x0a, 0x05, b'a'],
+            vec![],
+        ];
+        let full = kv("a", "/api").encode_to_vec();
+        bodies.extend((0..full.len()).map(|n| full[..n].to_vec()));
+        for first in &bodies {
+            for second in &bodies {
+                // A span: its name, two attributes, its kind.
+                let mut raw = vec![0x2a, 0x01, b'n'];
+                wire::put_len_field(&mut raw, 9, first);
+                wire::put_len_field(&mut raw, 9, second);
+                raw.extend_from_slice(&[0x30, 0x02]);
+                for key in [&b"a"[..], b"", long.as_bytes(), b"b", b"zz"] {
+                    assert_eq!(
+                        lookup_in(&raw, 9, key),
+                        lookup_walk(&raw, 9, key),
+                        "{first:02x?} {second:02x?} {key:?}"
+                    );
+                }
+            }
         }
     }
 

@@ -621,7 +621,7 @@ impl Processor for FilterProcessor {
         }
         let before = payload.items();
         if let Some(plans) = &self.plans {
-            let drop = &mut |item: &[u8], _: &mut Vec<u8>| {
+            let drop = &mut |item: &[u8], _: &mut wire_plan::Out| {
                 if plans.iter().any(|p| p.drops(item)) { Fate::Drop } else { Fate::Keep }
             };
             return Ok(match wire_plan::rewrite(payload.bytes(), true, drop)? {

@@ -262,8 +262,8 @@ impl Processor for TransformProcessor {
             return Ok(payload);
         }
         if let Some(plan) = &self.plan {
-            let run = &mut |item: &[u8], out: &mut Vec<u8>| {
-                if plan.transform_item(item, out) { Fate::Rewritten } else { Fate::Keep }
+            let run = &mut |item: &[u8], out: &mut wire_plan::Out| {
+                if plan.transform_into(item, || out.begin()) { Fate::Rewritten } else { Fate::Keep }
             };
             return Ok(match wire_plan::rewrite(payload.bytes(), false, run)? {
                 None => payload,
