@@ -35,9 +35,10 @@ fn main() {
         v
     };
 
-    // Protobuf requests: the wire walker, the rewriter, the protobuf -> JSON round trip and
+    // Protobuf requests: the wire walker, the rewriters, the protobuf -> JSON round trip and
     // the ClickHouse encoder.
-    for target in ["wire_inspect", "ownership_rewrite", "otlp_json_roundtrip", "clickhouse_encode"] {
+    for target in ["wire_inspect", "ownership_rewrite", "otlp_json_roundtrip", "clickhouse_encode", "wire_plan_rewrite"]
+    {
         let dir = fresh(&root, target);
         for (name, signal, bytes) in &requests {
             write(&dir, name, &with_signal(*signal, bytes));
