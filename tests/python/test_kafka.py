@@ -150,6 +150,7 @@ def spans_of(req):
 def test_sdk_to_sightline_to_kafka_all_signals(kafka, sightline_factory, encoding):
     topics = {s: f"{s}-{encoding}" for s in ("traces", "logs", "metrics")}
     per_signal = "".join(f"    {s}: {{ topic: {t}, encoding: {encoding} }}\n" for s, t in topics.items())
+    per_signal += "    record_headers: [{ name: fleet, value: eu-1 }]\n    signal_header: true\n"
     sl = sightline_factory(exporters=kafka_exporter(kafka, per_signal), pipeline_exporters="[kafka]")
     send_traces(sl.grpc, 50)
     send_logs_and_metrics(sl.grpc, "search-api", 10, 5)
@@ -168,6 +169,8 @@ def test_sdk_to_sightline_to_kafka_all_signals(kafka, sightline_factory, encodin
         assert got == want[signal] or (signal == "metrics" and got == 2), (signal, got)
         assert owners == {"payments" if signal == "traces" else "search"}, owners
         assert all(m.key() is None for m in msgs), "no partitioning: no key, as the collector's"
+        headers = {tuple(m.headers() or []) for m in msgs}
+        assert headers == {(("fleet", b"eu-1"), ("otelcol.signal", signal.encode()))}, headers
     m = sl.metrics()
     assert 'otelcol_exporter_sent_spans{exporter="kafka"} 50' in m, m
 

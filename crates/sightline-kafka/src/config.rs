@@ -400,6 +400,9 @@ impl KafkaExporterConfig {
             {
                 err(&format!("{name}.topic"), "must not be empty (remove it for the default)".into());
             }
+            if s.topic.as_deref().is_some_and(|t| t.contains('\0')) {
+                err(&format!("{name}.topic"), "must not contain a NUL character".into());
+            }
             if let Some(e) = &s.encoding
                 && Encoding::parse(e).is_none()
             {
@@ -450,6 +453,9 @@ impl KafkaExporterConfig {
         for (i, h) in self.record_headers.iter().enumerate() {
             if h.name.is_empty() {
                 err(&format!("record_headers.{i}.name"), "must not be empty".into());
+            }
+            if h.name.contains('\0') {
+                err(&format!("record_headers.{i}.name"), "must not contain a NUL character".into());
             }
             if self.signal_header && h.name == "otelcol.signal" {
                 err(&format!("record_headers.{i}.name"), "otelcol.signal is written by signal_header".into());
