@@ -5,7 +5,8 @@
 //! - nothing panics (`inspect`, `retain_items`, `rewrite_resources`);
 //! - the fast skim and the detailed walk agree, for whole requests and for every item: the
 //!   skim answers exactly when the detailed walk finds no error and no invalid item, with the
-//!   same counts, and `inspect` returns what they say;
+//!   same counts, and `inspect` returns what they say; `inspect_entries` too, with each
+//!   entry's items as `count_items` counts them;
 //! - prost is the reference decoder: what prost decodes, `inspect` accepts (it may still count
 //!   invalid items, e.g. ids of the wrong length, which prost does not check), except for
 //!   the deprecated group wire types that Sightline refuses on purpose;
@@ -48,6 +49,19 @@ fn check(signal: Signal, buf: &[u8]) {
         (None, Err(_)) => {}
     }
     assert_eq!(public, slow, "inspect returns what the detailed walk says");
+
+    // The receivers' check: the same answer, and each entry's items as the accounting counts
+    // them (when the skim accepts a request of several entries; none otherwise).
+    let mut entries = Vec::new();
+    assert_eq!(wire::inspect_entries(signal, buf, &mut entries), public, "inspect_entries returns what inspect says");
+    let counted: Vec<u64> = Fields::new(buf)
+        .map_while(Result::ok)
+        .filter(|f| f.number == 1)
+        .filter_map(|f| wire::expect_len(&f).ok())
+        .map(|rx| wire::count_items(signal, rx))
+        .collect();
+    let want = if fast.is_some() && counted.len() > 1 { counted } else { Vec::new() };
+    assert_eq!(entries, want, "per-entry items");
 
     // Every item that the framing lets us reach: the item skim agrees with its detailed check.
     for_each_item(buf, &mut |item| {

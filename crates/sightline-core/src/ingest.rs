@@ -65,15 +65,19 @@ pub struct Validated {
     /// Items dropped as invalid, and why (empty when none).
     pub rejected: u64,
     pub message: String,
+    /// Items of each `Resource*` entry in order, when there are several (see
+    /// [`wire::inspect_entries`]); empty otherwise. For [`crate::Payload::with_entry_items`].
+    pub entry_items: Vec<u64>,
 }
 
 /// Checks a request's framing and its items (UTF-8 strings, id lengths...): a malformed
 /// request is refused whole (`Err` with the reason); invalid items are removed and the rest
 /// kept, as a partial success.
 pub fn validate(signal: Signal, proto: Bytes) -> Result<Validated, String> {
-    let summary = wire::inspect(signal, &proto).map_err(|e| e.to_string())?;
+    let mut entry_items = Vec::new();
+    let summary = wire::inspect_entries(signal, &proto, &mut entry_items).map_err(|e| e.to_string())?;
     if summary.invalid_items == 0 {
-        return Ok(Validated { proto, items: summary.items, rejected: 0, message: String::new() });
+        return Ok(Validated { proto, items: summary.items, rejected: 0, message: String::new(), entry_items });
     }
     let (kept, removed) =
         wire::retain_items(&proto, &mut |i| wire::item_is_valid(signal, i)).map_err(|e| e.to_string())?;
@@ -84,7 +88,7 @@ pub fn validate(signal: Signal, proto: Bytes) -> Result<Validated, String> {
     let message = format!("{removed} invalid {} dropped; first: {first}", signal.item_name());
     // Removed metrics may have held several points: recount what remains.
     let items = wire::inspect(signal, &kept).map(|s| s.items).unwrap_or(summary.items);
-    Ok(Validated { proto: Bytes::from(kept), items, rejected: removed, message })
+    Ok(Validated { proto: Bytes::from(kept), items, rejected: removed, message, entry_items: Vec::new() })
 }
 
 /// Hands a request to the pipelines of its signal, in two phases when there are several:

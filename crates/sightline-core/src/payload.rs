@@ -28,6 +28,9 @@ struct Inner {
     shared: Mutex<Vec<SharedEncoding>>,
     /// Told when every exporter has taken responsibility for the data (see [`Completion`]).
     completion: Option<Arc<Completion>>,
+    /// Items of each `Resource*` entry of `bytes`, when the receiver counted them (see
+    /// [`Payload::with_entry_items`]); empty when not known.
+    entry_items: Box<[u64]>,
 }
 
 /// Tells a receiver that acknowledges its source only once the data is safe (the `kafka`
@@ -167,8 +170,26 @@ impl Payload {
                 rejected: None,
                 shared: Mutex::new(Vec::new()),
                 completion: None,
+                entry_items: Box::default(),
             }),
         }
+    }
+
+    /// The same payload with the items of each of its `Resource*` entries, in order, as
+    /// [`crate::wire::count_items`] counts them: the receiver's call, from its check
+    /// ([`crate::ingest::Validated::entry_items`]). They stay with these bytes only: new bytes
+    /// ([`Payload::with_bytes`]) have none.
+    pub fn with_entry_items(self, entry_items: Vec<u64>) -> Payload {
+        if entry_items.is_empty() {
+            return self;
+        }
+        self.with_context(|i| i.entry_items = entry_items.into_boxed_slice())
+    }
+
+    /// The items of each `Resource*` entry, in order, when known (see
+    /// [`Payload::with_entry_items`]); empty otherwise.
+    pub fn entry_items(&self) -> &[u64] {
+        &self.inner.entry_items
     }
 
     /// The same payload, reporting to `completion` (see [`Completion`]); the receiver's call.
@@ -183,7 +204,11 @@ impl Payload {
 
     /// The payload with `edit` applied to its request context. Call before the payload is
     /// shared; a shared payload is copied (reference counts only).
-    fn with_context(self, edit: impl FnOnce(&mut Inner)) -> Payload {
+    fn with_context(mut self, edit: impl FnOnce(&mut Inner)) -> Payload {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            edit(inner);
+            return self;
+        }
         let mut inner = match Arc::try_unwrap(self.inner) {
             Ok(inner) => inner,
             Err(shared) => Inner {
@@ -196,6 +221,7 @@ impl Payload {
                 rejected: shared.rejected.clone(),
                 shared: Mutex::new(Vec::new()),
                 completion: shared.completion.clone(),
+                entry_items: shared.entry_items.clone(),
             },
         };
         edit(&mut inner);
@@ -311,6 +337,7 @@ impl Payload {
                 rejected,
                 shared: Mutex::new(Vec::new()),
                 completion,
+                entry_items: Box::default(),
             }),
         }
     }
@@ -520,5 +547,17 @@ mod tests {
         assert_eq!(budget.in_use(), 150, "queued output still counted after the receiver lets go");
         drop(out);
         assert_eq!(budget.in_use(), 0);
+    }
+
+    #[test]
+    fn entry_counts_stay_with_their_bytes_only() {
+        let p = Payload::new(Signal::Traces, Bytes::from_static(b"ab"), 5, None).with_entry_items(vec![2, 3]);
+        assert_eq!(p.entry_items(), [2, 3]);
+        // Shared, then given a context: the copy keeps them (same bytes).
+        let shared = p.clone();
+        let q = p.with_bound_team(None);
+        assert_eq!((q.entry_items(), shared.entry_items()), (&[2, 3][..], &[2, 3][..]));
+        // A processor's new bytes: counts unknown.
+        assert!(q.with_bytes(Bytes::from_static(b"abc"), 5).entry_items().is_empty());
     }
 }

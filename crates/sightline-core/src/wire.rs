@@ -528,16 +528,32 @@ pub struct Summary {
 ///
 /// Allocation-free when every item is valid.
 pub fn inspect(signal: Signal, buf: &[u8]) -> Result<Summary, WireError> {
-    if let Some((items, resources)) = inspect_fast(signal, buf) {
+    if let Some((items, resources)) = inspect_fast(signal, buf, None) {
         return Ok(Summary { items, resources, invalid_items: 0, first_invalid: None });
     }
     inspect_detailed(signal, buf)
 }
 
+/// [`inspect`], which also writes to `entries` the items of each `Resource*` entry in order
+/// (what [`count_items`] counts), when the request has more than one entry and no invalid
+/// item; otherwise `entries` is left empty. The receivers' check: the counts go with the
+/// payload (`Payload::with_entry_items`) so that per-resource accounting does not walk the
+/// items again.
+pub fn inspect_entries(signal: Signal, buf: &[u8], entries: &mut Vec<u64>) -> Result<Summary, WireError> {
+    entries.clear();
+    if let Some((items, resources)) = inspect_fast(signal, buf, Some(entries)) {
+        return Ok(Summary { items, resources, invalid_items: 0, first_invalid: None });
+    }
+    entries.clear();
+    inspect_detailed(signal, buf)
+}
+
 /// The skim of a whole request: `Some((items, resources))` exactly when [`inspect_detailed`]
-/// would find the request valid with no invalid item.
-fn inspect_fast(signal: Signal, buf: &[u8]) -> Option<(u64, u64)> {
+/// would find the request valid with no invalid item. With `entries`, each entry's items are
+/// pushed to it once there are two entries (one entry alone pushes nothing).
+fn inspect_fast(signal: Signal, buf: &[u8], mut entries: Option<&mut Vec<u64>>) -> Option<(u64, u64)> {
     let (mut items, mut resources) = (0u64, 0u64);
+    let mut first = 0u64;
     let mut p = 0;
     while p < buf.len() {
         let (f, wt, rx) = skim_field(buf, &mut p)?;
@@ -548,6 +564,7 @@ fn inspect_fast(signal: Signal, buf: &[u8]) -> Option<(u64, u64)> {
             return None;
         }
         resources += 1;
+        let before = items;
         let mut q = 0;
         while q < rx.len() {
             let (g, w, v) = skim_field(rx, &mut q)?;
@@ -577,6 +594,14 @@ fn inspect_fast(signal: Signal, buf: &[u8]) -> Option<(u64, u64)> {
                     }
                 }
                 _ => {}
+            }
+        }
+        if let Some(e) = entries.as_deref_mut() {
+            let n = items - before;
+            match resources {
+                1 => first = n,
+                2 => e.extend([first, n]),
+                _ => e.push(n),
             }
         }
     }
@@ -883,9 +908,6 @@ fn id_len_ok(field: u64, len: u64, long: u64) -> bool {
     len == 0 || len == if field == long { 16 } else { 8 }
 }
 
-/// The items (spans, metric data points, log records) of one `Resource*` entry whose framing
-/// [`inspect`] accepted: field headers are read, item bodies skipped (for metrics, each
-/// metric's data is read down to its points' headers). Malformed bytes end the count.
 /// A `sint32` read as a varint, decoded (zigzag).
 pub fn zigzag32(n: u64) -> i32 {
     let n = n as u32;
@@ -900,6 +922,9 @@ pub fn scope_items(signal: Signal, scope: &[u8]) -> u64 {
     count_items(signal, &entry)
 }
 
+/// The items (spans, metric data points, log records) of one `Resource*` entry whose framing
+/// [`inspect`] accepted: field headers are read, item bodies skipped (for metrics, each
+/// metric's data is read down to its points' headers). Malformed bytes end the count.
 pub fn count_items(signal: Signal, entry: &[u8]) -> u64 {
     let mut n = 0u64;
     let mut p = 0;
@@ -1097,7 +1122,7 @@ pub mod fuzzing {
 
     /// The skim of a whole request (`Some((items, resources))` when valid with no invalid item).
     pub fn inspect_fast(signal: Signal, buf: &[u8]) -> Option<(u64, u64)> {
-        super::inspect_fast(signal, buf)
+        super::inspect_fast(signal, buf, None)
     }
 
     /// The detailed walk of a whole request.
@@ -1216,7 +1241,7 @@ mod tests {
             put_len_field(&mut rs, 1, &resource);
             let mut req = Vec::new();
             put_len_field(&mut req, 1, &rs);
-            assert_eq!(inspect_fast(Signal::Traces, &req), None);
+            assert_eq!(inspect_fast(Signal::Traces, &req, None), None);
             assert!(inspect_detailed(Signal::Traces, &req).is_err());
         }
     }
@@ -1365,11 +1390,24 @@ mod tests {
             x ^= x << 17;
             let i = (x as usize) % buf.len();
             buf[i] = (x >> 40) as u8;
-            let fast = inspect_fast(Signal::Traces, &buf);
+            let mut entries = vec![7];
+            let fast = inspect_entries(Signal::Traces, &buf, &mut entries)
+                .ok()
+                .filter(|s| s.invalid_items == 0)
+                .map(|s| (s.items, s.resources));
+            assert_eq!(fast, inspect_fast(Signal::Traces, &buf, None));
             let slow = inspect_detailed(Signal::Traces, &buf);
             match (&fast, &slow) {
                 (Some((items, res)), Ok(s)) => {
                     assert_eq!((s.items, s.resources, s.invalid_items), (*items, *res, 0));
+                    // Each entry's items, as the accounting would count them.
+                    let counted: Vec<u64> = Fields::new(&buf)
+                        .map(|f| f.unwrap())
+                        .filter(|f| f.number == 1)
+                        .map(|f| count_items(Signal::Traces, expect_len(&f).unwrap()))
+                        .collect();
+                    let want = if counted.len() > 1 { counted } else { Vec::new() };
+                    assert_eq!(entries, want, "{buf:?}");
                     fast_some += 1;
                 }
                 (None, Ok(s)) => assert!(s.invalid_items > 0, "{buf:?}"),

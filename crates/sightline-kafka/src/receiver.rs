@@ -717,8 +717,9 @@ impl Run {
         let started = tokio::time::Instant::now();
         loop {
             let (completion, answer) = Completion::new();
-            let payload =
-                Payload::new(self.signal, v.proto.clone(), v.items, permit.take()).with_completion(completion.clone());
+            let payload = Payload::new(self.signal, v.proto.clone(), v.items, permit.take())
+                .with_completion(completion.clone())
+                .with_entry_items(v.entry_items.clone());
             let outcome = ingest::dispatch(self.consumers.get(self.signal), payload).await;
             completion.finish(true);
             drop(completion);

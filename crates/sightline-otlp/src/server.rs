@@ -344,7 +344,9 @@ impl Shared {
         let (proto, items, rejected, message) = (v.proto, v.items, v.rejected, v.message);
         permit.shrink_to(proto.len());
         let pipelines = self.consumers.get(signal);
-        let payload = Payload::new(signal, proto, items, Some(permit)).with_sender(bound, Some(client));
+        let payload = Payload::new(signal, proto, items, Some(permit))
+            .with_sender(bound, Some(client))
+            .with_entry_items(v.entry_items);
         let (queued, dropped, refused, why) = match ingest::dispatch(pipelines, payload).await {
             Ok(d) => (d.queued, d.dropped, d.rejected.min(items), d.message),
             Err(e) => {

@@ -357,6 +357,10 @@ struct Editor<'a> {
     /// The items of the request when it has one resource entry (what SDKs send): that entry's
     /// count, with no walk over its items.
     single: Option<u64>,
+    /// The items of each entry, in order, when the receiver counted them (empty otherwise),
+    /// and the entry [`ResourceEditor::edit`] is called for next.
+    entries: &'a [u64],
+    next: usize,
 }
 
 /// `owner.source` of a resource attributed to the authenticated team.
@@ -570,7 +574,9 @@ fn count(counters: &TeamCounters, entry_len: u64, items: u64) {
 
 impl ResourceEditor for Editor<'_> {
     fn edit(&mut self, resource: &[u8], entry: &[u8]) -> &[u8] {
-        let items = self.single.unwrap_or_else(|| wire::count_items(self.signal, entry));
+        let counted = self.entries.get(self.next).copied();
+        self.next += 1;
+        let items = self.single.or(counted).unwrap_or_else(|| wire::count_items(self.signal, entry));
         let entry_len = entry.len() as u64;
         let mut key = xxhash_rust::xxh3::xxh3_64(resource);
         if let Some(peer) = self.peer {
@@ -674,6 +680,8 @@ impl Processor for OwnershipProcessor {
             governance: self.governance.as_deref(),
             now: None,
             single: single_entry(payload.bytes()).then(|| payload.items()),
+            entries: payload.entry_items(),
+            next: 0,
         };
         let mut out = Vec::new();
         wire::rewrite_resources(payload.bytes(), &mut out, &mut editor)

@@ -270,8 +270,17 @@ fn items_per_team_and_unowned_services_for_the_governance_view() {
     r.resource.as_mut().unwrap().attributes.push(kv("telemetry.sdk.language", "python"));
     let span = r.scope_spans[0].spans[0].clone();
     r.scope_spans[0].spans.extend([span.clone(), span]);
-    for _ in 0..2 {
-        let payload = Payload::new(Signal::Traces, Bytes::from(req.encode_to_vec()), 5, None);
+    // Once with the items of each entry counted here, once with the counts the receivers'
+    // check hands over with the payload.
+    for from_receiver in [false, true] {
+        let bytes = Bytes::from(req.encode_to_vec());
+        let payload = if from_receiver {
+            let v = sightline_core::ingest::validate(Signal::Traces, bytes).unwrap();
+            assert_eq!(v.entry_items, [1, 1, 3]);
+            Payload::new(Signal::Traces, v.proto, v.items, None).with_entry_items(v.entry_items)
+        } else {
+            Payload::new(Signal::Traces, bytes, 5, None)
+        };
         p.process(payload).unwrap();
     }
     let items = |team: &str, kind: &str| {
