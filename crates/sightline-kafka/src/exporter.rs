@@ -121,9 +121,7 @@ impl Client {
         })?;
         Ok(Client { base, stop })
     }
-}
 
-impl Client {
     /// Queues one message for `topic` without librdkafka copying its value or key (rdkafka's
     /// `send` always asks for a copy: a `memcpy` and a large allocation per message, 4% of the
     /// export's CPU). `headers` (name, value) are copied. On failure `pending` comes back.
