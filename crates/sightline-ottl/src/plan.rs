@@ -69,6 +69,13 @@ enum PCond {
     And(Vec<PCond>),
     Not(Box<PCond>),
     Cmp(Get, &'static str, Get),
+    /// `attributes[key] == "lit"` (or `!=`, `eq` false), the form of most filter conditions:
+    /// resolved when the plan is built so that each item costs a lookup and a byte compare.
+    AttrStr {
+        key: Box<[u8]>,
+        lit: Box<str>,
+        eq: bool,
+    },
     Const(bool),
 }
 
@@ -78,7 +85,7 @@ impl PCond {
             PCond::Or(v) | PCond::And(v) => v.iter().any(PCond::reads_scalars),
             PCond::Not(c) => c.reads_scalars(),
             PCond::Cmp(a, _, b) => [a, b].iter().any(|g| !matches!(g, Get::Lit(_) | Get::Attr(_))),
-            PCond::Const(_) => false,
+            PCond::AttrStr { .. } | PCond::Const(_) => false,
         }
     }
 }
@@ -108,7 +115,13 @@ fn cond_of(c: &Cond, kind: Kind) -> Option<PCond> {
         Cond::Or(v) => PCond::Or(v.iter().map(|c| cond_of(c, kind)).collect::<Option<_>>()?),
         Cond::And(v) => PCond::And(v.iter().map(|c| cond_of(c, kind)).collect::<Option<_>>()?),
         Cond::Not(c) => PCond::Not(Box::new(cond_of(c, kind)?)),
-        Cond::Cmp(a, op, b) => PCond::Cmp(get_of(a, kind)?, op, get_of(b, kind)?),
+        Cond::Cmp(a, op, b) => match (get_of(a, kind)?, *op, get_of(b, kind)?) {
+            (Get::Attr(key), op @ ("==" | "!="), Get::Lit(Val::Str(lit)))
+            | (Get::Lit(Val::Str(lit)), op @ ("==" | "!="), Get::Attr(key)) => {
+                PCond::AttrStr { key, lit: lit.as_ref().into(), eq: op == "==" }
+            }
+            (a, op, b) => PCond::Cmp(a, op, b),
+        },
         Cond::Const(b) => PCond::Const(*b),
         Cond::Conv(_) => return None,
     })
@@ -355,19 +368,21 @@ impl Plan {
             PCond::And(v) => v.iter().all(|c| self.eval(c, item)),
             PCond::Not(c) => !self.eval(c, item),
             PCond::Const(b) => *b,
-            PCond::Cmp(Get::Attr(k), op @ ("==" | "!="), Get::Lit(Val::Str(lit)))
-            | PCond::Cmp(Get::Lit(Val::Str(lit)), op @ ("==" | "!="), Get::Attr(k)) => {
+            PCond::AttrStr { key, lit, eq } => {
                 // A string attribute against a string literal: its bytes compared, not
                 // validated (equal bytes are the literal's, valid UTF-8; unequal ones give
                 // the same answer as a value that does not decode, nil).
-                let eq = match item.value_of(self, k) {
+                let same_value = match item.value_of(self, key) {
                     Some(v) => match only_string(self.bytes(item, v, false)) {
-                        Some(s) => s == lit.as_bytes(),
-                        None => return compare(&self.attr(k, item), &Val::Str(Cow::Borrowed(lit)), op),
+                        Some(s) => same(s, lit.as_bytes()),
+                        None => {
+                            let op = if *eq { "==" } else { "!=" };
+                            return compare(&self.attr(key, item), &Val::Str(Cow::Borrowed(lit)), op);
+                        }
                     },
                     None => false,
                 };
-                eq == (*op == "==")
+                same_value == *eq
             }
             PCond::Cmp(a, op, b) => compare(&self.read(a, item), &self.read(b, item), op),
         }
@@ -436,7 +451,16 @@ impl Plan {
 }
 
 /// The bytes of an `AnyValue` that is exactly one `string_value` field.
+#[inline(always)]
 fn only_string(b: &[u8]) -> Option<&[u8]> {
+    match b {
+        [0x0a, len, rest @ ..] if *len < 0x80 => (rest.len() == usize::from(*len)).then_some(rest),
+        _ => only_string_long(b),
+    }
+}
+
+/// [`only_string`] of a string of 128 bytes or more (or of another value).
+fn only_string_long(b: &[u8]) -> Option<&[u8]> {
     let (&tag, rest) = b.split_first()?;
     if tag != 0x0a {
         return None;

@@ -32,6 +32,8 @@ const SPAN_CONDITIONS: &[&str] = &[
     r#"name == "GET /healthz" or kind == 3"#,
     r#"not (attributes["a"] == "y" and status.code == 1)"#,
     r#"span.attributes["http.route"] == "/healthz""#,
+    // A string of more than 127 bytes: its length takes two bytes on the wire.
+    r#"attributes["a"] != "LLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLL""#,
     "true",
 ];
 
@@ -64,7 +66,7 @@ impl Rng {
 
 fn value(r: &mut Rng) -> Option<AnyValue> {
     Some(AnyValue {
-        value: match r.below(8) {
+        value: match r.below(9) {
             0 => None,
             1 => Some(Pv::StringValue("x".into())),
             2 => Some(Pv::StringValue("y".into())),
@@ -72,6 +74,7 @@ fn value(r: &mut Rng) -> Option<AnyValue> {
             4 => Some(Pv::BoolValue(true)),
             5 => Some(Pv::DoubleValue(1.5)),
             6 => Some(Pv::StringValue("/healthz".into())),
+            7 => Some(Pv::StringValue("L".repeat(130))),
             _ => Some(Pv::BytesValue(vec![1, 2])),
         },
     })
@@ -210,4 +213,21 @@ fn forms_outside_the_plans_fall_back() {
         assert!(!p.add_group(&[], &[Statement::parse(s, Ctx::Span).unwrap()]), "{s}");
     }
     assert!(Plan::filter(Ctx::Resource, &[]).is_none(), "item contexts only");
+}
+
+#[test]
+fn only_string_reads_an_any_value_that_is_one_string() {
+    let long = "L".repeat(130);
+    let encoded = |v: Pv| AnyValue { value: Some(v) }.encode_to_vec();
+    assert_eq!(only_string(&encoded(Pv::StringValue("x".into()))), Some(&b"x"[..]));
+    assert_eq!(only_string(&encoded(Pv::StringValue(long.clone()))), Some(long.as_bytes()));
+    assert_eq!(only_string(&encoded(Pv::StringValue(String::new()))), Some(&b""[..]));
+    assert_eq!(only_string(&encoded(Pv::IntValue(3))), None);
+    // A second field after the string, a string cut short, nothing at all.
+    assert_eq!(only_string(&[0x0a, 1, b'x', 0x10, 1]), None);
+    let mut two = encoded(Pv::StringValue(long.clone()));
+    two.extend_from_slice(&[0x10, 1]);
+    assert_eq!(only_string(&two), None);
+    assert_eq!(only_string(&[0x0a, 5, b'x']), None);
+    assert_eq!(only_string(&[]), None);
 }
