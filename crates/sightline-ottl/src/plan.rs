@@ -271,7 +271,10 @@ impl Plan {
     pub fn drops(&self, raw: &[u8]) -> bool {
         // Nothing is edited: attributes are looked up in the bytes (keys only, up to the
         // first match), and the scalars scanned only when a condition reads one.
-        let item = Item::light(self.kind, raw, self.scalars);
+        let mut item = Item::light(raw);
+        if self.scalars {
+            item.read_scalars(self.kind);
+        }
         self.drop.iter().any(|c| self.eval(c, &item))
     }
 
@@ -283,7 +286,8 @@ impl Plan {
 
     /// [`Plan::transform_item`], the buffer asked for only when the item changes.
     pub fn transform_into<'o>(&self, raw: &[u8], out: impl FnOnce() -> &'o mut Vec<u8>) -> bool {
-        let mut item = Item::scan(self.kind, raw);
+        let mut item = Item::light(raw);
+        item.scan(self.kind);
         for g in &self.groups {
             if !g.conds.is_empty() && !g.conds.iter().any(|c| self.eval(c, &item)) {
                 continue;
@@ -504,40 +508,13 @@ struct Item<'a> {
 }
 
 impl<'a> Item<'a> {
-    /// As the slot's scan: malformed bytes end it (the receiver checked the item's framing),
-    /// the last occurrence of a scalar field wins.
-    fn scan(kind: Kind, raw: &'a [u8]) -> Item<'a> {
-        let mut it = Item::light(kind, raw, false);
-        it.light = false;
-        let field = kind.attrs_field();
-        let (mut pos, mut after_run) = (0, false);
-        loop {
-            let start = pos as u32;
-            let Some((number, v)) = next_field(raw, &mut pos, 0) else { break };
-            if number == field {
-                let V::Len(kv) = v else { continue };
-                if after_run {
-                    it.contiguous = false;
-                }
-                let (key, value) = key_value(raw, kv);
-                let end = pos as u32;
-                it.run = Some(it.run.map_or((start, end), |r| (r.0, end)));
-                it.entries.push(Entry { key: Src::Raw(key), value: Src::Raw(value), field: Some((start, end)) });
-                continue;
-            }
-            after_run |= !it.entries.is_empty();
-            it.note(kind, number, v);
-        }
-        it
-    }
+    // `Item` is large (its entries are inline): it is built in its caller's frame by `light`
+    // and filled there in place; a constructor that filled a local and returned it copied
+    // 640 bytes per item.
 
-    /// An item whose attributes are looked up in the bytes, with its scalars when `scalars`.
-    fn light(kind: Kind, raw: &'a [u8], scalars: bool) -> Item<'a> {
-        if scalars {
-            let mut it = Item::scan_scalars(kind, raw);
-            it.light = true;
-            return it;
-        }
+    /// An item whose attributes are looked up in the bytes, its scalars not read yet.
+    #[inline(always)]
+    fn light(raw: &'a [u8]) -> Item<'a> {
         Item {
             raw,
             entries: SmallVec::new(),
@@ -551,14 +528,39 @@ impl<'a> Item<'a> {
         }
     }
 
+    /// As the slot's scan: malformed bytes end it (the receiver checked the item's framing),
+    /// the last occurrence of a scalar field wins. The attributes go to `entries`.
+    fn scan(&mut self, kind: Kind) {
+        self.light = false;
+        let raw = self.raw;
+        let field = kind.attrs_field();
+        let (mut pos, mut after_run) = (0, false);
+        loop {
+            let start = pos as u32;
+            let Some((number, v)) = next_field(raw, &mut pos, 0) else { break };
+            if number == field {
+                let V::Len(kv) = v else { continue };
+                if after_run {
+                    self.contiguous = false;
+                }
+                let (key, value) = key_value(raw, kv);
+                let end = pos as u32;
+                self.run = Some(self.run.map_or((start, end), |r| (r.0, end)));
+                self.entries.push(Entry { key: Src::Raw(key), value: Src::Raw(value), field: Some((start, end)) });
+                continue;
+            }
+            after_run |= !self.entries.is_empty();
+            self.note(kind, number, v);
+        }
+    }
+
     /// The scalars only (attribute fields skipped).
-    fn scan_scalars(kind: Kind, raw: &'a [u8]) -> Item<'a> {
-        let mut it = Item::light(kind, raw, false);
+    fn read_scalars(&mut self, kind: Kind) {
+        let raw = self.raw;
         let mut pos = 0;
         while let Some((number, v)) = next_field(raw, &mut pos, 0) {
-            it.note(kind, number, v);
+            self.note(kind, number, v);
         }
-        it
     }
 
     fn note(&mut self, kind: Kind, number: u32, v: V) {
