@@ -121,3 +121,98 @@ service:
                 col.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 col.kill()
+
+
+def test_uncompressed_batches_of_large_requests_reach_the_collector_whole(tmp_path, sightline_factory):
+    """An uncompressed batch goes to h2 as chunks (its requests of 16 KiB or more are not
+    copied into one buffer, ADR 13): the collector's gRPC-Go server must read each batch of
+    several such requests as one whole message, every span accounted for."""
+    col_back, col_metrics = free_port(), free_port()
+    sl = sightline_factory(
+        exporters=f"""
+  otlp/collector:
+    endpoint: 127.0.0.1:{col_back}
+    tls: {{ insecure: true }}
+    compression: none
+    sending_queue: {{ batch: {{ min_size: 3000, flush_timeout: 2s }} }}
+""",
+        pipeline_exporters="[otlp/collector]",
+    )
+    cfg = tmp_path / "otelcol.yaml"
+    cfg.write_text(
+        f"""
+receivers:
+  otlp/back:
+    protocols:
+      grpc: {{ endpoint: "127.0.0.1:{col_back}" }}
+exporters:
+  debug: {{ verbosity: basic }}
+service:
+  telemetry:
+    metrics:
+      readers:
+        - pull:
+            exporter:
+              prometheus: {{ host: "127.0.0.1", port: {col_metrics} }}
+  pipelines:
+    traces/back: {{ receivers: [otlp/back], exporters: [debug] }}
+"""
+    )
+    import urllib.request
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    def collector_spans():
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{col_metrics}/metrics", timeout=5) as r:
+                text = r.read().decode()
+        except OSError:
+            return -1
+        total = 0
+        for line in text.splitlines():
+            if line.startswith("otelcol_receiver_accepted_spans") and 'receiver="otlp/back"' in line:
+                total += int(float(line.rsplit(" ", 1)[1]))
+        return total
+
+    log_path = tmp_path / "otelcol.log"
+    with open(log_path, "w") as log:
+        col = subprocess.Popen([os.environ["OTELCOL_BIN"], "--config", str(cfg)], stderr=log, stdout=log)
+        try:
+            assert wait_until(lambda: b"Everything is ready" in log_path.read_bytes() or col.poll() is not None, 60)
+            assert col.poll() is None, log_path.read_text()
+            tp = TracerProvider(resource=Resource.create({"service.name": "checkout"}))
+            # Requests of 400 spans of about 300 bytes each: 120 KB, well over 16 KiB.
+            tp.add_span_processor(
+                BatchSpanProcessor(
+                    OTLPSpanExporter(endpoint=f"127.0.0.1:{sl.grpc}", insecure=True),
+                    max_export_batch_size=400,
+                    max_queue_size=8192,
+                    schedule_delay_millis=100,
+                )
+            )
+            tracer = tp.get_tracer("interop")
+            total = 4000
+            for i in range(total):
+                with tracer.start_as_current_span(f"large-{i}") as span:
+                    span.set_attribute("padding", "p" * 200)
+            tp.force_flush()
+            tp.shutdown()
+            assert wait_until(lambda: collector_spans() >= total, 30), (collector_spans(), log_path.read_text()[-3000:])
+            assert collector_spans() == total
+            m = sl.metrics()
+            assert f'otelcol_exporter_sent_spans{{exporter="otlp/collector"}} {total}' in m, m
+            assert 'otelcol_exporter_send_failed_spans{exporter="otlp/collector"}' not in m or (
+                'otelcol_exporter_send_failed_spans{exporter="otlp/collector"} 0' in m
+            ), m
+            # Batches merged several large requests, so messages of several chunks were read
+            # whole: the debug exporter logs each message's span count.
+            import re
+
+            counts = [int(n) for n in re.findall(r'"spans": (\d+)', log_path.read_text())]
+            assert sum(counts) == total, counts
+            assert max(counts) > 400, counts
+        finally:
+            col.terminate()
+            try:
+                col.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                col.kill()
