@@ -305,10 +305,15 @@ pub fn wire_val(v: wire::AnyValue<'_>) -> Val<'_> {
     }
 }
 
-/// pdata's `PutEmpty`-then-set: an existing key keeps its place, a new one goes last.
+/// pdata's `PutEmpty`-then-set: an existing key keeps its place, a new one goes last. The
+/// attribute set is a key and a value, as the wire paths write it (the slot's encoding, wire
+/// plans): a profiles dictionary index on the old `KeyValue` (`key_strindex`) is not kept.
 fn put(attrs: &mut Vec<KeyValue>, key: &str, v: AnyValue) {
     match attrs.iter_mut().find(|kv| kv.key == key) {
-        Some(kv) => kv.value = Some(v),
+        Some(kv) => {
+            kv.value = Some(v);
+            kv.key_strindex = 0;
+        }
         None => attrs.push(KeyValue { key: key.to_string(), value: Some(v), ..Default::default() }),
     }
 }
