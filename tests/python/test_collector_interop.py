@@ -124,9 +124,8 @@ service:
 
 
 def test_uncompressed_batches_of_large_requests_reach_the_collector_whole(tmp_path, sightline_factory):
-    """An uncompressed batch goes to h2 as chunks (its requests of 16 KiB or more are not
-    copied into one buffer, ADR 13): the collector's gRPC-Go server must read each batch of
-    several such requests as one whole message, every span accounted for."""
+    """An uncompressed batch of several large requests is one gRPC message (ADR 13): the
+    collector's gRPC-Go server must read each as a whole, every span accounted for."""
     col_back, col_metrics = free_port(), free_port()
     sl = sightline_factory(
         exporters=f"""

@@ -22,7 +22,7 @@ use crate::{
     BuildError, Compression, TlsConfig, default_timeout, driver_config, error_chain, offload, user_agent,
     validate_common,
 };
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use http::uri::{Authority, Scheme};
 use http::{HeaderName, HeaderValue, Uri};
 use http_body_util::BodyExt as _;
@@ -291,7 +291,12 @@ impl OtlpSender {
                 .map_err(|_| SendError::permanent(format!("batch of {} bytes is too large for gRPC", batch.bytes)))?;
             let mut header = [0u8; MESSAGE_HEADER];
             header[1..].copy_from_slice(&len.to_be_bytes());
-            return Ok(ChunksBody::new(message_chunks(header, batch.chunks())));
+            let mut frame = BytesMut::with_capacity(MESSAGE_HEADER + batch.bytes);
+            frame.extend_from_slice(&header);
+            for c in batch.chunks() {
+                frame.extend_from_slice(c);
+            }
+            return Ok(ChunksBody::new([frame.freeze()]));
         };
         let batch = batch.clone();
         let name = compressor.compression().as_str();
@@ -334,33 +339,6 @@ impl OtlpSender {
         }
         Ok(req)
     }
-}
-
-/// A chunk of the batch at least this long goes to h2 as it is; shorter ones are copied
-/// together (each body chunk costs h2 a DATA frame and hyper a poll of the body).
-const OWN_CHUNK: usize = 16 * 1024;
-
-/// An uncompressed gRPC message as body chunks: the header, then the batch's bytes. Large
-/// chunks (a request of a few hundred spans) are handed over without a copy, which was about
-/// 4% of a pipeline's CPU; small ones are copied into the chunk before them.
-fn message_chunks<'a>(header: [u8; MESSAGE_HEADER], chunks: impl Iterator<Item = &'a Bytes>) -> Vec<Bytes> {
-    let mut out = Vec::new();
-    let mut small = BytesMut::new();
-    small.extend_from_slice(&header);
-    for c in chunks {
-        if c.len() >= OWN_CHUNK {
-            if !small.is_empty() {
-                out.push(small.split().freeze());
-            }
-            out.push(c.clone());
-        } else {
-            small.extend_from_slice(c);
-        }
-    }
-    if !small.is_empty() {
-        out.push(small.freeze());
-    }
-    out
 }
 
 impl Sender for OtlpSender {
@@ -503,33 +481,6 @@ fn code_name(code: Code) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn message_chunks_are_the_message_and_share_the_large_chunks() {
-        let header = [0, 0, 0, 1, 2];
-        let big = |b: u8| Bytes::from(vec![b; OWN_CHUNK]);
-        let small = |b: u8| Bytes::from(vec![b; 10]);
-        let cases: Vec<Vec<Bytes>> = vec![
-            vec![],
-            vec![small(1)],
-            vec![big(1)],
-            vec![small(1), small(2), big(3), small(4), big(5), big(6)],
-            vec![big(1), small(2)],
-        ];
-        for chunks in cases {
-            let out = message_chunks(header, chunks.iter());
-            let mut want = header.to_vec();
-            chunks.iter().for_each(|c| want.extend_from_slice(c));
-            assert_eq!(out.concat(), want);
-            // Every large chunk is handed over as it is, and small ones never stand alone.
-            for c in chunks.iter().filter(|c| c.len() >= OWN_CHUNK) {
-                assert!(out.iter().any(|o| o.as_ptr() == c.as_ptr() && o.len() == c.len()));
-            }
-            let copied = out.iter().filter(|o| !chunks.iter().any(|c| c.as_ptr() == o.as_ptr())).count();
-            let runs = 1 + chunks.windows(2).filter(|w| w[0].len() >= OWN_CHUNK && w[1].len() < OWN_CHUNK).count();
-            assert!(copied <= runs, "{copied} copied chunks for {runs} runs of small ones");
-        }
-    }
 
     #[test]
     fn endpoints() {
