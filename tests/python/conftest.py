@@ -2,6 +2,7 @@
 binary (SIGHTLINE_BIN, built by scripts/test.sh) on free loopback ports."""
 
 import os
+from contextlib import contextmanager
 import socket
 import subprocess
 import time
@@ -200,3 +201,20 @@ def sightline_factory(tmp_path):
     yield make
     for s in started:
         s.stop()
+
+
+@contextmanager
+def run_collector(cfg, log_path):
+    """The real collector on `cfg`, its output in `log_path`, ready when entered."""
+    with open(log_path, "w") as log:
+        col = subprocess.Popen([os.environ["OTELCOL_BIN"], "--config", str(cfg)], stderr=log, stdout=log)
+        try:
+            assert wait_until(lambda: b"Everything is ready" in log_path.read_bytes() or col.poll() is not None, 60)
+            assert col.poll() is None, log_path.read_text()
+            yield col
+        finally:
+            col.terminate()
+            try:
+                col.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                col.kill()

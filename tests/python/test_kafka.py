@@ -9,7 +9,7 @@ import os
 import subprocess
 
 import pytest
-from conftest import DEFAULT_EXPORTERS, complete_lines, free_port, wait_until
+from conftest import DEFAULT_EXPORTERS, complete_lines, free_port, run_collector, wait_until
 from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
 from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
@@ -63,15 +63,8 @@ service:
 {"".join(f"    {s}: {p}{chr(10)}" for s, p in pipelines.items())}"""
     )
     log_path = tmp_path / "otelcol.log"
-    with open(log_path, "w") as log:
-        col = subprocess.Popen([os.environ["OTELCOL_BIN"], "--config", str(cfg)], stderr=log, stdout=log)
-        try:
-            assert wait_until(lambda: b"Everything is ready" in log_path.read_bytes() or col.poll() is not None, 60)
-            assert col.poll() is None, log_path.read_text()
-            yield log_path
-        finally:
-            col.terminate()
-            col.wait(timeout=30)
+    with run_collector(cfg, log_path):
+        yield log_path
 
 
 def send_logs_and_metrics(port: int, service: str, logs: int, counter: int = 1):
