@@ -3,7 +3,9 @@
 //! item. A plan covers comparisons of the item's attributes (one literal key), `name`, `kind`,
 //! `status.code`, `severity_number` and `severity_text` with literals, joined with `and`, `or`
 //! and `not`; and the editors `set(attributes["k"], literal | attributes["j"])` and
-//! `delete_key(attributes, "k")`, each with its `where`. Anything else has no plan and runs on
+//! `delete_key(attributes, "k")`, each with its `where`. A plan knows every attribute key it
+//! reads or writes, and a transform's one pass over the item notes where each of them is, so
+//! that its statements find attributes without searching. Anything else has no plan and runs on
 //! the general evaluator ([`Statement`], [`Condition`]); the two agree on every item (the
 //! property tests below and the fuzz target `ottl_plan` check it), pdata's semantics included:
 //! `Map.Get` finds a key's first occurrence, a set key keeps its place or goes last, a deleted
@@ -54,13 +56,55 @@ impl Kind {
 #[derive(Debug)]
 enum Get {
     Lit(Val<'static>),
-    /// An attribute of the item, by key.
-    Attr(Box<[u8]>),
+    /// An attribute of the item, by its key's index in the plan's table.
+    Attr(u16),
     Name,
     SpanKind,
     StatusCode,
     SevNum,
     SevText,
+}
+
+impl Get {
+    /// The scalar fields this value reads.
+    fn reads(&self) -> Reads {
+        match self {
+            Get::Lit(_) | Get::Attr(_) => Reads::default(),
+            Get::Name | Get::SevText => Reads { scalars: true, status: false },
+            Get::SpanKind | Get::SevNum => Reads { scalars: true, status: false },
+            Get::StatusCode => Reads { scalars: true, status: true },
+        }
+    }
+}
+
+/// What of an item's scalar fields a plan reads: any (`name`, `kind`, ...), and the span's
+/// status (a message of its own).
+#[derive(Clone, Copy, Debug, Default)]
+struct Reads {
+    scalars: bool,
+    status: bool,
+}
+
+impl Reads {
+    fn or(self, o: Reads) -> Reads {
+        Reads { scalars: self.scalars | o.scalars, status: self.status | o.status }
+    }
+}
+
+/// The orderings of an item's integer field against a literal that make a comparison true,
+/// one bit each: less (1), equal (2), greater (4).
+fn int_mask(op: &str, literal_first: bool) -> u8 {
+    let m = match op {
+        "==" => 2,
+        "!=" => 5,
+        "<" => 1,
+        "<=" => 3,
+        ">" => 4,
+        ">=" => 6,
+        _ => 0,
+    };
+    // `3 < kind` is `kind > 3`: less and greater swap.
+    if literal_first { (m & 2) | ((m & 1) << 2) | ((m & 4) >> 2) } else { m }
 }
 
 #[derive(Debug)]
@@ -72,20 +116,29 @@ enum PCond {
     /// `attributes[key] == "lit"` (or `!=`, `eq` false), the form of most filter conditions:
     /// resolved when the plan is built so that each item costs a lookup and a byte compare.
     AttrStr {
-        key: Box<[u8]>,
+        key: u16,
         lit: Box<str>,
         eq: bool,
+    },
+    /// `kind == SPAN_KIND_SERVER`, `severity_number >= 9`: an integer field (a [`Get`] that
+    /// reads one) against an integer literal, the orderings that hold in `mask`
+    /// ([`int_mask`]).
+    Int {
+        get: Get,
+        lit: i64,
+        mask: u8,
     },
     Const(bool),
 }
 
 impl PCond {
-    fn reads_scalars(&self) -> bool {
+    fn reads(&self) -> Reads {
         match self {
-            PCond::Or(v) | PCond::And(v) => v.iter().any(PCond::reads_scalars),
-            PCond::Not(c) => c.reads_scalars(),
-            PCond::Cmp(a, _, b) => [a, b].iter().any(|g| !matches!(g, Get::Lit(_) | Get::Attr(_))),
-            PCond::AttrStr { .. } | PCond::Const(_) => false,
+            PCond::Or(v) | PCond::And(v) => v.iter().fold(Reads::default(), |r, c| r.or(c.reads())),
+            PCond::Not(c) => c.reads(),
+            PCond::Cmp(a, _, b) => a.reads().or(b.reads()),
+            PCond::Int { get, .. } => get.reads(),
+            PCond::AttrStr { .. } | PCond::Const(_) => Reads::default(),
         }
     }
 }
@@ -94,37 +147,9 @@ fn scalar_lit(v: &Val<'static>) -> bool {
     matches!(v, Val::Nil | Val::Bool(_) | Val::Int(_) | Val::Float(_) | Val::Str(_) | Val::Bytes(_))
 }
 
-fn get_of(g: &Getter, kind: Kind) -> Option<Get> {
-    Some(match g {
-        Getter::Lit(v) if scalar_lit(v) => Get::Lit(v.clone()),
-        Getter::Path(p) => match (p.f, &p.keys[..], kind) {
-            (f, [KeyG::Str(k)], _) if f == kind.attrs_path() => Get::Attr(k.as_bytes().into()),
-            (F::SpanName, [], Kind::Span) => Get::Name,
-            (F::SpanKind, [], Kind::Span) => Get::SpanKind,
-            (F::SpanStatusCode, [], Kind::Span) => Get::StatusCode,
-            (F::LogSevNum, [], Kind::Log) => Get::SevNum,
-            (F::LogSevText, [], Kind::Log) => Get::SevText,
-            _ => return None,
-        },
-        _ => return None,
-    })
-}
-
-fn cond_of(c: &Cond, kind: Kind) -> Option<PCond> {
-    Some(match c {
-        Cond::Or(v) => PCond::Or(v.iter().map(|c| cond_of(c, kind)).collect::<Option<_>>()?),
-        Cond::And(v) => PCond::And(v.iter().map(|c| cond_of(c, kind)).collect::<Option<_>>()?),
-        Cond::Not(c) => PCond::Not(Box::new(cond_of(c, kind)?)),
-        Cond::Cmp(a, op, b) => match (get_of(a, kind)?, *op, get_of(b, kind)?) {
-            (Get::Attr(key), op @ ("==" | "!="), Get::Lit(Val::Str(lit)))
-            | (Get::Lit(Val::Str(lit)), op @ ("==" | "!="), Get::Attr(key)) => {
-                PCond::AttrStr { key, lit: lit.as_ref().into(), eq: op == "==" }
-            }
-            (a, op, b) => PCond::Cmp(a, op, b),
-        },
-        Cond::Const(b) => PCond::Const(*b),
-        Cond::Conv(_) => return None,
-    })
+/// Whether `g` reads an integer field of the item.
+fn int_field(g: &Get) -> bool {
+    matches!(g, Get::SpanKind | Get::StatusCode | Get::SevNum)
 }
 
 /// What `set` writes.
@@ -132,8 +157,9 @@ fn cond_of(c: &Cond, kind: Kind) -> Option<PCond> {
 enum SetV {
     /// An encoded `AnyValue` of the plan's table.
     Lit(u16),
-    /// A copy of another attribute of the item (an empty value when it has none).
-    Copy(Box<[u8]>),
+    /// A copy of another attribute of the item, by its key's index (an empty value when it
+    /// has none).
+    Copy(u16),
 }
 
 #[derive(Debug)]
@@ -160,21 +186,80 @@ struct Group {
 #[derive(Debug)]
 pub struct Plan {
     kind: Kind,
+    /// Every attribute key the plan reads or writes.
     keys: Vec<Box<[u8]>>,
+    /// By key length (63 for 63 bytes or more), the keys of that length: one bit per key
+    /// index, for plans of at most [`INDEXED`] keys. A scan notes where each key is as it
+    /// goes, so that statements find their attributes without a search.
+    by_len: [u8; 64],
     /// Encoded `AnyValue`s.
     values: Vec<Vec<u8>>,
     groups: Vec<Group>,
     drop: Vec<PCond>,
-    /// Whether a filter condition reads a scalar field.
-    scalars: bool,
+    /// What the filter's conditions read.
+    drop_reads: Reads,
+    /// What the transform's conditions read.
+    reads: Reads,
 }
+
+/// The most keys a plan indexes ([`Plan::by_len`]); a plan with more searches.
+const INDEXED: usize = 8;
 
 /// The empty `AnyValue`'s index in every plan's table.
 const EMPTY: u16 = 0;
 
 impl Plan {
     fn new(kind: Kind) -> Plan {
-        Plan { kind, keys: Vec::new(), values: vec![Vec::new()], groups: Vec::new(), drop: Vec::new(), scalars: false }
+        Plan {
+            kind,
+            keys: Vec::new(),
+            by_len: [0; 64],
+            values: vec![Vec::new()],
+            groups: Vec::new(),
+            drop: Vec::new(),
+            drop_reads: Reads::default(),
+            reads: Reads::default(),
+        }
+    }
+
+    fn get_of(&mut self, g: &Getter) -> Option<Get> {
+        let kind = self.kind;
+        Some(match g {
+            Getter::Lit(v) if scalar_lit(v) => Get::Lit(v.clone()),
+            Getter::Path(p) => match (p.f, &p.keys[..], kind) {
+                (f, [KeyG::Str(k)], _) if f == kind.attrs_path() => Get::Attr(self.key(k)?),
+                (F::SpanName, [], Kind::Span) => Get::Name,
+                (F::SpanKind, [], Kind::Span) => Get::SpanKind,
+                (F::SpanStatusCode, [], Kind::Span) => Get::StatusCode,
+                (F::LogSevNum, [], Kind::Log) => Get::SevNum,
+                (F::LogSevText, [], Kind::Log) => Get::SevText,
+                _ => return None,
+            },
+            _ => return None,
+        })
+    }
+
+    fn cond_of(&mut self, c: &Cond) -> Option<PCond> {
+        Some(match c {
+            Cond::Or(v) => PCond::Or(v.iter().map(|c| self.cond_of(c)).collect::<Option<_>>()?),
+            Cond::And(v) => PCond::And(v.iter().map(|c| self.cond_of(c)).collect::<Option<_>>()?),
+            Cond::Not(c) => PCond::Not(Box::new(self.cond_of(c)?)),
+            Cond::Cmp(a, op, b) => match (self.get_of(a)?, *op, self.get_of(b)?) {
+                (Get::Attr(key), op @ ("==" | "!="), Get::Lit(Val::Str(lit)))
+                | (Get::Lit(Val::Str(lit)), op @ ("==" | "!="), Get::Attr(key)) => {
+                    PCond::AttrStr { key, lit: lit.as_ref().into(), eq: op == "==" }
+                }
+                (get, op, Get::Lit(Val::Int(lit))) if int_field(&get) => {
+                    PCond::Int { get, lit, mask: int_mask(op, false) }
+                }
+                (Get::Lit(Val::Int(lit)), op, get) if int_field(&get) => {
+                    PCond::Int { get, lit, mask: int_mask(op, true) }
+                }
+                (a, op, b) => PCond::Cmp(a, op, b),
+            },
+            Cond::Const(b) => PCond::Const(*b),
+            Cond::Conv(_) => return None,
+        })
     }
 
     /// A filter's conditions (any true drops the item) as a plan; `None` when one of them has
@@ -182,22 +267,22 @@ impl Plan {
     pub fn filter(ctx: Ctx, conds: &[Condition]) -> Option<Plan> {
         let kind = Kind::of(ctx)?;
         let mut p = Plan::new(kind);
-        p.drop = conds.iter().map(|c| cond_of(&c.cond, kind)).collect::<Option<_>>()?;
-        p.scalars = p.drop.iter().any(PCond::reads_scalars);
+        p.drop = conds.iter().map(|c| p.cond_of(&c.cond)).collect::<Option<_>>()?;
+        p.drop_reads = p.drop.iter().fold(Reads::default(), |r, c| r.or(c.reads()));
         Some(p)
     }
 
     /// Adds a transform group (its `conditions` ORed, then its statements in order); false
     /// (and the plan unusable) when one of them has no plan.
     pub fn add_group(&mut self, conds: &[Condition], statements: &[Statement]) -> bool {
-        let Some(conds) = conds.iter().map(|c| cond_of(&c.cond, self.kind)).collect::<Option<Vec<_>>>() else {
+        let Some(conds) = conds.iter().map(|c| self.cond_of(&c.cond)).collect::<Option<Vec<_>>>() else {
             return false;
         };
         let mut steps = Vec::with_capacity(statements.len());
         for s in statements {
             let Some(op) = self.op_of(&s.ast.editor) else { return false };
             let cond = match &s.cond {
-                Some(c) => match cond_of(c, self.kind) {
+                Some(c) => match self.cond_of(c) {
                     Some(c) => Some(c),
                     None => return false,
                 },
@@ -205,6 +290,8 @@ impl Plan {
             };
             steps.push(Step { op, cond });
         }
+        let reads = conds.iter().chain(steps.iter().filter_map(|s| s.cond.as_ref()));
+        self.reads = reads.fold(self.reads, |r, c| r.or(c.reads()));
         self.groups.push(Group { conds, steps });
         true
     }
@@ -219,10 +306,19 @@ impl Plan {
             Some(i) => i,
             None => {
                 self.keys.push(k.as_bytes().into());
-                self.keys.len() - 1
+                let i = self.keys.len() - 1;
+                if i < INDEXED {
+                    self.by_len[k.len().min(63)] |= 1 << i;
+                }
+                i
             }
         };
         u16::try_from(i).ok()
+    }
+
+    /// Whether the scan indexes the plan's keys.
+    fn indexed(&self) -> bool {
+        self.keys.len() <= INDEXED
     }
 
     /// The editor's plan, bound as the general binder binds it (positional arguments only).
@@ -247,7 +343,7 @@ impl Plan {
                         SetV::Lit(u16::try_from(self.values.len() - 1).ok()?)
                     }
                     Getter::Path(p) => match (p.f == attrs, &p.keys[..]) {
-                        (true, [KeyG::Str(from)]) => SetV::Copy(from.as_bytes().into()),
+                        (true, [KeyG::Str(from)]) => SetV::Copy(self.key(from)?),
                         _ => return None,
                     },
                     _ => return None,
@@ -272,8 +368,8 @@ impl Plan {
         // Nothing is edited: attributes are looked up in the bytes (keys only, up to the
         // first match), and the scalars scanned only when a condition reads one.
         let mut item = Item::light(raw);
-        if self.scalars {
-            item.read_scalars(self.kind);
+        if self.drop_reads.scalars {
+            item.read_scalars(self.kind, self.drop_reads.status);
         }
         self.drop.iter().any(|c| self.eval(c, &item))
     }
@@ -287,7 +383,7 @@ impl Plan {
     /// [`Plan::transform_item`], the buffer asked for only when the item changes.
     pub fn transform_into<'o>(&self, raw: &[u8], out: impl FnOnce() -> &'o mut Vec<u8>) -> bool {
         let mut item = Item::light(raw);
-        item.scan(self.kind);
+        item.scan(self);
         for g in &self.groups {
             if !g.conds.is_empty() && !g.conds.iter().any(|c| self.eval(c, &item)) {
                 continue;
@@ -311,24 +407,23 @@ impl Plan {
             Op::Set { key, value } => {
                 let v = match value {
                     SetV::Lit(i) => Src::Plan(*i),
-                    SetV::Copy(from) => match item.find(self, from) {
+                    SetV::Copy(from) => match item.find(self, *from) {
                         Some(i) => item.entries[i].value,
                         None => Src::Plan(EMPTY),
                     },
                 };
-                let k = &self.keys[*key as usize];
-                match item.find(self, k) {
+                match item.find(self, *key) {
                     Some(i) => {
                         item.entries[i].value = v;
                         item.entries[i].field = None;
                     }
-                    None => item.entries.push(Entry { key: Src::Plan(*key), value: v, field: None }),
+                    None => item.push(*key, v),
                 }
                 item.changed = true;
             }
             Op::Delete { key } => {
-                if let Some(i) = item.find(self, &self.keys[*key as usize]) {
-                    item.entries.swap_remove(i);
+                if let Some(i) = item.find(self, *key) {
+                    item.remove(*key, i);
                     item.changed = true;
                 }
             }
@@ -350,7 +445,7 @@ impl Plan {
                 Val::Bytes(b) => Val::Bytes(Cow::Borrowed(b)),
                 v => v.clone(),
             },
-            Get::Attr(k) => self.attr(k, item),
+            Get::Attr(k) => self.attr(*k, item),
             Get::Name | Get::SevText => Val::Str(Cow::Borrowed(
                 std::str::from_utf8(&item.raw[item.text.0 as usize..item.text.1 as usize]).unwrap_or(""),
             )),
@@ -359,7 +454,7 @@ impl Plan {
         }
     }
 
-    fn attr<'b>(&'b self, k: &[u8], item: &Item<'b>) -> Val<'b> {
+    fn attr<'b>(&'b self, k: u16, item: &Item<'b>) -> Val<'b> {
         match item.value_of(self, k) {
             Some(v) => wire::AnyValue::parse(self.bytes(item, v, false)).map_or(Val::Nil, wire_val),
             None => Val::Nil,
@@ -376,17 +471,24 @@ impl Plan {
                 // A string attribute against a string literal: its bytes compared, not
                 // validated (equal bytes are the literal's, valid UTF-8; unequal ones give
                 // the same answer as a value that does not decode, nil).
-                let same_value = match item.value_of(self, key) {
+                let same_value = match item.value_of(self, *key) {
                     Some(v) => match only_string(self.bytes(item, v, false)) {
                         Some(s) => same(s, lit.as_bytes()),
                         None => {
                             let op = if *eq { "==" } else { "!=" };
-                            return compare(&self.attr(key, item), &Val::Str(Cow::Borrowed(lit)), op);
+                            return compare(&self.attr(*key, item), &Val::Str(Cow::Borrowed(lit)), op);
                         }
                     },
                     None => false,
                 };
                 same_value == *eq
+            }
+            PCond::Int { get, lit, mask } => {
+                let v = match get {
+                    Get::StatusCode => item.status,
+                    _ => item.kind,
+                };
+                mask & (1 << (i64::from(v).cmp(lit) as i8 + 1)) != 0
             }
             PCond::Cmp(a, op, b) => compare(&self.read(a, item), &self.read(b, item), op),
         }
@@ -505,7 +607,15 @@ struct Item<'a> {
     changed: bool,
     /// Attributes are not in `entries` but looked up in the bytes (nothing is edited).
     light: bool,
+    /// Where in `entries` each of the plan's keys is ([`NOWHERE`] when absent), while
+    /// `indexed`: the plan has at most [`INDEXED`] keys, none of them occurs twice, and there
+    /// are fewer than 255 entries. Otherwise `find` searches.
+    at: [u8; INDEXED],
+    indexed: bool,
 }
+
+/// An absent key in [`Item::at`].
+const NOWHERE: u8 = u8::MAX;
 
 impl<'a> Item<'a> {
     // `Item` is large (its entries are inline): it is built in its caller's frame by `light`
@@ -525,14 +635,19 @@ impl<'a> Item<'a> {
             contiguous: true,
             changed: false,
             light: true,
+            at: [NOWHERE; INDEXED],
+            indexed: false,
         }
     }
 
     /// As the slot's scan: malformed bytes end it (the receiver checked the item's framing),
     /// the last occurrence of a scalar field wins. The attributes go to `entries`.
-    fn scan(&mut self, kind: Kind) {
+    /// The plan's keys are noted as they pass ([`Item::at`]); the scalars are read when the
+    /// plan's conditions read them.
+    fn scan(&mut self, plan: &Plan) {
         self.light = false;
-        let raw = self.raw;
+        self.indexed = plan.indexed();
+        let (raw, kind, reads) = (self.raw, plan.kind, plan.reads);
         let field = kind.attrs_field();
         let (mut pos, mut after_run) = (0, false);
         loop {
@@ -546,28 +661,55 @@ impl<'a> Item<'a> {
                 let (key, value) = key_value(raw, kv);
                 let end = pos as u32;
                 self.run = Some(self.run.map_or((start, end), |r| (r.0, end)));
+                if self.indexed {
+                    self.index(plan, key);
+                }
                 self.entries.push(Entry { key: Src::Raw(key), value: Src::Raw(value), field: Some((start, end)) });
                 continue;
             }
             after_run |= !self.entries.is_empty();
-            self.note(kind, number, v);
+            if reads.scalars {
+                self.note(kind, number, v, reads.status);
+            }
+        }
+    }
+
+    /// Notes where the next entry is if its key (at `key` in the item) is one of the plan's.
+    #[inline(always)]
+    fn index(&mut self, plan: &Plan, key: R) {
+        let k = &self.raw[key.0 as usize..key.1 as usize];
+        let mut of_len = plan.by_len[k.len().min(63)];
+        while of_len != 0 {
+            let i = of_len.trailing_zeros() as usize;
+            of_len &= of_len - 1;
+            if same(k, &plan.keys[i]) {
+                let n = self.entries.len();
+                // A key met twice (pdata finds the first; removing it uncovers the next) or
+                // too many entries for a byte: searched instead.
+                if self.at[i] != NOWHERE || n >= usize::from(NOWHERE) {
+                    self.indexed = false;
+                }
+                self.at[i] = n as u8;
+                return;
+            }
         }
     }
 
     /// The scalars only (attribute fields skipped).
-    fn read_scalars(&mut self, kind: Kind) {
+    fn read_scalars(&mut self, kind: Kind, status: bool) {
         let raw = self.raw;
         let mut pos = 0;
         while let Some((number, v)) = next_field(raw, &mut pos, 0) {
-            self.note(kind, number, v);
+            self.note(kind, number, v, status);
         }
     }
 
-    fn note(&mut self, kind: Kind, number: u32, v: V) {
+    #[inline(always)]
+    fn note(&mut self, kind: Kind, number: u32, v: V, status: bool) {
         match (kind, number, v) {
             (Kind::Span, 5, V::Len(r)) | (Kind::Log, 3, V::Len(r)) => self.text = r,
             (Kind::Span, 6, V::Varint(k)) | (Kind::Log, 2, V::Varint(k)) => self.kind = k as i32,
-            (Kind::Span, 15, V::Len(r)) => {
+            (Kind::Span, 15, V::Len(r)) if status => {
                 let (body, mut p) = (&self.raw[r.0 as usize..r.1 as usize], 0);
                 while let Some((n, x)) = next_field(body, &mut p, r.0) {
                     if let (3, V::Varint(c)) = (n, x) {
@@ -579,17 +721,47 @@ impl<'a> Item<'a> {
         }
     }
 
-    /// The first attribute `key` (pdata's `Map.Get`).
-    fn find(&self, plan: &Plan, key: &[u8]) -> Option<usize> {
+    /// The first attribute with the plan's key `key` (pdata's `Map.Get`).
+    #[inline(always)]
+    fn find(&self, plan: &Plan, key: u16) -> Option<usize> {
+        if self.indexed {
+            let i = self.at[usize::from(key)];
+            return (i != NOWHERE).then_some(usize::from(i));
+        }
+        let key = &plan.keys[usize::from(key)];
         self.entries.iter().position(|e| same(plan.bytes(self, e.key, true), key))
     }
 
-    /// The value of the first attribute `key`.
-    fn value_of(&self, plan: &Plan, key: &[u8]) -> Option<Src> {
+    /// Appends an attribute with the plan's key `key` (not in the item).
+    fn push(&mut self, key: u16, value: Src) {
+        let n = self.entries.len();
+        if n >= usize::from(NOWHERE) {
+            self.indexed = false;
+        } else if self.indexed {
+            self.at[usize::from(key)] = n as u8;
+        }
+        self.entries.push(Entry { key: Src::Plan(key), value, field: None });
+    }
+
+    /// Removes the attribute at `i`, the one with the plan's key `key`: the last one takes its
+    /// place, as pdata's `Map.Remove` does.
+    fn remove(&mut self, key: u16, i: usize) {
+        self.entries.swap_remove(i);
+        if self.indexed {
+            self.at[usize::from(key)] = NOWHERE;
+            let last = self.entries.len() as u8;
+            if let Some(moved) = self.at.iter_mut().find(|a| **a == last) {
+                *moved = i as u8;
+            }
+        }
+    }
+
+    /// The value of the first attribute with the plan's key `key`.
+    fn value_of(&self, plan: &Plan, key: u16) -> Option<Src> {
         if !self.light {
             return self.find(plan, key).map(|i| self.entries[i].value);
         }
-        lookup_in(self.raw, plan.kind.attrs_field(), key).map(Src::Raw)
+        lookup_in(self.raw, plan.kind.attrs_field(), &plan.keys[usize::from(key)]).map(Src::Raw)
     }
 }
 

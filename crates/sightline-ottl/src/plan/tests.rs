@@ -30,6 +30,9 @@ const SPAN_CONDITIONS: &[&str] = &[
     r#"attributes["e"] == 1.5"#,
     r#"attributes["zz"] == nil"#,
     r#"name == "GET /healthz" or kind == 3"#,
+    // A literal first: the orderings swap.
+    r#"2 <= kind and status.code < 2"#,
+    r#"3 != span.kind or 1 > status.code"#,
     r#"not (attributes["a"] == "y" and status.code == 1)"#,
     r#"span.attributes["http.route"] == "/healthz""#,
     // A string of more than 127 bytes: its length takes two bytes on the wire.
@@ -48,6 +51,7 @@ const LOG_CONDITIONS: &[&str] = &[
     r#"attributes["a"] == "x""#,
     r#"severity_text == "ERROR" and attributes["b"] != 2"#,
     r#"severity_number < 9 or attributes["c"] == nil"#,
+    r#"9 > severity_number or 17 == severity_number"#,
 ];
 
 struct Rng(u64);
@@ -165,7 +169,14 @@ fn check<T: crate::slot::Lazy + PartialEq + std::fmt::Debug>(
         let cd: Vec<Condition> =
             (0..1 + r.below(2)).map(|_| Condition::parse(conds[r.below(conds.len())], ctx).unwrap()).collect();
         let mut plan = Plan::transform(ctx).unwrap();
+        // Every other round, more keys than a plan indexes: `find` searches.
+        if round % 2 == 1 {
+            for i in 0..=INDEXED {
+                assert!(plan.key(&format!("pad{i}")).is_some());
+            }
+        }
         assert!(plan.add_group(&[], &st), "a plan for {st:?}");
+        assert_eq!(plan.indexed(), round % 2 == 0);
         let filter = Plan::filter(ctx, &cd).unwrap_or_else(|| panic!("a plan for {cd:?}"));
         let raw = item(&mut r);
         let (drops, want, undecodable) = general::<T>(&raw, ctx, &st, &cd, wrap);
