@@ -21,6 +21,10 @@ const STATEMENTS: &[&str] = &[
     r#"set(attributes["a"], nil)"#,
 ];
 
+/// The statement of pick bit 6: a condition on an integer field, with the literal first.
+const SPAN_STATEMENT: &str = r#"set(attributes["d"], attributes["a"]) where 2 <= kind or status.code == 2"#;
+const LOG_STATEMENT: &str = r#"delete_key(attributes, "b") where 9 > severity_number"#;
+
 const SPAN_CONDITIONS: &[&str] =
     &[r#"attributes["a"] == "x""#, r#"name == "n" and kind != 2"#, r#"status.code == 1 or attributes["b"] < 1.5"#];
 const LOG_CONDITIONS: &[&str] =
@@ -30,11 +34,12 @@ fn check<T: Lazy + PartialEq + std::fmt::Debug>(
     ctx: Ctx,
     pick: u8,
     raw: &[u8],
-    conds: &[&str],
+    (statement, conds): (&str, &[&str]),
     wrap: fn(&mut Slot<T>) -> Item<'_>,
 ) {
     let st: Vec<Statement> = STATEMENTS
         .iter()
+        .chain([&statement])
         .enumerate()
         .filter(|(i, _)| pick & (1 << i) != 0)
         .map(|(_, s)| Statement::parse(s, ctx).expect("parses"))
@@ -73,9 +78,9 @@ fuzz_target!(|data: &[u8]| {
     let Some((&pick, raw)) = data.split_first() else { return };
     if pick & 0x80 == 0 {
         if wire::item_is_valid(Signal::Traces, raw) {
-            check::<Span>(Ctx::Span, pick, raw, SPAN_CONDITIONS, |s| Item::Span(s));
+            check::<Span>(Ctx::Span, pick, raw, (SPAN_STATEMENT, SPAN_CONDITIONS), |s| Item::Span(s));
         }
     } else if wire::item_is_valid(Signal::Logs, raw) {
-        check::<LogRecord>(Ctx::Log, pick, raw, LOG_CONDITIONS, |s| Item::Log(s));
+        check::<LogRecord>(Ctx::Log, pick, raw, (LOG_STATEMENT, LOG_CONDITIONS), |s| Item::Log(s));
     }
 });

@@ -117,6 +117,8 @@ enum PCond {
     /// resolved when the plan is built so that each item costs a lookup and a byte compare.
     AttrStr {
         key: u16,
+        /// The key's bytes, for a filter's lookup in the item's bytes.
+        bytes: Box<[u8]>,
         lit: Box<str>,
         eq: bool,
     },
@@ -247,7 +249,8 @@ impl Plan {
             Cond::Cmp(a, op, b) => match (self.get_of(a)?, *op, self.get_of(b)?) {
                 (Get::Attr(key), op @ ("==" | "!="), Get::Lit(Val::Str(lit)))
                 | (Get::Lit(Val::Str(lit)), op @ ("==" | "!="), Get::Attr(key)) => {
-                    PCond::AttrStr { key, lit: lit.as_ref().into(), eq: op == "==" }
+                    let bytes = self.keys[usize::from(key)].clone();
+                    PCond::AttrStr { key, bytes, lit: lit.as_ref().into(), eq: op == "==" }
                 }
                 (get, op, Get::Lit(Val::Int(lit))) if int_field(&get) => {
                     PCond::Int { get, lit, mask: int_mask(op, false) }
@@ -467,11 +470,15 @@ impl Plan {
             PCond::And(v) => v.iter().all(|c| self.eval(c, item)),
             PCond::Not(c) => !self.eval(c, item),
             PCond::Const(b) => *b,
-            PCond::AttrStr { key, lit, eq } => {
+            PCond::AttrStr { key, bytes, lit, eq } => {
                 // A string attribute against a string literal: its bytes compared, not
                 // validated (equal bytes are the literal's, valid UTF-8; unequal ones give
                 // the same answer as a value that does not decode, nil).
-                let same_value = match item.value_of(self, *key) {
+                let at = match item.light {
+                    true => lookup_in(item.raw, self.kind.attrs_field(), bytes).map(Src::Raw),
+                    false => item.value_of(self, *key),
+                };
+                let same_value = match at {
                     Some(v) => match only_string(self.bytes(item, v, false)) {
                         Some(s) => same(s, lit.as_bytes()),
                         None => {
