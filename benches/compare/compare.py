@@ -14,7 +14,9 @@ What it does, per signal and scenario, for each system under test (SUT):
     (VmHWM);
   * latency: open loop at 50% of the collector's max rate, loadgen send -> sink receive
     (stamped in the first item), minus the same rate sent straight to the sink (baseline).
-Several runs per case; the medians are reported, with Sightline/collector ratios.
+Several runs per case, the systems' runs interleaved (run 1 of each system back to back, then
+run 2, ...); the medians are reported, with Sightline/collector ratios, and under the table the
+CPU ratio of each pair of runs.
 
 Scenarios: defaults (enrich with each system's default exporter compression, gzip), passthrough,
 enrich, zstd (enrich, zstd out), client_gzip (enrich, the client gzips its requests), fanout3 (three OTLP
@@ -972,12 +974,14 @@ def main():
                 case = f"{sig}/{scenario}"
                 results[case] = {}
                 if args.rate:
-                    for name in systems(args, scenario):
-                        rows = []
-                        for i in range(args.runs):
+                    # The systems' runs interleaved, as for max throughput below.
+                    by_name = {name: [] for name in systems(args, scenario)}
+                    for i in range(args.runs):
+                        for name, rows in by_name.items():
                             log(f"== {case} {name} at a fixed {args.rate:,.0f} items/s, run {i + 1}/{args.runs}")
                             rows.append(measure_fixed(bins, name, tmp, sig, scenario, args, args.rate))
                             log("   ", rows[-1])
+                    for name, rows in by_name.items():
                         results[case].setdefault(name, {})["fixed"] = {
                             k: med(rows, k) for k in ("rate", "cpu_s_per_million", "faults_per_request",
                                                       "ctx_switches_per_request", "syscalls_per_request")}
@@ -987,13 +991,17 @@ def main():
                         if args.state:
                             Path(args.state).write_text(json.dumps(results, indent=2))
                         continue
-                for name in systems(args, scenario):
-                    rows = []
-                    for i in range(args.runs):
+                # Run i of every system back to back (collector, Sightline, ...), then run i + 1:
+                # this machine's neighbours come and go in bursts, and a burst then falls on
+                # both systems of a pair rather than on all the runs of one.
+                by_name = {name: [] for name in systems(args, scenario)}
+                for i in range(args.runs):
+                    for name, rows in by_name.items():
                         log(f"== {case} {name} max throughput, run {i + 1}/{args.runs}")
                         r = measure_max(bins, name, tmp, sig, scenario, args)
                         log("   ", r)
                         rows.append(r)
+                for name, rows in by_name.items():
                     results[case].setdefault(name, {}).update({
                         "items_per_sec": med(rows, "items_per_sec"),
                         "cpu_s_per_million": med(rows, "cpu_s_per_million"),
@@ -1065,7 +1073,7 @@ def render(results, args):
         "in `redact`, that peer's `redaction` processor against Sightline's `policy` (REDACT in compare.py).",
         f"- Load: `loadgen` closed loop, {args.connections} gRPC connections x {args.inflight} in flight, "
         f"{args.items_per_request} items/request, {args.span_size} spans, {args.duration:g} s measured after {args.warmup:g} s warm-up; "
-        f"{args.runs} run(s) per case, medians. Exporters send to the counting `sink`: `defaults` and `fanout3_gzip` with each system's default "
+        f"{args.runs} run(s) per case, interleaved by system, medians. Exporters send to the counting `sink`: `defaults` and `fanout3_gzip` with each system's default "
         "compression (gzip), `zstd` with `compression: zstd`, every other scenario uncompressed (`compression: none`).",
         "- Latency: open loop at 50% of the collector's max rate, loadgen send -> sink receive (stamped in the first item), "
         "minus the same load sent straight to the sink (`direct`).",
@@ -1105,11 +1113,24 @@ def render(results, args):
                              f"{fmt(s['cpu_s_per_million'] / t['cpu_s_per_million'], 2)}x | "
                              f"{fmt(s['peak_rss_mib'] / t['peak_rss_mib'], 2)}x | {fmt(wire, 2)}x | | |")
         lines.append("")
+        pairs = [f"- `{x}`: {p}" for x in scenarios if (p := pair_ratios(results[f"{sig}/{x}"]))]
+        if pairs:
+            lines += ["Collector / Sightline CPU per item, run by run (each pair of runs back to back):", "", *pairs, ""]
         if any(x in DISK_QUEUE for x in scenarios):
             lines += render_disk_queue(results, sig)
     if "metrics/remote_write" in results:
         lines += render_remote_write(results["metrics/remote_write"])
     return "\n".join(lines)
+
+
+def pair_ratios(r):
+    """The collector's CPU per item over Sightline's for each pair of max-throughput runs (run i
+    of each, measured back to back), and their median; empty with fewer than two pairs."""
+    pairs = zip(r["otelcol"].get("runs", []), r["sightline"].get("runs", []))
+    ratios = [a["cpu_s_per_million"] / b["cpu_s_per_million"] for a, b in pairs if a and b and b["cpu_s_per_million"] > 0]
+    if len(ratios) < 2:
+        return ""
+    return ", ".join(f"{x:.1f}x" for x in ratios) + f" (median {statistics.median(ratios):.1f}x)"
 
 
 def render_fixed(results, sig, scenarios):
