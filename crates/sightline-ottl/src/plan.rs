@@ -679,6 +679,10 @@ impl<'a> Item<'a> {
                 self.note(kind, number, v, reads.status);
             }
         }
+        // Every index, and the entry count, fits in a byte below `NOWHERE`.
+        if self.entries.len() >= usize::from(NOWHERE) {
+            self.indexed = false;
+        }
     }
 
     /// Notes where the next entry is if its key (at `key` in the item) is one of the plan's.
@@ -756,8 +760,11 @@ impl<'a> Item<'a> {
         self.entries.swap_remove(i);
         if self.indexed {
             self.at[usize::from(key)] = NOWHERE;
-            let last = self.entries.len() as u8;
-            if let Some(moved) = self.at.iter_mut().find(|a| **a == last) {
+            // The entry that was last (an indexed item has fewer than `NOWHERE` entries).
+            let last = u8::try_from(self.entries.len()).unwrap_or(NOWHERE);
+            if last != NOWHERE
+                && let Some(moved) = self.at.iter_mut().find(|a| **a == last)
+            {
                 *moved = i as u8;
             }
         }

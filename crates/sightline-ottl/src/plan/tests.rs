@@ -242,3 +242,34 @@ fn only_string_reads_an_any_value_that_is_one_string() {
     assert_eq!(only_string(&[0x0a, 5, b'x']), None);
     assert_eq!(only_string(&[]), None);
 }
+
+#[test]
+fn items_with_hundreds_of_attributes_agree_with_the_evaluator() {
+    // Around the index's byte limit (255 entries): the plan's keys first, then other keys,
+    // so that a removal moves an entry from past the limit into a plan key's place.
+    let statements = [
+        r#"delete_key(attributes, "a")"#,
+        r#"set(attributes["c"], attributes["b"])"#,
+        r#"delete_key(attributes, "b")"#,
+        r#"set(attributes["d"], "new")"#,
+        r#"set(attributes["a"], 1)"#,
+    ];
+    let st: Vec<Statement> = statements.iter().map(|s| Statement::parse(s, Ctx::Span).unwrap()).collect();
+    let mut plan = Plan::transform(Ctx::Span).unwrap();
+    assert!(plan.add_group(&[], &st));
+    assert!(plan.indexed());
+    let s = |k: &str, v: &str| KeyValue {
+        key: k.into(),
+        value: Some(AnyValue { value: Some(Pv::StringValue(v.into())) }),
+        ..Default::default()
+    };
+    for n in [250, 253, 254, 255, 256, 257, 300] {
+        let mut attributes = vec![s("a", "x"), s("b", "y"), s("c", "z")];
+        attributes.extend((attributes.len()..n).map(|i| s(&format!("k{i}"), "v")));
+        let raw = Span { name: "n".into(), attributes, ..Default::default() }.encode_to_vec();
+        let (_, want, _) = general::<Span>(&raw, Ctx::Span, &st, &[], |s| Item::Span(s));
+        let mut out = Vec::new();
+        assert!(plan.transform_item(&raw, &mut out));
+        assert_eq!(Span::decode(&out[..]).unwrap(), Span::decode(&want[..]).unwrap(), "{n} attributes");
+    }
+}
