@@ -204,14 +204,31 @@ def sightline_factory(tmp_path):
 
 
 @contextmanager
-def run_collector(cfg, log_path):
-    """The real collector on `cfg`, its output in `log_path`, ready when entered."""
+def collector(tmp_path, components, pipelines, metrics_port=None):
+    """The real collector (OTELCOL_BIN) with `components` (its receivers and exporters YAML)
+    and `pipelines` (name -> "{ receivers: [...], exporters: [...] }"), its own metrics served
+    on `metrics_port` (a free port when none); ready when entered, stopped on exit. Yields the
+    path of its output."""
+    cfg = tmp_path / "otelcol.yaml"
+    cfg.write_text(
+        f"""{components}
+service:
+  telemetry:
+    metrics:
+      readers:
+        - pull:
+            exporter:
+              prometheus: {{ host: "127.0.0.1", port: {metrics_port or free_port()} }}
+  pipelines:
+{"".join(f"    {s}: {p}{chr(10)}" for s, p in pipelines.items())}"""
+    )
+    log_path = tmp_path / "otelcol.log"
     with open(log_path, "w") as log:
         col = subprocess.Popen([os.environ["OTELCOL_BIN"], "--config", str(cfg)], stderr=log, stdout=log)
         try:
             assert wait_until(lambda: b"Everything is ready" in log_path.read_bytes() or col.poll() is not None, 60)
             assert col.poll() is None, log_path.read_text()
-            yield col
+            yield log_path
         finally:
             col.terminate()
             try:

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import free_port, run_collector, wait_until
+from conftest import collector, free_port, wait_until
 from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk._logs import LoggerProvider
@@ -40,9 +40,7 @@ def test_collector_to_sightline_to_collector(tmp_path, sightline_factory, compre
 {COMPRESSIONS[compression]}""",
         pipeline_exporters="[otlp/collector]",
     )
-    cfg = tmp_path / "otelcol.yaml"
-    cfg.write_text(
-        f"""
+    components = f"""
 receivers:
   otlp/in:
     protocols:
@@ -55,23 +53,14 @@ exporters:
     endpoint: "127.0.0.1:{sl.grpc}"
     tls: {{ insecure: true }}
   debug:
-    verbosity: detailed
-service:
-  telemetry:
-    metrics:
-      readers:
-        - pull:
-            exporter:
-              prometheus: {{ host: "127.0.0.1", port: {col_metrics} }}
-  pipelines:
-    traces/in: {{ receivers: [otlp/in], exporters: [otlp/sightline] }}
-    logs/in: {{ receivers: [otlp/in], exporters: [otlp/sightline] }}
-    traces/back: {{ receivers: [otlp/back], exporters: [debug] }}
-    logs/back: {{ receivers: [otlp/back], exporters: [debug] }}
-"""
-    )
-    log_path = tmp_path / "otelcol.log"
-    with run_collector(cfg, log_path):
+    verbosity: detailed"""
+    pipelines = {
+        "traces/in": "{ receivers: [otlp/in], exporters: [otlp/sightline] }",
+        "logs/in": "{ receivers: [otlp/in], exporters: [otlp/sightline] }",
+        "traces/back": "{ receivers: [otlp/back], exporters: [debug] }",
+        "logs/back": "{ receivers: [otlp/back], exporters: [debug] }",
+    }
+    with collector(tmp_path, components, pipelines, col_metrics) as log_path:
 
         res = Resource.create({"service.name": "checkout", "owner.team": "forged"})
         tp = TracerProvider(resource=res)
@@ -125,26 +114,13 @@ def test_uncompressed_batches_of_large_requests_reach_the_collector_whole(tmp_pa
 """,
         pipeline_exporters="[otlp/collector]",
     )
-    cfg = tmp_path / "otelcol.yaml"
-    cfg.write_text(
-        f"""
+    components = f"""
 receivers:
   otlp/back:
     protocols:
       grpc: {{ endpoint: "127.0.0.1:{col_back}" }}
 exporters:
-  debug: {{ verbosity: basic }}
-service:
-  telemetry:
-    metrics:
-      readers:
-        - pull:
-            exporter:
-              prometheus: {{ host: "127.0.0.1", port: {col_metrics} }}
-  pipelines:
-    traces/back: {{ receivers: [otlp/back], exporters: [debug] }}
-"""
-    )
+  debug: {{ verbosity: basic }}"""
     import urllib.request
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
@@ -160,8 +136,8 @@ service:
                 total += int(float(line.rsplit(" ", 1)[1]))
         return total
 
-    log_path = tmp_path / "otelcol.log"
-    with run_collector(cfg, log_path):
+    traces = {"traces/back": "{ receivers: [otlp/back], exporters: [debug] }"}
+    with collector(tmp_path, components, traces, col_metrics) as log_path:
         tp = TracerProvider(resource=Resource.create({"service.name": "checkout"}))
         # Requests of 400 spans of about 300 bytes each: 120 KB, well over 16 KiB.
         tp.add_span_processor(

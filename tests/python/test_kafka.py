@@ -3,13 +3,12 @@ Python SDK sends traces, logs and metrics to Sightline, which writes them to Kaf
 reads the topics back with its own client (confluent-kafka) and decodes every message as the
 collector's kafkareceiver would (OTLP protobuf or OTLP/JSON)."""
 
-import contextlib
 import logging
 import os
 import subprocess
 
 import pytest
-from conftest import DEFAULT_EXPORTERS, complete_lines, free_port, run_collector, wait_until
+from conftest import DEFAULT_EXPORTERS, collector, complete_lines, free_port, wait_until
 from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
 from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
@@ -42,29 +41,6 @@ def kafka_exporter(kafka, extra: str = "", name: str = "kafka") -> str:
     brokers: ["{kafka.bootstrap}"]
     sending_queue: {{ batch: {{ flush_timeout: 50ms }} }}
 {extra}"""
-
-
-@contextlib.contextmanager
-def collector(tmp_path, components: str, pipelines: dict):
-    """The real collector (OTELCOL_BIN) with `components` (its receivers and exporters YAML)
-    and `pipelines` (signal -> "{ receivers: [...], exporters: [...] }"), its own metrics on a
-    free port; stopped on exit."""
-    cfg = tmp_path / "otelcol.yaml"
-    cfg.write_text(
-        f"""{components}
-service:
-  telemetry:
-    metrics:
-      readers:
-        - pull:
-            exporter:
-              prometheus: {{ host: "127.0.0.1", port: {free_port()} }}
-  pipelines:
-{"".join(f"    {s}: {p}{chr(10)}" for s, p in pipelines.items())}"""
-    )
-    log_path = tmp_path / "otelcol.log"
-    with run_collector(cfg, log_path):
-        yield log_path
 
 
 def send_logs_and_metrics(port: int, service: str, logs: int, counter: int = 1):
