@@ -214,13 +214,12 @@ impl P {
                     self.i += 1;
                     Key::Int(n)
                 }
-                _ => {
-                    let e = self.math()?;
-                    if matches!(e, Expr::Str(_)) {
-                        return Err(self.unexpected("]"));
-                    }
-                    Key::Expr(e)
-                }
+                _ => match self.math()? {
+                    Expr::Str(_) => return Err(self.unexpected("]")),
+                    // `[+0]`: a signed literal is the index it prints as.
+                    Expr::Int(n) => Key::Int(n),
+                    e => Key::Expr(e),
+                },
             };
             self.expect(Tok::RBracket, "]")?;
             keys.push(k);

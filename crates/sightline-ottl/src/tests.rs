@@ -133,6 +133,9 @@ fn printing_round_trips() {
         r#"replace_all_patterns(attributes, "value", "(\\d+)", "<$1>", function = SHA256, replacement_format = "%s!")"#,
         r#"merge_maps(attributes, {"a": {"b": [1, 2]}, "c": "d"}, "upsert")"#,
         r#"set(attributes["x"], (1 + 2) * -3 / 4.0e-3)"#,
+        // Found by the fuzzer: `[+0]` printed as `[0]`, which parsed as another key.
+        r#"set(attributes["x"], Split(name, " ")[+0])"#,
+        r#"set(attributes["x"], Split(name, " ")[-1 + 2])"#,
     ] {
         let a = parser::parse_statement(src).unwrap();
         let printed = a.to_string();
