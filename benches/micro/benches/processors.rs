@@ -3,11 +3,13 @@
 //! (`sightline_microbench::requests`), reported as spans/s. Run:
 //! `cargo bench -p sightline-microbench --bench processors`.
 //!
-//! The statements are compare.py's `transform` and `filter` scenarios.
+//! The statements are compare.py's `transform` and `filter` scenarios; `ownership+transform`
+//! and `ownership+filter` are its pipelines, the two processors in turn and as the pipeline runs
+//! them (one rewrite, ADR 30).
 
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use sightline_core::{Payload, Processor, Registry, Signal};
+use sightline_core::{Payload, Pipeline, Processor, Registry, Signal};
 use sightline_microbench::catalog::CatalogFixture;
 use sightline_microbench::requests::{self, ITEMS, RESOURCES, Size};
 use sightline_processors::attributes::{AttributesConfig, AttributesProcessor};
@@ -15,13 +17,14 @@ use sightline_processors::filter::{FilterConfig, FilterProcessor};
 use sightline_processors::resource::{ResourceConfig, ResourceProcessor};
 use sightline_processors::transform::{TransformConfig, TransformProcessor};
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::Duration;
 
 fn yaml<T: serde::de::DeserializeOwned>(s: &str) -> T {
     serde_yaml_ng::from_str(s).expect("benchmark config")
 }
 
-fn processors(registry: &Registry, catalog: &CatalogFixture) -> Vec<(&'static str, Box<dyn Processor>)> {
+fn processors(registry: &Registry, catalog: &CatalogFixture) -> Vec<(&'static str, Arc<dyn Processor>)> {
     let resource: ResourceConfig =
         yaml("attributes: [{ key: deployment.environment.name, value: prod, action: upsert }]");
     let attributes: AttributesConfig = yaml("actions: [{ key: url.path, action: delete }]");
@@ -42,14 +45,14 @@ trace_statements:
 "#,
     );
     vec![
-        ("ownership", Box::new(catalog.processor(Signal::Traces, registry))),
-        ("resource", Box::new(ResourceProcessor::new(&resource, Default::default()).expect("resource"))),
+        ("ownership", Arc::new(catalog.processor(Signal::Traces, registry))),
+        ("resource", Arc::new(ResourceProcessor::new(&resource, Default::default()).expect("resource"))),
         (
             "attributes",
-            Box::new(AttributesProcessor::new(&attributes, Signal::Traces, Default::default()).expect("attributes")),
+            Arc::new(AttributesProcessor::new(&attributes, Signal::Traces, Default::default()).expect("attributes")),
         ),
-        ("filter", Box::new(FilterProcessor::new("filter", &filter, Signal::Traces, registry).expect("filter"))),
-        ("transform", Box::new(TransformProcessor::new("transform", &transform, Signal::Traces).expect("transform"))),
+        ("filter", Arc::new(FilterProcessor::new("filter", &filter, Signal::Traces, registry).expect("filter"))),
+        ("transform", Arc::new(TransformProcessor::new("transform", &transform, Signal::Traces).expect("transform"))),
     ]
 }
 
@@ -62,11 +65,35 @@ fn bench(c: &mut Criterion) {
         let mut g = c.benchmark_group(format!("processor/traces/{}", size.as_str()));
         g.throughput(Throughput::Elements(ITEMS as u64));
         g.measurement_time(Duration::from_secs(3));
-        for (name, p) in processors(&registry, &catalog) {
-            g.bench_function(name, |b| {
+        let all = processors(&registry, &catalog);
+        for (name, p) in &all {
+            g.bench_function(*name, |b| {
                 b.iter(|| {
                     let payload = Payload::new(Signal::Traces, proto.clone(), ITEMS as u64, None);
                     black_box(p.process(payload).expect("processes"))
+                })
+            });
+        }
+        // compare.py's pipelines: ownership, then the plan, in turn and as one rewrite (ADR 30).
+        let get = |n: &str| all.iter().find(|(name, _)| *name == n).map(|(_, p)| p.clone()).expect("processor");
+        for second in ["transform", "filter"] {
+            let (ownership, then) = (get("ownership"), get(second));
+            g.bench_function(format!("ownership+{second}/in_turn"), |b| {
+                b.iter(|| {
+                    let payload = Payload::new(Signal::Traces, proto.clone(), ITEMS as u64, None);
+                    black_box(then.process(ownership.process(payload).expect("ownership")).expect("processes"))
+                })
+            });
+            let pipeline = Pipeline {
+                id: "traces".into(),
+                signal: Signal::Traces,
+                processors: vec![ownership.clone(), then.clone()],
+                exporters: vec![],
+            };
+            g.bench_function(format!("ownership+{second}/pipeline"), |b| {
+                b.iter(|| {
+                    let payload = Payload::new(Signal::Traces, proto.clone(), ITEMS as u64, None);
+                    black_box(pipeline.process(payload).expect("processes"))
                 })
             });
         }

@@ -35,6 +35,6 @@ pub use driver::{
 };
 pub use governance::Governance;
 pub use payload::{Batch, BoundTeam, ClientInfo, Completion, EncodingKey, Payload, Rejected, TeamMismatch};
-pub use pipeline::{Delivered, Pipeline, ProcessError, Processor};
+pub use pipeline::{After, Delivered, Pipeline, ProcessError, Processor, ResourceStage};
 pub use signal::Signal;
 pub use telemetry::{Counter, Gauge, Registry};

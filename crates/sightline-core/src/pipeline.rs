@@ -1,6 +1,7 @@
 //! Pipelines: processors run inline on the receiving task, then the payload is fanned out to
 //! every exporter of the pipeline as one shared, reference-counted buffer.
 
+use crate::wire::ResourceEditor;
 use crate::{Enqueued, ExporterHandle, Payload, Signal};
 use std::sync::Arc;
 
@@ -31,6 +32,43 @@ pub enum ProcessError {
 /// receiving task, so it must not block or wait.
 pub trait Processor: Send + Sync + 'static {
     fn process(&self, payload: Payload) -> Result<Payload, ProcessError>;
+
+    /// A processor whose only change to a request is each entry's `Resource` (ownership)
+    /// returns its edit here, so that the processor after it can apply it while it writes the
+    /// request anyway (ADR 30): the request is then copied once instead of twice.
+    fn resource_stage(&self) -> Option<&dyn ResourceStage> {
+        None
+    }
+
+    /// What `prior`'s processor and then this one would return, in one rewrite of the request;
+    /// or the payload back, untouched, when this processor cannot apply a resource edit as it
+    /// writes (the pipeline then runs the two one after the other).
+    fn process_after(&self, payload: Payload, prior: &dyn ResourceStage) -> After {
+        let _ = prior;
+        After::Declined(payload)
+    }
+}
+
+/// What [`Processor::process_after`] did.
+pub enum After {
+    /// It ran, the resource edit applied.
+    Ran(Result<Payload, ProcessError>),
+    /// It cannot apply a resource edit: the payload, untouched.
+    Declined(Payload),
+}
+
+/// The edit of a processor that changes only resources (see [`Processor::resource_stage`]).
+pub trait ResourceStage {
+    /// Runs `rewrite` with the editor for `payload`'s resources. `rewrite` must call the
+    /// editor once for each `Resource*` entry of the request, in order, and write what it
+    /// returns as the entry's resource, as [`crate::wire::rewrite_resources`] does. After it,
+    /// the stage's own outcome: a refusal, and the counts it records once the request is
+    /// accepted.
+    fn with_editor(
+        &self,
+        payload: &Payload,
+        rewrite: &mut dyn FnMut(&mut dyn ResourceEditor) -> Result<(), ProcessError>,
+    ) -> Result<(), ProcessError>;
 }
 
 /// One `service.pipelines` entry, built.
@@ -62,9 +100,24 @@ impl Pipeline {
     /// A receiver feeding several pipelines runs this for all of them before delivering to
     /// any, so a refusal in one pipeline (a quota, an ownership mismatch) leaves nothing queued
     /// in another that the client's retry would duplicate.
+    ///
+    /// A processor that edits only resources, followed by one that rewrites the request and
+    /// can apply that edit as it goes, run as one (see [`Processor::resource_stage`]).
     pub fn process(&self, mut payload: Payload) -> Result<Payload, ProcessError> {
-        for p in &self.processors {
+        let mut i = 0;
+        while let Some(p) = self.processors.get(i) {
+            if let (Some(stage), Some(next)) = (p.resource_stage(), self.processors.get(i + 1)) {
+                match next.process_after(payload, stage) {
+                    After::Ran(r) => {
+                        payload = r?;
+                        i += 2;
+                        continue;
+                    }
+                    After::Declined(back) => payload = back,
+                }
+            }
             payload = p.process(payload)?;
+            i += 1;
         }
         Ok(payload)
     }

@@ -1017,6 +1017,34 @@ pub trait ResourceEditor {
     fn edit(&mut self, resource: &[u8], entry: &[u8]) -> &[u8];
 }
 
+/// The `Resource` of one `Resource*` entry (field 1 of `entry`; empty when it has none), and
+/// the bytes its field takes in the entry, tags included. Protobuf merges repeated occurrences
+/// of a message field, which is the concatenation of their encodings: when there are several,
+/// they are concatenated in `scratch`.
+pub fn entry_resource<'a>(entry: &'a [u8], scratch: &'a mut Vec<u8>) -> Result<(&'a [u8], usize), WireError> {
+    let mut first: &[u8] = &[];
+    let mut fields = 0usize;
+    let mut total = 0usize;
+    for g in Fields::new(entry) {
+        let g = g?;
+        if g.number == 1 {
+            let b = expect_len(&g)?;
+            fields += 1;
+            total += g.raw.len();
+            if fields == 1 {
+                first = b;
+            } else {
+                if fields == 2 {
+                    scratch.clear();
+                    scratch.extend_from_slice(first);
+                }
+                scratch.extend_from_slice(b);
+            }
+        }
+    }
+    Ok((if fields > 1 { &scratch[..] } else { first }, total))
+}
+
 /// Writes `buf` (an OTLP export request of any signal) to `out` with every `Resource` replaced
 /// by what `editor` returns for it. Scope and item bytes are copied, never decoded. The request
 /// must have passed [`inspect`]. `out` is reserved once for the whole request.
@@ -1033,29 +1061,7 @@ pub fn rewrite_resources(buf: &[u8], out: &mut Vec<u8>, editor: &mut dyn Resourc
             out.extend_from_slice(f.raw);
             continue;
         }
-        // Find the resource (field 1); protobuf merges repeated occurrences of a message
-        // field, which is the concatenation of their encodings.
-        let mut old_resource: &[u8] = &[];
-        let mut resource_fields = 0usize;
-        let mut old_resource_total = 0usize;
-        for g in Fields::new(rx) {
-            let g = g?;
-            if g.number == 1 {
-                let b = expect_len(&g)?;
-                resource_fields += 1;
-                old_resource_total += g.raw.len();
-                if resource_fields == 1 {
-                    old_resource = b;
-                } else {
-                    if resource_fields == 2 {
-                        scratch.clear();
-                        scratch.extend_from_slice(old_resource);
-                    }
-                    scratch.extend_from_slice(b);
-                }
-            }
-        }
-        let old = if resource_fields > 1 { &scratch[..] } else { old_resource };
+        let (old, old_resource_total) = entry_resource(rx, &mut scratch)?;
         let new_resource = editor.edit(old, rx);
         let new_len = rx.len() - old_resource_total + len_field_size(1, new_resource.len());
         put_tag(out, 1, WireType::Len);

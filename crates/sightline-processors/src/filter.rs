@@ -20,7 +20,7 @@ use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
 use opentelemetry_proto::tonic::metrics::v1::{Metric, metric};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use serde::Deserialize;
-use sightline_core::pipeline::{ProcessError, Processor};
+use sightline_core::pipeline::{After, ProcessError, Processor, ResourceStage};
 use sightline_core::{Counter, Payload, Registry, Signal};
 use sightline_ottl::plan::Plan;
 use sightline_ottl::{Condition, Ctx, Item, Target};
@@ -614,23 +614,44 @@ fn retain_points(m: &mut Metric, keep: &[bool]) {
     }
 }
 
+impl FilterProcessor {
+    /// The conditions as wire plans (ADR 21), with the resource edit of the processor before
+    /// when given (ADR 30).
+    fn run_plans(
+        &self,
+        plans: &[Plan],
+        payload: Payload,
+        prior: Option<&dyn ResourceStage>,
+    ) -> Result<Payload, ProcessError> {
+        let before = payload.items();
+        let drop = &mut |item: &[u8], _: &mut wire_plan::Out| {
+            if plans.iter().any(|p| p.drops(item)) { Fate::Drop } else { Fate::Keep }
+        };
+        Ok(match wire_plan::rewrite_after(&payload, true, prior, drop)? {
+            None => payload,
+            Some((out, kept)) => {
+                self.filtered.add(before.saturating_sub(kept));
+                payload.with_bytes(Bytes::from(out), kept)
+            }
+        })
+    }
+}
+
 impl Processor for FilterProcessor {
+    fn process_after(&self, payload: Payload, prior: &dyn ResourceStage) -> After {
+        match &self.plans {
+            Some(plans) if !self.passes.is_empty() => After::Ran(self.run_plans(plans, payload, Some(prior))),
+            _ => After::Declined(payload),
+        }
+    }
+
     fn process(&self, payload: Payload) -> Result<Payload, ProcessError> {
         if self.passes.is_empty() {
             return Ok(payload);
         }
         let before = payload.items();
         if let Some(plans) = &self.plans {
-            let drop = &mut |item: &[u8], _: &mut wire_plan::Out| {
-                if plans.iter().any(|p| p.drops(item)) { Fate::Drop } else { Fate::Keep }
-            };
-            return Ok(match wire_plan::rewrite(payload.bytes(), true, drop)? {
-                None => payload,
-                Some((out, kept)) => {
-                    self.filtered.add(before.saturating_sub(kept));
-                    payload.with_bytes(Bytes::from(out), kept)
-                }
-            });
+            return self.run_plans(plans, payload, None);
         }
         let mut req = Request::decode(payload.signal(), payload.bytes(), self.heads)?;
         for c in &self.passes {

@@ -14,7 +14,9 @@ use bytes::Bytes;
 use serde::Deserialize;
 use sightline_core::governance::{Governance, UnownedService};
 use sightline_core::wire::{self, ResourceEditor};
-use sightline_core::{BoundTeam, Counter, Payload, ProcessError, Processor, Registry, Signal, TeamMismatch};
+use sightline_core::{
+    BoundTeam, Counter, Payload, ProcessError, Processor, Registry, ResourceStage, Signal, TeamMismatch,
+};
 use sightline_k8s::{Found, KubernetesConfig, Object, Store};
 use sightline_ownership::{Catalog, CatalogHandle, Ownership};
 use std::cell::RefCell;
@@ -652,8 +654,14 @@ impl Editor<'_> {
     }
 }
 
-impl Processor for OwnershipProcessor {
-    fn process(&self, payload: Payload) -> Result<Payload, ProcessError> {
+impl ResourceStage for OwnershipProcessor {
+    /// After `rewrite`, the request's outcome: a refusal (a bound request with a resource of
+    /// another team), or the counts held back until the request is known to be accepted.
+    fn with_editor(
+        &self,
+        payload: &Payload,
+        rewrite: &mut dyn FnMut(&mut dyn ResourceEditor) -> Result<(), ProcessError>,
+    ) -> Result<(), ProcessError> {
         let catalog = self.handle.current();
         let generation = (self.handle.generation(), self.k8s.as_ref().map_or(0, |k| k.store.generation()));
         let peer = self
@@ -683,16 +691,31 @@ impl Processor for OwnershipProcessor {
             entries: payload.entry_items(),
             next: 0,
         };
-        let mut out = Vec::new();
-        wire::rewrite_resources(payload.bytes(), &mut out, &mut editor)
-            .map_err(|e| ProcessError::Invalid(e.to_string()))?;
+        let written = rewrite(&mut editor);
+        // The refusal first, as when this processor runs before the one that rewrites.
         if let Some(message) = editor.refused.take() {
             return Err(ProcessError::PermissionDenied { message });
         }
+        written?;
         for (c, n, items) in editor.deferred.drain(..) {
             count(&c, n, items);
         }
-        drop(editor);
+        Ok(())
+    }
+}
+
+impl Processor for OwnershipProcessor {
+    /// Not with `metrics_datapoint_attributes`: that copies the team to every data point,
+    /// which is more than a resource edit.
+    fn resource_stage(&self) -> Option<&dyn ResourceStage> {
+        if self.points.is_some() { None } else { Some(self) }
+    }
+
+    fn process(&self, payload: Payload) -> Result<Payload, ProcessError> {
+        let mut out = Vec::new();
+        self.with_editor(&payload, &mut |editor| {
+            wire::rewrite_resources(payload.bytes(), &mut out, editor).map_err(|e| ProcessError::Invalid(e.to_string()))
+        })?;
         // The output is held (and budgeted) by its length until the last exporter is done:
         // give back the slack reserved for growth, so memory in use matches the budget.
         if let Some(pt) = &self.points {

@@ -10,7 +10,7 @@ use crate::ottl_run::{self, ErrorMode};
 use crate::wire_plan::{self, Fate};
 use bytes::Bytes;
 use serde::Deserialize;
-use sightline_core::pipeline::{ProcessError, Processor};
+use sightline_core::pipeline::{After, ProcessError, Processor, ResourceStage};
 use sightline_core::{Payload, Signal};
 use sightline_ottl::plan::Plan;
 use sightline_ottl::{Condition, Ctx, Statement, Target};
@@ -256,22 +256,35 @@ impl TransformProcessor {
     }
 }
 
+/// The statements as a wire plan (ADR 21), with the resource edit of the processor before
+/// when given (ADR 30).
+fn run_plan(plan: &Plan, payload: Payload, prior: Option<&dyn ResourceStage>) -> Result<Payload, ProcessError> {
+    let run = &mut |item: &[u8], out: &mut wire_plan::Out| {
+        if plan.transform_into(item, || out.begin()) { Fate::Rewritten } else { Fate::Keep }
+    };
+    Ok(match wire_plan::rewrite_after(&payload, false, prior, run)? {
+        None => payload,
+        Some((out, _)) => {
+            let items = payload.items();
+            payload.with_bytes(Bytes::from(out), items)
+        }
+    })
+}
+
 impl Processor for TransformProcessor {
+    fn process_after(&self, payload: Payload, prior: &dyn ResourceStage) -> After {
+        match &self.plan {
+            Some(plan) if !self.groups.is_empty() => After::Ran(run_plan(plan, payload, Some(prior))),
+            _ => After::Declined(payload),
+        }
+    }
+
     fn process(&self, payload: Payload) -> Result<Payload, ProcessError> {
         if self.groups.is_empty() {
             return Ok(payload);
         }
         if let Some(plan) = &self.plan {
-            let run = &mut |item: &[u8], out: &mut wire_plan::Out| {
-                if plan.transform_into(item, || out.begin()) { Fate::Rewritten } else { Fate::Keep }
-            };
-            return Ok(match wire_plan::rewrite(payload.bytes(), false, run)? {
-                None => payload,
-                Some((out, _)) => {
-                    let items = payload.items();
-                    payload.with_bytes(Bytes::from(out), items)
-                }
-            });
+            return run_plan(plan, payload, None);
         }
         let mut req = Request::decode(payload.signal(), payload.bytes(), self.heads)?;
         for g in &self.groups {

@@ -6,8 +6,9 @@
 
 use crate::lazy::bad;
 use bytes::Bytes;
-use sightline_core::pipeline::ProcessError;
-use sightline_core::wire::{self, WireType};
+use sightline_core::Payload;
+use sightline_core::pipeline::{ProcessError, ResourceStage};
+use sightline_core::wire::{self, ResourceEditor, WireType};
 
 /// What the plan did to one item.
 pub enum Fate {
@@ -19,15 +20,20 @@ pub enum Fate {
 
 /// Runs `fate` on every item (field 2 of a scope, itself field 2 of a resource, field 1 of the
 /// request: the same numbers for traces and logs). `prune`: scopes left without items and
-/// resources left without scopes are removed, as the collector's filter does. Returns the new
-/// request and its item count, or `None` when nothing changed.
+/// resources left without scopes are removed, as the collector's filter does. `resources`:
+/// the edit of the processor before (ADR 30), applied as [`wire::rewrite_resources`] would
+/// have: each entry's resource replaced by what the editor returns, written first in the
+/// entry. Returns the new request and its item count, or `None` when nothing changed.
 pub fn rewrite(
     buf: &Bytes,
     prune: bool,
+    mut resources: Option<&mut dyn ResourceEditor>,
     fate: &mut dyn FnMut(&[u8], &mut Out) -> Fate,
 ) -> Result<Option<(Vec<u8>, u64)>, ProcessError> {
     let mut o =
         Out { buf, out: Vec::new(), started: false, from: 0, res: Open::NONE, scope: Open::NONE, item: Open::NONE };
+    let edits = resources.is_some();
+    let mut scratch = Vec::new();
     let mut kept = 0u64;
     let mut p = 0;
     while p < buf.len() {
@@ -39,12 +45,24 @@ pub fn rewrite(
         want_len(number, wt)?;
         let rb = p - rbuf.len();
         o.res = Open::new(1, f0, rb, rbuf.len());
+        if let Some(editor) = resources.as_deref_mut() {
+            let (old, _) = wire::entry_resource(rbuf, &mut scratch).map_err(|e| bad(e.to_string()))?;
+            let new = editor.edit(old, rbuf);
+            // The entry's header, then the new resource.
+            o.emit(rb);
+            wire::put_len_field(&mut o.out, 1, new);
+        }
         let mut scopes = 0usize;
         let mut q = 0;
         while q < rbuf.len() {
             let g0 = q;
             let (g, gw, sbuf) = next(rbuf, &mut q)?;
             if g != 2 {
+                if g == 1 && edits {
+                    // The received resource: replaced above.
+                    o.emit(rb + g0);
+                    o.from = rb + q;
+                }
                 continue;
             }
             want_len(g, gw)?;
@@ -117,6 +135,23 @@ pub fn rewrite(
     }
     o.emit(buf.len());
     Ok(Some((o.out, kept)))
+}
+
+/// [`rewrite`] of `payload`, with `prior`'s resource edit applied as it goes when given (the
+/// processor before, ADR 30): its editor, then its outcome (a refusal, its counts).
+pub fn rewrite_after(
+    payload: &Payload,
+    prune: bool,
+    prior: Option<&dyn ResourceStage>,
+    fate: &mut dyn FnMut(&[u8], &mut Out) -> Fate,
+) -> Result<Option<(Vec<u8>, u64)>, ProcessError> {
+    let Some(stage) = prior else { return rewrite(payload.bytes(), prune, None, fate) };
+    let mut written = None;
+    stage.with_editor(payload, &mut |editor| {
+        written = rewrite(payload.bytes(), prune, Some(editor), fate)?;
+        Ok(())
+    })?;
+    Ok(written)
 }
 
 /// The next field of `buf` at `pos`: (number, wire type, value for LEN fields). The request's
@@ -315,7 +350,7 @@ mod tests {
     #[test]
     fn drops_prune_and_rewrites_are_written_once() {
         let req = request();
-        let (out, kept) = rewrite(&req, true, &mut by_name).unwrap().expect("changed");
+        let (out, kept) = rewrite(&req, true, None, &mut by_name).unwrap().expect("changed");
         assert_eq!(kept, 2);
         assert_eq!(names(&out), vec![vec![vec!["a".to_string()]], vec![vec!["B".to_string()]]]);
         let back = ExportTraceServiceRequest::decode(&out[..]).unwrap();
@@ -324,7 +359,7 @@ mod tests {
             ("r", "s")
         );
         // Without pruning (a transform), empty scopes and resources stay.
-        let (out, kept) = rewrite(&req, false, &mut by_name).unwrap().expect("changed");
+        let (out, kept) = rewrite(&req, false, None, &mut by_name).unwrap().expect("changed");
         assert_eq!(kept, 2);
         assert_eq!(names(&out).iter().map(Vec::len).collect::<Vec<_>>(), [2, 1, 2]);
     }
@@ -332,9 +367,9 @@ mod tests {
     #[test]
     fn an_unchanged_request_is_not_copied() {
         let req = request();
-        assert!(rewrite(&req, false, &mut |_, _| Fate::Keep).unwrap().is_none());
+        assert!(rewrite(&req, false, None, &mut |_, _| Fate::Keep).unwrap().is_none());
         // Pruning the originally empty scope is a change, as the collector removes it too.
-        let (out, kept) = rewrite(&req, true, &mut |_, _| Fate::Keep).unwrap().expect("the empty scope goes");
+        let (out, kept) = rewrite(&req, true, None, &mut |_, _| Fate::Keep).unwrap().expect("the empty scope goes");
         assert_eq!(kept, 6);
         assert_eq!(names(&out)[2].len(), 1);
     }
@@ -410,7 +445,7 @@ mod tests {
             for prune in [false, true] {
                 let want = expected(&req, prune);
                 let kept: usize = want.resource_spans.iter().flat_map(|r| &r.scope_spans).map(|s| s.spans.len()).sum();
-                match rewrite(&buf, prune, &mut by_name_sized).unwrap() {
+                match rewrite(&buf, prune, None, &mut by_name_sized).unwrap() {
                     // Exactly prost's encoding: fields in order, every length minimal.
                     Some((out, n)) => {
                         assert_eq!(out, want.encode_to_vec(), "case {case}, prune {prune}");
