@@ -98,28 +98,103 @@ impl Partitioner for KeyPartitioner {
 
 type Base = BaseProducer<Context, KeyPartitioner>;
 
-/// The producer, and a thread of its own that serves its delivery reports (`poll`). Not
-/// rdkafka's `ThreadedProducer`: its thread polls for 100 ms at a time, and librdkafka's poll
-/// takes whole milliseconds, so the last millisecond of each call was a busy loop of
-/// non-blocking polls and clock reads, about 5% of the exporter's CPU. One-second calls make
-/// that a thousandth of the time. The thread is not joined: it ends within a second of the
-/// client's drop, and the producer (flushed by [`KafkaExporter`]'s drop) with it.
+/// The producer, and what serves its delivery reports (`poll`).
+///
+/// Inside a Tokio runtime (always, in the product) a task serves them on the runtime's own
+/// threads: librdkafka calls [`on_event`] when a report lands in its empty main queue, and
+/// that wakes the task, which polls the queue until it is empty. A report then reaches the
+/// waiting send without a thread hop of its own: before, a dedicated thread woke for each
+/// one (futex, context switch) only to wake a runtime thread in turn (ADR 31).
+///
+/// Outside a runtime (tests of the client alone) a thread polls instead, in one-second calls:
+/// librdkafka's poll takes whole milliseconds, so shorter calls end in a busy loop.
 pub(crate) struct Client {
+    /// Released first in `drop`: a queue handle must go before its client.
+    main: Option<Arc<MainQueue>>,
     base: Arc<Base>,
-    stop: Arc<std::sync::atomic::AtomicBool>,
+    wake: Arc<Wake>,
+}
+
+/// What wakes the server of the delivery reports, and tells it to stop.
+struct Wake {
+    notify: tokio::sync::Notify,
+    stop: std::sync::atomic::AtomicBool,
+    /// Calls of [`on_event`] (a test checks that librdkafka makes them).
+    events: std::sync::atomic::AtomicU64,
+}
+
+/// A handle on the producer's main queue (where librdkafka puts delivery reports, errors and
+/// logs), with [`on_event`] enabled on it while the handle lives.
+struct MainQueue(*mut rdkafka::bindings::rd_kafka_queue_t);
+
+// SAFETY: a librdkafka queue handle may be used from any thread: every call made on it here
+// (`rd_kafka_queue_length`, `rd_kafka_queue_cb_event_enable`, `rd_kafka_queue_destroy`) takes
+// the queue's own lock, and the handle holds a reference that keeps the queue alive.
+unsafe impl Send for MainQueue {}
+// SAFETY: as for `Send`: shared use is only through those locked calls.
+unsafe impl Sync for MainQueue {}
+
+impl MainQueue {
+    fn len(&self) -> usize {
+        // SAFETY: `self.0` is a live handle from `rd_kafka_queue_get_main` (destroyed only in
+        // `drop`); the call takes the queue's lock.
+        unsafe { rdkafka::bindings::rd_kafka_queue_length(self.0) }
+    }
+}
+
+impl Drop for MainQueue {
+    fn drop(&mut self) {
+        // SAFETY: `self.0` is live until here. Disabling the callback takes the queue's lock,
+        // under which librdkafka calls it, so once this returns it is never called again and
+        // the `Wake` its opaque points at may go. The handle is destroyed once, here, before
+        // the client (`Client::drop` releases `main` before `base` drops, and the task drops
+        // its upgraded `main` before its upgraded `base`).
+        unsafe {
+            rdkafka::bindings::rd_kafka_queue_cb_event_enable(self.0, None, std::ptr::null_mut());
+            rdkafka::bindings::rd_kafka_queue_destroy(self.0);
+        }
+    }
+}
+
+/// Called by librdkafka, on one of its threads and under the queue's lock, when an event
+/// lands in the empty main queue: wakes the task that serves it. No librdkafka call here.
+unsafe extern "C" fn on_event(_rk: *mut rdkafka::bindings::rd_kafka_t, opaque: *mut c_void) {
+    // SAFETY: `opaque` is `Arc::as_ptr` of the client's `Wake`, which the client keeps alive
+    // until after its `MainQueue` has disabled this callback (see `MainQueue::drop`).
+    let wake = unsafe { &*(opaque as *const Wake) };
+    wake.events.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    wake.notify.notify_one();
 }
 
 impl Client {
     fn new(base: Base) -> std::io::Result<Client> {
         let base = Arc::new(base);
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (b, s) = (base.clone(), stop.clone());
-        std::thread::Builder::new().name("sl-kafka-poll".into()).spawn(move || {
-            while !s.load(std::sync::atomic::Ordering::Relaxed) {
-                b.poll(Duration::from_secs(1));
-            }
-        })?;
-        Ok(Client { base, stop })
+        let wake = Arc::new(Wake { notify: tokio::sync::Notify::new(), stop: false.into(), events: 0.into() });
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            let (b, w) = (base.clone(), wake.clone());
+            std::thread::Builder::new().name("sl-kafka-poll".into()).spawn(move || {
+                while !w.stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    b.poll(Duration::from_secs(1));
+                }
+            })?;
+            return Ok(Client { main: None, base, wake });
+        };
+        // SAFETY: the client pointer is valid while `base` lives; the returned handle holds a
+        // reference of its own, released by `MainQueue::drop`.
+        let main =
+            Arc::new(MainQueue(unsafe { rdkafka::bindings::rd_kafka_queue_get_main(base.client().native_ptr()) }));
+        // SAFETY: `main.0` is live; `on_event` only reads the `Wake` behind the opaque, which
+        // outlives the callback's registration (see `MainQueue::drop`).
+        unsafe {
+            rdkafka::bindings::rd_kafka_queue_cb_event_enable(
+                main.0,
+                Some(on_event),
+                Arc::as_ptr(&wake) as *mut c_void,
+            );
+        }
+        let (b, q, w) = (Arc::downgrade(&base), Arc::downgrade(&main), wake.clone());
+        runtime.spawn(serve(b, q, w));
+        Ok(Client { main: Some(main), base, wake })
     }
 
     /// Queues one message for `topic` without librdkafka copying its value or key (rdkafka's
@@ -193,7 +268,44 @@ impl std::ops::Deref for Client {
 
 impl Drop for Client {
     fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.wake.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.wake.notify.notify_one();
+        // Before `base` (a field, dropped after this): the callback is disabled and the queue
+        // handle released, unless the task holds it this instant, and then it drops its
+        // `main` before its `base`.
+        drop(self.main.take());
+    }
+}
+
+/// Serves the producer's main queue whenever [`on_event`] says it is no longer empty (and once
+/// a second regardless, should an event ever come without the call): each `poll` with a zero
+/// timeout serves one event, a delivery report carrying the reports of a whole produce
+/// response. Holds the client weakly: it ends when the client goes.
+async fn serve(base: std::sync::Weak<Base>, main: std::sync::Weak<MainQueue>, wake: Arc<Wake>) {
+    /// Events served before letting other tasks run.
+    const BURST: usize = 64;
+    loop {
+        if wake.stop.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
+        let more = {
+            let (Some(base), Some(main)) = (base.upgrade(), main.upgrade()) else { return };
+            let mut served = 0;
+            while main.len() > 0 && served < BURST {
+                base.poll(Duration::ZERO);
+                served += 1;
+            }
+            // `main` drops before `base`: the queue handle is never the client's last user.
+            let more = main.len() > 0;
+            drop(main);
+            drop(base);
+            more
+        };
+        if more {
+            tokio::task::yield_now().await;
+        } else {
+            let _ = tokio::time::timeout(Duration::from_secs(1), wake.notify.notified()).await;
+        }
     }
 }
 
@@ -695,11 +807,14 @@ mod tests {
         assert!(err.retryable, "{}", err.message);
         assert!(err.message.contains("1 of 1 Kafka messages failed"), "{}", err.message);
         drop(batch);
-        // The report is answered before its `Pending` is dropped, on the client's thread.
+        // The report is answered before its `Pending` is dropped (by the task serving reports).
         let until = std::time::Instant::now() + Duration::from_secs(10);
         while !proto.is_unique() && std::time::Instant::now() < until {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         assert!(proto.is_unique(), "librdkafka's hold on the message's bytes was not released");
+        // The report came through the queue's event callback, not the once-a-second poll.
+        assert!(exporter.producer.main.is_some(), "inside a runtime, a task serves the reports");
+        assert!(exporter.producer.wake.events.load(std::sync::atomic::Ordering::Relaxed) > 0);
     }
 }
