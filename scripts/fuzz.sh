@@ -37,7 +37,9 @@ flags=(--sanitizer none --target-dir "$target_dir")
 start=$(date +%s)
 # fuzz/ is its own workspace (the root's fmt and clippy do not see it): the same checks here, without
 # --locked (as the build: fuzz/Cargo.lock follows the crates; see fuzz/README.md).
-(cd fuzz && cargo fmt --check && cargo clippy --target-dir "$target_dir/clippy" --all-targets -- -D warnings)
+# Its clippy shares the main workspace's build directory, where the root's clippy (scripts/test.sh)
+# has already checked most of the same dependencies.
+(cd fuzz && cargo fmt --check && cargo clippy --target-dir "${CARGO_TARGET_DIR:-$root/target}" --all-targets -- -D warnings)
 (cd fuzz && cargo fuzz build "${flags[@]}")
 echo "fuzz: built ${#targets[@]} targets in $(($(date +%s) - start)) s"
 if [ "${FUZZ_BUILD_ONLY:-}" = 1 ]; then
