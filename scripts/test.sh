@@ -47,15 +47,15 @@ inputs_sum() {  # inputs_sum DIR: one hash of every file under DIR (paths and co
   find "$1" -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1
 }
 
-go_peer() {  # go_peer NAME DIR [PACKAGE]: .peers/NAME built from tests/peers/DIR, unless up to date
-  local name=$1 dir=tests/peers/$2 pkg=${3:-.} sum
+go_peer() {  # go_peer NAME DIR [PACKAGE [TAGS]]: .peers/NAME built from tests/peers/DIR, unless up to date
+  local name=$1 dir=tests/peers/$2 pkg=${3:-.} tags=${4:-} sum
   sum=$(inputs_sum "$dir")
   if [ -x "$root/.peers/$name" ] && [ "$(cat "$root/.peers/.$name.sum" 2>/dev/null)" = "$sum" ]; then
     echo "up to date: .peers/$name"
     return
   fi
   # -s -w: no symbol table nor DWARF (nobody debugs the peers), a shorter single-threaded link.
-  (cd "$dir" && go build -ldflags="-s -w" -o "$root/.peers/$name.tmp" "$pkg")
+  (cd "$dir" && go build -ldflags="-s -w" -tags="$tags" -o "$root/.peers/$name.tmp" "$pkg")
   mv "$root/.peers/$name.tmp" "$root/.peers/$name"
   echo "$sum" > "$root/.peers/.$name.sum"
 }
@@ -81,8 +81,8 @@ fi
 
 # The Go-built peers take about 18 min from cold (2 cores), the Rust builds below about 27:
 # both have long single-threaded phases (links, the largest crates), so the Go builds run in
-# the background, at a lower priority, while cargo works; the end-to-end tests, the first
-# to need them, wait for them. Warm, every one is "up to date" in a second.
+# the background, at a lower priority, while cargo works; the benchmark smoke run, the first
+# to need them, waits for them. Warm, every one is "up to date" in a second.
 go_peers() {
   step "peers: Helm v3.22.0, built from its Go modules (the chart's lint and template tests)"
   go_peer helm helm helm.sh/helm/v3/cmd/helm
@@ -101,13 +101,15 @@ go_peers() {
   go_peer victoria-logs victorialogs github.com/VictoriaMetrics/VictoriaLogs/app/victoria-logs
 
   step "peers: Prometheus 3.16 (module v0.316.0; remote write 1.0 and 2.0 receiver), built from its Go modules"
-  go_peer prometheus prometheus github.com/prometheus/prometheus/cmd/prometheus
+  # remove_all_sd: no service discovery but static, file and HTTP (the tests push to it), so
+  # none of the cloud SDKs and Kubernetes clients the others pull in are compiled.
+  go_peer prometheus prometheus github.com/prometheus/prometheus/cmd/prometheus remove_all_sd
 
   step "peers: kube-apiserver v1.37.2 with an embedded etcd, built from the Kubernetes Go modules (the Kubernetes ownership tests)"
   # The biggest peer (about 5 min cold on 2 cores, alone).
   go_peer kube-apiserver kube-apiserver
 }
-step "peers: the Go-built servers, in the background (their log follows the Rust tests)"
+step "peers: the Go-built servers, in the background (their log follows the fuzz build)"
 go_log=$(mktemp "${TMPDIR:-/tmp}/sightline-go-peers.XXXXXX")
 # nice 10: the Rust tests, which run real servers on loopback, come first when they overlap.
 # A process group of its own (set -m), so that an early failure below stops every Go build.
@@ -145,6 +147,14 @@ export SIGHTLINE_BIN="$target/ci/sightline" LOADGEN_BIN="$target/ci/loadgen" SIN
 step "Rust tests (unit, component and end-to-end with the Rust SDK)"
 cargo test --workspace --locked
 
+# CI fuzzes each target for 5 s (its time budget; the seed corpus and the first minutes of
+# mutations find the shallow bugs); a developer's run, 10 s. FUZZ_SECONDS overrides both.
+if [ "${CI:-}" = true ]; then
+  export FUZZ_SECONDS="${FUZZ_SECONDS:-5}"
+fi
+step "fuzzing: build the fuzz targets (see fuzz/README.md)"
+FUZZ_BUILD_ONLY=1 ./scripts/fuzz.sh
+
 step "peers: the Go-built servers (built in the background since the start)"
 go_rc=0
 wait "$go_pid" || go_rc=$?
@@ -155,14 +165,6 @@ if [ "$go_rc" -ne 0 ]; then
   echo "failed: building the Go peers exited $go_rc" >&2
   exit 1
 fi
-
-# CI fuzzes each target for 5 s (its time budget; the seed corpus and the first minutes of
-# mutations find the shallow bugs); a developer's run, 10 s. FUZZ_SECONDS overrides both.
-if [ "${CI:-}" = true ]; then
-  export FUZZ_SECONDS="${FUZZ_SECONDS:-5}"
-fi
-step "fuzzing: build the fuzz targets (see fuzz/README.md)"
-FUZZ_BUILD_ONLY=1 ./scripts/fuzz.sh
 
 step "benchmark harness smoke run (seconds; the full comparison is benches/compare/compare.py)"
 python3 benches/compare/compare.py --smoke

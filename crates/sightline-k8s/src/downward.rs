@@ -43,7 +43,7 @@ pub fn load(cfg: &DownwardApi, kept: &Kept, env: &dyn Fn(&str) -> Option<String>
     // <deployment>-<pod-template-hash>.
     let deployment = get(&labels, "pod-template-hash").and_then(|hash| {
         let rs = name.rsplit_once('-')?.0;
-        crate::watch::deployment_name(rs, Some(&hash)).map(Arc::from)
+        crate::deployment_name(rs, Some(&hash)).map(Arc::from)
     });
     let keys = KeptKeys::from(kept);
     let ip = var(&cfg.pod_ip_env).and_then(|v| v.parse().ok());

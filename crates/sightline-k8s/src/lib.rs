@@ -27,6 +27,7 @@
 
 pub mod downward;
 pub mod store;
+#[cfg(feature = "watch")]
 pub mod watch;
 
 use serde::Deserialize;
@@ -37,6 +38,13 @@ pub use store::{Found, NamespaceMeta, PodMeta, Store};
 
 /// Pod label that links a pod to a Backstage component (the Backstage Kubernetes plugin's).
 pub const BACKSTAGE_KUBERNETES_ID: &str = "backstage.io/kubernetes-id";
+
+/// The Deployment of a pod whose owner is a ReplicaSet made by one: the ReplicaSet's name less
+/// `-<pod-template-hash>`.
+pub fn deployment_name<'a>(replicaset: &'a str, template_hash: Option<&str>) -> Option<&'a str> {
+    let hash = template_hash.filter(|h| !h.is_empty())?;
+    replicaset.strip_suffix(hash)?.strip_suffix('-').filter(|d| !d.is_empty())
+}
 
 /// `processors.ownership.kubernetes`.
 #[derive(Clone, Debug, Deserialize)]

@@ -7,7 +7,7 @@
 //! no full object is kept.
 
 use crate::store::{Kept, KeptKeys, Kind};
-use crate::{Error, KubernetesConfig, NamespaceMeta, PodMeta, Store};
+use crate::{Error, KubernetesConfig, NamespaceMeta, PodMeta, Store, deployment_name};
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -129,13 +129,6 @@ pub async fn start(cfg: &KubernetesConfig, store: Arc<Store>) -> Result<Watches,
         tracing::info!(pods, namespaces, "Kubernetes metadata synced");
     }
     Ok(watches)
-}
-
-/// The Deployment of a pod whose owner is a ReplicaSet made by one: the ReplicaSet's name less
-/// `-<pod-template-hash>`.
-pub fn deployment_name<'a>(replicaset: &'a str, template_hash: Option<&str>) -> Option<&'a str> {
-    let hash = template_hash.filter(|h| !h.is_empty())?;
-    replicaset.strip_suffix(hash)?.strip_suffix('-').filter(|d| !d.is_empty())
 }
 
 /// A pod stripped to what ownership uses; `None` without a UID, name or namespace.

@@ -288,23 +288,28 @@ async fn serve(base: std::sync::Weak<Base>, main: std::sync::Weak<MainQueue>, wa
         if wake.stop.load(std::sync::atomic::Ordering::Relaxed) {
             return;
         }
-        let more = {
+        let (left, progress) = {
             let (Some(base), Some(main)) = (base.upgrade(), main.upgrade()) else { return };
+            let before = main.len();
             let mut served = 0;
             while main.len() > 0 && served < BURST {
                 base.poll(Duration::ZERO);
                 served += 1;
             }
+            let left = main.len();
             // `main` drops before `base`: the queue handle is never the client's last user.
-            let more = main.len() > 0;
             drop(main);
             drop(base);
-            more
+            (left, left < before || served < BURST)
         };
-        if more {
+        if left == 0 {
+            let _ = tokio::time::timeout(Duration::from_secs(1), wake.notify.notified()).await;
+        } else if progress {
             tokio::task::yield_now().await;
         } else {
-            let _ = tokio::time::timeout(Duration::from_secs(1), wake.notify.notified()).await;
+            // A whole burst left the queue as long as it was: events arrive as fast as they
+            // are served, or (never seen) an entry does not leave. A pause, not a spin.
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
 }
