@@ -106,7 +106,8 @@ type Base = BaseProducer<Context, KeyPartitioner>;
 /// waiting send without a thread hop of its own: before, a dedicated thread woke for each
 /// one (futex, context switch) only to wake a runtime thread in turn (ADR 31).
 ///
-/// Outside a runtime (tests of the client alone) a thread polls instead, in one-second calls:
+/// Outside a runtime (tests of the client alone), or should librdkafka give no handle on the
+/// main queue, a thread polls instead, in one-second calls:
 /// librdkafka's poll takes whole milliseconds, so shorter calls end in a busy loop.
 pub(crate) struct Client {
     /// Released first in `drop`: a queue handle must go before its client.
@@ -170,7 +171,11 @@ impl Client {
     fn new(base: Base) -> std::io::Result<Client> {
         let base = Arc::new(base);
         let wake = Arc::new(Wake { notify: tokio::sync::Notify::new(), stop: false.into(), events: 0.into() });
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        // SAFETY: the client pointer is valid while `base` lives; a handle returned holds a
+        // reference of its own, released by `MainQueue::drop`.
+        let main = unsafe { rdkafka::bindings::rd_kafka_queue_get_main(base.client().native_ptr()) };
+        let main = (!main.is_null()).then(|| Arc::new(MainQueue(main)));
+        let (Ok(runtime), Some(main)) = (tokio::runtime::Handle::try_current(), main) else {
             let (b, w) = (base.clone(), wake.clone());
             std::thread::Builder::new().name("sl-kafka-poll".into()).spawn(move || {
                 while !w.stop.load(std::sync::atomic::Ordering::Relaxed) {
@@ -179,10 +184,6 @@ impl Client {
             })?;
             return Ok(Client { main: None, base, wake });
         };
-        // SAFETY: the client pointer is valid while `base` lives; the returned handle holds a
-        // reference of its own, released by `MainQueue::drop`.
-        let main =
-            Arc::new(MainQueue(unsafe { rdkafka::bindings::rd_kafka_queue_get_main(base.client().native_ptr()) }));
         // SAFETY: `main.0` is live; `on_event` only reads the `Wake` behind the opaque, which
         // outlives the callback's registration (see `MainQueue::drop`).
         unsafe {
@@ -818,7 +819,8 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         assert!(proto.is_unique(), "librdkafka's hold on the message's bytes was not released");
-        // The report came through the queue's event callback, not the once-a-second poll.
+        // librdkafka calls the queue's event callback: the task is not left to its
+        // once-a-second poll.
         assert!(exporter.producer.main.is_some(), "inside a runtime, a task serves the reports");
         assert!(exporter.producer.wake.events.load(std::sync::atomic::Ordering::Relaxed) > 0);
     }
