@@ -262,6 +262,12 @@ pub struct BatchConfig {
     /// How long a batch below `min_size` waits for more (default 200ms).
     #[serde(with = "humantime_serde")]
     pub flush_timeout: Duration,
+    /// While another send of this exporter is in flight, a batch below this many items (and
+    /// below half of `max_bytes`) waits for more payloads until a send finishes, at most
+    /// `flush_timeout` (default 8192; 0 = never wait for a send). With nothing in flight a
+    /// batch goes at once, so an idle backend adds no latency; under load the payloads that
+    /// arrive during a send go out together. Sightline extension (ADR 32).
+    pub coalesce_size: u64,
 }
 
 impl Default for BatchConfig {
@@ -272,6 +278,7 @@ impl Default for BatchConfig {
             max_size: 0,
             max_bytes: 4 << 20,
             flush_timeout: Duration::from_millis(200),
+            coalesce_size: 8192,
         }
     }
 }
@@ -648,7 +655,13 @@ async fn run(
     send_budget: Option<MemoryBudget>,
     disk: Option<DiskBack>,
 ) {
-    let consumers = Arc::new(Semaphore::new(cfg.queue.num_consumers.max(1)));
+    let consumers_n = cfg.queue.num_consumers.max(1);
+    let consumers = Arc::new(Semaphore::new(consumers_n));
+    // Signalled after each send gives its permit back: a batch held by `coalesce_size` goes
+    // then.
+    let sent = Arc::new(tokio::sync::Notify::new());
+    let flush = tokio::time::sleep(Duration::from_secs(3600));
+    tokio::pin!(flush);
     let batching = cfg.queue.batch.enabled && cfg.queue.enabled;
     let is_disk = disk.is_some();
     // Retries give up when the owner aborts, and, for a disk queue, as soon as it closes:
@@ -720,6 +733,10 @@ async fn run(
         if batching {
             let b = &cfg.queue.batch;
             let deadline = Instant::now() + b.flush_timeout;
+            // The flush timer is set once per batch that waits, on a timer kept across batches:
+            // a timer registered anew while the runtime sleeps wakes it (an eventfd write),
+            // one per held batch under load.
+            let mut timer_set = false;
             loop {
                 if (b.max_size > 0 && batch.items >= b.max_size) || batch.bytes >= b.max_bytes {
                     break;
@@ -730,12 +747,24 @@ async fn run(
                     Ok(p) => Some(p),
                     Err(mpsc::error::TryRecvError::Disconnected) => None,
                     Err(mpsc::error::TryRecvError::Empty) => {
-                        if batch.items >= b.min_size || closing {
+                        if closing {
                             break;
+                        }
+                        // Sends in flight besides the one this batch holds a permit for.
+                        let in_flight = consumers_n - 1 - consumers.available_permits();
+                        let coalesce = in_flight > 0 && batch.items < b.coalesce_size && batch.bytes < b.max_bytes / 2;
+                        if batch.items >= b.min_size && !coalesce {
+                            break;
+                        }
+                        if !timer_set {
+                            flush.as_mut().reset(deadline);
+                            timer_set = true;
                         }
                         tokio::select! {
                             p = rx.recv() => p,
-                            _ = tokio::time::sleep_until(deadline) => break,
+                            // A send finished: decide again (a stale wake-up only re-checks).
+                            _ = sent.notified(), if coalesce => continue,
+                            _ = flush.as_mut() => break,
                             _ = close.notified() => {
                                 closing = true;
                                 on_close(&mut rx);
@@ -768,6 +797,7 @@ async fn run(
         let id = id.clone();
         let send_budget = send_budget.clone();
         let queue = disk.as_ref().map(|d| d.queue.clone());
+        let sent = sent.clone();
         tokio::spawn(async move {
             let items = batch.items;
             let _copy = match &send_budget {
@@ -820,6 +850,7 @@ async fn run(
             // nothing of it may hold the queue then.
             drop(queue);
             drop(permit);
+            sent.notify_one();
         });
     }
     // Wait for in-flight sends.

@@ -170,3 +170,74 @@ async fn completion_answers_after_every_exporter_and_only_true_when_all_delivere
     drop(p); // ... and dropped it without an outcome
     assert_eq!(rx.await, Ok(false));
 }
+
+/// Counts the sends that started; each then waits for a permit from `gate`.
+struct Gated {
+    gate: Arc<Semaphore>,
+    started: std::sync::atomic::AtomicUsize,
+    batches: Mutex<Vec<(usize, u64)>>,
+}
+
+impl Sender for Gated {
+    fn send<'a>(&'a self, batch: &'a Batch) -> SendFuture<'a> {
+        Box::pin(async move {
+            self.started.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.batches.lock().unwrap().push((batch.payloads.len(), batch.items));
+            self.gate.acquire().await.unwrap().forget();
+            Ok(())
+        })
+    }
+}
+
+/// Starts a driver of 4 consumers whose first send (1 item) is in flight, then queues three
+/// payloads of 10 items behind it; returns the sender, the driver and the registry.
+async fn one_in_flight_three_queued(coalesce_size: u64, flush: Duration) -> (Arc<Gated>, driver::Driver, Registry) {
+    let s =
+        Arc::new(Gated { gate: Arc::new(Semaphore::new(0)), started: Default::default(), batches: Mutex::default() });
+    let reg = Registry::new();
+    let mut c = cfg(4);
+    c.queue.batch.coalesce_size = coalesce_size;
+    c.queue.batch.flush_timeout = flush;
+    let d = driver::spawn("x", Signal::Logs, c, s.clone(), &reg);
+    d.handle.enqueue(payload(1, 10)).await;
+    wait_for(|| s.started.load(std::sync::atomic::Ordering::SeqCst) == 1).await;
+    for _ in 0..3 {
+        d.handle.enqueue(payload(10, 10)).await;
+    }
+    (s, d, reg)
+}
+
+fn started(s: &Gated) -> usize {
+    s.started.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+#[tokio::test]
+async fn a_small_batch_waits_for_the_send_in_flight() {
+    let (s, d, reg) = one_in_flight_three_queued(8192, Duration::from_secs(3600)).await;
+    // Three consumers are free, but a send is in flight and the batch is below coalesce_size:
+    // it waits (and takes every payload that arrives meanwhile).
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(started(&s), 1, "{:?}", s.batches.lock().unwrap());
+    // The send finishes: the held batch goes at once, all three payloads together.
+    s.gate.add_permits(1);
+    wait_for(|| started(&s) == 2).await;
+    s.gate.add_permits(100);
+    wait_for(|| reg.value("otelcol_exporter_sent_log_records", &[("exporter", "x")]) == Some(31)).await;
+    assert_eq!(*s.batches.lock().unwrap(), vec![(1, 1), (3, 30)]);
+    drop(d);
+}
+
+#[tokio::test]
+async fn coalescing_is_bounded_by_size_and_flush_timeout_and_can_be_off() {
+    // Off: the queued payloads go at once on a free consumer, beside the send in flight.
+    let (s, _d, _r) = one_in_flight_three_queued(0, Duration::from_secs(3600)).await;
+    wait_for(|| started(&s) >= 2).await;
+    // At coalesce_size: the batch of 30 items goes beside the send in flight.
+    let (s, _d, _r) = one_in_flight_three_queued(30, Duration::from_secs(3600)).await;
+    wait_for(|| started(&s) == 2).await;
+    assert_eq!(s.batches.lock().unwrap()[1], (3, 30));
+    // Below it, held at most flush_timeout although the first send never finishes.
+    let (s, _d, _r) = one_in_flight_three_queued(8192, Duration::from_millis(100)).await;
+    wait_for(|| started(&s) == 2).await;
+    assert_eq!(s.batches.lock().unwrap()[1], (3, 30));
+}
