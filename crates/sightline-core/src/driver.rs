@@ -139,6 +139,20 @@ pub enum Durability {
     AckAfterEnqueue,
 }
 
+/// Takes queue slots (`slots`: the queue's sender, `None` for a disk queue) until `held` has
+/// `n`; false when that fills the queue (a batch as large as the queue allows goes at once)
+/// or the queue is closed.
+fn hold_slots(slots: Option<&mpsc::WeakSender<Queued>>, held: &mut Vec<mpsc::OwnedPermit<Queued>>, n: usize) -> bool {
+    let Some(tx) = slots.and_then(|w| w.upgrade()) else { return slots.is_none() };
+    while held.len() < n {
+        match tx.clone().try_reserve_owned() {
+            Ok(permit) => held.push(permit),
+            Err(_) => return false,
+        }
+    }
+    tx.capacity() > 0
+}
+
 /// `sending_queue`, as in the collector's exporterhelper.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -628,9 +642,22 @@ fn spawn_inner(
             (tx, rx, Some(front), Some(back))
         }
     };
+    // A memory queue's slots, for a batch that waits for a send in flight to hold (the
+    // channel of a disk queue only carries its read-ahead).
+    let slots = back.is_none().then(|| tx.downgrade());
     let handle = ExporterHandle { id: Arc::from(id), tx, block, metrics: metrics.clone(), disk: front };
-    let task =
-        tokio::spawn(run(Arc::from(id), signal, cfg, sender, metrics, rx, abort_rx, close.clone(), send_budget, back));
+    let task = tokio::spawn(run(
+        Arc::from(id),
+        signal,
+        cfg,
+        sender,
+        metrics,
+        (rx, slots),
+        abort_rx,
+        close.clone(),
+        send_budget,
+        back,
+    ));
     Driver { handle, task, abort: abort_tx, close, pending_items: pending }
 }
 
@@ -649,7 +676,7 @@ async fn run(
     cfg: DriverConfig,
     sender: Arc<dyn Sender>,
     metrics: Arc<Metrics>,
-    mut rx: mpsc::Receiver<Queued>,
+    (mut rx, slots): (mpsc::Receiver<Queued>, Option<mpsc::WeakSender<Queued>>),
     mut abort: watch::Receiver<bool>,
     close: Arc<tokio::sync::Notify>,
     send_budget: Option<MemoryBudget>,
@@ -737,6 +764,10 @@ async fn run(
             // a timer registered anew while the runtime sleeps wakes it (an eventfd write),
             // one per held batch under load.
             let mut timer_set = false;
+            // While a batch waits for a send in flight, each of its payloads keeps its slot
+            // in the queue taken: `queue_size` bounds what is queued and held together, and a
+            // full queue sends the batch.
+            let mut held: Vec<mpsc::OwnedPermit<Queued>> = Vec::new();
             loop {
                 if (b.max_size > 0 && batch.items >= b.max_size) || batch.bytes >= b.max_bytes {
                     break;
@@ -754,6 +785,9 @@ async fn run(
                         let in_flight = consumers_n - 1 - consumers.available_permits();
                         let coalesce = in_flight > 0 && batch.items < b.coalesce_size && batch.bytes < b.max_bytes / 2;
                         if batch.items >= b.min_size && !coalesce {
+                            break;
+                        }
+                        if coalesce && !hold_slots(slots.as_ref(), &mut held, batch.payloads.len()) {
                             break;
                         }
                         if !timer_set {

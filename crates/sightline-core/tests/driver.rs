@@ -241,3 +241,31 @@ async fn coalescing_is_bounded_by_size_and_flush_timeout_and_can_be_off() {
     wait_for(|| started(&s) == 2).await;
     assert_eq!(s.batches.lock().unwrap()[1], (3, 30));
 }
+
+#[tokio::test]
+async fn a_waiting_batch_keeps_its_queue_slots() {
+    // queue_size 3: the first payload is in flight, the next two wait in a batch and keep two
+    // of the three slots; the third fills the queue, so the batch goes at once.
+    let s =
+        Arc::new(Gated { gate: Arc::new(Semaphore::new(0)), started: Default::default(), batches: Mutex::default() });
+    let reg = Registry::new();
+    let mut c = cfg(4);
+    c.queue.queue_size = 3;
+    c.queue.batch.flush_timeout = Duration::from_secs(3600);
+    let d = driver::spawn("x", Signal::Logs, c, s.clone(), &reg);
+    d.handle.enqueue(payload(1, 10)).await;
+    wait_for(|| started(&s) == 1).await;
+    for _ in 0..2 {
+        assert_eq!(d.handle.enqueue(payload(10, 10)).await, sightline_core::Enqueued::Queued);
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(started(&s), 1, "two payloads wait for the send in flight");
+    // One slot is left: this payload takes it, and with the queue full the batch goes.
+    assert_eq!(d.handle.enqueue(payload(10, 10)).await, sightline_core::Enqueued::Queued);
+    wait_for(|| started(&s) == 2).await;
+    assert_eq!(s.batches.lock().unwrap()[1], (3, 30));
+    // The sends hang; the slots are free again once the batch went.
+    for _ in 0..3 {
+        assert_eq!(d.handle.enqueue(payload(10, 10)).await, sightline_core::Enqueued::Queued);
+    }
+}
