@@ -252,6 +252,10 @@ impl QueueConfig {
     }
 }
 
+/// `coalesce_size` of the exporters whose requests cost mostly per request, not per byte: OTLP
+/// sent uncompressed (ADR 32).
+pub const COALESCE_UNCOMPRESSED: u64 = 8192;
+
 /// `sending_queue.batch`. When a consumer is free it takes every payload already queued (up
 /// to `max_size` items / `max_bytes`) into one batch; only while the batch is below
 /// `min_size` items does it wait for more, at most `flush_timeout`. With the default
@@ -278,10 +282,11 @@ pub struct BatchConfig {
     pub flush_timeout: Duration,
     /// While another send of this exporter is in flight, a batch below this many items (and
     /// below half of `max_bytes`) waits for more payloads until a send finishes, at most
-    /// `flush_timeout` (default 8192; 0 = never wait for a send). With nothing in flight a
-    /// batch goes at once, so an idle backend adds no latency; under load the payloads that
-    /// arrive during a send go out together. Sightline extension (ADR 32).
-    pub coalesce_size: u64,
+    /// `flush_timeout` (0 = never wait for a send). With nothing in flight a batch goes at
+    /// once, so an idle backend adds no latency; under load the payloads that arrive during a
+    /// send go out together. Default: the exporter's ([`COALESCE_UNCOMPRESSED`] for `otlp` and
+    /// `otlphttp` with `compression: none`, else 0). Sightline extension (ADR 32).
+    pub coalesce_size: Option<u64>,
 }
 
 impl Default for BatchConfig {
@@ -292,7 +297,7 @@ impl Default for BatchConfig {
             max_size: 0,
             max_bytes: 4 << 20,
             flush_timeout: Duration::from_millis(200),
-            coalesce_size: 8192,
+            coalesce_size: None,
         }
     }
 }
@@ -759,6 +764,7 @@ async fn run(
         batch.push(first.payload);
         if batching {
             let b = &cfg.queue.batch;
+            let coalesce_size = b.coalesce_size.unwrap_or(0);
             let deadline = Instant::now() + b.flush_timeout;
             // The flush timer is set once per batch that waits, on a timer kept across batches:
             // a timer registered anew while the runtime sleeps wakes it (an eventfd write),
@@ -783,7 +789,7 @@ async fn run(
                         }
                         // Sends in flight besides the one this batch holds a permit for.
                         let in_flight = consumers_n - 1 - consumers.available_permits();
-                        let coalesce = in_flight > 0 && batch.items < b.coalesce_size && batch.bytes < b.max_bytes / 2;
+                        let coalesce = in_flight > 0 && batch.items < coalesce_size && batch.bytes < b.max_bytes / 2;
                         if batch.items >= b.min_size && !coalesce {
                             break;
                         }

@@ -196,7 +196,7 @@ async fn one_in_flight_three_queued(coalesce_size: u64, flush: Duration) -> (Arc
         Arc::new(Gated { gate: Arc::new(Semaphore::new(0)), started: Default::default(), batches: Mutex::default() });
     let reg = Registry::new();
     let mut c = cfg(4);
-    c.queue.batch.coalesce_size = coalesce_size;
+    c.queue.batch.coalesce_size = Some(coalesce_size);
     c.queue.batch.flush_timeout = flush;
     let d = driver::spawn("x", Signal::Logs, c, s.clone(), &reg);
     d.handle.enqueue(payload(1, 10)).await;
@@ -251,6 +251,7 @@ async fn a_waiting_batch_keeps_its_queue_slots() {
     let reg = Registry::new();
     let mut c = cfg(4);
     c.queue.queue_size = 3;
+    c.queue.batch.coalesce_size = Some(8192);
     c.queue.batch.flush_timeout = Duration::from_secs(3600);
     let d = driver::spawn("x", Signal::Logs, c, s.clone(), &reg);
     d.handle.enqueue(payload(1, 10)).await;

@@ -141,6 +141,23 @@ pub fn driver_config(timeout: Duration, queue: &QueueConfig, retry: &RetryConfig
     DriverConfig { queue: queue.clone(), retry: retry.clone(), timeout }
 }
 
+/// [`driver_config`] of an OTLP exporter: uncompressed, its batches wait for a send in flight
+/// unless `coalesce_size` is set (ADR 32). Compressed, the cost is per byte, and larger batches
+/// only added latency and memory (measured with gzip: p50 6.6 -> 44 ms, peak RSS 2x, CPU +3%).
+pub fn otlp_driver_config(
+    timeout: Duration,
+    queue: &QueueConfig,
+    retry: &RetryConfig,
+    compression: Compression,
+) -> DriverConfig {
+    let mut d = driver_config(timeout, queue, retry);
+    if compression == Compression::None {
+        let c = &mut d.queue.batch.coalesce_size;
+        *c = Some(c.unwrap_or(sightline_core::driver::COALESCE_UNCOMPRESSED));
+    }
+    d
+}
+
 /// Checks the common options (`timeout`, `sending_queue`, `retry_on_failure`).
 pub fn validate_common(timeout: Duration, queue: &QueueConfig, retry: &RetryConfig, out: &mut Vec<(String, String)>) {
     if timeout.is_zero() {
@@ -222,5 +239,30 @@ pub fn json_signal(signal: sightline_core::Signal) -> sightline_otlp_json::Signa
         sightline_core::Signal::Traces => sightline_otlp_json::Signal::Traces,
         sightline_core::Signal::Metrics => sightline_otlp_json::Signal::Metrics,
         sightline_core::Signal::Logs => sightline_otlp_json::Signal::Logs,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Uncompressed OTLP coalesces by default; compressed it does not; a set value wins either
+    /// way (ADR 32).
+    #[test]
+    fn otlp_exporters_coalesce_by_default_only_uncompressed() {
+        let retry = RetryConfig::default();
+        let t = Duration::from_secs(5);
+        let of = |c: Compression, set: Option<u64>| {
+            let mut q = QueueConfig::default();
+            q.batch.coalesce_size = set;
+            otlp_driver_config(t, &q, &retry, c).queue.batch.coalesce_size
+        };
+        assert_eq!(of(Compression::None, None), Some(sightline_core::driver::COALESCE_UNCOMPRESSED));
+        assert_eq!(of(Compression::Gzip, None), None);
+        assert_eq!(of(Compression::Zstd, None), None);
+        assert_eq!(of(Compression::None, Some(0)), Some(0));
+        assert_eq!(of(Compression::Gzip, Some(100)), Some(100));
+        // Every other exporter keeps the driver's default: off.
+        assert_eq!(driver_config(t, &QueueConfig::default(), &retry).queue.batch.coalesce_size, None);
     }
 }

@@ -19,7 +19,7 @@ use crate::compress::{CompressionParams, Compressor, GRPC_HEADER};
 use crate::credentials::{ExporterAuth, FileHeaders};
 use crate::response::{PartialSuccess, log_partial_success, partial_success_proto, rpc_status};
 use crate::{
-    BuildError, Compression, TlsConfig, default_timeout, driver_config, error_chain, offload, user_agent,
+    BuildError, Compression, TlsConfig, default_timeout, error_chain, offload, otlp_driver_config, user_agent,
     validate_common,
 };
 use bytes::BytesMut;
@@ -237,7 +237,7 @@ impl OtlpExporter {
             metadata,
             file_headers,
             timeout: cfg.timeout,
-            driver: driver_config(cfg.timeout, &cfg.sending_queue, &cfg.retry_on_failure),
+            driver: otlp_driver_config(cfg.timeout, &cfg.sending_queue, &cfg.retry_on_failure, cfg.compression),
         })
     }
 
