@@ -788,7 +788,7 @@ async fn run(
                             break;
                         }
                         // Sends in flight besides the one this batch holds a permit for.
-                        let in_flight = consumers_n - 1 - consumers.available_permits();
+                        let in_flight = (consumers_n - 1).saturating_sub(consumers.available_permits());
                         let coalesce = in_flight > 0 && batch.items < coalesce_size && batch.bytes < b.max_bytes / 2;
                         if batch.items >= b.min_size && !coalesce {
                             break;
