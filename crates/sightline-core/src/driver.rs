@@ -257,10 +257,11 @@ impl QueueConfig {
 pub const COALESCE_UNCOMPRESSED: u64 = 8192;
 
 /// `sending_queue.batch`. When a consumer is free it takes every payload already queued (up
-/// to `max_size` items / `max_bytes`) into one batch; only while the batch is below
-/// `min_size` items does it wait for more, at most `flush_timeout`. With the default
-/// `min_size: 0` nothing waits: batches are as large as the backlog, so latency stays low
-/// when the backend keeps up and batches grow when it does not.
+/// to `max_size` items / `max_bytes`) into one batch; it waits for more, at most
+/// `flush_timeout`, only while the batch is below `min_size` items, or below `coalesce_size`
+/// while another send is in flight. With `min_size: 0` and no send in flight nothing waits:
+/// batches are as large as the backlog, so latency stays low when the backend keeps up and
+/// batches grow when it does not.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct BatchConfig {
@@ -277,7 +278,7 @@ pub struct BatchConfig {
     /// Never merge past this many bytes (default 4194304 = 4 MiB, the usual gRPC receive
     /// limit of backends). Sightline extension.
     pub max_bytes: usize,
-    /// How long a batch below `min_size` waits for more (default 200ms).
+    /// How long a batch below `min_size` (or `coalesce_size`) waits for more (default 200ms).
     #[serde(with = "humantime_serde")]
     pub flush_timeout: Duration,
     /// While another send of this exporter is in flight, a batch below this many items (and
@@ -779,7 +780,8 @@ async fn run(
                     break;
                 }
                 // Take what is already queued without waiting; wait (up to flush_timeout) only
-                // while the batch is below min_size.
+                // while the batch is below min_size, or below coalesce_size with a send in
+                // flight.
                 let next = match rx.try_recv() {
                     Ok(p) => Some(p),
                     Err(mpsc::error::TryRecvError::Disconnected) => None,
