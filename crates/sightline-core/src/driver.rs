@@ -252,8 +252,8 @@ impl QueueConfig {
     }
 }
 
-/// `coalesce_size` of the exporters whose requests cost mostly per request, not per byte: OTLP
-/// sent uncompressed (ADR 32).
+/// `coalesce_size` of the exporter whose requests cost mostly per request, not per byte: OTLP
+/// gRPC sent uncompressed (ADR 32).
 pub const COALESCE_UNCOMPRESSED: u64 = 8192;
 
 /// `sending_queue.batch`. When a consumer is free it takes every payload already queued (up
@@ -285,8 +285,8 @@ pub struct BatchConfig {
     /// below half of `max_bytes`) waits for more payloads until a send finishes, at most
     /// `flush_timeout` (0 = never wait for a send). With nothing in flight a batch goes at
     /// once, so an idle backend adds no latency; under load the payloads that arrive during a
-    /// send go out together. Default: the exporter's ([`COALESCE_UNCOMPRESSED`] for `otlp` and
-    /// `otlphttp` with `compression: none`, else 0). Sightline extension (ADR 32).
+    /// send go out together. Default: the exporter's ([`COALESCE_UNCOMPRESSED`] for `otlp`
+    /// with `compression: none`, else 0). Sightline extension (ADR 32).
     pub coalesce_size: Option<u64>,
 }
 

@@ -18,7 +18,7 @@ use crate::credentials::{ExporterAuth, FileHeaders};
 use crate::http_exporter::{self, ERROR_BODY_LIMIT, HttpClient, RESPONSE_LIMIT, body_text, parse_url, read_limited};
 use crate::response::{log_partial_success, partial_success_json, partial_success_proto, rpc_status, truncate};
 use crate::{
-    BuildError, Compression, TlsConfig, default_timeout, error_chain, json_signal, offload, otlp_driver_config,
+    BuildError, Compression, TlsConfig, default_timeout, driver_config, error_chain, json_signal, offload,
     validate_common, validate_headers,
 };
 use bytes::Bytes;
@@ -251,7 +251,7 @@ impl OtlpHttpExporter {
 
     /// The driver options (`timeout`, `sending_queue`, `retry_on_failure`).
     pub fn driver_config(&self) -> DriverConfig {
-        otlp_driver_config(self.cfg.timeout, &self.cfg.sending_queue, &self.cfg.retry_on_failure, self.cfg.compression)
+        driver_config(self.cfg.timeout, &self.cfg.sending_queue, &self.cfg.retry_on_failure)
     }
 }
 
