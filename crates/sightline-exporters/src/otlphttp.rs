@@ -4,7 +4,7 @@
 //! workspace already has hyper, hyper-util and rustls (through tonic); reqwest would add its
 //! own stack of features (redirects, cookies, proxies from the environment) that an exporter
 //! must not have implicitly, and would hide the body type: here a batch goes out as its chunks
-//! when uncompressed (a body that yields the chunks one by one), and compression streams the
+//! when uncompressed (one chain of buffers, written without a copy), and compression streams the
 //! chunks through the encoder in one pass.
 //!
 //! Outcomes follow the OTLP specification: 2xx is success (a `partial_success` in the response
@@ -12,7 +12,7 @@
 //! date), any other status is permanent; the backend's explanation (a `google.rpc.Status` or
 //! text, at most 1 KiB) goes into the error message, which the driver logs.
 
-use crate::body::ChunksBody;
+use crate::body::ChainBody;
 use crate::compress::{CompressionParams, Compressor, GRPC_HEADER};
 use crate::credentials::{ExporterAuth, FileHeaders};
 use crate::http_exporter::{self, ERROR_BODY_LIMIT, HttpClient, RESPONSE_LIMIT, body_text, parse_url, read_limited};
@@ -187,7 +187,7 @@ fn join_path(base: &Uri, path: &str) -> Result<Uri, String> {
 pub struct OtlpHttpExporter {
     id: Arc<str>,
     cfg: OtlpHttpConfig,
-    client: HttpClient<ChunksBody>,
+    client: HttpClient<ChainBody>,
     headers: HeaderMap,
     file_headers: Option<FileHeaders>,
     compressor: Option<Arc<Compressor>>,
@@ -259,7 +259,7 @@ struct OtlpHttpSender {
     id: Arc<str>,
     signal: Signal,
     url: Uri,
-    client: HttpClient<ChunksBody>,
+    client: HttpClient<ChainBody>,
     headers: HeaderMap,
     /// Headers whose values come from files (`headers_from_files`, `auth`).
     file_headers: Option<FileHeaders>,
@@ -321,9 +321,9 @@ impl Sender for OtlpHttpSender {
 impl OtlpHttpSender {
     /// The request body: the chunks themselves when nothing needs transforming, otherwise one
     /// buffer produced in a single pass (large batches on the blocking pool).
-    async fn encode(&self, batch: &Batch) -> Result<ChunksBody, SendError> {
+    async fn encode(&self, batch: &Batch) -> Result<ChainBody, SendError> {
         if self.encoding == Encoding::Proto && self.compressor.is_none() {
-            return Ok(ChunksBody::new(batch.chunks().cloned()));
+            return Ok(ChainBody::new(batch.chunks().cloned()));
         }
         let batch = batch.clone();
         let encoding = self.encoding;
@@ -345,7 +345,7 @@ impl OtlpHttpSender {
         .await
         .map_err(|e| SendError::permanent(format!("encoding task failed: {e}")))?
         .map_err(|e| SendError::permanent(format!("encoding ({name}) failed: {e}")))?;
-        Ok(ChunksBody::new([out]))
+        Ok(ChainBody::new([out]))
     }
 }
 

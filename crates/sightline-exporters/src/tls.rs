@@ -115,6 +115,17 @@ impl TlsConfig {
     /// when `http1`. Without `tls_needed` (a plain-text endpoint) the certificate files and the
     /// system roots are not read at all.
     pub fn connector(&self, tls_needed: bool, http1: bool) -> Result<HttpsConnector<HttpConnector>, BuildError> {
+        self.connector_over(tls_needed, http1, http_connector())
+    }
+
+    /// [`TlsConfig::connector`] over the given TCP connector ([`http_connector`]'s settings
+    /// and a connect timeout, say).
+    pub(crate) fn connector_over(
+        &self,
+        tls_needed: bool,
+        http1: bool,
+        http: HttpConnector,
+    ) -> Result<HttpsConnector<HttpConnector>, BuildError> {
         let config = if tls_needed {
             self.client_config()?
         } else {
@@ -134,7 +145,7 @@ impl TlsConfig {
             None => builder,
         };
         let builder = if http1 { builder.enable_all_versions() } else { builder.enable_http2() };
-        Ok(builder.wrap_connector(http_connector()))
+        Ok(builder.wrap_connector(http))
     }
 }
 
