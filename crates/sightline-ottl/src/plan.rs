@@ -196,6 +196,9 @@ pub struct Plan {
     by_len: [u8; 64],
     /// Encoded `AnyValue`s.
     values: Vec<Vec<u8>>,
+    /// The attribute fields `set(attributes[key], literal)` adds, encoded whole (tag, length,
+    /// key and value) when the plan is built: (key index, value index, field).
+    added: Vec<(u16, u16, Vec<u8>)>,
     groups: Vec<Group>,
     drop: Vec<PCond>,
     /// What the filter's conditions read.
@@ -217,6 +220,7 @@ impl Plan {
             keys: Vec::new(),
             by_len: [0; 64],
             values: vec![Vec::new()],
+            added: Vec::new(),
             groups: Vec::new(),
             drop: Vec::new(),
             drop_reads: Reads::default(),
@@ -351,7 +355,13 @@ impl Plan {
                     },
                     _ => return None,
                 };
-                Some(Op::Set { key: self.key(k)?, value })
+                let key = self.key(k)?;
+                if let SetV::Lit(v) = value {
+                    let mut whole = Vec::new();
+                    self.encode_attr(&mut whole, &self.keys[usize::from(key)], &self.values[usize::from(v)]);
+                    self.added.push((key, v, whole));
+                }
+                Some(Op::Set { key, value })
             }
             ("delete_key", [target, key]) => {
                 let ast::Expr::Path(tp) = &target.value else { return None };
@@ -501,19 +511,27 @@ impl Plan {
         }
     }
 
+    /// An attribute field of the item type: tag, length, then the `KeyValue`'s key and value.
+    fn encode_attr(&self, out: &mut Vec<u8>, k: &[u8], v: &[u8]) {
+        let len = wire::len_field_size(1, k.len()) + wire::len_field_size(2, v.len());
+        wire::put_tag(out, self.kind.attrs_field(), WireType::Len);
+        wire::put_varint(out, len as u64);
+        wire::put_len_field(out, 1, k);
+        wire::put_len_field(out, 2, v);
+    }
+
     fn write(&self, item: &Item, out: &mut Vec<u8>) {
         let raw = item.raw;
         let field = self.kind.attrs_field();
-        let put = |out: &mut Vec<u8>, e: &Entry| match e.field {
-            Some(f) => out.extend_from_slice(&raw[f.0 as usize..f.1 as usize]),
-            None => {
-                let (k, v) = (self.bytes(item, e.key, true), self.bytes(item, e.value, false));
-                let len = wire::len_field_size(1, k.len()) + wire::len_field_size(2, v.len());
-                wire::put_tag(out, field, WireType::Len);
-                wire::put_varint(out, len as u64);
-                wire::put_len_field(out, 1, k);
-                wire::put_len_field(out, 2, v);
+        let put = |out: &mut Vec<u8>, e: &Entry| match (e.field, e.key, e.value) {
+            (Some(f), _, _) => out.extend_from_slice(&raw[f.0 as usize..f.1 as usize]),
+            // An attribute a `set` to a literal added: encoded when the plan was built.
+            (None, Src::Plan(k), Src::Plan(v))
+                if let Some((_, _, whole)) = self.added.iter().find(|a| a.0 == k && a.1 == v) =>
+            {
+                out.extend_from_slice(whole)
             }
+            (None, _, _) => self.encode_attr(out, self.bytes(item, e.key, true), self.bytes(item, e.value, false)),
         };
         match item.run {
             Some(run) if item.contiguous => {
@@ -656,9 +674,39 @@ impl<'a> Item<'a> {
         self.indexed = plan.indexed();
         let (raw, kind, reads) = (self.raw, plan.kind, plan.reads);
         let field = kind.attrs_field();
+        let attr_tag = (field << 3 | 2) as u8;
         let (mut pos, mut after_run) = (0, false);
         loop {
             let start = pos as u32;
+            // An attribute as every SDK writes it (one-byte lengths, the key then the value,
+            // nothing else) is read here without the general field reader.
+            if let Some(&[tag, len, 0x0a, klen]) = raw.get(pos..pos + 4).and_then(|h| h.first_chunk::<4>())
+                && tag == attr_tag
+                && len < 0x80
+                && klen < 0x80
+                && let Some(&[0x12, vlen]) = raw.get(pos + 4 + usize::from(klen)..).and_then(|v| v.first_chunk::<2>())
+                && vlen < 0x80
+                && 4 + usize::from(klen) + usize::from(vlen) == usize::from(len)
+                && pos + 2 + usize::from(len) <= raw.len()
+            {
+                if after_run {
+                    self.contiguous = false;
+                }
+                let k0 = start + 4;
+                let key = (k0, k0 + u32::from(klen));
+                let end = start + 2 + u32::from(len);
+                pos = end as usize;
+                self.run = Some(self.run.map_or((start, end), |r| (r.0, end)));
+                if self.indexed {
+                    self.index(plan, key);
+                }
+                self.entries.push(Entry {
+                    key: Src::Raw(key),
+                    value: Src::Raw((key.1 + 2, end)),
+                    field: Some((start, end)),
+                });
+                continue;
+            }
             let Some((number, v)) = next_field(raw, &mut pos, 0) else { break };
             if number == field {
                 let V::Len(kv) = v else { continue };

@@ -104,14 +104,27 @@ fn span(r: &mut Rng) -> Vec<u8> {
         ..Default::default()
     };
     let mut b = s.encode_to_vec();
-    // Now and then an attribute after a later field (not one run) or a name that is not UTF-8.
-    match r.below(6) {
+    // Now and then an attribute after a later field (not one run), a name that is not UTF-8,
+    // or an attribute in a layout the scan's fast path does not take: no value, or the
+    // value before the key.
+    match r.below(8) {
         0 => wire::put_len_field(
             &mut b,
             9,
             &KeyValue { key: "a".into(), value: value(r), ..Default::default() }.encode_to_vec(),
         ),
         1 => wire::put_len_field(&mut b, 5, &[0xff, 0xfe]),
+        2 => wire::put_len_field(
+            &mut b,
+            9,
+            &KeyValue { key: "b".into(), value: None, ..Default::default() }.encode_to_vec(),
+        ),
+        3 => {
+            let mut kv = Vec::new();
+            wire::put_len_field(&mut kv, 2, &value(r).unwrap_or_default().encode_to_vec());
+            wire::put_len_field(&mut kv, 1, b"a");
+            wire::put_len_field(&mut b, 9, &kv);
+        }
         _ => {}
     }
     b
