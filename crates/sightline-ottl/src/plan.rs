@@ -13,7 +13,7 @@
 
 use crate::compile::{Binder, Cond, Getter, KeyG};
 use crate::context::{Ctx, F};
-use crate::slot::{R, V, key_value, lookup_in, next_field, same, wire_val};
+use crate::slot::{R, V, key_value, lookup_in, next_field, same, skip_short, wire_val};
 use crate::value::{Val, compare};
 use crate::{Condition, Statement, ast};
 use prost::Message as _;
@@ -639,6 +639,15 @@ struct Item<'a> {
     indexed: bool,
 }
 
+/// Whether [`Item::note`] reads a field numbered `number` (the tag's upper bits) of `kind`.
+#[inline(always)]
+fn noted(kind: Kind, number: u8) -> bool {
+    match kind {
+        Kind::Span => matches!(number, 5 | 6 | 15),
+        Kind::Log => matches!(number, 2 | 3),
+    }
+}
+
 /// An absent key in [`Item::at`].
 const NOWHERE: u8 = u8::MAX;
 
@@ -705,6 +714,15 @@ impl<'a> Item<'a> {
                     value: Src::Raw((key.1 + 2, end)),
                     field: Some((start, end)),
                 });
+                continue;
+            }
+            // Another field that no condition reads is passed without being read.
+            if let Some(&tag) = raw.get(pos)
+                && u32::from(tag >> 3) != field
+                && !(reads.scalars && noted(kind, tag >> 3))
+                && skip_short(raw, &mut pos)
+            {
+                after_run |= !self.entries.is_empty();
                 continue;
             }
             let Some((number, v)) = next_field(raw, &mut pos, 0) else { break };
