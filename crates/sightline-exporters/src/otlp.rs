@@ -209,6 +209,9 @@ impl OtlpExporter {
         // The connector decides TLS from the URI's scheme; HTTP/2 only (with prior knowledge in
         // plain text, by ALPN over TLS), one connection multiplexed by every send.
         let origin = format!("{}://{}", if target.tls { "https" } else { "http" }, target.authority);
+        if origin.parse::<Uri>().is_err() {
+            return Err(BuildError::invalid("endpoint", "not a valid URI"));
+        }
         let mut http = crate::tls::http_connector();
         http.set_connect_timeout(Some(cfg.timeout));
         let connector = cfg.tls.connector_over(target.tls, false, http)?;
@@ -242,7 +245,7 @@ impl OtlpExporter {
 
     /// The sender of `signal`'s batches over the shared connection.
     pub fn sender(&self, signal: Signal) -> Arc<dyn Sender> {
-        // The origin was checked when parsed, and the path is a constant.
+        // The origin was checked in `new`, and the path is a constant: this parses.
         let uri = format!("{}{}", self.origin, signal.grpc_path()).parse().unwrap_or_default();
         Arc::new(OtlpSender {
             id: self.id.clone(),
