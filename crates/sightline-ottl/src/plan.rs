@@ -13,7 +13,7 @@
 
 use crate::compile::{Binder, Cond, Getter, KeyG};
 use crate::context::{Ctx, F};
-use crate::slot::{R, V, key_value, lookup_in, next_field, same, skip_short, wire_val};
+use crate::slot::{R, V, key_value, lookup_in, next_field, same, wire_val};
 use crate::value::{Val, compare};
 use crate::{Condition, Statement, ast};
 use prost::Message as _;
@@ -639,15 +639,6 @@ struct Item<'a> {
     indexed: bool,
 }
 
-/// Whether [`Item::note`] reads a field numbered `number` (the tag's upper bits) of `kind`.
-#[inline(always)]
-fn noted(kind: Kind, number: u8) -> bool {
-    match kind {
-        Kind::Span => matches!(number, 5 | 6 | 15),
-        Kind::Log => matches!(number, 2 | 3),
-    }
-}
-
 /// An absent key in [`Item::at`].
 const NOWHERE: u8 = u8::MAX;
 
@@ -687,63 +678,37 @@ impl<'a> Item<'a> {
         let (mut pos, mut after_run) = (0, false);
         loop {
             let start = pos as u32;
-            // An attribute as every SDK writes it (one-byte lengths, the key then the value,
-            // nothing else) is read here without the general field reader.
-            if let Some(&[tag, len, 0x0a, klen]) = raw.get(pos..pos + 4).and_then(|h| h.first_chunk::<4>())
-                && tag == attr_tag
-                && len < 0x80
-                && klen < 0x80
-                && let Some(&[0x12, vlen]) = raw.get(pos + 4 + usize::from(klen)..).and_then(|v| v.first_chunk::<2>())
-                && vlen < 0x80
-                && 4 + usize::from(klen) + usize::from(vlen) == usize::from(len)
-                && pos + 2 + usize::from(len) <= raw.len()
-            {
-                if after_run {
-                    self.contiguous = false;
+            let tag = raw.get(pos).copied().unwrap_or(0);
+            let kv = match raw.get(pos + 1) {
+                // An attribute with a one-byte length (as every SDK writes them): its bounds
+                // read here, its key and value by `key_value`.
+                Some(&len) if tag == attr_tag && len < 0x80 && pos + 2 + usize::from(len) <= raw.len() => {
+                    pos += 2 + usize::from(len);
+                    (start + 2, pos as u32)
                 }
-                let k0 = start + 4;
-                let key = (k0, k0 + u32::from(klen));
-                let end = start + 2 + u32::from(len);
-                pos = end as usize;
-                self.run = Some(self.run.map_or((start, end), |r| (r.0, end)));
-                if self.indexed {
-                    self.index(plan, key);
+                _ => {
+                    let Some((number, v)) = next_field(raw, &mut pos, 0) else { break };
+                    if number != field {
+                        after_run |= !self.entries.is_empty();
+                        if reads.scalars {
+                            self.note(kind, number, v, reads.status);
+                        }
+                        continue;
+                    }
+                    let V::Len(kv) = v else { continue };
+                    kv
                 }
-                self.entries.push(Entry {
-                    key: Src::Raw(key),
-                    value: Src::Raw((key.1 + 2, end)),
-                    field: Some((start, end)),
-                });
-                continue;
+            };
+            if after_run {
+                self.contiguous = false;
             }
-            // Another field that no condition reads is passed without being read.
-            if let Some(&tag) = raw.get(pos)
-                && u32::from(tag >> 3) != field
-                && !(reads.scalars && noted(kind, tag >> 3))
-                && skip_short(raw, &mut pos)
-            {
-                after_run |= !self.entries.is_empty();
-                continue;
+            let (key, value) = key_value(raw, kv);
+            let end = pos as u32;
+            self.run = Some(self.run.map_or((start, end), |r| (r.0, end)));
+            if self.indexed {
+                self.index(plan, key);
             }
-            let Some((number, v)) = next_field(raw, &mut pos, 0) else { break };
-            if number == field {
-                let V::Len(kv) = v else { continue };
-                if after_run {
-                    self.contiguous = false;
-                }
-                let (key, value) = key_value(raw, kv);
-                let end = pos as u32;
-                self.run = Some(self.run.map_or((start, end), |r| (r.0, end)));
-                if self.indexed {
-                    self.index(plan, key);
-                }
-                self.entries.push(Entry { key: Src::Raw(key), value: Src::Raw(value), field: Some((start, end)) });
-                continue;
-            }
-            after_run |= !self.entries.is_empty();
-            if reads.scalars {
-                self.note(kind, number, v, reads.status);
-            }
+            self.entries.push(Entry { key: Src::Raw(key), value: Src::Raw(value), field: Some((start, end)) });
         }
         // Every index, and the entry count, fits in a byte below `NOWHERE`.
         if self.entries.len() >= usize::from(NOWHERE) {

@@ -102,37 +102,6 @@ pub(crate) fn next_field(b: &[u8], pos: &mut usize, base: u32) -> Option<(u32, V
     Some((number, v))
 }
 
-/// Moves `pos` past the field there when it is one a walk can pass without reading it: a
-/// one-byte tag and a fixed-size value, a varint, or a value with a one-byte length, all in
-/// bounds. False leaves `pos` for [`next_field`] (which also finds malformed bytes), so a
-/// walk that tries this first reads the same fields in the same way.
-#[inline(always)]
-pub(crate) fn skip_short(b: &[u8], pos: &mut usize) -> bool {
-    let p = *pos;
-    let Some(&tag) = b.get(p) else { return false };
-    if !(8..0x80).contains(&tag) {
-        return false;
-    }
-    let end = match tag & 7 {
-        0 => match b.get(p + 1..).and_then(|v| v.iter().take(10).position(|&c| c < 0x80)) {
-            Some(i) => p + 2 + i,
-            None => return false,
-        },
-        1 => p + 9,
-        2 => match b.get(p + 1) {
-            Some(&len) if len < 0x80 => p + 2 + usize::from(len),
-            _ => return false,
-        },
-        5 => p + 5,
-        _ => return false,
-    };
-    if end > b.len() {
-        return false;
-    }
-    *pos = end;
-    true
-}
-
 /// One attribute of the encoded item: offsets of its key, its `AnyValue` and the whole field.
 #[derive(Clone, Copy)]
 struct AttrAt {
@@ -153,6 +122,7 @@ struct Scan<H> {
 }
 
 /// The key and value ranges of the `KeyValue` at `kv` (the last of each, empty when absent).
+#[inline(always)]
 pub(crate) fn key_value(raw: &[u8], kv: R) -> (R, R) {
     let body = &raw[kv.0 as usize..kv.1 as usize];
     // The layout every SDK writes: the key (tag 0x0a) then the value (0x12), each with a
@@ -216,14 +186,8 @@ fn lookup<T: Lazy>(raw: &[u8], key: &[u8]) -> Option<R> {
 
 /// [`lookup`] in attributes field `field`.
 pub(crate) fn lookup_in(raw: &[u8], field: u32, key: &[u8]) -> Option<R> {
-    let attr_tag = (field << 3 | 2) as u8;
     let mut pos = 0;
-    loop {
-        // Other fields are passed without being read.
-        if raw.get(pos).is_some_and(|&t| t != attr_tag) && skip_short(raw, &mut pos) {
-            continue;
-        }
-        let Some((number, v)) = next_field(raw, &mut pos, 0) else { break };
+    while let Some((number, v)) = next_field(raw, &mut pos, 0) {
         let (true, V::Len(kv)) = (number == field, v) else { continue };
         let body = &raw[kv.0 as usize..kv.1 as usize];
         // The layout every SDK writes (as in `key_value`): the key first, with a one-byte
