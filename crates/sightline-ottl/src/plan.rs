@@ -44,6 +44,16 @@ impl Kind {
         }
     }
 
+    /// Where a walk of an item's fields may start: after a span's ids in the layout every SDK
+    /// writes (no plan reads them, and they are known well formed).
+    #[inline(always)]
+    fn first_field(self, raw: &[u8]) -> usize {
+        match self {
+            Kind::Span => wire::span_ids_prefix(raw),
+            Kind::Log => 0,
+        }
+    }
+
     fn attrs_path(self) -> F {
         match self {
             Kind::Span => F::SpanAttrs,
@@ -485,7 +495,8 @@ impl Plan {
                 // validated (equal bytes are the literal's, valid UTF-8; unequal ones give
                 // the same answer as a value that does not decode, nil).
                 let at = match item.light {
-                    true => lookup_in(item.raw, self.kind.attrs_field(), bytes).map(Src::Raw),
+                    true => lookup_in(item.raw, self.kind.first_field(item.raw), self.kind.attrs_field(), bytes)
+                        .map(Src::Raw),
                     false => item.value_of(self, *key),
                 };
                 let same_value = match at {
@@ -675,7 +686,7 @@ impl<'a> Item<'a> {
         let (raw, kind, reads) = (self.raw, plan.kind, plan.reads);
         let field = kind.attrs_field();
         let attr_tag = (field << 3 | 2) as u8;
-        let (mut pos, mut after_run) = (0, false);
+        let (mut pos, mut after_run) = (kind.first_field(raw), false);
         loop {
             let start = pos as u32;
             let tag = raw.get(pos).copied().unwrap_or(0);
@@ -740,7 +751,7 @@ impl<'a> Item<'a> {
     /// The scalars only (attribute fields skipped).
     fn read_scalars(&mut self, kind: Kind, status: bool) {
         let raw = self.raw;
-        let mut pos = 0;
+        let mut pos = kind.first_field(raw);
         while let Some((number, v)) = next_field(raw, &mut pos, 0) {
             self.note(kind, number, v, status);
         }
@@ -806,7 +817,8 @@ impl<'a> Item<'a> {
         if !self.light {
             return self.find(plan, key).map(|i| self.entries[i].value);
         }
-        lookup_in(self.raw, plan.kind.attrs_field(), &plan.keys[usize::from(key)]).map(Src::Raw)
+        let from = plan.kind.first_field(self.raw);
+        lookup_in(self.raw, from, plan.kind.attrs_field(), &plan.keys[usize::from(key)]).map(Src::Raw)
     }
 }
 

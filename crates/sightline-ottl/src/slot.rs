@@ -181,14 +181,28 @@ fn scan<T: Lazy>(raw: &[u8]) -> Scan<T::Head> {
 /// The encoded value of the first attribute `key` of an item (pdata's `Map.Get`), found
 /// without [`scan`]: only the attributes' keys are read.
 fn lookup<T: Lazy>(raw: &[u8], key: &[u8]) -> Option<R> {
-    lookup_in(raw, T::ATTRS, key)
+    lookup_in(raw, 0, T::ATTRS, key)
 }
 
-/// [`lookup`] in attributes field `field`.
-pub(crate) fn lookup_in(raw: &[u8], field: u32, key: &[u8]) -> Option<R> {
-    let mut pos = 0;
-    while let Some((number, v)) = next_field(raw, &mut pos, 0) {
-        let (true, V::Len(kv)) = (number == field, v) else { continue };
+/// [`lookup`] in attributes field `field`, the walk starting at byte `from` (the end of
+/// leading fields known not to be attributes: [`wire::span_ids_prefix`]).
+pub(crate) fn lookup_in(raw: &[u8], from: usize, field: u32, key: &[u8]) -> Option<R> {
+    // The tag of an attribute field when it takes one byte (0xff, no one-byte tag, when not).
+    let attr_tag = if field < 16 { (field << 3 | 2) as u8 } else { 0xff };
+    let mut pos = from;
+    loop {
+        let kv = match raw.get(pos..pos + 2) {
+            // An attribute with a one-byte length (as every SDK writes them): its bounds read
+            // here, as in the plans' scan.
+            Some(&[tag, len]) if tag == attr_tag && len < 0x80 && pos + 2 + usize::from(len) <= raw.len() => {
+                pos += 2 + usize::from(len);
+                ((pos - usize::from(len)) as u32, pos as u32)
+            }
+            _ => match next_field(raw, &mut pos, 0)? {
+                (number, V::Len(kv)) if number == field => kv,
+                _ => continue,
+            },
+        };
         let body = &raw[kv.0 as usize..kv.1 as usize];
         // The layout every SDK writes (as in `key_value`): the key first, with a one-byte
         // length; a key that differs ends the look at this attribute there.
@@ -210,7 +224,6 @@ pub(crate) fn lookup_in(raw: &[u8], field: u32, key: &[u8]) -> Option<R> {
             return Some(value);
         }
     }
-    None
 }
 
 /// The value of the `KeyValue` at `kv` when its key is `key`, every field read: a key that
@@ -233,8 +246,8 @@ fn match_walk(raw: &[u8], kv: R, key: &[u8]) -> Option<R> {
     matched.then_some(value)
 }
 
-/// `a == b`, inline for keys of up to 16 bytes (attribute keys mostly are): two overlapping
-/// word loads a side instead of a call to `memcmp`.
+/// `a == b`, inline for keys of up to 32 bytes (attribute keys mostly are): two or four
+/// overlapping word loads a side instead of a call to `memcmp`.
 #[inline(always)]
 pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
     let n = a.len();
@@ -248,6 +261,12 @@ pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
         1..4 => a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1],
         4..8 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
         8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        17..=32 => {
+            word(a, 0) == word(b, 0)
+                && word(a, 8) == word(b, 8)
+                && word(a, n - 16) == word(b, n - 16)
+                && word(a, n - 8) == word(b, n - 8)
+        }
         _ => a == b,
     }
 }
@@ -989,19 +1008,30 @@ mod tests {
         ];
         let full = kv("a", "/api").encode_to_vec();
         bodies.extend((0..full.len()).map(|n| full[..n].to_vec()));
-        for first in &bodies {
-            for second in &bodies {
-                // A span: its name, two attributes, its kind.
-                let mut raw = vec![0x2a, 0x01, b'n'];
-                wire::put_len_field(&mut raw, 9, first);
-                wire::put_len_field(&mut raw, 9, second);
-                raw.extend_from_slice(&[0x30, 0x02]);
-                for key in [&b"a"[..], b"", long.as_bytes(), b"b", b"zz"] {
-                    assert_eq!(
-                        lookup_in(&raw, 9, key),
-                        lookup_walk(&raw, 9, key),
-                        "{first:02x?} {second:02x?} {key:?}"
-                    );
+        // A span's ids as SDKs write them (the walk starts after them), with a parent and
+        // without; and none.
+        let ids = |parent: bool| {
+            let s = Span { trace_id: vec![9; 16], span_id: vec![8; 8], ..Default::default() };
+            Span { parent_span_id: if parent { vec![7; 8] } else { vec![] }, ..s }.encode_to_vec()
+        };
+        for prefix in [ids(true), ids(false), vec![]] {
+            for first in &bodies {
+                for second in &bodies {
+                    // A span: its ids, its name, two attributes, its kind.
+                    let mut raw = prefix.clone();
+                    raw.extend_from_slice(&[0x2a, 0x01, b'n']);
+                    wire::put_len_field(&mut raw, 9, first);
+                    wire::put_len_field(&mut raw, 9, second);
+                    raw.extend_from_slice(&[0x30, 0x02]);
+                    let from = wire::span_ids_prefix(&raw);
+                    assert_eq!(from, prefix.len());
+                    for key in [&b"a"[..], b"", long.as_bytes(), b"b", b"zz"] {
+                        assert_eq!(
+                            lookup_in(&raw, from, 9, key),
+                            lookup_walk(&raw, 9, key),
+                            "{first:02x?} {second:02x?} {key:?}"
+                        );
+                    }
                 }
             }
         }

@@ -96,8 +96,11 @@ fn span(r: &mut Rng) -> Vec<u8> {
     let s = Span {
         name: ["GET /healthz", "work", ""][r.below(3)].into(),
         kind: r.below(6) as i32,
-        trace_id: vec![1; 16],
+        // The ids as SDKs write them (the scan starts after them), with or without a
+        // parent, or none.
+        trace_id: if r.below(5) == 0 { vec![] } else { vec![1; 16] },
         span_id: vec![2; 8],
+        parent_span_id: if r.below(2) == 0 { vec![3; 8] } else { vec![] },
         start_time_unix_nano: 5,
         attributes: attrs(r),
         status: (r.below(2) == 0).then(|| Status { code: r.below(3) as i32, message: String::new() }),
