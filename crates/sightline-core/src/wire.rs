@@ -824,7 +824,10 @@ fn skim_item(signal: Signal, item: &[u8]) -> Option<u64> {
     match signal {
         // trace_id (16 bytes), span_id and parent_span_id (8); a log record's trace_id and
         // span_id.
-        Signal::Traces => skim_ids(item, span_ids_prefix(item), 1, [2, 4]).then_some(1),
+        Signal::Traces => {
+            let ids = span_ids_prefix(item);
+            skim_ids(item, span_head(item, ids).map_or(ids, |h| h.end), 1, [2, 4]).then_some(1)
+        }
         Signal::Logs => skim_ids(item, 0, 9, [10, 10]).then_some(1),
         Signal::Metrics => {
             let mut points = 0u64;
@@ -920,6 +923,39 @@ pub fn span_ids_prefix(span: &[u8]) -> usize {
             _ => 0,
         },
         _ => 0,
+    }
+}
+
+/// A span's `name`, `kind`, `start_time_unix_nano` and `end_time_unix_nano` in the layout
+/// every SDK writes, after its ids ([`span_ids_prefix`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SpanHead {
+    /// The name's bytes, as offsets in the span.
+    pub name: (usize, usize),
+    pub kind: u8,
+    /// Where the four fields end.
+    pub end: usize,
+}
+
+/// The four fields after a span's ids at `p` ([`span_ids_prefix`]) when they are as every
+/// SDK writes them: `name` with a one-byte length, `kind` as a one-byte varint, then the two
+/// times as fixed64. `None` otherwise (the walk then reads them one by one).
+///
+/// The fields are checked at places computed from the name's length alone: one dependent
+/// load instead of four fields read in turn.
+#[inline(always)]
+pub fn span_head(span: &[u8], p: usize) -> Option<SpanHead> {
+    let (&tag, &n) = (span.get(p)?, span.get(p + 1)?);
+    if tag != 0x2a || n >= 0x80 {
+        return None;
+    }
+    let q = p + 2 + usize::from(n);
+    // [0x30, kind] [0x39, 8 bytes] [0x41, 8 bytes]
+    match span.get(q..q + 20)? {
+        &[0x30, kind, 0x39, _, _, _, _, _, _, _, _, 0x41, ..] if kind < 0x80 => {
+            Some(SpanHead { name: (p + 2, q), kind, end: q + 20 })
+        }
+        _ => None,
     }
 }
 
@@ -1363,6 +1399,11 @@ mod tests {
         let root = Span { parent_span_id: vec![], ..Span::decode(&span[..]).unwrap() }.encode_to_vec();
         let state = Span { trace_state: "k=v".into(), ..Span::decode(&span[..]).unwrap() }.encode_to_vec();
         assert_eq!([&span, &root, &state].map(|s| span_ids_prefix(s)), [38, 28, 28]);
+        // Its head after the ids: the name (13 bytes), the kind, the two times.
+        assert_eq!(span_head(&span, 38), Some(SpanHead { name: (40, 53), kind: 2, end: 73 }));
+        assert_eq!(&span[40..53], b"GET /checkout");
+        assert_eq!(span_head(&state, 28), None, "trace_state comes first");
+        assert_eq!(span_head(&span, 37), None);
         let cases = [
             (Signal::Traces, span),
             (Signal::Traces, root),

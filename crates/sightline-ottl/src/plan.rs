@@ -44,13 +44,20 @@ impl Kind {
         }
     }
 
-    /// Where a walk of an item's fields may start: after a span's ids in the layout every SDK
-    /// writes (no plan reads them, and they are known well formed).
+    /// Where a walk of an item's fields may start: after a span's ids (which no plan reads)
+    /// and its head ([`wire::span_head`]: its name and kind, then given as well) in the
+    /// layout every SDK writes.
     #[inline(always)]
-    fn first_field(self, raw: &[u8]) -> usize {
+    fn first_field(self, raw: &[u8]) -> (usize, Option<wire::SpanHead>) {
         match self {
-            Kind::Span => wire::span_ids_prefix(raw),
-            Kind::Log => 0,
+            Kind::Span => {
+                let ids = wire::span_ids_prefix(raw);
+                match wire::span_head(raw, ids) {
+                    Some(h) => (h.end, Some(h)),
+                    None => (ids, None),
+                }
+            }
+            Kind::Log => (0, None),
         }
     }
 
@@ -495,7 +502,7 @@ impl Plan {
                 // validated (equal bytes are the literal's, valid UTF-8; unequal ones give
                 // the same answer as a value that does not decode, nil).
                 let at = match item.light {
-                    true => lookup_in(item.raw, self.kind.first_field(item.raw), self.kind.attrs_field(), bytes)
+                    true => lookup_in(item.raw, self.kind.first_field(item.raw).0, self.kind.attrs_field(), bytes)
                         .map(Src::Raw),
                     false => item.value_of(self, *key),
                 };
@@ -686,7 +693,7 @@ impl<'a> Item<'a> {
         let (raw, kind, reads) = (self.raw, plan.kind, plan.reads);
         let field = kind.attrs_field();
         let attr_tag = (field << 3 | 2) as u8;
-        let (mut pos, mut after_run) = (kind.first_field(raw), false);
+        let (mut pos, mut after_run) = (self.skip_head(kind), false);
         loop {
             let start = pos as u32;
             let tag = raw.get(pos).copied().unwrap_or(0);
@@ -748,10 +755,22 @@ impl<'a> Item<'a> {
         }
     }
 
+    /// Where the walk of the item's fields starts ([`Kind::first_field`]), the head's scalars
+    /// noted as the walk would have (a later occurrence still wins).
+    #[inline(always)]
+    fn skip_head(&mut self, kind: Kind) -> usize {
+        let (from, head) = kind.first_field(self.raw);
+        if let Some(h) = head {
+            self.text = (h.name.0 as u32, h.name.1 as u32);
+            self.kind = i32::from(h.kind);
+        }
+        from
+    }
+
     /// The scalars only (attribute fields skipped).
     fn read_scalars(&mut self, kind: Kind, status: bool) {
         let raw = self.raw;
-        let mut pos = kind.first_field(raw);
+        let mut pos = self.skip_head(kind);
         while let Some((number, v)) = next_field(raw, &mut pos, 0) {
             self.note(kind, number, v, status);
         }
@@ -817,7 +836,7 @@ impl<'a> Item<'a> {
         if !self.light {
             return self.find(plan, key).map(|i| self.entries[i].value);
         }
-        let from = plan.kind.first_field(self.raw);
+        let from = plan.kind.first_field(self.raw).0;
         lookup_in(self.raw, from, plan.kind.attrs_field(), &plan.keys[usize::from(key)]).map(Src::Raw)
     }
 }

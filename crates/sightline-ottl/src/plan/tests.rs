@@ -101,7 +101,10 @@ fn span(r: &mut Rng) -> Vec<u8> {
         trace_id: if r.below(5) == 0 { vec![] } else { vec![1; 16] },
         span_id: vec![2; 8],
         parent_span_id: if r.below(2) == 0 { vec![3; 8] } else { vec![] },
+        // Both times set: the head as SDKs write it (`wire::span_head`), when the name and
+        // the kind are not empty.
         start_time_unix_nano: 5,
+        end_time_unix_nano: 9,
         attributes: attrs(r),
         status: (r.below(2) == 0).then(|| Status { code: r.below(3) as i32, message: String::new() }),
         ..Default::default()
