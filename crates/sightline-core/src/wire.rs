@@ -862,7 +862,7 @@ fn skim_item(signal: Signal, item: &[u8]) -> Option<u64> {
 /// cost of its own.
 /// The walk starts at `from`, the end of fields already known to be well formed and of
 /// their proper length ([`span_ids_prefix`]).
-#[inline]
+#[inline(always)]
 fn skim_ids(item: &[u8], from: usize, long: u64, short: [u64; 2]) -> bool {
     let mut p = from;
     while p < item.len() {
