@@ -199,8 +199,14 @@ impl Open {
         self.tag_at = out.len();
         wire::put_tag(out, self.number, WireType::Len);
         self.at = Some(out.len());
-        // Once per item: a slice of zeros, not `resize` (a call to `memset` for two bytes).
-        out.extend_from_slice(&[0; 10][..self.reserve]);
+        // Once per item: stores of a constant size, not a call to `memset` for two bytes
+        // (which both `resize` and a slice of zeros of variable length become).
+        match self.reserve {
+            1 => out.push(0),
+            2 => out.extend_from_slice(&[0; 2]),
+            3 => out.extend_from_slice(&[0; 3]),
+            n => out.resize(out.len() + n, 0),
+        }
     }
 
     /// Writes the length of what follows the header. When it takes more or fewer bytes than
