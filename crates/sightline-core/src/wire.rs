@@ -859,9 +859,9 @@ fn skim_item(signal: Signal, item: &[u8]) -> Option<u64> {
 /// `short`: 8) LEN and empty or of their length. Fields 1-15 (one-byte tags: every field of
 /// a span or log record but a span's `flags`) are read inline without going through
 /// [`skim_field`]; the skim of every item of every request is the receive path's largest
-/// cost of its own.
-/// The walk starts at `from`, the end of fields already known to be well formed and of
-/// their proper length ([`span_ids_prefix`]).
+/// cost of its own. The walk starts at `from`, the end of fields already known to be well
+/// formed and of their proper length (a span's ids and head, [`span_ids_prefix`] and
+/// [`span_head`]).
 #[inline(always)]
 fn skim_ids(item: &[u8], from: usize, long: u64, short: [u64; 2]) -> bool {
     let mut p = from;

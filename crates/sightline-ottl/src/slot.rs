@@ -185,7 +185,7 @@ fn lookup<T: Lazy>(raw: &[u8], key: &[u8]) -> Option<R> {
 }
 
 /// [`lookup`] in attributes field `field`, the walk starting at byte `from` (the end of
-/// leading fields known not to be attributes: [`wire::span_ids_prefix`]).
+/// leading fields known not to be attributes: a span's ids and head, ADR 34).
 pub(crate) fn lookup_in(raw: &[u8], from: usize, field: u32, key: &[u8]) -> Option<R> {
     // The tag of an attribute field when it takes one byte (0xff, no one-byte tag, when not).
     let attr_tag = if field < 16 { (field << 3 | 2) as u8 } else { 0xff };
@@ -1008,13 +1008,15 @@ mod tests {
         ];
         let full = kv("a", "/api").encode_to_vec();
         bodies.extend((0..full.len()).map(|n| full[..n].to_vec()));
-        // A span's ids as SDKs write them (the walk starts after them), with a parent and
-        // without; and none.
-        let ids = |parent: bool| {
+        // A span's ids as SDKs write them, with a parent and without, then its head (name,
+        // kind, times) or not; and none of them. The walk starts after them.
+        let ids = |parent: bool, head: bool| {
             let s = Span { trace_id: vec![9; 16], span_id: vec![8; 8], ..Default::default() };
-            Span { parent_span_id: if parent { vec![7; 8] } else { vec![] }, ..s }.encode_to_vec()
+            let s = Span { parent_span_id: if parent { vec![7; 8] } else { vec![] }, ..s };
+            let h = Span { name: "GET /".into(), kind: 2, start_time_unix_nano: 1, end_time_unix_nano: 2, ..s.clone() };
+            if head { h } else { s }.encode_to_vec()
         };
-        for prefix in [ids(true), ids(false), vec![]] {
+        for prefix in [ids(true, true), ids(false, true), ids(true, false), ids(false, false), vec![]] {
             for first in &bodies {
                 for second in &bodies {
                     // A span: its ids, its name, two attributes, its kind.
@@ -1023,7 +1025,8 @@ mod tests {
                     wire::put_len_field(&mut raw, 9, first);
                     wire::put_len_field(&mut raw, 9, second);
                     raw.extend_from_slice(&[0x30, 0x02]);
-                    let from = wire::span_ids_prefix(&raw);
+                    let at = wire::span_ids_prefix(&raw);
+                    let from = wire::span_head(&raw, at).map_or(at, |h| h.end);
                     assert_eq!(from, prefix.len());
                     for key in [&b"a"[..], b"", long.as_bytes(), b"b", b"zz"] {
                         assert_eq!(
